@@ -1,0 +1,238 @@
+//! CPU helpers shared by the ops: when to go parallel, elementwise maps, reductions that LLVM can
+//! vectorise, and the GEMM entry point.
+//!
+//! **One level of parallelism.** Everything parallel here runs on rayon's global pool (whose size
+//! `RAYON_NUM_THREADS` sets). GEMM calls into `matrixmultiply` are single-threaded (its own
+//! `threading` feature is off); large products are split into rayon tasks by [`gemm`]. Nothing
+//! parallel is ever started from inside a parallel region.
+//!
+//! **Determinism.** Parallel reductions are split into chunks whose boundaries depend only on the
+//! problem size (never on the thread count or on work stealing), and partial results are combined
+//! in chunk order, so results are bit-identical from run to run and across thread counts.
+
+use ndarray::{ArrayView2, ArrayViewMut2, Axis, Zip};
+use rayon::prelude::*;
+
+use crate::tensor::{CpuArray, Element};
+
+/// Below this many elements an elementwise op runs on the calling thread: spawning tasks costs
+/// more than it saves.
+pub const PAR_MIN_ELEMS: usize = 1 << 15;
+
+/// Whether a loop over `n` elements should be split into rayon tasks.
+pub fn should_par(n: usize) -> bool {
+    n >= PAR_MIN_ELEMS && rayon::current_num_threads() > 1
+}
+
+/// `acc += g`, elementwise (same shapes). Copy-on-write if `acc` is shared.
+pub fn add_assign<T: Element>(acc: &mut CpuArray<T>, g: &CpuArray<T>) {
+    if should_par(acc.len()) {
+        Zip::from(acc.view_mut())
+            .and(g)
+            .par_for_each(|a, &b| *a += b);
+    } else {
+        Zip::from(acc.view_mut()).and(g).for_each(|a, &b| *a += b);
+    }
+}
+
+/// `f` over every element.
+pub fn map<T: Element>(a: &CpuArray<T>, f: impl Fn(T) -> T + Sync + Send) -> CpuArray<T> {
+    if should_par(a.len()) {
+        Zip::from(a).par_map_collect(|&x| f(x)).into_shared()
+    } else {
+        a.map(|&x| f(x)).into_shared()
+    }
+}
+
+/// `f` over pairs of elements of two arrays already broadcast to the same shape.
+pub fn zip_map<T: Element>(
+    a: &CpuArray<T>,
+    b: &CpuArray<T>,
+    shape: &[usize],
+    f: impl Fn(T, T) -> T + Sync + Send,
+) -> CpuArray<T> {
+    let av = a.broadcast(shape).expect("caller checked broadcast");
+    let bv = b.broadcast(shape).expect("caller checked broadcast");
+    let z = Zip::from(av).and(bv);
+    if should_par(shape.iter().product()) {
+        z.par_map_collect(|&x, &y| f(x, y)).into_shared()
+    } else {
+        z.map_collect(|&x, &y| f(x, y)).into_shared()
+    }
+}
+
+/// `f` over triples (three arrays of one shape).
+pub fn zip3_map<T: Element>(
+    a: &CpuArray<T>,
+    b: &CpuArray<T>,
+    c: &CpuArray<T>,
+    f: impl Fn(T, T, T) -> T + Sync + Send,
+) -> CpuArray<T> {
+    let z = Zip::from(a).and(b).and(c);
+    if should_par(a.len()) {
+        z.par_map_collect(|&x, &y, &w| f(x, y, w)).into_shared()
+    } else {
+        z.map_collect(|&x, &y, &w| f(x, y, w)).into_shared()
+    }
+}
+
+/// Σ x, with eight independent accumulators: the loop vectorises (a single accumulator forces
+/// sequential adds, since float addition is not associative) and the rounding error grows more
+/// slowly than with one running sum.
+#[inline]
+pub fn sum<T: Element>(x: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for &v in rest {
+        s += v;
+    }
+    s
+}
+
+/// Σ x·y, vectorised like [`sum`].
+#[inline]
+pub fn dot<T: Element>(x: &[T], y: &[T]) -> T {
+    debug_assert_eq!(x.len(), y.len());
+    let mut acc = [T::zero(); 8];
+    let cx = x.chunks_exact(8);
+    let cy = y.chunks_exact(8);
+    let (rx, ry) = (cx.remainder(), cy.remainder());
+    for (a, b) in cx.zip(cy) {
+        for i in 0..8 {
+            acc[i] += a[i] * b[i];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (&a, &b) in rx.iter().zip(ry) {
+        s += a * b;
+    }
+    s
+}
+
+/// max over a slice (−∞ for an empty one; NaN propagates).
+#[inline]
+pub fn max<T: Element>(x: &[T]) -> T {
+    let mut m = T::neg_infinity();
+    for &v in x {
+        if v > m || v.is_nan() {
+            m = v;
+        }
+        if m.is_nan() {
+            return m;
+        }
+    }
+    m
+}
+
+/// `y += a·x` over slices.
+#[inline]
+pub fn axpy<T: Element>(a: T, x: &[T], y: &mut [T]) {
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+/// Minimum number of multiply-adds per rayon task in [`gemm`]; below it a product runs on the
+/// calling thread.
+const GEMM_MIN_WORK_PER_TASK: usize = 1 << 20;
+
+/// `C = alpha·A·B + beta·C` for 2-D views of any strides (transposed operands are just swapped
+/// strides — no copies). Large products are split into rayon tasks along the longer of C's two
+/// sides, so the operand that must be re-packed by every task is the smaller one; each task calls
+/// the single-threaded `matrixmultiply` kernel on its block. Every element of C is computed by the
+/// same sequence of operations whatever the split, so results do not depend on the thread count.
+///
+/// `parallel = false` keeps it on the calling thread (for callers already inside a rayon task).
+pub fn gemm<T: Element>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    mut c: ArrayViewMut2<'_, T>,
+    parallel: bool,
+) {
+    let (m, k) = a.dim();
+    let (k2, n) = b.dim();
+    assert_eq!(k, k2, "gemm: inner dimensions");
+    assert_eq!(c.dim(), (m, n), "gemm: output shape");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let work = m * n * k.max(1);
+    let threads = rayon::current_num_threads();
+    let tasks = if parallel && threads > 1 {
+        (work / GEMM_MIN_WORK_PER_TASK).clamp(1, threads)
+    } else {
+        1
+    };
+    if tasks == 1 {
+        gemm_serial(alpha, a, b, beta, c);
+        return;
+    }
+    if n >= m {
+        let step = n.div_ceil(tasks);
+        let b_parts: Vec<_> = b.axis_chunks_iter(Axis(1), step).collect();
+        let c_parts: Vec<_> = c.axis_chunks_iter_mut(Axis(1), step).collect();
+        b_parts
+            .into_par_iter()
+            .zip(c_parts)
+            .for_each(|(bp, cp)| gemm_serial(alpha, a, bp, beta, cp));
+    } else {
+        let step = m.div_ceil(tasks);
+        let a_parts: Vec<_> = a.axis_chunks_iter(Axis(0), step).collect();
+        let c_parts: Vec<_> = c.axis_chunks_iter_mut(Axis(0), step).collect();
+        a_parts
+            .into_par_iter()
+            .zip(c_parts)
+            .for_each(|(ap, cp)| gemm_serial(alpha, ap, b, beta, cp));
+    }
+    // keep `c` borrowed until the tasks finish
+    let _ = &mut c;
+}
+
+/// One `matrixmultiply` call on the current thread.
+pub fn gemm_serial<T: Element>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    mut c: ArrayViewMut2<'_, T>,
+) {
+    let (m, k) = a.dim();
+    let (_, n) = b.dim();
+    if m == 0 || n == 0 {
+        return;
+    }
+    let [rsa, csa] = [a.strides()[0], a.strides()[1]];
+    let [rsb, csb] = [b.strides()[0], b.strides()[1]];
+    let [rsc, csc] = [c.strides()[0], c.strides()[1]];
+    // SAFETY: the pointers and strides come from ndarray views of shapes (m,k), (k,n), (m,n), so
+    // every address gemm touches (base + i*rs + j*cs within those shapes) lies inside the viewed
+    // arrays; `c` is a unique mutable view (distinct elements have distinct addresses, as ndarray
+    // guarantees for mutable views) and cannot alias `a` or `b`, which are shared borrows.
+    unsafe {
+        T::gemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            rsb,
+            csb,
+            beta,
+            c.as_mut_ptr(),
+            rsc,
+            csc,
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! # scratchgpt
+//!
+//! A GPT-2 built the way *Build a Large Language Model (From Scratch)* teaches it, on a tensor
+//! engine written here: every op's forward and hand-derived backward sit side by side in
+//! [`ops`], and every backward is checked against central differences by
+//! [`autograd::gradcheck`].
+//!
+//! A tour for readers:
+//! - [`tensor`]: the `Tensor` handle, storage, creation, shapes, seeded random numbers.
+//! - [`autograd`]: the graph, `backward()`, `no_grad`, Graphviz export, numeric gradient checks.
+//! - [`ops`]: one folder per op family; the gradient of each op is derived in its doc comment
+//!   (and gathered in `docs/gradients.md`).
+//! - [`backend`]: CPU kernels shared by the ops (GEMM, vectorised reductions, parallel maps).
+
+pub mod autograd;
+pub mod backend;
+pub mod error;
+pub mod ops;
+pub mod tensor;
+
+pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
+pub use error::{Error, Result};
+pub use ops::embedding::Ids;
+pub use tensor::{DType, Device, Element, Tensor};

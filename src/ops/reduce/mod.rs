@@ -1,0 +1,199 @@
+//! Reductions: `sum_all`, `sum`, `mean_all`, `mean` (over axes, optional keepdim) and `max` over
+//! one axis.
+//!
+//! **Sum.** `y = Σ_{i∈S} x_i` has `∂y/∂x_i = 1` for every summed `i`, so the backward *broadcasts*
+//! `g` back over the reduced axes: each input element receives the gradient of the output it
+//! was summed into. (Sum and broadcast are each other's adjoint, as `docs/gradients.md` shows.)
+//!
+//! **Mean.** `y = (1/n)·Σ x_i`: the same broadcast, scaled by `1/n`.
+//!
+//! **Max.** `y = max_i x_i` is locally `y = x_{i*}` (the argmax), so `∂y/∂x_i = [i = i*]`: the
+//! whole gradient flows to the maximal element (the first one, on ties — PyTorch's `max(dim)`
+//! picks one index too), and the others get zero.
+
+use ndarray::{ArrayD, Axis, IxDyn, Zip};
+
+use crate::backend::cpu::sum;
+use crate::error::{Error, Result};
+use crate::tensor::shape::normalize_axis;
+use crate::tensor::{CpuArray, Element, Tensor};
+
+/// Sorted, deduplicated, normalised axes (an empty list means every axis).
+fn reduce_axes(op: &'static str, axes: &[isize], ndim: usize) -> Result<Vec<usize>> {
+    if axes.is_empty() {
+        return Ok((0..ndim).collect());
+    }
+    let mut out = axes
+        .iter()
+        .map(|&a| normalize_axis(op, a, ndim))
+        .collect::<Result<Vec<_>>>()?;
+    out.sort_unstable();
+    let n = out.len();
+    out.dedup();
+    if out.len() != n {
+        return Err(Error::invalid(op, format!("axis listed twice in {axes:?}")));
+    }
+    Ok(out)
+}
+
+/// The input shape with reduced axes set to 1 (the `keepdim=true` shape).
+fn kept_shape(shape: &[usize], axes: &[usize]) -> Vec<usize> {
+    shape
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| if axes.contains(&i) { 1 } else { s })
+        .collect()
+}
+
+/// Broadcasts a reduced gradient (any of the keepdim / squeezed shapes) back to `shape`, times `scale`.
+fn spread<T: Element>(g: &CpuArray<T>, kept: &[usize], shape: &[usize], scale: T) -> CpuArray<T> {
+    let g = g.to_shape(IxDyn(kept)).expect("same number of elements");
+    let b = g.broadcast(IxDyn(shape)).expect("kept shape broadcasts");
+    if scale == T::one() {
+        b.to_owned().into_shared()
+    } else {
+        b.mapv(|v| v * scale).into_shared()
+    }
+}
+
+impl<T: Element> Tensor<T> {
+    /// Sum of every element, a scalar of shape `[]`. Backward: `∂L/∂x = g·1`.
+    pub fn sum_all(&self) -> Result<Tensor<T>> {
+        let x = self.cpu("sum_all")?;
+        let s = match x.as_slice() {
+            Some(s) => sum(s),
+            None => sum(&super::to_contiguous_vec(&x)),
+        };
+        let shape = x.shape().to_vec();
+        Ok(Tensor::from_op(
+            "sum_all",
+            ArrayD::from_elem(IxDyn(&[]), s),
+            &[self],
+            move |g, _| {
+                Ok(vec![Some(spread(
+                    g,
+                    &vec![1; shape.len()],
+                    &shape,
+                    T::one(),
+                ))])
+            },
+        ))
+    }
+
+    /// Mean of every element, a scalar. Backward: `∂L/∂x = g/n`.
+    pub fn mean_all(&self) -> Result<Tensor<T>> {
+        let n = self.numel();
+        if n == 0 {
+            return Err(Error::invalid("mean_all", "mean of an empty tensor"));
+        }
+        self.sum_all()?.div_scalar(n as f64)
+    }
+
+    /// Sum over `axes` (negative axes count from the end; empty = all axes), keeping the reduced
+    /// axes as size 1 if `keepdim`.
+    pub fn sum(&self, axes: &[isize], keepdim: bool) -> Result<Tensor<T>> {
+        self.sum_scaled("sum", axes, keepdim, false)
+    }
+
+    /// Mean over `axes` (see [`Tensor::sum`]).
+    pub fn mean(&self, axes: &[isize], keepdim: bool) -> Result<Tensor<T>> {
+        self.sum_scaled("mean", axes, keepdim, true)
+    }
+
+    fn sum_scaled(
+        &self,
+        op: &'static str,
+        axes: &[isize],
+        keepdim: bool,
+        mean: bool,
+    ) -> Result<Tensor<T>> {
+        let x = self.cpu(op)?;
+        let shape = x.shape().to_vec();
+        let axes = reduce_axes(op, axes, shape.len())?;
+        let count: usize = axes.iter().map(|&a| shape[a]).product();
+        if mean && count == 0 {
+            return Err(Error::invalid(
+                op,
+                format!("mean over empty axes of shape {shape:?}"),
+            ));
+        }
+        let scale = if mean {
+            T::one() / T::of(count as f64)
+        } else {
+            T::one()
+        };
+        let mut y: ArrayD<T> = x.to_owned();
+        for &a in axes.iter().rev() {
+            y = y.sum_axis(Axis(a));
+        }
+        if mean {
+            y.mapv_inplace(|v| v * scale);
+        }
+        let kept = kept_shape(&shape, &axes);
+        let y = if keepdim {
+            y.into_shape_with_order(IxDyn(&kept)).expect("same size")
+        } else {
+            y
+        };
+        Ok(Tensor::from_op(op, y, &[self], move |g, _| {
+            Ok(vec![Some(spread(g, &kept, &shape, scale))])
+        }))
+    }
+
+    /// Maximum over one axis (values only; see [`Tensor::argmax`] for indices). Backward routes
+    /// `g` to the (first) maximal element of each lane.
+    pub fn max(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
+        let x = self.cpu("max")?;
+        let shape = x.shape().to_vec();
+        let ax = normalize_axis("max", axis, shape.len())?;
+        if shape[ax] == 0 {
+            return Err(Error::invalid(
+                "max",
+                format!("max over an empty axis of shape {shape:?}"),
+            ));
+        }
+        let arg = argmax_lanes(&x, ax);
+        let mut y = ArrayD::<T>::zeros(arg.raw_dim());
+        Zip::from(&mut y)
+            .and(&arg)
+            .and(x.lanes(Axis(ax)))
+            .for_each(|y, &i, lane| *y = lane[i]);
+        let kept = kept_shape(&shape, &[ax]);
+        let y = if keepdim {
+            y.into_shape_with_order(IxDyn(&kept)).expect("same size")
+        } else {
+            y
+        };
+        Ok(Tensor::from_op("max", y, &[self], move |g, _| {
+            let g = g.to_shape(arg.raw_dim()).expect("same size");
+            let mut dx = ArrayD::<T>::zeros(IxDyn(&shape));
+            Zip::from(dx.lanes_mut(Axis(ax)))
+                .and(&arg)
+                .and(&g)
+                .for_each(|mut lane, &i, &gv| lane[i] = gv);
+            Ok(vec![Some(dx.into_shared())])
+        }))
+    }
+
+    /// Index of the maximum along `axis` (first on ties; NaN counts as maximal). Not differentiable.
+    pub fn argmax(&self, axis: isize) -> Result<ArrayD<usize>> {
+        let x = self.cpu("argmax")?;
+        let ax = normalize_axis("argmax", axis, x.ndim())?;
+        if x.shape()[ax] == 0 {
+            return Err(Error::invalid("argmax", "argmax over an empty axis"));
+        }
+        Ok(argmax_lanes(&x, ax))
+    }
+}
+
+fn argmax_lanes<T: Element>(x: &CpuArray<T>, ax: usize) -> ArrayD<usize> {
+    x.map_axis(Axis(ax), |lane| {
+        let mut best = 0;
+        for (i, &v) in lane.iter().enumerate() {
+            if v > lane[best] || (v.is_nan() && !lane[best].is_nan()) {
+                best = i;
+            }
+        }
+        best
+    })
+}

@@ -1,0 +1,263 @@
+//! Shape and view ops: `reshape`, `permute`, `transpose`, `narrow`, `concat`, `split`,
+//! `squeeze`, `unsqueeze`, `select`, `broadcast_to`, `contiguous`.
+//!
+//! None of these computes anything: each output element *is* one input element (or, for
+//! `broadcast_to`, one input element is copied to many outputs). So every backward is the same
+//! data movement run in reverse — the gradient of an element goes back to where the element came
+//! from:
+//!
+//! | forward | backward |
+//! |---|---|
+//! | reshape to S | reshape `g` back to the input shape |
+//! | permute by π | permute `g` by π⁻¹ |
+//! | narrow / select | zeros of the input shape, `g` written into the narrowed part |
+//! | concat | split `g` at the same boundaries |
+//! | broadcast_to | sum `g` over the broadcast axes ([`sum_to_shape`]) |
+//!
+//! `permute`, `transpose`, `narrow`, `select`, `squeeze`/`unsqueeze` and `reshape` of contiguous
+//! data are **views**: they share the input's buffer and only change shape/strides (ndarray's
+//! `ArcArray`), so `x.transpose(-1, -2)?.matmul(..)` hands transposed strides straight to GEMM.
+
+use ndarray::{ArrayD, Axis, IxDyn, Slice};
+
+use crate::error::{Error, Result};
+use crate::tensor::shape::{broadcast_shapes, normalize_axis, numel, sum_to_shape};
+use crate::tensor::{CpuArray, Element, Tensor};
+
+use super::contiguous;
+
+/// Reshapes an array, as a view when its data is contiguous, else via one copy.
+fn reshape_array<T: Element>(a: &CpuArray<T>, shape: &[usize]) -> CpuArray<T> {
+    contiguous(a)
+        .into_shape_with_order(IxDyn(shape))
+        .expect("caller checked the element count")
+}
+
+impl<T: Element> Tensor<T> {
+    /// The same elements in row-major order with a new shape (same element count).
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor<T>> {
+        let x = self.cpu("reshape")?;
+        if numel(shape) != x.len() {
+            return Err(Error::ShapeMismatch {
+                op: "reshape",
+                lhs: x.shape().to_vec(),
+                rhs: shape.to_vec(),
+                why: "reshape must keep the number of elements".into(),
+            });
+        }
+        let in_shape = x.shape().to_vec();
+        Ok(Tensor::from_op(
+            "reshape",
+            reshape_array(&x, shape),
+            &[self],
+            move |g, _| Ok(vec![Some(reshape_array(g, &in_shape))]),
+        ))
+    }
+
+    /// Reorders the axes: output axis `i` is input axis `perm[i]` (a strided view, no copy).
+    pub fn permute(&self, perm: &[usize]) -> Result<Tensor<T>> {
+        let x = self.cpu("permute")?;
+        let n = x.ndim();
+        let mut seen = vec![false; n];
+        if perm.len() != n
+            || perm
+                .iter()
+                .any(|&p| p >= n || std::mem::replace(&mut seen[p], true))
+        {
+            return Err(Error::invalid(
+                "permute",
+                format!(
+                    "{perm:?} is not a permutation of the {n} axes of shape {:?}",
+                    x.shape()
+                ),
+            ));
+        }
+        let mut inverse = vec![0; n];
+        for (i, &p) in perm.iter().enumerate() {
+            inverse[p] = i;
+        }
+        let y = x.permuted_axes(IxDyn(perm));
+        Ok(Tensor::from_op("permute", y, &[self], move |g, _| {
+            Ok(vec![Some(g.clone().permuted_axes(IxDyn(&inverse)))])
+        }))
+    }
+
+    /// Swaps two axes (negative axes count from the end). A view.
+    pub fn transpose(&self, a: isize, b: isize) -> Result<Tensor<T>> {
+        let n = self.ndim();
+        let (a, b) = (
+            normalize_axis("transpose", a, n)?,
+            normalize_axis("transpose", b, n)?,
+        );
+        let mut perm: Vec<usize> = (0..n).collect();
+        perm.swap(a, b);
+        self.permute(&perm)
+    }
+
+    /// Elements `start..start+len` along `axis` (a view).
+    pub fn narrow(&self, axis: isize, start: usize, len: usize) -> Result<Tensor<T>> {
+        let x = self.cpu("narrow")?;
+        let ax = normalize_axis("narrow", axis, x.ndim())?;
+        let size = x.shape()[ax];
+        if start + len > size {
+            return Err(Error::invalid(
+                "narrow",
+                format!(
+                    "range {start}..{} exceeds size {size} of axis {ax} (shape {:?})",
+                    start + len,
+                    x.shape()
+                ),
+            ));
+        }
+        let mut y = x.clone();
+        y.slice_axis_inplace(Axis(ax), Slice::from(start..start + len));
+        let shape = x.shape().to_vec();
+        Ok(Tensor::from_op("narrow", y, &[self], move |g, _| {
+            let mut dx = ArrayD::<T>::zeros(IxDyn(&shape));
+            dx.slice_axis_mut(Axis(ax), Slice::from(start..start + len))
+                .assign(g);
+            Ok(vec![Some(dx.into_shared())])
+        }))
+    }
+
+    /// Joins tensors along an existing axis; all other axes must agree.
+    pub fn concat(tensors: &[&Tensor<T>], axis: isize) -> Result<Tensor<T>> {
+        let first = tensors
+            .first()
+            .ok_or_else(|| Error::invalid("concat", "needs at least one tensor"))?;
+        let ax = normalize_axis("concat", axis, first.ndim())?;
+        let arrays = tensors
+            .iter()
+            .map(|t| t.cpu("concat"))
+            .collect::<Result<Vec<_>>>()?;
+        let s0 = arrays[0].shape().to_vec();
+        for a in &arrays[1..] {
+            let ok = a.ndim() == s0.len()
+                && a.shape()
+                    .iter()
+                    .zip(&s0)
+                    .enumerate()
+                    .all(|(i, (x, y))| i == ax || x == y);
+            if !ok {
+                return Err(Error::ShapeMismatch {
+                    op: "concat",
+                    lhs: s0,
+                    rhs: a.shape().to_vec(),
+                    why: format!("all axes but {ax} must agree"),
+                });
+            }
+        }
+        let views: Vec<_> = arrays.iter().map(|a| a.view()).collect();
+        let y = ndarray::concatenate(Axis(ax), &views).expect("shapes checked");
+        let sizes: Vec<usize> = arrays.iter().map(|a| a.shape()[ax]).collect();
+        Ok(Tensor::from_op("concat", y, tensors, move |g, needs| {
+            let mut start = 0;
+            Ok(sizes
+                .iter()
+                .zip(needs)
+                .map(|(&n, &need)| {
+                    let mut part = g.clone();
+                    part.slice_axis_inplace(Axis(ax), Slice::from(start..start + n));
+                    start += n;
+                    need.then_some(part)
+                })
+                .collect())
+        }))
+    }
+
+    /// Splits along `axis` into pieces of the given sizes (which must add up to the axis size).
+    pub fn split(&self, sizes: &[usize], axis: isize) -> Result<Vec<Tensor<T>>> {
+        let ax = normalize_axis("split", axis, self.ndim())?;
+        let total = self.shape()[ax];
+        if sizes.iter().sum::<usize>() != total {
+            return Err(Error::invalid(
+                "split",
+                format!("sizes {sizes:?} do not add up to {total}, the size of axis {ax}"),
+            ));
+        }
+        let mut start = 0;
+        sizes
+            .iter()
+            .map(|&n| {
+                let t = self.narrow(ax as isize, start, n);
+                start += n;
+                t
+            })
+            .collect()
+    }
+
+    /// Removes an axis of size 1.
+    pub fn squeeze(&self, axis: isize) -> Result<Tensor<T>> {
+        let shape = self.shape();
+        let ax = normalize_axis("squeeze", axis, shape.len())?;
+        if shape[ax] != 1 {
+            return Err(Error::invalid(
+                "squeeze",
+                format!("axis {ax} of shape {shape:?} is not of size 1"),
+            ));
+        }
+        let mut s = shape;
+        s.remove(ax);
+        self.reshape(&s)
+    }
+
+    /// Inserts an axis of size 1 at position `axis` (`0..=ndim`; negative counts from the end).
+    pub fn unsqueeze(&self, axis: isize) -> Result<Tensor<T>> {
+        let mut s = self.shape();
+        let ax = normalize_axis("unsqueeze", axis, s.len() + 1)?;
+        s.insert(ax, 1);
+        self.reshape(&s)
+    }
+
+    /// The slice at `index` along `axis`, with that axis removed (`x[.., index, ..]`). A view.
+    pub fn select(&self, axis: isize, index: usize) -> Result<Tensor<T>> {
+        let x = self.cpu("select")?;
+        let ax = normalize_axis("select", axis, x.ndim())?;
+        if index >= x.shape()[ax] {
+            return Err(Error::IndexOutOfRange {
+                op: "select",
+                index: index as i64,
+                size: x.shape()[ax],
+            });
+        }
+        let y = x.clone().index_axis_move(Axis(ax), index);
+        let shape = x.shape().to_vec();
+        Ok(Tensor::from_op("select", y, &[self], move |g, _| {
+            let mut dx = ArrayD::<T>::zeros(IxDyn(&shape));
+            dx.index_axis_mut(Axis(ax), index).assign(g);
+            Ok(vec![Some(dx.into_shared())])
+        }))
+    }
+
+    /// Broadcasts to `shape` (NumPy rules; materialised). Backward sums over the broadcast axes.
+    pub fn broadcast_to(&self, shape: &[usize]) -> Result<Tensor<T>> {
+        let x = self.cpu("broadcast_to")?;
+        if broadcast_shapes("broadcast_to", x.shape(), shape)? != shape {
+            return Err(Error::Broadcast {
+                op: "broadcast_to",
+                lhs: x.shape().to_vec(),
+                rhs: shape.to_vec(),
+            });
+        }
+        let y = x.broadcast(IxDyn(shape)).expect("checked").to_owned();
+        let in_shape = x.shape().to_vec();
+        Ok(Tensor::from_op("broadcast_to", y, &[self], move |g, _| {
+            Ok(vec![Some(sum_to_shape(g, &in_shape))])
+        }))
+    }
+
+    /// The same values laid out in row-major order (a copy only if they were not). Identity
+    /// gradient.
+    pub fn contiguous(&self) -> Result<Tensor<T>> {
+        let x = self.cpu("contiguous")?;
+        if x.is_standard_layout() {
+            return Ok(self.clone());
+        }
+        Ok(Tensor::from_op(
+            "contiguous",
+            contiguous(&x),
+            &[self],
+            |g, _| Ok(vec![Some(g.clone())]),
+        ))
+    }
+}

@@ -35,6 +35,8 @@ pub mod softmax;
 pub mod unary;
 pub mod view;
 
+use rayon::prelude::*;
+
 use crate::tensor::{CpuArray, Element};
 
 /// The same data in C (row-major) order: the array itself if it already is, else a copy.
@@ -56,7 +58,34 @@ pub(crate) fn to_contiguous_vec<T: Element>(a: &CpuArray<T>) -> Vec<T> {
 }
 
 /// Rows per rayon task for row-wise kernels: enough work per task (≈ 32K elements) that task
-/// overhead stays small. Depends only on the row length, never on the thread count.
+/// overhead stays small. Depends only on the row length, never on the thread count, so any
+/// per-task partial results (layer norm's dγ) are combined in the same order on every run.
 pub(crate) fn rows_per_task(row_len: usize) -> usize {
     (crate::backend::cpu::PAR_MIN_ELEMS / row_len.max(1)).max(1)
+}
+
+/// Calls `f(row_index, out_row, scratch)` for every row of length `n` of `out`, in parallel
+/// tasks of [`rows_per_task`] rows when the array is large. Rows are independent, so the result
+/// does not depend on the split. `scratch` is a buffer reused by all rows of one task (so row
+/// kernels need not allocate).
+pub(crate) fn for_each_row<T: Element>(
+    out: &mut [T],
+    n: usize,
+    f: impl Fn(usize, &mut [T], &mut Vec<T>) + Sync + Send,
+) {
+    if n == 0 {
+        return;
+    }
+    let per = rows_per_task(n);
+    let run = |(chunk, rows): (usize, &mut [T])| {
+        let mut scratch = Vec::new();
+        for (r, row) in rows.chunks_mut(n).enumerate() {
+            f(chunk * per + r, row, &mut scratch);
+        }
+    };
+    if crate::backend::cpu::should_par(out.len()) {
+        out.par_chunks_mut(per * n).enumerate().for_each(run);
+    } else {
+        out.chunks_mut(per * n).enumerate().for_each(run);
+    }
 }

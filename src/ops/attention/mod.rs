@@ -1,1 +1,373 @@
-//! wip
+//! Fused (causal) scaled dot-product attention, the core of the book's `MultiHeadAttention`:
+//!
+//! ```text
+//! S = s·Q·Kᵀ  (s = 1/√d),   P = softmax(S + causal mask),   P̃ = dropout(P),   O = P̃·V
+//! ```
+//! for every (batch, head), with `Q: (B, H, Tq, d)`, `K, V: (B, H, Tk, d)`, `Tq ≤ Tk`. Query i is
+//! the position `i + (Tk − Tq)` (the last Tq of Tk positions — a KV cache's case), and sees keys
+//! `j ≤ i + (Tk − Tq)`.
+//!
+//! **Memory, flash-attention style.** The T×T matrices S and P are never stored. Queries are
+//! processed in blocks of [`BLOCK`] rows; for a block only the keys some row of it can see are
+//! multiplied (blocks above the diagonal are skipped; within the diagonal tile the few masked
+//! entries GEMM produces are overwritten before use, as FlashAttention does), and only the
+//! per-row log-sum-exp `lse_i = m_i + ln Σ_j e^{S_ij − m_i}` is saved for backward, so the op
+//! keeps O(T) extra memory instead of O(T²) per head.
+//!
+//! **Backward, by recomputation.** From `lse`, `P_ij = e^{S_ij − lse_i}` is recomputed block by
+//! block. Let `M_ij/(1−p)` be the dropout multiplier (regenerated from its seed), `dO = ∂L/∂O`:
+//! - `O = P̃V` ⇒ `∂L/∂V = P̃ᵀ·dO` and `∂L/∂P̃ = dO·Vᵀ`; dropout ⇒ `∂L/∂P = ∂L/∂P̃ ⊙ M/(1−p)`.
+//! - softmax (see `ops::softmax`): `∂L/∂S_ij = P_ij·(∂L/∂P_ij − D_i)` with
+//!   `D_i = Σ_j P_ij ∂L/∂P_ij`. Since `P_ij ∂L/∂P_ij = P̃_ij ∂L/∂P̃_ij`,
+//!   `D_i = Σ_j P̃_ij (dO_i·V_j) = dO_i·O_i` — one dot product per row, no T×T reduction.
+//! - `S = s·QKᵀ` ⇒ `∂L/∂Q = s·dS·K` and `∂L/∂K = s·dSᵀ·Q`.
+//!   Masked entries have `P_ij = 0`, so they contribute nothing anywhere.
+//!
+//! **Dropout** uses the index of the attention weight in the `(B, H, Tq, Tk)` tensor as its
+//! counter, so the mask is exactly the one `dropout(p, seed)` would draw on the materialised
+//! attention-weight tensor — which is how the unfused study modules of chapter 3 are tested
+//! equal to this op, dropout included.
+
+use ndarray::{ArrayView2, ArrayViewMut2, IxDyn};
+use rayon::prelude::*;
+
+use crate::backend::cpu::{dot, gemm_serial, max, sum};
+use crate::error::{Error, Result};
+use crate::tensor::rng::hash_uniform;
+use crate::tensor::{CpuArray, Element, Tensor};
+
+use super::contiguous;
+
+/// Query rows per block.
+pub const BLOCK: usize = 64;
+
+/// Options of [`Tensor::attention`].
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionOptions {
+    /// Mask future keys (GPT); false attends to every key.
+    pub causal: bool,
+    /// Dropout probability on the attention weights (0 = none, e.g. in eval mode).
+    pub dropout_p: f64,
+    /// Seed of the dropout mask.
+    pub seed: u64,
+}
+
+impl Default for AttentionOptions {
+    fn default() -> Self {
+        AttentionOptions {
+            causal: true,
+            dropout_p: 0.0,
+            seed: 0,
+        }
+    }
+}
+
+/// Geometry shared by forward and backward.
+#[derive(Clone, Copy)]
+struct Dims {
+    heads: usize,
+    tq: usize,
+    tk: usize,
+    d: usize,
+    causal: bool,
+    p: f64,
+    seed: u64,
+}
+
+impl Dims {
+    /// One past the last key query `i` may see.
+    fn key_end(&self, i: usize) -> usize {
+        if self.causal {
+            (i + self.tk - self.tq + 1).min(self.tk)
+        } else {
+            self.tk
+        }
+    }
+
+    /// Dropout multiplier `M_ij/(1−p)` of weight (head, i, j).
+    fn drop_mul<T: Element>(&self, head: usize, i: usize, j: usize) -> T {
+        let idx = ((head * self.tq + i) * self.tk + j) as u64;
+        if hash_uniform(self.seed, idx) >= self.p as f32 {
+            T::of(1.0 / (1.0 - self.p))
+        } else {
+            T::zero()
+        }
+    }
+}
+
+fn view2<T>(s: &[T], rows: usize, cols: usize) -> ArrayView2<'_, T> {
+    ArrayView2::from_shape((rows, cols), s).expect("slice sized by caller")
+}
+
+fn view2_mut<T>(s: &mut [T], rows: usize, cols: usize) -> ArrayViewMut2<'_, T> {
+    ArrayViewMut2::from_shape((rows, cols), s).expect("slice sized by caller")
+}
+
+/// Computes `P` (softmax of the scaled scores, masked entries 0) for query rows `r0..r1` into
+/// `p` (row stride `ke`), from scores already in `p`; returns nothing, writes `lse` if given.
+fn softmax_block<T: Element>(
+    dims: &Dims,
+    r0: usize,
+    r1: usize,
+    ke: usize,
+    p: &mut [T],
+    mut lse: Option<&mut [T]>,
+    saved_lse: Option<&[T]>,
+) {
+    for i in r0..r1 {
+        let row = &mut p[(i - r0) * ke..(i - r0 + 1) * ke];
+        let end = dims.key_end(i);
+        let (live, dead) = row.split_at_mut(end);
+        dead.iter_mut().for_each(|v| *v = T::zero());
+        let l = match saved_lse {
+            Some(s) => s[i],
+            None => {
+                let m = max(live);
+                live.iter_mut().for_each(|v| *v -= m);
+                T::exp_slice(live);
+                let s = sum(live);
+                let inv = T::one() / s;
+                live.iter_mut().for_each(|v| *v *= inv);
+                if let Some(l) = lse.as_deref_mut() {
+                    l[i] = m + s.ln();
+                }
+                continue;
+            }
+        };
+        live.iter_mut().for_each(|v| *v -= l);
+        T::exp_slice(live);
+    }
+}
+
+impl<T: Element> Tensor<T> {
+    /// Fused scaled dot-product attention `softmax(Q·Kᵀ/√d [+ causal mask])·V` with optional
+    /// dropout on the weights; see the module docs for the math. Shapes: `q: (B, H, Tq, d)`,
+    /// `k, v: (B, H, Tk, d)` with `Tq ≤ Tk`; output `(B, H, Tq, d)`.
+    pub fn attention(
+        q: &Tensor<T>,
+        k: &Tensor<T>,
+        v: &Tensor<T>,
+        opts: &AttentionOptions,
+    ) -> Result<Tensor<T>> {
+        let (qa, ka, va) = (
+            contiguous(&q.cpu("attention")?),
+            contiguous(&k.cpu("attention")?),
+            contiguous(&v.cpu("attention")?),
+        );
+        let (sq, sk) = (qa.shape().to_vec(), ka.shape().to_vec());
+        let bad = |why: &str| Error::ShapeMismatch {
+            op: "attention",
+            lhs: sq.clone(),
+            rhs: sk.clone(),
+            why: why.into(),
+        };
+        if sq.len() != 4 || sk.len() != 4 || va.shape() != sk.as_slice() {
+            return Err(bad("q must be (B, H, Tq, d), k and v both (B, H, Tk, d)"));
+        }
+        if sq[0] != sk[0] || sq[1] != sk[1] || sq[3] != sk[3] {
+            return Err(bad("q and k must agree in batch, heads and head dim"));
+        }
+        if sq[2] > sk[2] || sk[2] == 0 || sq[3] == 0 {
+            return Err(bad("need 0 < Tq ≤ Tk and d > 0"));
+        }
+        if !(0.0..1.0).contains(&opts.dropout_p) {
+            return Err(Error::invalid(
+                "attention",
+                format!("dropout_p must be in [0, 1), got {}", opts.dropout_p),
+            ));
+        }
+        let dims = Dims {
+            heads: sq[0] * sq[1],
+            tq: sq[2],
+            tk: sk[2],
+            d: sq[3],
+            causal: opts.causal,
+            p: opts.dropout_p,
+            seed: opts.seed,
+        };
+        let Dims {
+            heads, tq, tk, d, ..
+        } = dims;
+        let scale = T::of(1.0 / (d as f64).sqrt());
+        let mut out = vec![T::zero(); heads * tq * d];
+        let mut lse = vec![T::zero(); heads * tq];
+        let (qs, ks, vs) = (
+            qa.as_slice().expect("c"),
+            ka.as_slice().expect("c"),
+            va.as_slice().expect("c"),
+        );
+
+        let forward_head = |(h, (o, l)): (usize, (&mut [T], &mut [T]))| {
+            let (qh, kh, vh) = (
+                &qs[h * tq * d..][..tq * d],
+                &ks[h * tk * d..][..tk * d],
+                &vs[h * tk * d..][..tk * d],
+            );
+            let mut p = vec![T::zero(); BLOCK * tk];
+            for r0 in (0..tq).step_by(BLOCK) {
+                let r1 = (r0 + BLOCK).min(tq);
+                let ke = dims.key_end(r1 - 1);
+                let pb = &mut p[..(r1 - r0) * ke];
+                // S = s·Q_blk·K[..ke]ᵀ
+                gemm_serial(
+                    scale,
+                    view2(&qh[r0 * d..r1 * d], r1 - r0, d),
+                    view2(&kh[..ke * d], ke, d).reversed_axes(),
+                    T::zero(),
+                    view2_mut(pb, r1 - r0, ke),
+                );
+                softmax_block(&dims, r0, r1, ke, pb, Some(l), None);
+                if dims.p > 0.0 {
+                    for i in r0..r1 {
+                        for j in 0..dims.key_end(i) {
+                            pb[(i - r0) * ke + j] *= dims.drop_mul::<T>(h, i, j);
+                        }
+                    }
+                }
+                // O_blk = P̃·V[..ke]
+                gemm_serial(
+                    T::one(),
+                    view2(pb, r1 - r0, ke),
+                    view2(&vh[..ke * d], ke, d),
+                    T::zero(),
+                    view2_mut(&mut o[r0 * d..r1 * d], r1 - r0, d),
+                );
+            }
+        };
+        out.par_chunks_mut(tq * d)
+            .zip(lse.par_chunks_mut(tq))
+            .enumerate()
+            .with_max_len(1)
+            .for_each(forward_head);
+
+        let out = CpuArray::from_shape_vec(IxDyn(&sq), out).expect("size");
+        let saved_out = out.clone();
+        Ok(Tensor::from_op(
+            "attention",
+            out,
+            &[q, k, v],
+            move |g, _| {
+                let g = contiguous(g);
+                let (gs, os) = (g.as_slice().expect("c"), saved_out.as_slice().expect("c"));
+                let (qs, ks, vs) = (
+                    qa.as_slice().expect("c"),
+                    ka.as_slice().expect("c"),
+                    va.as_slice().expect("c"),
+                );
+                let mut dq = vec![T::zero(); heads * tq * d];
+                let mut dk = vec![T::zero(); heads * tk * d];
+                let mut dv = vec![T::zero(); heads * tk * d];
+                let backward_head =
+                    |(h, ((dqh, dkh), dvh)): (usize, ((&mut [T], &mut [T]), &mut [T]))| {
+                        let (qh, kh, vh) = (
+                            &qs[h * tq * d..][..tq * d],
+                            &ks[h * tk * d..][..tk * d],
+                            &vs[h * tk * d..][..tk * d],
+                        );
+                        let (goh, oh, lh) = (
+                            &gs[h * tq * d..][..tq * d],
+                            &os[h * tq * d..][..tq * d],
+                            &lse[h * tq..][..tq],
+                        );
+                        let mut p = vec![T::zero(); BLOCK * tk];
+                        let mut dp = vec![T::zero(); BLOCK * tk];
+                        let mut p_dropped = Vec::new(); // P̃, only with dropout
+                        for r0 in (0..tq).step_by(BLOCK) {
+                            let r1 = (r0 + BLOCK).min(tq);
+                            let (nr, ke) = (r1 - r0, dims.key_end(r1 - 1));
+                            let (pb, dpb) = (&mut p[..nr * ke], &mut dp[..nr * ke]);
+                            let (q_blk, do_blk) = (
+                                view2(&qh[r0 * d..r1 * d], nr, d),
+                                view2(&goh[r0 * d..r1 * d], nr, d),
+                            );
+                            let (k_used, v_used) =
+                                (view2(&kh[..ke * d], ke, d), view2(&vh[..ke * d], ke, d));
+                            gemm_serial(
+                                scale,
+                                q_blk,
+                                k_used.reversed_axes(),
+                                T::zero(),
+                                view2_mut(pb, nr, ke),
+                            );
+                            softmax_block(&dims, r0, r1, ke, pb, None, Some(lh));
+                            // dP̃ = dO·Vᵀ
+                            gemm_serial(
+                                T::one(),
+                                do_blk,
+                                v_used.reversed_axes(),
+                                T::zero(),
+                                view2_mut(dpb, nr, ke),
+                            );
+                            if dims.p > 0.0 {
+                                // dV += P̃ᵀ·dO needs P̃: build it in dp's place after using dP̃.
+                                for i in r0..r1 {
+                                    for j in 0..dims.key_end(i) {
+                                        let m = dims.drop_mul::<T>(h, i, j);
+                                        dpb[(i - r0) * ke + j] *= m; // dP = dP̃ ⊙ M/(1−p)
+                                    }
+                                }
+                                p_dropped.clear();
+                                p_dropped.extend_from_slice(pb);
+                                for i in r0..r1 {
+                                    for j in 0..dims.key_end(i) {
+                                        p_dropped[(i - r0) * ke + j] *= dims.drop_mul::<T>(h, i, j);
+                                    }
+                                }
+                                gemm_serial(
+                                    T::one(),
+                                    view2(&p_dropped, nr, ke).reversed_axes(),
+                                    do_blk,
+                                    T::one(),
+                                    view2_mut(&mut dvh[..ke * d], ke, d),
+                                );
+                            } else {
+                                gemm_serial(
+                                    T::one(),
+                                    view2(pb, nr, ke).reversed_axes(),
+                                    do_blk,
+                                    T::one(),
+                                    view2_mut(&mut dvh[..ke * d], ke, d),
+                                );
+                            }
+                            // dS = P ⊙ (dP − D_i), D_i = dO_i·O_i; written over dp.
+                            for i in r0..r1 {
+                                let di = dot(&goh[i * d..(i + 1) * d], &oh[i * d..(i + 1) * d]);
+                                let row = (i - r0) * ke;
+                                for j in 0..ke {
+                                    dpb[row + j] = pb[row + j] * (dpb[row + j] - di);
+                                }
+                            }
+                            let ds = view2(dpb, nr, ke);
+                            gemm_serial(
+                                scale,
+                                ds,
+                                k_used,
+                                T::zero(),
+                                view2_mut(&mut dqh[r0 * d..r1 * d], nr, d),
+                            );
+                            gemm_serial(
+                                scale,
+                                ds.reversed_axes(),
+                                q_blk,
+                                T::one(),
+                                view2_mut(&mut dkh[..ke * d], ke, d),
+                            );
+                        }
+                    };
+                dq.par_chunks_mut(tq * d)
+                    .zip(dk.par_chunks_mut(tk * d))
+                    .zip(dv.par_chunks_mut(tk * d))
+                    .enumerate()
+                    .with_max_len(1)
+                    .for_each(backward_head);
+                let arr =
+                    |v: Vec<T>, s: &[usize]| CpuArray::from_shape_vec(IxDyn(s), v).expect("size");
+                Ok(vec![
+                    Some(arr(dq, &sq)),
+                    Some(arr(dk, &sk)),
+                    Some(arr(dv, &sk)),
+                ])
+            },
+        ))
+    }
+}

@@ -1,1 +1,159 @@
-//! wip
+//! Layer normalisation over the last axis with a learnable scale γ and shift β — the book's
+//! `LayerNorm` (biased variance, `eps` inside the square root), fused into one op.
+//!
+//! **Forward**, per row `x` of length n:
+//! ```text
+//! μ = (1/n)Σ x_i,   σ² = (1/n)Σ (x_i − μ)²,   r = 1/√(σ² + ε),
+//! x̂_i = (x_i − μ)·r,   y_i = γ_i·x̂_i + β_i
+//! ```
+//! The forward saves μ and r per row (two numbers), not x̂.
+//!
+//! **Backward.** With `g = ∂L/∂y`:
+//! - `∂L/∂β_i = Σ_rows g_i` and `∂L/∂γ_i = Σ_rows g_i·x̂_i` (y is linear in β and γ).
+//! - For x, let `d_i = g_i·γ_i = ∂L/∂x̂_i`. x̂ depends on x directly *and* through μ and r:
+//!   `∂x̂_i/∂x_j = r·(δ_ij − 1/n) − (x_i − μ)·r³·(x_j − μ)/n = r·(δ_ij − 1/n − x̂_i x̂_j / n)`
+//!   (using `∂r/∂x_j = −r³(x_j − μ)/n`, since `∂σ²/∂x_j = 2(x_j − μ)/n`). Contracting with d:
+//!   ```text
+//!   ∂L/∂x_j = r · ( d_j − mean(d) − x̂_j · mean(d ⊙ x̂) )
+//!   ```
+//!   the three terms: the direct path, the path through the mean, the path through the variance.
+//!
+//! **Determinism.** ∂L/∂γ and ∂L/∂β sum over rows; rows are split into fixed-size chunks
+//! (depending only on the row length), each chunk sums its rows, and the chunk sums are added
+//! in order — the same bits on every run and with any number of threads.
+
+use rayon::prelude::*;
+
+use crate::backend::cpu::{dot, should_par, sum};
+use crate::error::{Error, Result};
+use crate::tensor::{CpuArray, Element, Tensor};
+
+use super::{contiguous, rows_per_task, to_contiguous_vec};
+
+impl<T: Element> Tensor<T> {
+    /// `LayerNorm(x) = scale ⊙ (x − mean) / √(var + eps) + shift` over the last axis; `scale` and
+    /// `shift` have shape `[n]` where n is the size of the last axis.
+    pub fn layer_norm(&self, scale: &Tensor<T>, shift: &Tensor<T>, eps: f64) -> Result<Tensor<T>> {
+        let x = contiguous(&self.cpu("layer_norm")?);
+        let n = match x.shape().last() {
+            Some(&n) if n > 0 => n,
+            _ => {
+                return Err(Error::invalid(
+                    "layer_norm",
+                    format!("needs a non-empty last axis, got {:?}", x.shape()),
+                ))
+            }
+        };
+        for (what, p) in [("scale", scale), ("shift", shift)] {
+            if p.shape() != [n] {
+                return Err(Error::ShapeMismatch {
+                    op: "layer_norm",
+                    lhs: x.shape().to_vec(),
+                    rhs: p.shape(),
+                    why: format!("{what} must have shape [{n}] (the last axis of the input)"),
+                });
+            }
+        }
+        if !(eps > 0.0) {
+            return Err(Error::invalid(
+                "layer_norm",
+                format!("eps must be positive, got {eps}"),
+            ));
+        }
+        let gamma = contiguous(&scale.cpu("layer_norm")?);
+        let beta = contiguous(&shift.cpu("layer_norm")?);
+        let (xs, gs, bs) = (
+            x.as_slice().expect("c"),
+            gamma.as_slice().expect("c"),
+            beta.as_slice().expect("c"),
+        );
+        let rows = xs.len() / n;
+        let mut y = vec![T::zero(); xs.len()];
+        let mut stats = vec![(T::zero(), T::zero()); rows]; // (μ, r) per row
+        let inv_n = T::one() / T::of(n as f64);
+        let epst = T::of(eps);
+        let per = rows_per_task(n);
+        let work = |(c, (yc, sc)): (usize, (&mut [T], &mut [(T, T)]))| {
+            for (r, (yr, st)) in yc.chunks_mut(n).zip(sc.iter_mut()).enumerate() {
+                let xr = &xs[(c * per + r) * n..][..n];
+                let mu = sum(xr) * inv_n;
+                let mut var = T::zero();
+                for &v in xr {
+                    var += (v - mu) * (v - mu);
+                }
+                let rstd = T::one() / (var * inv_n + epst).sqrt();
+                for i in 0..n {
+                    yr[i] = gs[i] * ((xr[i] - mu) * rstd) + bs[i];
+                }
+                *st = (mu, rstd);
+            }
+        };
+        if should_par(xs.len()) {
+            y.par_chunks_mut(per * n)
+                .zip(stats.par_chunks_mut(per))
+                .enumerate()
+                .for_each(work);
+        } else {
+            y.chunks_mut(per * n)
+                .zip(stats.chunks_mut(per))
+                .enumerate()
+                .for_each(work);
+        }
+        let y = CpuArray::from_shape_vec(x.raw_dim(), y).expect("same size");
+
+        Ok(Tensor::from_op(
+            "layer_norm",
+            y,
+            &[self, scale, shift],
+            move |g, needs| {
+                let gv = to_contiguous_vec(g);
+                let (xs, gam) = (x.as_slice().expect("c"), gamma.as_slice().expect("c"));
+                let mut dx = vec![T::zero(); xs.len()];
+                // One task per chunk of rows: writes its rows of dx, returns its partial dγ, dβ.
+                let work = |(c, dxc): (usize, &mut [T])| {
+                    let mut dgamma = vec![T::zero(); n];
+                    let mut dbeta = vec![T::zero(); n];
+                    let mut d = vec![T::zero(); n];
+                    let mut xhat = vec![T::zero(); n];
+                    for (r, dxr) in dxc.chunks_mut(n).enumerate() {
+                        let row = c * per + r;
+                        let (xr, gr) = (&xs[row * n..][..n], &gv[row * n..][..n]);
+                        let (mu, rstd) = stats[row];
+                        for i in 0..n {
+                            xhat[i] = (xr[i] - mu) * rstd;
+                            d[i] = gr[i] * gam[i];
+                            dgamma[i] += gr[i] * xhat[i];
+                            dbeta[i] += gr[i];
+                        }
+                        let mean_d = sum(&d) * inv_n;
+                        let mean_dx = dot(&d, &xhat) * inv_n;
+                        for i in 0..n {
+                            dxr[i] = rstd * (d[i] - mean_d - xhat[i] * mean_dx);
+                        }
+                    }
+                    (dgamma, dbeta)
+                };
+                let partials: Vec<(Vec<T>, Vec<T>)> = if should_par(xs.len()) {
+                    dx.par_chunks_mut(per * n).enumerate().map(work).collect()
+                } else {
+                    dx.chunks_mut(per * n).enumerate().map(work).collect()
+                };
+                let mut dgamma = vec![T::zero(); n];
+                let mut dbeta = vec![T::zero(); n];
+                for (pg, pb) in &partials {
+                    for i in 0..n {
+                        dgamma[i] += pg[i];
+                        dbeta[i] += pb[i];
+                    }
+                }
+                let vec1 =
+                    |v: Vec<T>| CpuArray::from_shape_vec(ndarray::IxDyn(&[n]), v).expect("n");
+                Ok(vec![
+                    needs[0].then(|| CpuArray::from_shape_vec(x.raw_dim(), dx).expect("same size")),
+                    needs[1].then(|| vec1(dgamma)),
+                    needs[2].then(|| vec1(dbeta)),
+                ])
+            },
+        ))
+    }
+}

@@ -138,7 +138,10 @@ fn grad_a<T: Element>(
             bv.broadcast(IxDyn(&[batch, &[k, n]].concat()))
                 .expect("checked"),
         );
-        let gd = g.view().into_dyn();
+        let gd = g
+            .view()
+            .into_shape_with_order(IxDyn(&[batch, &[m, n]].concat()))
+            .expect("contiguous");
         batched_gemm(
             &gd,
             &bt,
@@ -202,7 +205,10 @@ fn grad_b<T: Element>(
         av.broadcast(IxDyn(&[batch, &[m, k]].concat()))
             .expect("checked"),
     );
-    let gd = g.view().into_dyn();
+    let gd = g
+        .view()
+        .into_shape_with_order(IxDyn(&[batch, &[m, n]].concat()))
+        .expect("contiguous");
     batched_gemm(
         &at,
         &gd,

@@ -1,1 +1,13 @@
-fn main() {}
+//! The `scratchgpt` command line. Library errors become one clear line and a non-zero exit.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    match cli::run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

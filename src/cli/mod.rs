@@ -1,0 +1,37 @@
+//! Command-line parsing (clap) and dispatch to one file per command.
+
+mod gradcheck;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A GPT-2 built from scratch on a hand-written, numerically checked autograd engine.
+#[derive(Parser)]
+#[command(name = "scratchgpt", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The main job. Until the GPT model lands (issue 4) it checks every op's gradient — the
+    /// engine the training will run on — and prints the table.
+    Train(gradcheck::Args),
+    /// Checks every op's hand-written backward against f64 central differences and prints a
+    /// table; exits non-zero if any check fails.
+    Gradcheck(gradcheck::Args),
+}
+
+/// Parses the arguments and runs the command.
+pub fn run() -> anyhow::Result<ExitCode> {
+    match Cli::parse().command {
+        Command::Train(args) => {
+            println!("scratchgpt train: the GPT-2 model and its training loop arrive with the GPT issue;");
+            println!("for now this checks the engine it will run on.\n");
+            gradcheck::run(&args)
+        }
+        Command::Gradcheck(args) => gradcheck::run(&args),
+    }
+}

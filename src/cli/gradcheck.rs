@@ -72,5 +72,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
     }
     writeln!(out, "\n{passed} passed, {failed} failed (f64 central differences, eps {:e}, rtol {:e}, atol {:e})", opts.eps, opts.rtol, opts.atol)?;
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

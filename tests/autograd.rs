@@ -1,0 +1,219 @@
+//! Autograd semantics: the book's appendix A example, accumulation, retain_grad, detach, freed
+//! graphs, clear errors, Graphviz export, and a wrong backward being caught by gradcheck.
+
+use scratchgpt::autograd::gradcheck::{gradcheck, GradcheckOptions};
+use scratchgpt::autograd::live_graph_nodes;
+use scratchgpt::{no_grad, Error, Tensor};
+
+fn grad(x: &Tensor<f64>) -> Vec<f64> {
+    x.grad_tensor().expect("has a gradient").to_vec().unwrap()
+}
+
+fn t(v: &[f64], shape: &[usize]) -> Tensor<f64> {
+    Tensor::from_vec(v.to_vec(), shape).unwrap()
+}
+
+#[test]
+fn appendix_a_logistic_regression_example() {
+    // y = 1, x1 = 1.1, w1 = 2.2, b = 0; z = x1·w1 + b; a = σ(z); loss = BCE(a, y) = −ln a.
+    let x1 = Tensor::<f32>::from_vec(vec![1.1], &[1]).unwrap();
+    let w1 = Tensor::<f32>::from_vec(vec![2.2], &[1])
+        .unwrap()
+        .requires_grad_(true);
+    let b = Tensor::<f32>::from_vec(vec![0.0], &[1])
+        .unwrap()
+        .requires_grad_(true);
+    let z = x1.mul(&w1).unwrap().add(&b).unwrap();
+    let a = z.sigmoid().unwrap();
+    let loss = a.log().unwrap().neg().unwrap().mean_all().unwrap();
+    assert!(
+        (loss.item().unwrap() - 0.0852).abs() < 5e-5,
+        "loss {}",
+        loss.item().unwrap()
+    );
+    loss.backward().unwrap();
+    let dw1 = w1.grad().unwrap()[[0]];
+    let db = b.grad().unwrap()[[0]];
+    assert!((dw1 - (-0.0898)).abs() < 5e-5, "dL/dw1 {dw1}");
+    assert!((db - (-0.0817)).abs() < 5e-5, "dL/db {db}");
+}
+
+#[test]
+fn gradients_accumulate_across_uses_and_calls_until_zero_grad() {
+    let x = t(&[1.0, 2.0, 3.0], &[3]).requires_grad_(true);
+    // y = Σ x·x + 3·Σ x → ∂y/∂x = 2x + 3
+    let y = || {
+        x.mul(&x)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .add(&x.mul_scalar(3.0).unwrap().sum_all().unwrap())
+            .unwrap()
+    };
+    y().backward().unwrap();
+    assert_eq!(grad(&x), vec![5.0, 7.0, 9.0]);
+    y().backward().unwrap();
+    assert_eq!(grad(&x), vec![10.0, 14.0, 18.0]);
+    x.zero_grad();
+    assert!(x.grad().is_none());
+    y().backward().unwrap();
+    assert_eq!(grad(&x), vec![5.0, 7.0, 9.0]);
+}
+
+#[test]
+fn retain_grad_keeps_an_intermediate_gradient() {
+    let x = t(&[1.0, -2.0], &[2]).requires_grad_(true);
+    let h = x.mul_scalar(3.0).unwrap();
+    h.retain_grad();
+    let other = x.mul_scalar(2.0).unwrap(); // not retained
+    let loss = h.mul(&h).unwrap().add(&other).unwrap().sum_all().unwrap();
+    loss.backward().unwrap();
+    assert_eq!(grad(&h), vec![6.0, -12.0]); // 2h
+    assert!(other.grad().is_none());
+    assert_eq!(grad(&x), vec![20.0, -34.0]); // 3·2h + 2
+}
+
+#[test]
+fn detach_stops_the_gradient() {
+    let x = t(&[2.0], &[1]).requires_grad_(true);
+    let y = x.mul(&x.detach()).unwrap().sum_all().unwrap(); // treats the second x as constant
+    y.backward().unwrap();
+    assert_eq!(grad(&x), vec![2.0]);
+}
+
+#[test]
+fn backward_frees_the_graph_and_a_second_backward_is_a_clear_error() {
+    let x = t(&[1.0, 2.0], &[2]).requires_grad_(true);
+    let y = x.exp().unwrap().sum_all().unwrap();
+    assert!(live_graph_nodes() >= 2);
+    y.backward().unwrap();
+    assert_eq!(
+        live_graph_nodes(),
+        0,
+        "backward must free every recorded op"
+    );
+    match y.backward() {
+        Err(Error::GraphFreed { op }) => assert_eq!(op, "sum_all"),
+        other => panic!("expected GraphFreed, got {other:?}"),
+    }
+}
+
+#[test]
+fn backward_errors_name_the_problem() {
+    let c = t(&[1.0], &[1]);
+    assert!(matches!(
+        c.exp().unwrap().backward(),
+        Err(Error::NoGradRequired)
+    ));
+    let x = t(&[1.0, 2.0], &[2]).requires_grad_(true);
+    let y = x.exp().unwrap();
+    let e = y.backward().unwrap_err();
+    assert!(matches!(e, Error::NonScalarBackward { .. }));
+    assert!(e.to_string().contains("backward_with"), "{e}");
+    // backward_with a gradient of the wrong shape
+    let e = y
+        .backward_with(ndarray::ArrayD::zeros(ndarray::IxDyn(&[3])).into_shared())
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("[2]") && e.to_string().contains("[3]"),
+        "{e}"
+    );
+    // the right one works
+    y.backward_with(ndarray::ArrayD::ones(ndarray::IxDyn(&[2])).into_shared())
+        .unwrap();
+    assert!(x.grad().is_some());
+}
+
+#[test]
+fn no_grad_records_nothing() {
+    let w = Tensor::<f64>::randn(&[4, 4], 1).requires_grad_(true);
+    let y = no_grad(|| w.matmul(&w).unwrap().tanh().unwrap());
+    assert!(!y.requires_grad());
+    assert!(y.is_leaf());
+    assert_eq!(live_graph_nodes(), 0);
+    // grad mode is back on after the closure
+    let z = w.matmul(&w).unwrap();
+    assert!(z.requires_grad());
+}
+
+#[test]
+fn deep_graphs_backward_and_drop_without_overflowing_the_stack() {
+    let x = t(&[0.5], &[1]).requires_grad_(true);
+    let mut y = x.clone();
+    for _ in 0..20_000 {
+        y = y.mul_scalar(1.0).unwrap();
+    }
+    y.sum_all().unwrap().backward().unwrap();
+    assert_eq!(grad(&x), vec![1.0]);
+    // and dropping an un-backpropagated deep graph
+    let mut z = x.clone();
+    for _ in 0..20_000 {
+        z = z.add_scalar(0.0).unwrap();
+    }
+    drop(z);
+    assert_eq!(live_graph_nodes(), 0);
+}
+
+#[test]
+fn graph_dot_shows_ops_shapes_and_retained_grads() {
+    let x = Tensor::<f32>::randn(&[2, 3], 1).requires_grad_(true);
+    x.set_name("x");
+    let h = x.tanh().unwrap();
+    h.retain_grad();
+    let loss = h.sum_all().unwrap();
+    let dot = loss.graph_dot();
+    assert!(dot.starts_with("digraph"), "{dot}");
+    for needle in ["tanh", "sum_all", "x", "[2, 3]"] {
+        assert!(dot.contains(needle), "missing {needle} in\n{dot}");
+    }
+}
+
+#[test]
+fn a_wrong_backward_fails_gradcheck() {
+    // An op whose backward is off by a factor 2 (a classic bug): y = x², "dy/dx = x".
+    fn square_wrong(x: &Tensor<f64>) -> scratchgpt::Result<Tensor<f64>> {
+        let xv = x.value()?;
+        let y = xv.mapv(|v| v * v);
+        Ok(Tensor::from_op("square_wrong", y, &[x], move |g, _| {
+            Ok(vec![Some((g * &xv).into_shared())])
+        }))
+    }
+    fn square_right(x: &Tensor<f64>) -> scratchgpt::Result<Tensor<f64>> {
+        let xv = x.value()?;
+        let y = xv.mapv(|v| v * v);
+        Ok(Tensor::from_op("square", y, &[x], move |g, _| {
+            Ok(vec![Some((g * &xv * 2.0).into_shared())])
+        }))
+    }
+    let x = Tensor::<f64>::randn(&[3, 2], 5).requires_grad_(true);
+    let opts = GradcheckOptions::default();
+    let bad = gradcheck(|xs| square_wrong(&xs[0]), std::slice::from_ref(&x), &opts).unwrap();
+    assert!(!bad.ok(), "a factor-2 error must fail:\n{bad}");
+    let good = gradcheck(|xs| square_right(&xs[0]), &[x], &opts).unwrap();
+    assert!(good.ok(), "{good}");
+}
+
+#[test]
+fn a_tiny_error_in_a_fused_backward_is_caught() {
+    // Gradcheck must be sharp: a 1e-4 relative error in the gradient flowing into layer norm
+    // (an identity op whose backward scales by 1.0001) fails at rtol 1e-6.
+    let x = Tensor::<f64>::randn(&[2, 5], 3).requires_grad_(true);
+    let ones = Tensor::<f64>::ones(&[5]);
+    let zeros = Tensor::<f64>::zeros(&[5]);
+    let report = gradcheck(
+        |xs| {
+            let y = xs[0].layer_norm(&ones, &zeros, 1e-5)?;
+            let yv = y.value()?;
+            Ok(Tensor::from_op("scaled_identity", yv, &[&y], |g, _| {
+                Ok(vec![Some((g * 1.0001).into_shared())])
+            }))
+        },
+        &[x],
+        &GradcheckOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        !report.ok(),
+        "a 1e-4 relative error must fail at rtol 1e-6:\n{report}"
+    );
+}

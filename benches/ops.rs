@@ -1,1 +1,177 @@
-fn main() {}
+//! Op throughput at GPT-2-small shapes, each beside a reference measured in the same run:
+//!
+//! - **matmul** (forward and the two transposed backward forms) beside a bare
+//!   `matrixmultiply::sgemm` call on the same shapes, throughput in FLOP (criterion reports
+//!   "elem/s": read it as FLOP/s);
+//! - **fused ops** (softmax, layer_norm, gelu, cross_entropy, causal attention), forward +
+//!   backward, beside a plain copy of the same input (`copy` = one read + one write of the
+//!   tensor: a memory-bandwidth yardstick), throughput in bytes of the input.
+//!
+//! Run: `cargo bench --bench ops` (add `-- matmul` or `-- fused` to pick a group). Results and
+//! ratios are recorded in docs/performance.md.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use scratchgpt::ops::attention::AttentionOptions;
+use scratchgpt::{no_grad, Ids, Tensor};
+
+/// One sgemm straight into matrixmultiply with row-major strides (and transposed operands given
+/// as swapped strides, like ours).
+#[allow(clippy::too_many_arguments)] // mirrors the sgemm call it wraps
+fn bare_sgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    c: &mut [f32],
+) {
+    let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
+    let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
+    // SAFETY: a holds m·k, b holds k·n, c holds m·n f32s, addressed within bounds by the strides
+    // above; c does not alias a or b.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            rsb,
+            csb,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+fn matmul(c: &mut Criterion) {
+    let mut g = c.benchmark_group("matmul");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
+    // (label, m, k, n, A transposed, B transposed): C[m,n] = op(A)·op(B)
+    let shapes = [
+        ("fwd 512x768 @ 768x2304", 512, 768, 2304, false, false),
+        ("dA  512x2304 @ (768x2304)T", 512, 2304, 768, false, true),
+        ("dB  (512x768)T @ 512x2304", 768, 512, 2304, true, false),
+        ("fwd 512x768 @ 768x50257", 512, 768, 50257, false, false),
+        ("dA  512x50257 @ (768x50257)T", 512, 50257, 768, false, true),
+        ("dB  (512x768)T @ 512x50257", 768, 512, 50257, true, false),
+    ];
+    for (label, m, k, n, ta, tb) in shapes {
+        g.throughput(Throughput::Elements((2 * m * k * n) as u64));
+        let a_shape = if ta { [k, m] } else { [m, k] };
+        let b_shape = if tb { [n, k] } else { [k, n] };
+        let a = Tensor::<f32>::randn(&a_shape, 1);
+        let b = Tensor::<f32>::randn(&b_shape, 2);
+        let (av, bv) = (a.to_vec().unwrap(), b.to_vec().unwrap());
+        let mut cv = vec![0f32; m * n];
+        g.bench_function(BenchmarkId::new("bare_sgemm", label), |bench| {
+            bench.iter(|| bare_sgemm(m, k, n, &av, ta, &bv, tb, black_box(&mut cv)))
+        });
+        let a_op = if ta {
+            a.transpose(0, 1).unwrap()
+        } else {
+            a.clone()
+        };
+        let b_op = if tb {
+            b.transpose(0, 1).unwrap()
+        } else {
+            b.clone()
+        };
+        g.bench_function(BenchmarkId::new("scratchgpt", label), |bench| {
+            bench.iter(|| no_grad(|| black_box(a_op.matmul(&b_op).unwrap())))
+        });
+    }
+    g.finish();
+}
+
+/// Forward + backward of `f` on a fresh leaf, with an all-ones upstream gradient.
+fn fwd_bwd(inputs: &[Tensor<f32>], f: &dyn Fn(&[Tensor<f32>]) -> Tensor<f32>) {
+    for x in inputs {
+        x.zero_grad();
+    }
+    let y = f(inputs);
+    let ones = ndarray::ArrayD::ones(ndarray::IxDyn(&y.shape())).into_shared();
+    y.backward_with(ones).unwrap();
+}
+
+fn fused(c: &mut Criterion) {
+    let (b, t, ch, h) = (2, 256, 768, 12);
+    let mut g = c.benchmark_group("fused");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    let leaf = |shape: &[usize], seed| Tensor::<f32>::randn(shape, seed).requires_grad_(true);
+    type Case = (
+        &'static str,
+        Vec<Tensor<f32>>,
+        Box<dyn Fn(&[Tensor<f32>]) -> Tensor<f32>>,
+    );
+    let targets = Ids::new(
+        (0..b * t).map(|i| (i * 7919 % 50257) as i64).collect(),
+        &[b, t],
+    )
+    .unwrap();
+    let cases: Vec<Case> = vec![
+        (
+            "softmax (2,12,256,256)",
+            vec![leaf(&[b, h, t, t], 1)],
+            Box::new(|x| x[0].softmax().unwrap()),
+        ),
+        (
+            "layer_norm (2,256,768)",
+            vec![leaf(&[b, t, ch], 2), leaf(&[ch], 3), leaf(&[ch], 4)],
+            Box::new(|x| x[0].layer_norm(&x[1], &x[2], 1e-5).unwrap()),
+        ),
+        (
+            "gelu (2,256,3072)",
+            vec![leaf(&[b, t, 4 * ch], 5)],
+            Box::new(|x| x[0].gelu().unwrap()),
+        ),
+        (
+            "cross_entropy (2,256,50257)",
+            vec![leaf(&[b, t, 50257], 6)],
+            Box::new(move |x| x[0].cross_entropy(&targets).unwrap()),
+        ),
+        (
+            "attention (2,12,256,64)",
+            vec![
+                leaf(&[b, h, t, ch / h], 7),
+                leaf(&[b, h, t, ch / h], 8),
+                leaf(&[b, h, t, ch / h], 9),
+            ],
+            Box::new(|x| {
+                Tensor::attention(&x[0], &x[1], &x[2], &AttentionOptions::default()).unwrap()
+            }),
+        ),
+    ];
+    for (label, inputs, f) in &cases {
+        let bytes: usize = inputs.iter().map(|x| x.numel() * 4).sum();
+        g.throughput(Throughput::Bytes(bytes as u64));
+        let first = inputs[0].value().unwrap();
+        g.bench_function(BenchmarkId::new("copy", label), |bench| {
+            bench.iter(|| black_box(first.to_owned()))
+        });
+        g.bench_function(BenchmarkId::new("fwd", label), |bench| {
+            bench.iter(|| no_grad(|| black_box(f(inputs))))
+        });
+        g.bench_function(BenchmarkId::new("fwd+bwd", label), |bench| {
+            bench.iter(|| fwd_bwd(inputs, f.as_ref()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, matmul, fused);
+criterion_main!(benches);

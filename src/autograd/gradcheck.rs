@@ -212,7 +212,7 @@ where
             if scale > opts.atol {
                 check.max_rel_err = check.max_rel_err.max(err / scale);
             }
-            if !(violation <= 0.0) {
+            if violation.is_nan() || violation > 0.0 {
                 check.ok = false;
             }
             if violation > worst_violation || violation.is_nan() {

@@ -38,6 +38,9 @@ use crate::tensor::{CpuArray, Element, Tensor};
 
 use super::contiguous;
 
+/// One head's index and its slices of ∂L/∂Q, ∂L/∂K, ∂L/∂V.
+type HeadGrads<'a, T> = (usize, ((&'a mut [T], &'a mut [T]), &'a mut [T]));
+
 /// Query rows per block.
 pub const BLOCK: usize = 64;
 
@@ -257,103 +260,102 @@ impl<T: Element> Tensor<T> {
                 let mut dq = vec![T::zero(); heads * tq * d];
                 let mut dk = vec![T::zero(); heads * tk * d];
                 let mut dv = vec![T::zero(); heads * tk * d];
-                let backward_head =
-                    |(h, ((dqh, dkh), dvh)): (usize, ((&mut [T], &mut [T]), &mut [T]))| {
-                        let (qh, kh, vh) = (
-                            &qs[h * tq * d..][..tq * d],
-                            &ks[h * tk * d..][..tk * d],
-                            &vs[h * tk * d..][..tk * d],
+                let backward_head = |(h, ((dqh, dkh), dvh)): HeadGrads<'_, T>| {
+                    let (qh, kh, vh) = (
+                        &qs[h * tq * d..][..tq * d],
+                        &ks[h * tk * d..][..tk * d],
+                        &vs[h * tk * d..][..tk * d],
+                    );
+                    let (goh, oh, lh) = (
+                        &gs[h * tq * d..][..tq * d],
+                        &os[h * tq * d..][..tq * d],
+                        &lse[h * tq..][..tq],
+                    );
+                    let mut p = vec![T::zero(); BLOCK * tk];
+                    let mut dp = vec![T::zero(); BLOCK * tk];
+                    let mut p_dropped = Vec::new(); // P̃, only with dropout
+                    for r0 in (0..tq).step_by(BLOCK) {
+                        let r1 = (r0 + BLOCK).min(tq);
+                        let (nr, ke) = (r1 - r0, dims.key_end(r1 - 1));
+                        let (pb, dpb) = (&mut p[..nr * ke], &mut dp[..nr * ke]);
+                        let (q_blk, do_blk) = (
+                            view2(&qh[r0 * d..r1 * d], nr, d),
+                            view2(&goh[r0 * d..r1 * d], nr, d),
                         );
-                        let (goh, oh, lh) = (
-                            &gs[h * tq * d..][..tq * d],
-                            &os[h * tq * d..][..tq * d],
-                            &lse[h * tq..][..tq],
+                        let (k_used, v_used) =
+                            (view2(&kh[..ke * d], ke, d), view2(&vh[..ke * d], ke, d));
+                        gemm_serial(
+                            scale,
+                            q_blk,
+                            k_used.reversed_axes(),
+                            T::zero(),
+                            view2_mut(pb, nr, ke),
                         );
-                        let mut p = vec![T::zero(); BLOCK * tk];
-                        let mut dp = vec![T::zero(); BLOCK * tk];
-                        let mut p_dropped = Vec::new(); // P̃, only with dropout
-                        for r0 in (0..tq).step_by(BLOCK) {
-                            let r1 = (r0 + BLOCK).min(tq);
-                            let (nr, ke) = (r1 - r0, dims.key_end(r1 - 1));
-                            let (pb, dpb) = (&mut p[..nr * ke], &mut dp[..nr * ke]);
-                            let (q_blk, do_blk) = (
-                                view2(&qh[r0 * d..r1 * d], nr, d),
-                                view2(&goh[r0 * d..r1 * d], nr, d),
-                            );
-                            let (k_used, v_used) =
-                                (view2(&kh[..ke * d], ke, d), view2(&vh[..ke * d], ke, d));
-                            gemm_serial(
-                                scale,
-                                q_blk,
-                                k_used.reversed_axes(),
-                                T::zero(),
-                                view2_mut(pb, nr, ke),
-                            );
-                            softmax_block(&dims, r0, r1, ke, pb, None, Some(lh));
-                            // dP̃ = dO·Vᵀ
-                            gemm_serial(
-                                T::one(),
-                                do_blk,
-                                v_used.reversed_axes(),
-                                T::zero(),
-                                view2_mut(dpb, nr, ke),
-                            );
-                            if dims.p > 0.0 {
-                                // dV += P̃ᵀ·dO needs P̃: build it in dp's place after using dP̃.
-                                for i in r0..r1 {
-                                    for j in 0..dims.key_end(i) {
-                                        let m = dims.drop_mul::<T>(h, i, j);
-                                        dpb[(i - r0) * ke + j] *= m; // dP = dP̃ ⊙ M/(1−p)
-                                    }
-                                }
-                                p_dropped.clear();
-                                p_dropped.extend_from_slice(pb);
-                                for i in r0..r1 {
-                                    for j in 0..dims.key_end(i) {
-                                        p_dropped[(i - r0) * ke + j] *= dims.drop_mul::<T>(h, i, j);
-                                    }
-                                }
-                                gemm_serial(
-                                    T::one(),
-                                    view2(&p_dropped, nr, ke).reversed_axes(),
-                                    do_blk,
-                                    T::one(),
-                                    view2_mut(&mut dvh[..ke * d], ke, d),
-                                );
-                            } else {
-                                gemm_serial(
-                                    T::one(),
-                                    view2(pb, nr, ke).reversed_axes(),
-                                    do_blk,
-                                    T::one(),
-                                    view2_mut(&mut dvh[..ke * d], ke, d),
-                                );
-                            }
-                            // dS = P ⊙ (dP − D_i), D_i = dO_i·O_i; written over dp.
+                        softmax_block(&dims, r0, r1, ke, pb, None, Some(lh));
+                        // dP̃ = dO·Vᵀ
+                        gemm_serial(
+                            T::one(),
+                            do_blk,
+                            v_used.reversed_axes(),
+                            T::zero(),
+                            view2_mut(dpb, nr, ke),
+                        );
+                        if dims.p > 0.0 {
+                            // dV += P̃ᵀ·dO needs P̃: build it in dp's place after using dP̃.
                             for i in r0..r1 {
-                                let di = dot(&goh[i * d..(i + 1) * d], &oh[i * d..(i + 1) * d]);
-                                let row = (i - r0) * ke;
-                                for j in 0..ke {
-                                    dpb[row + j] = pb[row + j] * (dpb[row + j] - di);
+                                for j in 0..dims.key_end(i) {
+                                    let m = dims.drop_mul::<T>(h, i, j);
+                                    dpb[(i - r0) * ke + j] *= m; // dP = dP̃ ⊙ M/(1−p)
                                 }
                             }
-                            let ds = view2(dpb, nr, ke);
+                            p_dropped.clear();
+                            p_dropped.extend_from_slice(pb);
+                            for i in r0..r1 {
+                                for j in 0..dims.key_end(i) {
+                                    p_dropped[(i - r0) * ke + j] *= dims.drop_mul::<T>(h, i, j);
+                                }
+                            }
                             gemm_serial(
-                                scale,
-                                ds,
-                                k_used,
-                                T::zero(),
-                                view2_mut(&mut dqh[r0 * d..r1 * d], nr, d),
-                            );
-                            gemm_serial(
-                                scale,
-                                ds.reversed_axes(),
-                                q_blk,
                                 T::one(),
-                                view2_mut(&mut dkh[..ke * d], ke, d),
+                                view2(&p_dropped, nr, ke).reversed_axes(),
+                                do_blk,
+                                T::one(),
+                                view2_mut(&mut dvh[..ke * d], ke, d),
+                            );
+                        } else {
+                            gemm_serial(
+                                T::one(),
+                                view2(pb, nr, ke).reversed_axes(),
+                                do_blk,
+                                T::one(),
+                                view2_mut(&mut dvh[..ke * d], ke, d),
                             );
                         }
-                    };
+                        // dS = P ⊙ (dP − D_i), D_i = dO_i·O_i; written over dp.
+                        for i in r0..r1 {
+                            let di = dot(&goh[i * d..(i + 1) * d], &oh[i * d..(i + 1) * d]);
+                            let row = (i - r0) * ke;
+                            for j in 0..ke {
+                                dpb[row + j] = pb[row + j] * (dpb[row + j] - di);
+                            }
+                        }
+                        let ds = view2(dpb, nr, ke);
+                        gemm_serial(
+                            scale,
+                            ds,
+                            k_used,
+                            T::zero(),
+                            view2_mut(&mut dqh[r0 * d..r1 * d], nr, d),
+                        );
+                        gemm_serial(
+                            scale,
+                            ds.reversed_axes(),
+                            q_blk,
+                            T::one(),
+                            view2_mut(&mut dkh[..ke * d], ke, d),
+                        );
+                    }
+                };
                 dq.par_chunks_mut(tq * d)
                     .zip(dk.par_chunks_mut(tk * d))
                     .zip(dv.par_chunks_mut(tk * d))

@@ -54,7 +54,7 @@ impl<T: Element> Tensor<T> {
                 });
             }
         }
-        if !(eps > 0.0) {
+        if eps.is_nan() || eps <= 0.0 {
             return Err(Error::invalid(
                 "layer_norm",
                 format!("eps must be positive, got {eps}"),
@@ -73,7 +73,8 @@ impl<T: Element> Tensor<T> {
         let inv_n = T::one() / T::of(n as f64);
         let epst = T::of(eps);
         let per = rows_per_task(n);
-        let work = |(c, (yc, sc)): (usize, (&mut [T], &mut [(T, T)]))| {
+        type Chunk<'a, T> = (usize, (&'a mut [T], &'a mut [(T, T)]));
+        let work = |(c, (yc, sc)): Chunk<'_, T>| {
             for (r, (yr, st)) in yc.chunks_mut(n).zip(sc.iter_mut()).enumerate() {
                 let xr = &xs[(c * per + r) * n..][..n];
                 let mu = sum(xr) * inv_n;

@@ -32,7 +32,7 @@ fn times<T: Element>(
     s: &CpuArray<T>,
     h: impl Fn(T) -> T + Sync + Send,
 ) -> CpuArray<T> {
-    zip_map(g, s, &g.shape().to_vec(), move |g, s| g * h(s))
+    zip_map(g, s, g.shape(), move |g, s| g * h(s))
 }
 
 impl<T: Element> Tensor<T> {

@@ -54,6 +54,59 @@ fn bare_sgemm(
     }
 }
 
+/// The bare sgemm split across `threads` scoped OS threads by blocks of C's columns (or rows):
+/// the best a 2-core machine gives the same kernel, with no framework around it.
+#[allow(clippy::too_many_arguments)] // mirrors the sgemm call it wraps
+fn bare_sgemm_threads(
+    threads: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    c: &mut [f32],
+) {
+    let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
+    let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
+    let step = n.div_ceil(threads);
+    let c_addr = c.as_mut_ptr() as usize;
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let j0 = t * step;
+            let nj = step.min(n.saturating_sub(j0));
+            if nj == 0 {
+                continue;
+            }
+            s.spawn(move || {
+                // SAFETY: as in `bare_sgemm`; each thread writes only columns j0..j0+nj of C, so
+                // the threads' writes are disjoint, and C outlives the scope.
+                unsafe {
+                    let bp = b.as_ptr().offset(j0 as isize * csb);
+                    let cp = (c_addr as *mut f32).add(j0);
+                    matrixmultiply::sgemm(
+                        m,
+                        k,
+                        nj,
+                        1.0,
+                        a.as_ptr(),
+                        rsa,
+                        csa,
+                        bp,
+                        rsb,
+                        csb,
+                        0.0,
+                        cp,
+                        n as isize,
+                        1,
+                    );
+                }
+            });
+        }
+    });
+}
+
 fn matmul(c: &mut Criterion) {
     let mut g = c.benchmark_group("matmul");
     g.sample_size(10)
@@ -76,9 +129,18 @@ fn matmul(c: &mut Criterion) {
         let b = Tensor::<f32>::randn(&b_shape, 2);
         let (av, bv) = (a.to_vec().unwrap(), b.to_vec().unwrap());
         let mut cv = vec![0f32; m * n];
-        g.bench_function(BenchmarkId::new("bare_sgemm", label), |bench| {
+        g.bench_function(BenchmarkId::new("bare_sgemm_1thread", label), |bench| {
             bench.iter(|| bare_sgemm(m, k, n, &av, ta, &bv, tb, black_box(&mut cv)))
         });
+        let threads = rayon::current_num_threads();
+        g.bench_function(
+            BenchmarkId::new(format!("bare_sgemm_{threads}threads"), label),
+            |bench| {
+                bench.iter(|| {
+                    bare_sgemm_threads(threads, m, k, n, &av, ta, &bv, tb, black_box(&mut cv))
+                })
+            },
+        );
         let a_op = if ta {
             a.transpose(0, 1).unwrap()
         } else {

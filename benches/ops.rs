@@ -108,6 +108,7 @@ fn bare_sgemm_threads(
 }
 
 fn matmul(c: &mut Criterion) {
+    scratchgpt::backend::cpu::keep_freed_memory_for_reuse();
     let mut g = c.benchmark_group("matmul");
     g.sample_size(10)
         .measurement_time(Duration::from_secs(4))
@@ -169,6 +170,7 @@ fn fwd_bwd(inputs: &[Tensor<f32>], f: &dyn Fn(&[Tensor<f32>]) -> Tensor<f32>) {
 }
 
 fn fused(c: &mut Criterion) {
+    scratchgpt::backend::cpu::keep_freed_memory_for_reuse();
     let (b, t, ch, h) = (2, 256, 768, 12);
     let mut g = c.benchmark_group("fused");
     g.sample_size(10)

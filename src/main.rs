@@ -3,6 +3,7 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    scratchgpt::backend::cpu::keep_freed_memory_for_reuse();
     match cli::run() {
         Ok(code) => code,
         Err(e) => {

@@ -10,6 +10,8 @@
 //! problem size (never on the thread count or on work stealing), and partial results are combined
 //! in chunk order, so results are bit-identical from run to run and across thread counts.
 
+use std::mem::MaybeUninit;
+
 use ndarray::{ArrayView2, ArrayViewMut2, Axis, Zip};
 use rayon::prelude::*;
 
@@ -116,17 +118,22 @@ pub fn dot<T: Element>(x: &[T], y: &[T]) -> T {
     s
 }
 
-/// max over a slice (−∞ for an empty one; NaN propagates).
+/// max over a slice (−∞ for an empty one), in eight lanes so it vectorises. NaN elements are
+/// skipped here; the row kernels that use it (softmax, cross-entropy, attention) still return
+/// NaN for a row containing NaN, since `x − max` is then NaN and flows through the sum.
 #[inline]
 pub fn max<T: Element>(x: &[T]) -> T {
+    let mut acc = [T::neg_infinity(); 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+        }
+    }
     let mut m = T::neg_infinity();
-    for &v in x {
-        if v > m || v.is_nan() {
-            m = v;
-        }
-        if m.is_nan() {
-            return m;
-        }
+    for &v in acc.iter().chain(rest) {
+        m = if v > m { v } else { m };
     }
     m
 }
@@ -147,7 +154,8 @@ const GEMM_MIN_WORK_PER_TASK: usize = 1 << 20;
 /// strides — no copies). Large products are split into rayon tasks along the longer of C's two
 /// sides, so the operand that must be re-packed by every task is the smaller one; each task calls
 /// the single-threaded `matrixmultiply` kernel on its block. Every element of C is computed by the
-/// same sequence of operations whatever the split, so results do not depend on the thread count.
+/// same sequence of operations whatever the split (matrixmultiply's k-blocking does not depend on
+/// n or m), so results do not depend on the thread count.
 ///
 /// `parallel = false` keeps it on the calling thread (for callers already inside a rayon task).
 pub fn gemm<T: Element>(
@@ -155,7 +163,37 @@ pub fn gemm<T: Element>(
     a: ArrayView2<'_, T>,
     b: ArrayView2<'_, T>,
     beta: T,
-    mut c: ArrayViewMut2<'_, T>,
+    c: ArrayViewMut2<'_, T>,
+    parallel: bool,
+) {
+    gemm_split(alpha, a, b, beta, c, parallel);
+}
+
+/// `C = alpha·A·B` into uninitialised memory: `matrixmultiply` never reads C when beta is zero,
+/// so a fresh output need not be zeroed first (for a 512×50257 logits matrix that saves writing
+/// 100 MB). Every element of `c` is initialised on return.
+pub fn gemm_uninit<T: Element>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    mut c: ArrayViewMut2<'_, MaybeUninit<T>>,
+    parallel: bool,
+) {
+    if a.dim().1 == 0 {
+        // An empty sum: C = 0. (Written here rather than trusting the kernel with k = 0.)
+        c.fill(MaybeUninit::new(T::zero()));
+        return;
+    }
+    gemm_split(alpha, a, b, T::zero(), c, parallel);
+}
+
+/// The split behind [`gemm`] and [`gemm_uninit`]; `U` is `T` or `MaybeUninit<T>` (same layout).
+fn gemm_split<T: Element, U: Send>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    mut c: ArrayViewMut2<'_, U>,
     parallel: bool,
 ) {
     let (m, k) = a.dim();
@@ -173,7 +211,7 @@ pub fn gemm<T: Element>(
         1
     };
     if tasks == 1 {
-        gemm_serial(alpha, a, b, beta, c);
+        gemm_block(alpha, a, b, beta, c.view_mut());
         return;
     }
     if n >= m {
@@ -183,7 +221,7 @@ pub fn gemm<T: Element>(
         b_parts
             .into_par_iter()
             .zip(c_parts)
-            .for_each(|(bp, cp)| gemm_serial(alpha, a, bp, beta, cp));
+            .for_each(|(bp, cp)| gemm_block(alpha, a, bp, beta, cp));
     } else {
         let step = m.div_ceil(tasks);
         let a_parts: Vec<_> = a.axis_chunks_iter(Axis(0), step).collect();
@@ -191,10 +229,8 @@ pub fn gemm<T: Element>(
         a_parts
             .into_par_iter()
             .zip(c_parts)
-            .for_each(|(ap, cp)| gemm_serial(alpha, ap, b, beta, cp));
+            .for_each(|(ap, cp)| gemm_block(alpha, ap, b, beta, cp));
     }
-    // keep `c` borrowed until the tasks finish
-    let _ = &mut c;
 }
 
 /// One `matrixmultiply` call on the current thread.
@@ -203,8 +239,25 @@ pub fn gemm_serial<T: Element>(
     a: ArrayView2<'_, T>,
     b: ArrayView2<'_, T>,
     beta: T,
-    mut c: ArrayViewMut2<'_, T>,
+    c: ArrayViewMut2<'_, T>,
 ) {
+    gemm_block(alpha, a, b, beta, c);
+}
+
+/// One `matrixmultiply` call on the current thread; `U` is `T` or `MaybeUninit<T>`, and if it is
+/// `MaybeUninit<T>` then `beta` is zero (so C is only written, never read).
+fn gemm_block<T: Element, U>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    mut c: ArrayViewMut2<'_, U>,
+) {
+    assert_eq!(
+        std::mem::size_of::<U>(),
+        std::mem::size_of::<T>(),
+        "U must be T or MaybeUninit<T>"
+    );
     let (m, k) = a.dim();
     let (_, n) = b.dim();
     if m == 0 || n == 0 {
@@ -216,7 +269,9 @@ pub fn gemm_serial<T: Element>(
     // SAFETY: the pointers and strides come from ndarray views of shapes (m,k), (k,n), (m,n), so
     // every address gemm touches (base + i*rs + j*cs within those shapes) lies inside the viewed
     // arrays; `c` is a unique mutable view (distinct elements have distinct addresses, as ndarray
-    // guarantees for mutable views) and cannot alias `a` or `b`, which are shared borrows.
+    // guarantees for mutable views) and cannot alias `a` or `b`, which are shared borrows. `U` has
+    // T's size and is T or MaybeUninit<T> (repr(transparent)), so the cast pointer addresses the
+    // same elements; when C is uninitialised, beta is zero and matrixmultiply does not read C.
     unsafe {
         T::gemm(
             m,
@@ -230,9 +285,27 @@ pub fn gemm_serial<T: Element>(
             rsb,
             csb,
             beta,
-            c.as_mut_ptr(),
+            c.as_mut_ptr() as *mut T,
             rsc,
             csc,
         );
+    }
+}
+
+/// Asks glibc's allocator to keep freed large buffers for reuse instead of unmapping them.
+///
+/// A training step allocates the same big activations (logits alone are `B·T·50257` floats) every
+/// step. By default glibc serves blocks above 32 MB with a fresh `mmap` and unmaps them on free,
+/// so every step page-faults through hundreds of megabytes of newly zeroed pages — measured here
+/// as 20–30 % of the LM-head matmul's time. Raising the mmap and trim thresholds makes freed
+/// blocks return to the heap and be reused. Process-wide, so the library never calls it on its
+/// own: the `scratchgpt` binary and the benches opt in. A no-op off Linux/glibc.
+pub fn keep_freed_memory_for_reuse() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes glibc malloc's tuning parameters; glibc serialises it with the
+    // allocator's own lock, and it does not touch any allocation made before.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
 }

@@ -31,7 +31,11 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5e-1; // Cephes: 5.0000001e-1, which rounds to 0.5 in f32
     let er = p * r * r + r + 1.0;
-    let ni = n as i32;
+    // n is an integer with |n| < 2^22, so `t = n + 1.5·2^23` (computed above before the
+    // subtraction) holds it exactly in its low mantissa bits: reading the bits gives n with pure
+    // integer arithmetic. (`n as i32` would saturate NaN and out-of-range values one element at a
+    // time and stop LLVM from vectorising the loop.)
+    let ni = ((xc * LOG2E + ROUND).to_bits() as i32).wrapping_sub(0x4B40_0000);
     let n1 = ni >> 1;
     let n2 = ni - n1;
     let s1 = f32::from_bits(((n1 + 127) as u32) << 23);

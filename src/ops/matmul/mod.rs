@@ -16,7 +16,9 @@
 use ndarray::{ArrayD, ArrayView2, ArrayViewD, Axis, Ix2, IxDyn};
 use rayon::prelude::*;
 
-use crate::backend::cpu::{gemm, gemm_serial};
+use std::mem::MaybeUninit;
+
+use crate::backend::cpu::{gemm, gemm_serial, gemm_uninit};
 use crate::error::{Error, Result};
 use crate::tensor::shape::{broadcast_shapes, numel, sum_to_shape};
 use crate::tensor::{CpuArray, Element, Tensor};
@@ -74,16 +76,14 @@ fn matmul_nd<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
     let nb = numel(&batch);
     let out_shape = [batch.as_slice(), &[m, n]].concat();
 
-    let mut out = ArrayD::<T>::zeros(IxDyn(&out_shape));
-    if sb.len() == 2 && (sa.len() == 2 || av.is_standard_layout()) {
+    let out = if sb.len() == 2 && (sa.len() == 2 || av.is_standard_layout()) {
         // B is a plain matrix: fold A's batch into its rows, one GEMM.
         let a2 = rows_view(&av, nb * m, k);
-        let o2 = out
-            .view_mut()
-            .into_shape_with_order((nb * m, n))
-            .expect("fresh array");
-        gemm(T::one(), a2, as2(&bv), T::zero(), o2, true);
+        uninit_product(&out_shape, nb * m, n, |c| {
+            gemm_uninit(T::one(), a2, as2(&bv), c, true)
+        })
     } else {
+        let mut out = ArrayD::<T>::zeros(IxDyn(&out_shape));
         let at = av
             .broadcast(IxDyn(&[batch.as_slice(), &[m, k]].concat()))
             .expect("checked");
@@ -98,7 +98,8 @@ fn matmul_nd<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
                 .into_shape_with_order((nb, m, n))
                 .expect("fresh"),
         );
-    }
+        out
+    };
 
     Ok(Tensor::from_op("matmul", out, &[a, b], move |g, needs| {
         let g = super::contiguous(g);
@@ -122,18 +123,16 @@ fn grad_a<T: Element>(
 ) -> CpuArray<T> {
     let nb = numel(batch);
     let full = [batch, &[m, k]].concat();
-    let mut da = ArrayD::<T>::zeros(IxDyn(&full));
-    if bv.ndim() == 2 {
+    let da = if bv.ndim() == 2 {
         let g2 = g
             .view()
             .into_shape_with_order((nb * m, n))
             .expect("contiguous");
-        let d2 = da
-            .view_mut()
-            .into_shape_with_order((nb * m, k))
-            .expect("fresh");
-        gemm(T::one(), g2, as2(bv).reversed_axes(), T::zero(), d2, true);
+        uninit_product(&full, nb * m, k, |c| {
+            gemm_uninit(T::one(), g2, as2(bv).reversed_axes(), c, true)
+        })
     } else {
+        let mut da = ArrayD::<T>::zeros(IxDyn(&full));
         let bt = transposed_last2(
             bv.broadcast(IxDyn(&[batch, &[k, n]].concat()))
                 .expect("checked"),
@@ -150,7 +149,8 @@ fn grad_a<T: Element>(
                 .into_shape_with_order((nb, m, k))
                 .expect("fresh"),
         );
-    }
+        da
+    };
     sum_to_shape(&da.into_shared(), av.shape())
 }
 
@@ -165,37 +165,33 @@ fn grad_b<T: Element>(
 ) -> CpuArray<T> {
     let nb = numel(batch);
     if bv.ndim() == 2 {
-        let mut db = ndarray::Array2::<T>::zeros((k, n));
         if av.ndim() == 2 || av.is_standard_layout() {
+            // One GEMM over the folded batch: ∂L/∂B = A_flatᵀ·G_flat.
             let a2 = rows_view(av, nb * m, k);
             let g2 = g
                 .view()
                 .into_shape_with_order((nb * m, n))
                 .expect("contiguous");
+            return uninit_product(&[k, n], k, n, |c| {
+                gemm_uninit(T::one(), a2.reversed_axes(), g2, c, true)
+            })
+            .into_shared();
+        }
+        // A's batch has strides that cannot be folded: accumulate batch by batch, in order.
+        let mut db = ndarray::Array2::<T>::zeros((k, n));
+        let at = av
+            .broadcast(IxDyn(&[batch, &[m, k]].concat()))
+            .expect("checked");
+        for i in 0..nb {
+            let ai = mat_at(&at, batch, i);
             gemm(
                 T::one(),
-                a2.reversed_axes(),
-                g2,
-                T::zero(),
+                ai.reversed_axes(),
+                g.index_axis(Axis(0), i),
+                T::one(),
                 db.view_mut(),
                 true,
             );
-        } else {
-            // A's batch has strides that cannot be folded: accumulate batch by batch, in order.
-            let at = av
-                .broadcast(IxDyn(&[batch, &[m, k]].concat()))
-                .expect("checked");
-            for i in 0..nb {
-                let ai = mat_at(&at, batch, i);
-                gemm(
-                    T::one(),
-                    ai.reversed_axes(),
-                    g.index_axis(Axis(0), i),
-                    T::one(),
-                    db.view_mut(),
-                    true,
-                );
-            }
         }
         return db.into_dyn().into_shared();
     }
@@ -275,6 +271,25 @@ fn mat_at<'a, T: Element>(
         v = v.index_axis_move(Axis(0), j);
     }
     v.into_dimensionality::<Ix2>().expect("two axes left")
+}
+
+/// A fresh array of `shape` whose `rows × cols` matrix view is filled by `fill` (a GEMM with
+/// beta = 0), without zeroing it first.
+fn uninit_product<T: Element>(
+    shape: &[usize],
+    rows: usize,
+    cols: usize,
+    fill: impl FnOnce(ndarray::ArrayViewMut2<'_, MaybeUninit<T>>),
+) -> ArrayD<T> {
+    let mut out = ArrayD::<T>::uninit(IxDyn(shape));
+    fill(
+        out.view_mut()
+            .into_shape_with_order((rows, cols))
+            .expect("fresh array is contiguous"),
+    );
+    // SAFETY: `gemm_uninit` writes every element of the rows × cols view, which covers the whole
+    // array (rows·cols = its element count, checked by into_shape_with_order).
+    unsafe { out.assume_init() }
 }
 
 /// A 2-D array as a 2-D view.

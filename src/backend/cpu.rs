@@ -98,6 +98,25 @@ pub fn sum<T: Element>(x: &[T]) -> T {
     s
 }
 
+/// Σ (x − c)², vectorised like [`sum`] (the variance of a layer-norm row).
+#[inline]
+pub fn sum_sq_dev<T: Element>(x: &[T], c: T) -> T {
+    let mut acc = [T::zero(); 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for ch in chunks {
+        for i in 0..8 {
+            let d = ch[i] - c;
+            acc[i] += d * d;
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for &v in rest {
+        s += (v - c) * (v - c);
+    }
+    s
+}
+
 /// Σ x·y, vectorised like [`sum`].
 #[inline]
 pub fn dot<T: Element>(x: &[T], y: &[T]) -> T {

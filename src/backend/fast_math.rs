@@ -9,6 +9,18 @@
 //!
 //! The f64 element type does not use these: gradient checks want libm's exact results.
 
+/// `a·b + c`: one fused multiply-add instruction where the target has FMA (our
+/// `.cargo/config.toml` builds for the native CPU), else a multiply and an add — never the slow
+/// software `fmaf` that `mul_add` falls back to without hardware FMA.
+#[inline(always)]
+fn madd(a: f32, b: f32, c: f32) -> f32 {
+    if cfg!(target_feature = "fma") {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
 /// e^x for one f32, by range reduction: x = n·ln2 + r with |r| ≤ ln2/2, so e^x = 2^n · e^r, and
 /// e^r from a degree-6 minimax polynomial (Cephes' `expf` coefficients). 2^n is built from the
 /// exponent bits in two halves so that n = 128 (x just below the overflow point) and the
@@ -25,12 +37,12 @@ pub fn exp_f32(x: f32) -> f32 {
     let n = (xc * LOG2E + ROUND) - ROUND;
     let r = xc - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 5e-1; // Cephes: 5.0000001e-1, which rounds to 0.5 in f32
-    let er = p * r * r + r + 1.0;
+    p = madd(p, r, 1.398_199_9e-3);
+    p = madd(p, r, 8.333_452e-3);
+    p = madd(p, r, 4.166_579_6e-2);
+    p = madd(p, r, 1.666_666_5e-1);
+    p = madd(p, r, 5e-1); // Cephes: 5.0000001e-1, which rounds to 0.5 in f32
+    let er = madd(p * r, r, r) + 1.0;
     // n is an integer with |n| < 2^22, so `t = n + 1.5·2^23` (computed above before the
     // subtraction) holds it exactly in its low mantissa bits: reading the bits gives n with pure
     // integer arithmetic. (`n as i32` would saturate NaN and out-of-range values one element at a

@@ -99,7 +99,10 @@ impl<T: Element> Tensor<T> {
     /// All elements in row-major (C) order.
     pub fn to_vec(&self) -> Result<Vec<T>> {
         let a = self.cpu("to_vec")?;
-        Ok(a.iter().copied().collect())
+        Ok(match a.as_slice() {
+            Some(s) => s.to_vec(),
+            None => crate::ops::c_order_copy(&a).into_raw_vec_and_offset().0,
+        })
     }
 
     /// The single element of a tensor with one element (any shape, e.g. a loss).

@@ -24,7 +24,7 @@
 
 use rayon::prelude::*;
 
-use crate::backend::cpu::{dot, should_par, sum};
+use crate::backend::cpu::{dot, should_par, sum, sum_sq_dev};
 use crate::error::{Error, Result};
 use crate::tensor::{CpuArray, Element, Tensor};
 
@@ -78,13 +78,10 @@ impl<T: Element> Tensor<T> {
             for (r, (yr, st)) in yc.chunks_mut(n).zip(sc.iter_mut()).enumerate() {
                 let xr = &xs[(c * per + r) * n..][..n];
                 let mu = sum(xr) * inv_n;
-                let mut var = T::zero();
-                for &v in xr {
-                    var += (v - mu) * (v - mu);
-                }
-                let rstd = T::one() / (var * inv_n + epst).sqrt();
-                for i in 0..n {
-                    yr[i] = gs[i] * ((xr[i] - mu) * rstd) + bs[i];
+                let var = sum_sq_dev(xr, mu) * inv_n;
+                let rstd = T::one() / (var + epst).sqrt();
+                for (((y, &x), &g), &b) in yr.iter_mut().zip(xr).zip(gs).zip(bs) {
+                    *y = g * ((x - mu) * rstd) + b;
                 }
                 *st = (mu, rstd);
             }
@@ -120,16 +117,17 @@ impl<T: Element> Tensor<T> {
                         let row = c * per + r;
                         let (xr, gr) = (&xs[row * n..][..n], &gv[row * n..][..n]);
                         let (mu, rstd) = stats[row];
-                        for i in 0..n {
-                            xhat[i] = (xr[i] - mu) * rstd;
-                            d[i] = gr[i] * gam[i];
-                            dgamma[i] += gr[i] * xhat[i];
-                            dbeta[i] += gr[i];
+                        for (i, ((&x, &g), &ga)) in xr.iter().zip(gr).zip(gam).enumerate() {
+                            let xh = (x - mu) * rstd;
+                            xhat[i] = xh;
+                            d[i] = g * ga;
+                            dgamma[i] += g * xh;
+                            dbeta[i] += g;
                         }
                         let mean_d = sum(&d) * inv_n;
                         let mean_dx = dot(&d, &xhat) * inv_n;
-                        for i in 0..n {
-                            dxr[i] = rstd * (d[i] - mean_d - xhat[i] * mean_dx);
+                        for ((o, &di), &xh) in dxr.iter_mut().zip(&d).zip(&xhat) {
+                            *o = rstd * (di - mean_d - xh * mean_dx);
                         }
                     }
                     (dgamma, dbeta)

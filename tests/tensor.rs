@@ -158,3 +158,17 @@ fn fused_attention_equals_the_unfused_book_formula() {
         assert!(err < 1e-12, "tq {tq} tk {tk} p {p}: max err {err}");
     }
 }
+
+#[test]
+fn nan_propagates_through_fused_row_ops() {
+    let x = Tensor::<f32>::from_vec(vec![1.0, f32::NAN, 2.0, 0.5, 0.1, 0.2], &[2, 3]).unwrap();
+    let s = x.softmax().unwrap().to_vec().unwrap();
+    assert!(s[..3].iter().all(|v| v.is_nan()), "{s:?}");
+    assert!(s[3..].iter().all(|v| v.is_finite()), "{s:?}");
+    let loss = x.cross_entropy(&scratchgpt::Ids::from_vec(vec![0, 1])).unwrap();
+    assert!(loss.item().unwrap().is_nan());
+    assert!(!loss.all_finite().unwrap());
+    let big = Tensor::<f32>::from_vec(vec![1000.0, -1000.0, 0.0], &[1, 3]).unwrap();
+    let s = big.softmax().unwrap().to_vec().unwrap();
+    assert_eq!(s, vec![1.0, 0.0, 0.0], "stable for large logits");
+}

@@ -165,7 +165,9 @@ fn nan_propagates_through_fused_row_ops() {
     let s = x.softmax().unwrap().to_vec().unwrap();
     assert!(s[..3].iter().all(|v| v.is_nan()), "{s:?}");
     assert!(s[3..].iter().all(|v| v.is_finite()), "{s:?}");
-    let loss = x.cross_entropy(&scratchgpt::Ids::from_vec(vec![0, 1])).unwrap();
+    let loss = x
+        .cross_entropy(&scratchgpt::Ids::from_vec(vec![0, 1]))
+        .unwrap();
     assert!(loss.item().unwrap().is_nan());
     assert!(!loss.all_finite().unwrap());
     let big = Tensor::<f32>::from_vec(vec![1000.0, -1000.0, 0.0], &[1, 3]).unwrap();

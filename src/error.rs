@@ -76,6 +76,14 @@ pub enum Error {
     #[error("{what} is not finite ({value})")]
     NonFinite { what: String, value: f64 },
 
+    /// A file whose contents do not parse (a vocabulary, a checkpoint, a dataset), with where and why.
+    #[error("{what}: {msg}")]
+    Parse { what: String, msg: String },
+
+    /// A text file that is not valid UTF-8, with the byte offset of the first bad byte.
+    #[error("{path}: not valid UTF-8 (first invalid byte at offset {offset})")]
+    InvalidUtf8 { path: String, offset: usize },
+
     /// An I/O failure, with the path involved.
     #[error("{path}: {source}")]
     Io {
@@ -86,6 +94,22 @@ pub enum Error {
 }
 
 impl Error {
+    /// Shorthand for [`Error::Parse`].
+    pub fn parse(what: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Parse {
+            what: what.into(),
+            msg: msg.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::Io`].
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+
     /// Shorthand for [`Error::InvalidArgument`].
     pub fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
         Error::InvalidArgument {

@@ -10,11 +10,15 @@
 //! - [`autograd`]: the graph, `backward()`, `no_grad`, Graphviz export, numeric gradient checks.
 //! - [`ops`]: one folder per op family; the gradient of each op is derived in its doc comment
 //!   (and gathered in `docs/gradients.md`).
+//! - [`data`]: tokenizers (simple, GPT-2 BPE, BPE trainer), sliding-window dataset and loader.
+//! - [`nn`]: layers with parameters.
 //! - [`backend`]: CPU kernels shared by the ops (GEMM, vectorised reductions, parallel maps).
 
 pub mod autograd;
 pub mod backend;
+pub mod data;
 pub mod error;
+pub mod nn;
 pub mod ops;
 pub mod tensor;
 

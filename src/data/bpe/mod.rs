@@ -1,0 +1,377 @@
+//! GPT-2's byte-level BPE tokenizer, identical to tiktoken's `gpt2` encoding, plus a trainer.
+//!
+//! Encoding a text:
+//! 1. split out special tokens (`<|endoftext|>`) — only where the caller allows them;
+//! 2. pre-tokenize the rest with GPT-2's pattern ([`pretokenize`]): words with their leading space,
+//!    numbers, punctuation runs, whitespace;
+//! 3. byte-pair-merge each piece's UTF-8 bytes by rank ([`merge`]) — every byte is a token, so
+//!    nothing is ever unknown.
+//!
+//! Decoding concatenates the tokens' bytes: `decode(encode(s)) == s` for every string.
+//!
+//! The vocabulary loads from OpenAI's two files: `encoder.json` (token → id, tokens written in
+//! GPT-2's printable byte alphabet, see [`byte_unicode`]) and `vocab.bpe` (the merges, in order).
+//! A merge's rank is the id of the token it makes; the loader checks the two files agree.
+
+pub mod byte_unicode;
+pub mod merge;
+pub mod pretokenize;
+pub mod train;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use crate::data::text_file::{read_text, write_atomic};
+use crate::error::{Error, Result};
+use byte_unicode::{byte_to_char_table, bytes_in_rank_order, bytes_to_token, token_to_bytes};
+use merge::{byte_pair_encode, FxHashMap};
+
+/// GPT-2's end-of-text token.
+pub const END_OF_TEXT: &str = "<|endoftext|>";
+
+/// A byte-level BPE tokenizer (GPT-2's, or one trained with [`train::train_bpe`]).
+#[derive(Clone, Debug)]
+pub struct BpeTokenizer {
+    /// Token bytes → id (= merge rank) for ordinary tokens.
+    ranks: FxHashMap<Vec<u8>, u32>,
+    /// id → bytes, for every id (special tokens: their text).
+    tokens: Vec<Vec<u8>>,
+    /// The merges in rank order, as (left, right) token ids — what `vocab.bpe` stores.
+    merges: Vec<(u32, u32)>,
+    /// Special tokens and their ids.
+    specials: Vec<(String, u32)>,
+}
+
+static GPT2: OnceLock<BpeTokenizer> = OnceLock::new();
+
+impl BpeTokenizer {
+    /// OpenAI's GPT-2 tokenizer, from the copies of `encoder.json` and `vocab.bpe` embedded in the
+    /// binary (so it works from any directory, with nothing to download). Loaded once.
+    pub fn gpt2() -> &'static BpeTokenizer {
+        GPT2.get_or_init(|| {
+            Self::from_gpt2_format(
+                include_str!("../../../data/gpt2/encoder.json"),
+                include_str!("../../../data/gpt2/vocab.bpe"),
+                "embedded data/gpt2",
+            )
+            .expect("the embedded GPT-2 vocabulary is valid (checked by the tests)")
+        })
+    }
+
+    /// Loads `encoder.json` and `vocab.bpe` from a folder (OpenAI's format, also what
+    /// [`BpeTokenizer::save`] writes).
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(Error::invalid(
+                "tokenizer",
+                format!(
+                    "{} is not a folder with encoder.json and vocab.bpe",
+                    dir.display()
+                ),
+            ));
+        }
+        let encoder = read_text(dir.join("encoder.json"))?;
+        let merges = read_text(dir.join("vocab.bpe"))?;
+        Self::from_gpt2_format(&encoder, &merges, &dir.display().to_string())
+    }
+
+    /// Parses the two files' contents; `what` names them in errors.
+    pub fn from_gpt2_format(encoder_json: &str, vocab_bpe: &str, what: &str) -> Result<Self> {
+        let table = byte_to_char_table();
+        let encoder: HashMap<String, u32> = serde_json::from_str(encoder_json)
+            .map_err(|e| Error::parse(format!("{what}/encoder.json"), e.to_string()))?;
+        let merges_what = format!("{what}/vocab.bpe");
+
+        // Ranks: the 256 bytes, then one per merge.
+        let mut tokens: Vec<Vec<u8>> = bytes_in_rank_order().into_iter().map(|b| vec![b]).collect();
+        let mut ranks: FxHashMap<Vec<u8>, u32> = FxHashMap::default();
+        for (i, t) in tokens.iter().enumerate() {
+            ranks.insert(t.clone(), i as u32);
+        }
+        let mut merges = Vec::new();
+        for (line_no, line) in vocab_bpe.lines().enumerate() {
+            if line.starts_with("#version") || line.trim().is_empty() {
+                continue;
+            }
+            let parts: Vec<&str> = line.split(' ').collect();
+            let bad = |msg: String| {
+                Error::parse(merges_what.clone(), format!("line {}: {msg}", line_no + 1))
+            };
+            if parts.len() != 2 {
+                return Err(bad(format!(
+                    "expected two tokens separated by one space, got {line:?}"
+                )));
+            }
+            let mut ids = [0u32; 2];
+            for (k, p) in parts.iter().enumerate() {
+                let bytes = token_to_bytes(p, &table).ok_or_else(|| {
+                    bad(format!(
+                        "{p:?} has characters outside GPT-2's byte alphabet"
+                    ))
+                })?;
+                ids[k] = *ranks.get(&bytes).ok_or_else(|| {
+                    bad(format!("{p:?} is not a token defined by an earlier line"))
+                })?;
+            }
+            let merged = [
+                tokens[ids[0] as usize].as_slice(),
+                tokens[ids[1] as usize].as_slice(),
+            ]
+            .concat();
+            if ranks.contains_key(&merged) {
+                return Err(bad(format!(
+                    "merge {line:?} makes a token that already exists"
+                )));
+            }
+            ranks.insert(merged.clone(), tokens.len() as u32);
+            tokens.push(merged);
+            merges.push((ids[0], ids[1]));
+        }
+
+        // encoder.json must give every token the id of its rank; other entries are special tokens.
+        let mut specials = Vec::new();
+        for (tok, &id) in &encoder {
+            match token_to_bytes(tok, &table).and_then(|b| ranks.get(&b).copied()) {
+                Some(rank) if rank == id => {}
+                Some(rank) => {
+                    return Err(Error::parse(
+                        format!("{what}/encoder.json"),
+                        format!("token {tok:?} has id {id} but vocab.bpe gives it rank {rank}"),
+                    ))
+                }
+                None => specials.push((tok.clone(), id)),
+            }
+        }
+        if encoder.len() - specials.len() != tokens.len() {
+            return Err(Error::parse(
+                format!("{what}/encoder.json"),
+                format!(
+                    "has {} ordinary tokens, but the 256 bytes and {} merges of vocab.bpe make {}",
+                    encoder.len() - specials.len(),
+                    merges.len(),
+                    tokens.len()
+                ),
+            ));
+        }
+        specials.sort_by_key(|s| s.1);
+        for (i, (s, id)) in specials.iter().enumerate() {
+            if *id as usize != tokens.len() + i {
+                return Err(Error::parse(
+                    format!("{what}/encoder.json"),
+                    format!(
+                        "special token {s:?} has id {id}, expected {} (ids must be dense)",
+                        tokens.len() + i
+                    ),
+                ));
+            }
+        }
+        for (s, _) in &specials {
+            tokens.push(s.as_bytes().to_vec());
+        }
+        Ok(BpeTokenizer {
+            ranks,
+            tokens,
+            merges,
+            specials,
+        })
+    }
+
+    /// Builds a tokenizer from merges (as pairs of token ids, in order) over the 256 bytes in
+    /// GPT-2's rank order, plus special tokens appended after them (used by the trainer).
+    pub fn from_merges(merges: Vec<(u32, u32)>, specials: &[&str]) -> Result<Self> {
+        let mut tokens: Vec<Vec<u8>> = bytes_in_rank_order().into_iter().map(|b| vec![b]).collect();
+        let mut ranks: FxHashMap<Vec<u8>, u32> = FxHashMap::default();
+        for (i, t) in tokens.iter().enumerate() {
+            ranks.insert(t.clone(), i as u32);
+        }
+        for &(a, b) in &merges {
+            if a as usize >= tokens.len() || b as usize >= tokens.len() {
+                return Err(Error::invalid(
+                    "from_merges",
+                    format!("merge ({a}, {b}) refers to a later token"),
+                ));
+            }
+            let merged = [tokens[a as usize].as_slice(), tokens[b as usize].as_slice()].concat();
+            if ranks.insert(merged.clone(), tokens.len() as u32).is_some() {
+                return Err(Error::invalid(
+                    "from_merges",
+                    format!("merge ({a}, {b}) repeats a token"),
+                ));
+            }
+            tokens.push(merged);
+        }
+        let mut sp = Vec::new();
+        for s in specials {
+            sp.push((s.to_string(), tokens.len() as u32));
+            tokens.push(s.as_bytes().to_vec());
+        }
+        Ok(BpeTokenizer {
+            ranks,
+            tokens,
+            merges,
+            specials: sp,
+        })
+    }
+
+    /// Number of ids (ordinary and special tokens).
+    pub fn vocab_size(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// The special tokens with their ids.
+    pub fn special_tokens(&self) -> &[(String, u32)] {
+        &self.specials
+    }
+
+    /// The id of a special token, if this vocabulary has it.
+    pub fn special_id(&self, token: &str) -> Option<u32> {
+        self.specials.iter().find(|s| s.0 == token).map(|s| s.1)
+    }
+
+    /// The merges in rank order (pairs of token ids).
+    pub fn merges(&self) -> &[(u32, u32)] {
+        &self.merges
+    }
+
+    /// The bytes of token `id`.
+    pub fn token_bytes(&self, id: u32) -> Result<&[u8]> {
+        self.tokens
+            .get(id as usize)
+            .map(|t| t.as_slice())
+            .ok_or(Error::IndexOutOfRange {
+                op: "decode",
+                index: id as i64,
+                size: self.tokens.len(),
+            })
+    }
+
+    /// Encodes text that must not contain special tokens (tiktoken's default: a special token in
+    /// the text is an error, so that user text cannot inject `<|endoftext|>`).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.encode_with_special(text, &[])
+    }
+
+    /// Encodes text, turning the `allowed` special tokens into their ids; any other special
+    /// token in the text is an error naming it and its byte offset.
+    pub fn encode_with_special(&self, text: &str, allowed: &[&str]) -> Result<Vec<u32>> {
+        for a in allowed {
+            if self.special_id(a).is_none() {
+                return Err(Error::invalid(
+                    "encode",
+                    format!(
+                        "{a:?} is not a special token of this vocabulary (it has {:?})",
+                        self.special_names()
+                    ),
+                ));
+            }
+        }
+        let mut out = Vec::with_capacity(text.len() / 4);
+        let mut cache = FxHashMap::default();
+        let mut start = 0;
+        while let Some((pos, special, id)) = self.next_special(text, start) {
+            if !allowed.contains(&special) {
+                return Err(Error::invalid(
+                    "encode",
+                    format!(
+                        "the text contains the special token {special:?} at byte {pos}; allow it \
+                         (--allow-special) to encode it as id {id}, or remove it"
+                    ),
+                ));
+            }
+            self.encode_ordinary_into(&text[start..pos], &mut out, &mut cache);
+            out.push(id);
+            start = pos + special.len();
+        }
+        self.encode_ordinary_into(&text[start..], &mut out, &mut cache);
+        Ok(out)
+    }
+
+    /// Encodes text treating special-token strings as ordinary text.
+    pub fn encode_ordinary(&self, text: &str) -> Vec<u32> {
+        let mut out = Vec::with_capacity(text.len() / 4);
+        self.encode_ordinary_into(text, &mut out, &mut FxHashMap::default());
+        out
+    }
+
+    /// The encoder's inner loop. Pieces that are whole tokens (most words) take one hash lookup;
+    /// the others are merged once per distinct piece and remembered in `cache` for this call.
+    fn encode_ordinary_into<'t>(
+        &self,
+        text: &'t str,
+        out: &mut Vec<u32>,
+        cache: &mut FxHashMap<&'t str, Vec<u32>>,
+    ) {
+        pretokenize::pre_tokenize(text, |piece| {
+            if let Some(&id) = self.ranks.get(piece.as_bytes()) {
+                out.push(id);
+            } else if let Some(ids) = cache.get(piece) {
+                out.extend_from_slice(ids);
+            } else {
+                let mut ids = Vec::new();
+                byte_pair_encode(piece.as_bytes(), &self.ranks, &mut ids);
+                out.extend_from_slice(&ids);
+                cache.insert(piece, ids);
+            }
+        });
+    }
+
+    fn special_names(&self) -> Vec<&str> {
+        self.specials.iter().map(|s| s.0.as_str()).collect()
+    }
+
+    /// The first special token at or after byte `from`: (offset, token, id).
+    fn next_special<'a>(&'a self, text: &str, from: usize) -> Option<(usize, &'a str, u32)> {
+        self.specials
+            .iter()
+            .filter_map(|(s, id)| {
+                text[from..]
+                    .find(s.as_str())
+                    .map(|p| (from + p, s.as_str(), *id))
+            })
+            .min_by_key(|m| (m.0, std::cmp::Reverse(m.1.len())))
+    }
+
+    /// The bytes of a sequence of ids.
+    pub fn decode_bytes(&self, ids: &[u32]) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        for &id in ids {
+            out.extend_from_slice(self.token_bytes(id)?);
+        }
+        Ok(out)
+    }
+
+    /// Decodes ids to text. A sequence that ends inside a multi-byte character (possible when
+    /// decoding a prefix of generated ids) gets U+FFFD for the incomplete bytes, like tiktoken.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        Ok(String::from_utf8_lossy(&self.decode_bytes(ids)?).into_owned())
+    }
+
+    /// Writes `encoder.json` and `vocab.bpe` into `dir` (created if needed), atomically, in
+    /// OpenAI's format — [`BpeTokenizer::from_dir`] reads them back.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let table = byte_to_char_table();
+        let mut encoder = serde_json::Map::new();
+        for (id, t) in self.tokens.iter().enumerate() {
+            let name = match self.specials.iter().find(|s| s.1 == id as u32) {
+                Some((s, _)) => s.clone(),
+                None => bytes_to_token(t, &table),
+            };
+            encoder.insert(name, serde_json::Value::from(id as u64));
+        }
+        let json = serde_json::to_string(&encoder)
+            .map_err(|e| Error::parse("encoder.json", e.to_string()))?;
+        let mut bpe = String::from("#version: 0.2\n");
+        for &(a, b) in &self.merges {
+            bpe.push_str(&bytes_to_token(&self.tokens[a as usize], &table));
+            bpe.push(' ');
+            bpe.push_str(&bytes_to_token(&self.tokens[b as usize], &table));
+            bpe.push('\n');
+        }
+        write_atomic(dir.join("encoder.json"), json.as_bytes())?;
+        write_atomic(dir.join("vocab.bpe"), bpe.as_bytes())
+    }
+}

@@ -1,0 +1,11 @@
+//! Text → token ids → training batches (book chapter 2): the simple regex tokenizers, GPT-2's
+//! byte-level BPE (identical to tiktoken) and its trainer, the sliding-window dataset and loader.
+
+pub mod bpe;
+pub mod dataset;
+pub mod simple;
+pub mod text_file;
+
+pub use bpe::BpeTokenizer;
+pub use dataset::{split_train_val, DataLoader, GptDataset};
+pub use simple::{SimpleTokenizerV1, SimpleTokenizerV2};

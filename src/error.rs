@@ -85,11 +85,11 @@ pub enum Error {
     InvalidUtf8 { path: String, offset: usize },
 
     /// An I/O failure, with the path involved.
-    #[error("{path}: {source}")]
+    #[error("{path}: {err}")]
     Io {
         path: String,
-        #[source]
-        source: std::io::Error,
+        /// Shown in the message rather than chained as a `source`, so the CLI prints it once.
+        err: std::io::Error,
     },
 }
 
@@ -106,7 +106,7 @@ impl Error {
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().display().to_string(),
-            source,
+            err: source,
         }
     }
 

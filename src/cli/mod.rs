@@ -1,6 +1,8 @@
 //! Command-line parsing (clap) and dispatch to one file per command.
 
 mod gradcheck;
+mod tokenize;
+mod train_tokenizer;
 
 use std::process::ExitCode;
 
@@ -22,6 +24,10 @@ enum Command {
     /// Checks every op's hand-written backward against f64 central differences and prints a
     /// table; exits non-zero if any check fails.
     Gradcheck(gradcheck::Args),
+    /// Shows how a tokenizer splits a text into token ids.
+    Tokenize(tokenize::Args),
+    /// Trains a byte-level BPE vocabulary on a text and saves it in GPT-2's format.
+    TrainTokenizer(train_tokenizer::Args),
 }
 
 /// Parses the arguments and runs the command.
@@ -33,5 +39,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             gradcheck::run(&args)
         }
         Command::Gradcheck(args) => gradcheck::run(&args),
+        Command::Tokenize(args) => tokenize::run(&args),
+        Command::TrainTokenizer(args) => train_tokenizer::run(&args),
     }
 }

@@ -364,6 +364,14 @@ pub fn cases() -> Vec<Case> {
         [randn(&[4, 2], 121)],
         |x| x[0].embedding(&Ids::from_vec(vec![3]))
     ));
+    c.push(case!(
+        "embedding",
+        "token + positional embedding ids (2,3) → (2,3,4)",
+        [randn(&[7, 4], 122), randn(&[3, 4], 123)],
+        |x| x[0]
+            .embedding(&Ids::new(vec![1, 6, 6, 0, 2, 1], &[2, 3])?)?
+            .add(&x[1].embedding(&Ids::from_vec(vec![0, 1, 2]))?)
+    ));
     // --- dropout ---
     c.push(case!(
         "dropout",

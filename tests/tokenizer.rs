@@ -239,4 +239,6 @@ fn bpe_trainer_matches_a_full_recount_and_round_trips() {
     let t = train_bpe("ab<|endoftext|>ab<|endoftext|>ab", 300, &["<|endoftext|>"]).unwrap();
     assert!(t.merges().len() <= 2, "{:?}", t.merges());
     assert!(train_bpe("abc", 100, &[]).is_err());
+    assert!(train_bpe("abc", 300, &[""]).is_err());
+    assert!(train_bpe("abc", 300, &["<|x|>", "<|x|>"]).is_err());
 }

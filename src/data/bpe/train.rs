@@ -41,6 +41,14 @@ pub fn train_bpe(text: &str, vocab_size: usize, specials: &[&str]) -> Result<Bpe
     if text.is_empty() {
         return Err(Error::invalid("train_bpe", "the training text is empty"));
     }
+    for (i, s) in specials.iter().enumerate() {
+        if s.is_empty() || specials[..i].contains(s) {
+            return Err(Error::invalid(
+                "train_bpe",
+                format!("special token {s:?} is empty or listed twice"),
+            ));
+        }
+    }
     let byte_id = {
         let mut t = [0u32; 256];
         for (rank, b) in bytes_in_rank_order().into_iter().enumerate() {

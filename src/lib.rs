@@ -18,9 +18,12 @@ pub mod autograd;
 pub mod backend;
 pub mod data;
 pub mod error;
+pub mod gpt;
 pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod tensor;
+pub mod train;
 
 pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
 pub use error::{Error, Result};

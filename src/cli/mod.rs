@@ -1,5 +1,6 @@
 //! Command-line parsing (clap) and dispatch to one file per command.
 
+mod check_reference;
 mod gradcheck;
 mod tokenize;
 mod train_tokenizer;
@@ -24,6 +25,9 @@ enum Command {
     /// Checks every op's hand-written backward against f64 central differences and prints a
     /// table; exits non-zero if any check fails.
     Gradcheck(gradcheck::Args),
+    /// Recomputes a PyTorch golden fixture (logits, loss, every gradient, AdamW steps,
+    /// generation) and prints each quantity's error; exits non-zero on any failure.
+    CheckReference(check_reference::Args),
     /// Shows how a tokenizer splits a text into token ids.
     Tokenize(tokenize::Args),
     /// Trains a byte-level BPE vocabulary on a text and saves it in GPT-2's format.
@@ -39,6 +43,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             gradcheck::run(&args)
         }
         Command::Gradcheck(args) => gradcheck::run(&args),
+        Command::CheckReference(args) => check_reference::run(&args),
         Command::Tokenize(args) => tokenize::run(&args),
         Command::TrainTokenizer(args) => train_tokenizer::run(&args),
     }

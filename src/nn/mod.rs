@@ -1,6 +1,14 @@
-//! Layers with parameters (book names). The GPT issue adds the rest; the embeddings of chapter 2
-//! live here already.
+//! Layers with parameters, named as in the book and PyTorch: `Linear`, `Embedding`, `LayerNorm`,
+//! `Dropout`, and the forward-pass context (train/eval mode, dropout seeds).
 
+pub mod context;
+pub mod dropout;
 pub mod embedding;
+pub mod layer_norm;
+pub mod linear;
 
+pub use context::ForwardCtx;
+pub use dropout::Dropout;
 pub use embedding::Embedding;
+pub use layer_norm::LayerNorm;
+pub use linear::Linear;

@@ -1,0 +1,92 @@
+//! `GptConfig`: the book's `GPT_CONFIG_124M` dictionary as a struct, with the GPT-2 presets.
+
+use crate::error::{Error, Result};
+
+/// The hyperparameters of a `GPTModel` (the book's config keys, plus weight tying).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GptConfig {
+    pub vocab_size: usize,
+    pub context_length: usize,
+    pub emb_dim: usize,
+    pub n_heads: usize,
+    pub n_layers: usize,
+    pub drop_rate: f64,
+    pub qkv_bias: bool,
+    /// `out_head` shares `tok_emb`'s weight (one parameter, as GPT-2 does). The book's model does
+    /// not tie (off by default).
+    pub tie_weights: bool,
+}
+
+impl GptConfig {
+    /// A named preset: `gpt2-small` (124M), `gpt2-medium` (355M), `gpt2-large` (774M), `gpt2-xl`
+    /// (1558M), all with GPT-2's 1024-token context; `small` (emb 256, 4 layers, 4 heads,
+    /// context 128; the PyTorch reference script's small preset); `tiny` (for tests).
+    pub fn preset(name: &str) -> Result<Self> {
+        let (emb_dim, n_layers, n_heads, context_length) = match name {
+            "gpt2-small" | "124M" => (768, 12, 12, 1024),
+            "gpt2-medium" | "355M" => (1024, 24, 16, 1024),
+            "gpt2-large" | "774M" => (1280, 36, 20, 1024),
+            "gpt2-xl" | "1558M" => (1600, 48, 25, 1024),
+            "small" => (256, 4, 4, 128),
+            "tiny" => (48, 2, 4, 32),
+            other => {
+                return Err(Error::invalid(
+                    "GptConfig::preset",
+                    format!("unknown preset {other:?}; known: gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, small, tiny"),
+                ))
+            }
+        };
+        Ok(GptConfig {
+            vocab_size: 50257,
+            context_length,
+            emb_dim,
+            n_heads,
+            n_layers,
+            drop_rate: 0.1,
+            qkv_bias: false,
+            tie_weights: false,
+        })
+    }
+
+    /// Checks the numbers fit together (heads divide the embedding, nothing is zero).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::invalid("GptConfig", msg));
+        if self.vocab_size == 0
+            || self.context_length == 0
+            || self.emb_dim == 0
+            || self.n_heads == 0
+            || self.n_layers == 0
+        {
+            return bad(format!("every size must be positive: {self:?}"));
+        }
+        if self.emb_dim % self.n_heads != 0 {
+            return bad(format!(
+                "emb_dim {} is not divisible by n_heads {}",
+                self.emb_dim, self.n_heads
+            ));
+        }
+        if !(0.0..1.0).contains(&self.drop_rate) {
+            return bad(format!(
+                "drop_rate must be in [0, 1), got {}",
+                self.drop_rate
+            ));
+        }
+        Ok(())
+    }
+
+    /// The number of parameters, counting a tied weight once.
+    pub fn num_parameters(&self) -> usize {
+        let d = self.emb_dim;
+        let block = 3 * d * d + if self.qkv_bias { 3 * d } else { 0 } // W_query, W_key, W_value
+            + d * d + d                                                // out_proj
+            + 4 * d * d + 4 * d + 4 * d * d + d                        // ff
+            + 4 * d; // norm1, norm2
+        let emb = self.vocab_size * d + self.context_length * d;
+        let head = if self.tie_weights {
+            0
+        } else {
+            self.vocab_size * d
+        };
+        emb + self.n_layers * block + 2 * d + head
+    }
+}

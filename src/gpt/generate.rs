@@ -1,0 +1,117 @@
+//! Text generation (book §4.7 `generate_text_simple` and §5.3 `generate`): repeatedly run the
+//! model on the last `context_size` tokens and append a next token — the argmax, or a sample with
+//! temperature and top-k — under `no_grad`.
+
+use super::GptModel;
+use crate::autograd::no_grad;
+use crate::error::{Error, Result};
+use crate::nn::ForwardCtx;
+use crate::ops::embedding::Ids;
+use crate::tensor::rng::Rng;
+
+/// How to pick each next token.
+#[derive(Clone, Debug)]
+pub struct Sampling {
+    /// 0 = greedy (argmax); otherwise logits are divided by it before the softmax.
+    pub temperature: f64,
+    /// Keep only the k most likely tokens (None = all).
+    pub top_k: Option<usize>,
+    /// Stop when this id is generated (it is not appended).
+    pub eos_id: Option<u32>,
+    /// Seed of the sampling stream.
+    pub seed: u64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            temperature: 0.0,
+            top_k: None,
+            eos_id: None,
+            seed: 123,
+        }
+    }
+}
+
+/// The book's `generate_text_simple`: greedy, `max_new_tokens` tokens, each step seeing at most
+/// the last `context_size` tokens.
+pub fn generate_text_simple(
+    model: &GptModel,
+    prompt: &[u32],
+    max_new_tokens: usize,
+    context_size: usize,
+) -> Result<Vec<u32>> {
+    generate(
+        model,
+        prompt,
+        max_new_tokens,
+        context_size,
+        &Sampling::default(),
+    )
+}
+
+/// The book's `generate` with temperature, top-k and an end-of-sequence id.
+pub fn generate(
+    model: &GptModel,
+    prompt: &[u32],
+    max_new_tokens: usize,
+    context_size: usize,
+    sampling: &Sampling,
+) -> Result<Vec<u32>> {
+    if prompt.is_empty() {
+        return Err(Error::invalid("generate", "the prompt is empty"));
+    }
+    let context_size = context_size.min(model.cfg.context_length);
+    let mut rng = Rng::new(sampling.seed);
+    let mut ids = prompt.to_vec();
+    let ctx = ForwardCtx::eval();
+    for _ in 0..max_new_tokens {
+        let start = ids.len().saturating_sub(context_size);
+        let window: Vec<i64> = ids[start..].iter().map(|&t| t as i64).collect();
+        let n = window.len();
+        let logits = no_grad(|| model.forward(&Ids::new(window, &[1, n])?, &ctx))?;
+        let last = logits
+            .select(1, n - 1)?
+            .reshape(&[model.cfg.vocab_size])?
+            .to_vec()?;
+        let next = pick(&last, sampling, &mut rng);
+        if Some(next) == sampling.eos_id {
+            break;
+        }
+        ids.push(next);
+    }
+    Ok(ids)
+}
+
+/// Greedy argmax, or a draw from softmax(logits / T) restricted to the top k.
+fn pick(logits: &[f32], s: &Sampling, rng: &mut Rng) -> u32 {
+    let mut idx: Vec<usize> = (0..logits.len()).collect();
+    if s.temperature <= 0.0 {
+        // first maximum, as torch.argmax
+        return idx
+            .into_iter()
+            .fold(0, |best, i| if logits[i] > logits[best] { i } else { best })
+            as u32;
+    }
+    if let Some(k) = s.top_k.filter(|&k| k > 0 && k < logits.len()) {
+        idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+        idx.truncate(k);
+    }
+    let m = idx
+        .iter()
+        .map(|&i| logits[i] as f64)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let w: Vec<f64> = idx
+        .iter()
+        .map(|&i| ((logits[i] as f64 - m) / s.temperature).exp())
+        .collect();
+    let total: f64 = w.iter().sum();
+    let mut u = rng.uniform() * total;
+    for (j, &wj) in w.iter().enumerate() {
+        if u < wj {
+            return idx[j] as u32;
+        }
+        u -= wj;
+    }
+    *idx.last().expect("non-empty vocabulary") as u32
+}

@@ -1,0 +1,11 @@
+//! The GPT model of the book (chapters 3–5): configuration and presets, the modules, generation.
+
+pub mod config;
+pub mod generate;
+pub mod model;
+
+pub use config::GptConfig;
+pub use generate::{generate, generate_text_simple, Sampling};
+pub use model::{FeedForward, GptModel, MultiHeadAttention, TransformerBlock};
+pub mod reference_check;
+pub mod safetensors_io;

@@ -1,0 +1,133 @@
+//! AdamW, identical to `torch.optim.AdamW` (single-tensor implementation), step for step:
+//!
+//! ```text
+//! p ← p·(1 − lr·λ)                          decoupled weight decay, before the moments
+//! m ← m + (1 − β₁)(g − m)                   (torch's lerp; = β₁m + (1 − β₁)g)
+//! v ← β₂v + (1 − β₂)g²
+//! p ← p − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)
+//! ```
+//!
+//! Weight decay applies to every parameter, as the book does; `exempt_biases_and_norms` skips
+//! biases and LayerNorm scales/shifts (GPT-2's and nanoGPT's choice).
+
+use ndarray::{ArrayD, IxDyn, Zip};
+
+use crate::backend::cpu::should_par;
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// AdamW hyperparameters.
+#[derive(Clone, Debug)]
+pub struct AdamWConfig {
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// No decay for parameters named `*.bias` or `*norm*.scale|shift`.
+    pub exempt_biases_and_norms: bool,
+}
+
+impl Default for AdamWConfig {
+    /// torch's defaults, with the book's weight decay 0.1 and lr 4e-4.
+    fn default() -> Self {
+        AdamWConfig {
+            lr: 4e-4,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.1,
+            exempt_biases_and_norms: false,
+        }
+    }
+}
+
+/// One parameter's optimizer state.
+#[derive(Clone, Debug)]
+pub struct ParamState {
+    pub name: String,
+    pub param: Tensor,
+    pub m: ArrayD<f32>,
+    pub v: ArrayD<f32>,
+    pub decay: bool,
+}
+
+/// The AdamW optimizer over named parameters.
+#[derive(Clone, Debug)]
+pub struct AdamW {
+    pub cfg: AdamWConfig,
+    pub state: Vec<ParamState>,
+    /// Steps taken (t of the bias corrections).
+    pub t: u64,
+}
+
+impl AdamW {
+    /// An optimizer over `params` (name, tensor), moments zero.
+    pub fn new(params: Vec<(String, Tensor)>, cfg: AdamWConfig) -> Self {
+        let state = params
+            .into_iter()
+            .map(|(name, param)| {
+                let shape = param.shape();
+                let is_norm =
+                    name.contains("norm") && (name.ends_with(".scale") || name.ends_with(".shift"));
+                let decay = !(cfg.exempt_biases_and_norms && (name.ends_with(".bias") || is_norm));
+                ParamState {
+                    name,
+                    param,
+                    m: ArrayD::zeros(IxDyn(&shape)),
+                    v: ArrayD::zeros(IxDyn(&shape)),
+                    decay,
+                }
+            })
+            .collect();
+        AdamW { cfg, state, t: 0 }
+    }
+
+    /// Clears every parameter's gradient.
+    pub fn zero_grad(&self) {
+        for s in &self.state {
+            s.param.zero_grad();
+        }
+    }
+
+    /// One update with learning rate `lr` (the configured one unless a schedule overrides it).
+    /// Parameters without a gradient (frozen, or unused) are skipped, as in torch.
+    pub fn step_with_lr(&mut self, lr: f64) -> Result<()> {
+        self.t += 1;
+        let (b1, b2) = self.cfg.betas;
+        let t = self.t as i32;
+        let bc1 = 1.0 - b1.powi(t);
+        let bc2_sqrt = (1.0 - b2.powi(t)).sqrt();
+        let step_size = (lr / bc1) as f32;
+        let (b1f, b2f, eps) = (b1 as f32, b2 as f32, self.cfg.eps as f32);
+        let bc2_sqrt = bc2_sqrt as f32;
+        for s in &mut self.state {
+            let Some(g) = s.param.grad() else { continue };
+            let decay = if s.decay {
+                (1.0 - lr * self.cfg.weight_decay) as f32
+            } else {
+                1.0
+            };
+            let (m, v) = (&mut s.m, &mut s.v);
+            s.param.update_value(|p| {
+                let update = |p: &mut f32, m: &mut f32, v: &mut f32, &g: &f32| {
+                    *p *= decay;
+                    *m += (1.0 - b1f) * (g - *m);
+                    *v = *v * b2f + (1.0 - b2f) * g * g;
+                    let denom = v.sqrt() / bc2_sqrt + eps;
+                    *p -= step_size * (*m / denom);
+                };
+                let z = Zip::from(p.view_mut()).and(m).and(v).and(&g);
+                if should_par(g.len()) {
+                    z.par_for_each(update);
+                } else {
+                    z.for_each(update);
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// One update at the configured learning rate.
+    pub fn step(&mut self) -> Result<()> {
+        self.step_with_lr(self.cfg.lr)
+    }
+}

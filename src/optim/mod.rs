@@ -1,0 +1,72 @@
+//! Optimizers and what goes with them: AdamW (torch-identical), gradient-norm clipping, and the
+//! learning-rate schedule of the book's appendix D (linear warmup, cosine decay).
+
+pub mod adamw;
+
+pub use adamw::{AdamW, AdamWConfig};
+
+use crate::tensor::Tensor;
+
+/// Scales all gradients so their global L2 norm is at most `max_norm` (torch's
+/// `clip_grad_norm_`); returns the norm before clipping.
+pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
+    let total: f64 = params
+        .iter()
+        .filter_map(|p| p.grad())
+        .map(|g| g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
+        .sum::<f64>()
+        .sqrt();
+    let scale = max_norm / (total + 1e-6);
+    if scale < 1.0 {
+        for p in params {
+            if let Some(g) = p.grad() {
+                p.zero_grad();
+                let scaled = g.mapv(|x| x * scale as f32).into_shared();
+                p.accumulate_grad(&scaled).expect("same shape");
+            }
+        }
+    }
+    total
+}
+
+/// Appendix D's schedule: linear warmup from `initial_lr` to `peak_lr` over `warmup_steps`, then
+/// (if `cosine`) cosine decay to `min_lr` at `total_steps`; else constant `peak_lr`.
+#[derive(Clone, Debug)]
+pub struct LrSchedule {
+    pub peak_lr: f64,
+    pub initial_lr: f64,
+    pub min_lr: f64,
+    pub warmup_steps: usize,
+    pub total_steps: usize,
+    pub cosine: bool,
+}
+
+impl LrSchedule {
+    /// A constant learning rate.
+    pub fn constant(lr: f64) -> Self {
+        LrSchedule {
+            peak_lr: lr,
+            initial_lr: lr,
+            min_lr: lr,
+            warmup_steps: 0,
+            total_steps: 0,
+            cosine: false,
+        }
+    }
+
+    /// The learning rate at step `step` (0-based).
+    pub fn lr_at(&self, step: usize) -> f64 {
+        if step < self.warmup_steps {
+            let inc = (self.peak_lr - self.initial_lr) / self.warmup_steps as f64;
+            return self.initial_lr + step as f64 * inc;
+        }
+        if !self.cosine || self.total_steps <= self.warmup_steps {
+            return self.peak_lr;
+        }
+        let progress = ((step - self.warmup_steps) as f64
+            / (self.total_steps - self.warmup_steps) as f64)
+            .min(1.0);
+        self.min_lr
+            + (self.peak_lr - self.min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+    }
+}

@@ -1,0 +1,193 @@
+//! Pretraining (book §5.1–5.2): the loss of a batch and of a loader, and `train_model_simple` —
+//! the book's loop with evaluation every `eval_freq` steps and a greedy sample after each epoch.
+//! The loop reports through a callback, so the CLI can draw a progress bar and print the book's
+//! lines without the library knowing about terminals.
+
+use std::time::Instant;
+
+use crate::autograd::no_grad;
+use crate::data::dataset::Batch;
+use crate::data::{BpeTokenizer, DataLoader};
+use crate::error::{Error, Result};
+use crate::gpt::{generate_text_simple, GptModel};
+use crate::nn::ForwardCtx;
+use crate::optim::{clip_grad_norm, AdamW, LrSchedule};
+use crate::tensor::Tensor;
+
+/// The mean cross-entropy of the model's next-token predictions on one batch.
+pub fn calc_loss_batch(model: &GptModel, batch: &Batch, ctx: &ForwardCtx) -> Result<Tensor> {
+    model
+        .forward(&batch.inputs, ctx)?
+        .cross_entropy(&batch.targets)
+}
+
+/// The average batch loss over the first `num_batches` batches (all if `None`), in eval mode
+/// and under `no_grad` (the book's `calc_loss_loader`).
+pub fn calc_loss_loader(
+    model: &GptModel,
+    batches: &[Batch],
+    num_batches: Option<usize>,
+) -> Result<f64> {
+    if batches.is_empty() {
+        return Err(Error::invalid(
+            "calc_loss_loader",
+            "the loader has no batches",
+        ));
+    }
+    let n = num_batches.unwrap_or(batches.len()).min(batches.len());
+    let ctx = ForwardCtx::eval();
+    let mut total = 0.0;
+    for b in &batches[..n] {
+        total += no_grad(|| calc_loss_batch(model, b, &ctx))?.item()? as f64;
+    }
+    Ok(total / n as f64)
+}
+
+/// What `train_model_simple` reports as it goes.
+#[derive(Clone, Debug)]
+pub enum TrainEvent {
+    /// After each optimizer step.
+    Step {
+        epoch: usize,
+        step: usize,
+        loss: f64,
+        lr: f64,
+        step_secs: f64,
+    },
+    /// Every `eval_freq` steps (the book's `Ep 1 (Step 000000): ...` line).
+    Eval {
+        epoch: usize,
+        step: usize,
+        train_loss: f64,
+        val_loss: f64,
+        tokens_seen: usize,
+    },
+    /// After each epoch: a greedy continuation of the start context.
+    Sample { epoch: usize, text: String },
+}
+
+impl TrainEvent {
+    /// The book's printed line for an eval or sample event.
+    pub fn book_line(&self) -> Option<String> {
+        match self {
+            TrainEvent::Eval {
+                epoch,
+                step,
+                train_loss,
+                val_loss,
+                ..
+            } => Some(format!(
+                "Ep {} (Step {step:06}): Train loss {train_loss:.3}, Val loss {val_loss:.3}",
+                epoch + 1
+            )),
+            TrainEvent::Sample { text, .. } => Some(text.clone()),
+            TrainEvent::Step { .. } => None,
+        }
+    }
+}
+
+/// Settings of `train_model_simple` (the book's arguments, plus a step cap, a schedule, clipping).
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub num_epochs: usize,
+    pub eval_freq: usize,
+    pub eval_iter: usize,
+    pub start_context: String,
+    /// Stop after this many optimizer steps (None = all epochs).
+    pub max_steps: Option<usize>,
+    /// Seeds the dropout masks (initialisation and shuffling have their own seeds).
+    pub seed: u64,
+    pub schedule: LrSchedule,
+    /// Global gradient-norm clipping (None = off, as the book's ch05).
+    pub clip: Option<f64>,
+    /// Tokens to generate in each epoch's sample.
+    pub sample_tokens: usize,
+}
+
+/// What a run measured: the book's three lists, plus timing.
+#[derive(Clone, Debug, Default)]
+pub struct TrainReport {
+    pub train_losses: Vec<f64>,
+    pub val_losses: Vec<f64>,
+    pub track_tokens_seen: Vec<usize>,
+    pub steps: usize,
+    pub tokens_seen: usize,
+    pub train_secs: f64,
+}
+
+/// The book's `train_model_simple`: for each epoch, for each batch: zero grads, loss, backward,
+/// step; every `eval_freq` steps evaluate train and validation loss on `eval_iter` batches; after
+/// each epoch generate a sample. A non-finite loss stops the run with an error naming the step.
+pub fn train_model_simple(
+    model: &GptModel,
+    optimizer: &mut AdamW,
+    train_loader: &mut DataLoader,
+    val_loader: &mut DataLoader,
+    opts: &TrainOptions,
+    tokenizer: &BpeTokenizer,
+    mut on_event: impl FnMut(&TrainEvent),
+) -> Result<TrainReport> {
+    let mut report = TrainReport::default();
+    let mut global_step: usize = 0;
+    let params = model.parameters();
+    let context_size = model.cfg.context_length;
+    let start_ids = tokenizer.encode_with_special(&opts.start_context, &["<|endoftext|>"])?;
+    'epochs: for epoch in 0..opts.num_epochs {
+        for batch in train_loader.epoch() {
+            if opts.max_steps.is_some_and(|m| global_step >= m) {
+                break 'epochs;
+            }
+            let t0 = Instant::now();
+            optimizer.zero_grad();
+            let ctx = ForwardCtx::train(crate::tensor::rng::mix64(opts.seed ^ global_step as u64));
+            let loss = calc_loss_batch(model, &batch, &ctx)?;
+            let loss_value = loss.item()? as f64;
+            if !loss_value.is_finite() {
+                return Err(Error::NonFinite {
+                    what: format!(
+                        "the training loss at step {global_step} (epoch {})",
+                        epoch + 1
+                    ),
+                    value: loss_value,
+                });
+            }
+            loss.backward()?;
+            if let Some(max_norm) = opts.clip {
+                clip_grad_norm(&params, max_norm);
+            }
+            let lr = opts.schedule.lr_at(global_step);
+            optimizer.step_with_lr(lr)?;
+            let step_secs = t0.elapsed().as_secs_f64();
+            report.train_secs += step_secs;
+            report.tokens_seen += batch.inputs.len();
+            on_event(&TrainEvent::Step {
+                epoch,
+                step: global_step,
+                loss: loss_value,
+                lr,
+                step_secs,
+            });
+            if global_step % opts.eval_freq == 0 {
+                let train_loss =
+                    calc_loss_loader(model, &train_loader.epoch(), Some(opts.eval_iter))?;
+                let val_loss = calc_loss_loader(model, &val_loader.epoch(), Some(opts.eval_iter))?;
+                report.train_losses.push(train_loss);
+                report.val_losses.push(val_loss);
+                report.track_tokens_seen.push(report.tokens_seen);
+                on_event(&TrainEvent::Eval {
+                    epoch,
+                    step: global_step,
+                    train_loss,
+                    val_loss,
+                    tokens_seen: report.tokens_seen,
+                });
+            }
+            global_step += 1;
+            report.steps = global_step;
+        }
+        let ids = generate_text_simple(model, &start_ids, opts.sample_tokens, context_size)?;
+        let text = tokenizer.decode(&ids)?.replace('\n', " ");
+        on_event(&TrainEvent::Sample { epoch, text });
+    }
+    Ok(report)
+}

@@ -2,7 +2,9 @@
 
 mod check_reference;
 mod gradcheck;
+mod graph;
 mod tokenize;
+mod train;
 mod train_tokenizer;
 
 use std::process::ExitCode;
@@ -19,15 +21,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The main job. Until the GPT model lands (issue 4) it checks every op's gradient — the
-    /// engine the training will run on — and prints the table.
-    Train(gradcheck::Args),
+    /// The main job: pretrain a GPT on the-verdict (the book's chapter 5 run by default), with
+    /// a progress bar, evaluation lines and a sample after each epoch.
+    Train(train::Args),
     /// Checks every op's hand-written backward against f64 central differences and prints a
     /// table; exits non-zero if any check fails.
     Gradcheck(gradcheck::Args),
     /// Recomputes a PyTorch golden fixture (logits, loss, every gradient, AdamW steps,
     /// generation) and prints each quantity's error; exits non-zero on any failure.
     CheckReference(check_reference::Args),
+    /// Writes the autograd graph of one GPT training loss as Graphviz DOT.
+    Graph(graph::Args),
     /// Shows how a tokenizer splits a text into token ids.
     Tokenize(tokenize::Args),
     /// Trains a byte-level BPE vocabulary on a text and saves it in GPT-2's format.
@@ -37,13 +41,10 @@ enum Command {
 /// Parses the arguments and runs the command.
 pub fn run() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
-        Command::Train(args) => {
-            println!("scratchgpt train: the GPT-2 model and its training loop arrive with the GPT issue;");
-            println!("for now this checks the engine it will run on.\n");
-            gradcheck::run(&args)
-        }
+        Command::Train(args) => train::run(&args),
         Command::Gradcheck(args) => gradcheck::run(&args),
         Command::CheckReference(args) => check_reference::run(&args),
+        Command::Graph(args) => graph::run(&args),
         Command::Tokenize(args) => tokenize::run(&args),
         Command::TrainTokenizer(args) => train_tokenizer::run(&args),
     }

@@ -141,28 +141,52 @@ impl DataLoader {
         &self.dataset
     }
 
+    /// The shuffling stream's state (saved by checkpoints).
+    pub fn rng_state(&self) -> u64 {
+        self.rng.state()
+    }
+
+    /// Restores the shuffling stream (resuming a run).
+    pub fn set_rng_state(&mut self, state: u64) {
+        self.rng = Rng::from_state(state);
+    }
+
+    /// The first `n` batches in dataset order, unshuffled and without drawing from the shuffling
+    /// stream — what evaluation uses, so that evaluating does not change the training order (and
+    /// a resumed run replays it exactly).
+    pub fn eval_batches(&self, n: usize) -> Vec<Batch> {
+        let idx: Vec<usize> = (0..self.dataset.len()).collect();
+        idx.chunks(self.batch_size)
+            .take(self.num_batches().min(n))
+            .map(|idx| self.make_batch(idx))
+            .collect()
+    }
+
     /// The batches of one epoch (reshuffled on every call when shuffling).
     pub fn epoch(&mut self) -> Vec<Batch> {
         let mut order: Vec<usize> = (0..self.dataset.len()).collect();
         if self.shuffle {
             self.rng.shuffle(&mut order);
         }
-        let l = self.dataset.max_length;
         order
             .chunks(self.batch_size)
             .take(self.num_batches())
-            .map(|idx| {
-                let rows = |v: &Vec<Vec<i64>>| {
-                    idx.iter()
-                        .flat_map(|&i| v[i].iter().copied())
-                        .collect::<Vec<_>>()
-                };
-                Batch {
-                    inputs: Ids::new(rows(&self.dataset.inputs), &[idx.len(), l]).expect("sized"),
-                    targets: Ids::new(rows(&self.dataset.targets), &[idx.len(), l]).expect("sized"),
-                }
-            })
+            .map(|idx| self.make_batch(idx))
             .collect()
+    }
+
+    /// The windows at `idx` stacked into a batch.
+    fn make_batch(&self, idx: &[usize]) -> Batch {
+        let l = self.dataset.max_length;
+        let rows = |v: &Vec<Vec<i64>>| {
+            idx.iter()
+                .flat_map(|&i| v[i].iter().copied())
+                .collect::<Vec<_>>()
+        };
+        Batch {
+            inputs: Ids::new(rows(&self.dataset.inputs), &[idx.len(), l]).expect("sized"),
+            targets: Ids::new(rows(&self.dataset.targets), &[idx.len(), l]).expect("sized"),
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 
 use std::time::Instant;
 
+pub mod checkpoint;
+
 use crate::autograd::no_grad;
 use crate::data::dataset::Batch;
 use crate::data::{BpeTokenizer, DataLoader};
@@ -104,20 +106,36 @@ pub struct TrainOptions {
     pub sample_tokens: usize,
 }
 
-/// What a run measured: the book's three lists, plus timing.
-#[derive(Clone, Debug, Default)]
-pub struct TrainReport {
+/// Where a run is, and what it measured: the book's three lists, plus the position a checkpoint
+/// needs to resume exactly (the epoch, the batch within it, and the shuffling stream's state at
+/// the start of that epoch).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrainState {
     pub train_losses: Vec<f64>,
     pub val_losses: Vec<f64>,
     pub track_tokens_seen: Vec<usize>,
-    pub steps: usize,
+    /// Optimizer steps taken.
+    pub global_step: usize,
+    /// The epoch in progress (0-based).
+    pub epoch: usize,
+    /// Batches of the current epoch already trained on.
+    pub batch_in_epoch: usize,
+    /// The training loader's shuffling state when the current epoch began.
+    pub epoch_rng_state: u64,
     pub tokens_seen: usize,
+    /// Seconds spent in training steps (forward, backward, update), this process only.
     pub train_secs: f64,
 }
 
 /// The book's `train_model_simple`: for each epoch, for each batch: zero grads, loss, backward,
 /// step; every `eval_freq` steps evaluate train and validation loss on `eval_iter` batches; after
-/// each epoch generate a sample. A non-finite loss stops the run with an error naming the step.
+/// each epoch generate a sample. Starts from `state` (fresh: `TrainState::default()`; resumed:
+/// from a checkpoint) and leaves it where the run stopped. A non-finite loss stops the run with an
+/// error naming the step, leaving `state` at the last good step.
+///
+/// Evaluation uses the first `eval_iter` batches in dataset order (not a reshuffle, which would
+/// advance the shuffling stream), so evaluating never changes the training order.
+#[allow(clippy::too_many_arguments)] // the book's arguments plus the resumable state and the event sink
 pub fn train_model_simple(
     model: &GptModel,
     optimizer: &mut AdamW,
@@ -125,29 +143,34 @@ pub fn train_model_simple(
     val_loader: &mut DataLoader,
     opts: &TrainOptions,
     tokenizer: &BpeTokenizer,
+    state: &mut TrainState,
     mut on_event: impl FnMut(&TrainEvent),
-) -> Result<TrainReport> {
-    let mut report = TrainReport::default();
-    let mut global_step: usize = 0;
+) -> Result<()> {
     let params = model.parameters();
     let context_size = model.cfg.context_length;
     let start_ids = tokenizer.encode_with_special(&opts.start_context, &["<|endoftext|>"])?;
-    'epochs: for epoch in 0..opts.num_epochs {
-        for batch in train_loader.epoch() {
-            if opts.max_steps.is_some_and(|m| global_step >= m) {
-                break 'epochs;
+    let train_eval = train_loader.eval_batches(opts.eval_iter);
+    let val_eval = val_loader.eval_batches(opts.eval_iter);
+    while state.epoch < opts.num_epochs {
+        if state.batch_in_epoch == 0 {
+            state.epoch_rng_state = train_loader.rng_state();
+        } else {
+            train_loader.set_rng_state(state.epoch_rng_state);
+        }
+        let epoch = state.epoch;
+        for batch in train_loader.epoch().iter().skip(state.batch_in_epoch) {
+            if opts.max_steps.is_some_and(|m| state.global_step >= m) {
+                return Ok(());
             }
+            let step = state.global_step;
             let t0 = Instant::now();
             optimizer.zero_grad();
-            let ctx = ForwardCtx::train(crate::tensor::rng::mix64(opts.seed ^ global_step as u64));
-            let loss = calc_loss_batch(model, &batch, &ctx)?;
+            let ctx = ForwardCtx::train(crate::tensor::rng::mix64(opts.seed ^ step as u64));
+            let loss = calc_loss_batch(model, batch, &ctx)?;
             let loss_value = loss.item()? as f64;
             if !loss_value.is_finite() {
                 return Err(Error::NonFinite {
-                    what: format!(
-                        "the training loss at step {global_step} (epoch {})",
-                        epoch + 1
-                    ),
+                    what: format!("the training loss at step {step} (epoch {})", epoch + 1),
                     value: loss_value,
                 });
             }
@@ -155,39 +178,40 @@ pub fn train_model_simple(
             if let Some(max_norm) = opts.clip {
                 clip_grad_norm(&params, max_norm);
             }
-            let lr = opts.schedule.lr_at(global_step);
+            let lr = opts.schedule.lr_at(step);
             optimizer.step_with_lr(lr)?;
             let step_secs = t0.elapsed().as_secs_f64();
-            report.train_secs += step_secs;
-            report.tokens_seen += batch.inputs.len();
+            state.train_secs += step_secs;
+            state.tokens_seen += batch.inputs.len();
+            state.global_step += 1;
+            state.batch_in_epoch += 1;
             on_event(&TrainEvent::Step {
                 epoch,
-                step: global_step,
+                step,
                 loss: loss_value,
                 lr,
                 step_secs,
             });
-            if global_step % opts.eval_freq == 0 {
-                let train_loss =
-                    calc_loss_loader(model, &train_loader.epoch(), Some(opts.eval_iter))?;
-                let val_loss = calc_loss_loader(model, &val_loader.epoch(), Some(opts.eval_iter))?;
-                report.train_losses.push(train_loss);
-                report.val_losses.push(val_loss);
-                report.track_tokens_seen.push(report.tokens_seen);
+            if step % opts.eval_freq == 0 {
+                let train_loss = calc_loss_loader(model, &train_eval, None)?;
+                let val_loss = calc_loss_loader(model, &val_eval, None)?;
+                state.train_losses.push(train_loss);
+                state.val_losses.push(val_loss);
+                state.track_tokens_seen.push(state.tokens_seen);
                 on_event(&TrainEvent::Eval {
                     epoch,
-                    step: global_step,
+                    step,
                     train_loss,
                     val_loss,
-                    tokens_seen: report.tokens_seen,
+                    tokens_seen: state.tokens_seen,
                 });
             }
-            global_step += 1;
-            report.steps = global_step;
         }
         let ids = generate_text_simple(model, &start_ids, opts.sample_tokens, context_size)?;
         let text = tokenizer.decode(&ids)?.replace('\n', " ");
         on_event(&TrainEvent::Sample { epoch, text });
+        state.epoch += 1;
+        state.batch_in_epoch = 0;
     }
-    Ok(report)
+    Ok(())
 }

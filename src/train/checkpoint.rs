@@ -1,0 +1,242 @@
+//! Checkpoints: one safetensors file holding the model's parameters under their book names, the
+//! AdamW moments (`optimizer.m.<name>`, `optimizer.v.<name>`), and in its metadata the model
+//! config, the optimizer settings and step count, and the run's position (`TrainState`) as JSON.
+//! Written atomically (temporary file, fsync, rename): a crash never leaves half a checkpoint.
+//! Loading checks every tensor's presence and shape, naming the first that is wrong.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use serde_json::{json, Value};
+
+use super::TrainState;
+use crate::data::text_file::write_atomic;
+use crate::error::{Error, Result};
+use crate::gpt::{GptConfig, GptModel};
+use crate::optim::{AdamW, AdamWConfig};
+use crate::tensor::Tensor;
+
+/// Everything a checkpoint restores.
+pub struct Checkpoint {
+    pub model: GptModel,
+    pub optimizer: Option<AdamW>,
+    pub state: TrainState,
+    /// The seed the run was started with.
+    pub seed: u64,
+}
+
+fn config_json(c: &GptConfig) -> Value {
+    json!({"vocab_size": c.vocab_size, "context_length": c.context_length, "emb_dim": c.emb_dim,
+           "n_heads": c.n_heads, "n_layers": c.n_layers, "drop_rate": c.drop_rate,
+           "qkv_bias": c.qkv_bias, "tie_weights": c.tie_weights})
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Saves model, optimizer and run state to `path` atomically.
+pub fn save_checkpoint(
+    path: impl AsRef<Path>,
+    model: &GptModel,
+    optimizer: &AdamW,
+    state: &TrainState,
+    seed: u64,
+) -> Result<()> {
+    let path = path.as_ref();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, p) in model.named_parameters() {
+        tensors.push((name, p.shape(), f32_bytes(&p.to_vec()?)));
+    }
+    for s in &optimizer.state {
+        let shape = s.m.shape().to_vec();
+        tensors.push((
+            format!("optimizer.m.{}", s.name),
+            shape.clone(),
+            f32_bytes(&s.m.iter().copied().collect::<Vec<_>>()),
+        ));
+        tensors.push((
+            format!("optimizer.v.{}", s.name),
+            shape,
+            f32_bytes(&s.v.iter().copied().collect::<Vec<_>>()),
+        ));
+    }
+    let views = tensors
+        .iter()
+        .map(|(n, s, b)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::parse(path.display().to_string(), e.to_string()))?;
+    let oc = &optimizer.cfg;
+    let meta: HashMap<String, String> = [
+        ("format".to_string(), "pt".to_string()),
+        ("scratchgpt.config".to_string(), config_json(&model.cfg).to_string()),
+        (
+            "scratchgpt.optimizer".to_string(),
+            json!({"t": optimizer.t, "lr": oc.lr, "betas": [oc.betas.0, oc.betas.1], "eps": oc.eps,
+                   "weight_decay": oc.weight_decay, "exempt_biases_and_norms": oc.exempt_biases_and_norms})
+            .to_string(),
+        ),
+        (
+            "scratchgpt.train".to_string(),
+            json!({"seed": seed, "global_step": state.global_step, "epoch": state.epoch,
+                   "batch_in_epoch": state.batch_in_epoch, "epoch_rng_state": state.epoch_rng_state.to_string(),
+                   "tokens_seen": state.tokens_seen, "train_losses": state.train_losses,
+                   "val_losses": state.val_losses, "track_tokens_seen": state.track_tokens_seen})
+            .to_string(),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let bytes = safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::parse(path.display().to_string(), e.to_string()))?;
+    write_atomic(path, &bytes)
+}
+
+/// Loads a checkpoint written by [`save_checkpoint`] (or model weights alone, without optimizer
+/// and run metadata, in which case `optimizer` is `None` and `state` is fresh).
+pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
+    let path = path.as_ref();
+    let what = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+        Error::parse(
+            what.clone(),
+            format!("not a valid (or a truncated) checkpoint: {e}"),
+        )
+    })?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| Error::parse(what.clone(), e.to_string()))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let get_json = |key: &str| -> Result<Option<Value>> {
+        meta.get(key)
+            .map(|s| {
+                serde_json::from_str(s)
+                    .map_err(|e| Error::parse(what.clone(), format!("metadata {key}: {e}")))
+            })
+            .transpose()
+    };
+    let c = get_json("scratchgpt.config")?.ok_or_else(|| {
+        Error::parse(
+            what.clone(),
+            "no scratchgpt.config metadata: not a scratchgpt checkpoint",
+        )
+    })?;
+    let num = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_f64)
+            .ok_or_else(|| Error::parse(what.clone(), format!("metadata: missing {k}")))
+    };
+    let cfg = GptConfig {
+        vocab_size: num(&c, "vocab_size")? as usize,
+        context_length: num(&c, "context_length")? as usize,
+        emb_dim: num(&c, "emb_dim")? as usize,
+        n_heads: num(&c, "n_heads")? as usize,
+        n_layers: num(&c, "n_layers")? as usize,
+        drop_rate: num(&c, "drop_rate")?,
+        qkv_bias: c["qkv_bias"].as_bool().unwrap_or(false),
+        tie_weights: c["tie_weights"].as_bool().unwrap_or(false),
+    };
+    let tensor = |name: &str| -> Result<Tensor> {
+        let v = st
+            .tensor(name)
+            .map_err(|_| Error::parse(what.clone(), format!("missing tensor {name}")))?;
+        if v.dtype() != Dtype::F32 {
+            return Err(Error::parse(
+                what.clone(),
+                format!("tensor {name} is {:?}, expected F32", v.dtype()),
+            ));
+        }
+        let data: Vec<f32> = v
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4")))
+            .collect();
+        Tensor::from_vec(data, v.shape())
+    };
+    let model = GptModel::new(&cfg, 0)?;
+    for (name, p) in model.named_parameters() {
+        let t = tensor(&name)?;
+        if t.shape() != p.shape() {
+            return Err(Error::parse(
+                what,
+                format!(
+                    "tensor {name} has shape {:?}, the config implies {:?}",
+                    t.shape(),
+                    p.shape()
+                ),
+            ));
+        }
+        p.set_value(t.value()?)?;
+    }
+    let optimizer = match get_json("scratchgpt.optimizer")? {
+        None => None,
+        Some(o) => {
+            let cfg = AdamWConfig {
+                lr: num(&o, "lr")?,
+                betas: (
+                    o["betas"][0].as_f64().unwrap_or(0.9),
+                    o["betas"][1].as_f64().unwrap_or(0.999),
+                ),
+                eps: num(&o, "eps")?,
+                weight_decay: num(&o, "weight_decay")?,
+                exempt_biases_and_norms: o["exempt_biases_and_norms"].as_bool().unwrap_or(false),
+            };
+            let mut opt = AdamW::new(model.named_parameters(), cfg);
+            opt.t = num(&o, "t")? as u64;
+            for s in &mut opt.state {
+                for (which, slot) in [("m", &mut s.m), ("v", &mut s.v)] {
+                    let t = tensor(&format!("optimizer.{which}.{}", s.name))?;
+                    if t.shape() != slot.shape() {
+                        return Err(Error::parse(
+                            what,
+                            format!("optimizer.{which}.{} has the wrong shape", s.name),
+                        ));
+                    }
+                    *slot = t.value()?.into_owned();
+                }
+            }
+            Some(opt)
+        }
+    };
+    let (state, seed) = match get_json("scratchgpt.train")? {
+        None => (TrainState::default(), 0),
+        Some(t) => {
+            let list_f = |k: &str| {
+                t[k].as_array()
+                    .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                    .unwrap_or_default()
+            };
+            let state = TrainState {
+                train_losses: list_f("train_losses"),
+                val_losses: list_f("val_losses"),
+                track_tokens_seen: t["track_tokens_seen"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_u64)
+                            .map(|x| x as usize)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                global_step: num(&t, "global_step")? as usize,
+                epoch: num(&t, "epoch")? as usize,
+                batch_in_epoch: num(&t, "batch_in_epoch")? as usize,
+                epoch_rng_state: t["epoch_rng_state"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| Error::parse(what.clone(), "metadata: bad epoch_rng_state"))?,
+                tokens_seen: num(&t, "tokens_seen")? as usize,
+                train_secs: 0.0,
+            };
+            (state, t["seed"].as_u64().unwrap_or(0))
+        }
+    };
+    Ok(Checkpoint {
+        model,
+        optimizer,
+        state,
+        seed,
+    })
+}

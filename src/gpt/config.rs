@@ -59,7 +59,7 @@ impl GptConfig {
         {
             return bad(format!("every size must be positive: {self:?}"));
         }
-        if self.emb_dim % self.n_heads != 0 {
+        if !self.emb_dim.is_multiple_of(self.n_heads) {
             return bad(format!(
                 "emb_dim {} is not divisible by n_heads {}",
                 self.emb_dim, self.n_heads

@@ -192,7 +192,7 @@ pub fn train_model_simple(
                 lr,
                 step_secs,
             });
-            if step % opts.eval_freq == 0 {
+            if step.is_multiple_of(opts.eval_freq) {
                 let train_loss = calc_loss_loader(model, &train_eval, None)?;
                 let val_loss = calc_loss_loader(model, &val_eval, None)?;
                 state.train_losses.push(train_loss);

@@ -152,3 +152,142 @@ fn train_tokenizer_then_tokenize_with_it() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn train_then_generate_eval_resume_and_graph() {
+    let dir = std::env::temp_dir().join(format!("scratchgpt-cli-train-{}", std::process::id()));
+    let d = dir.display().to_string();
+    let base = [
+        "train",
+        "--preset",
+        "tiny",
+        "--context-length",
+        "32",
+        "--batch-size",
+        "8",
+        "--eval-freq",
+        "2",
+        "--sample-tokens",
+        "3",
+    ];
+    let o = run(&[
+        &base[..],
+        &["--epochs", "1", "--max-steps", "4", "--out", &d],
+    ]
+    .concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("Ep 1 (Step 000000): Train loss") && out.contains("Ep 1 (Step 000002)"),
+        "{out}"
+    );
+    assert!(out.contains("done: 4 steps"), "{out}");
+    let ck = dir.join("checkpoint.safetensors");
+    assert!(ck.exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    let ck_s = ck.display().to_string();
+
+    // resume to step 6
+    let o = run(&[
+        &base[..],
+        &["--epochs", "1", "--max-steps", "6", "--resume", &ck_s],
+    ]
+    .concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("resuming at step 4") && stdout(&o).contains("done: 6 steps"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = run(&[
+        "generate",
+        "--checkpoint",
+        &ck_s,
+        "--prompt",
+        "Every effort",
+        "--max-new-tokens",
+        "5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("Every effort"), "{}", stdout(&o));
+    let o = run(&[
+        "generate",
+        "--checkpoint",
+        &ck_s,
+        "--temperature",
+        "1.0",
+        "--top-k",
+        "5",
+        "--max-new-tokens",
+        "5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let o = run(&[
+        "eval",
+        "--checkpoint",
+        &ck_s,
+        "--text",
+        "I had always thought Jack Gisburn rather a cheap genius",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert!(j["loss"].as_f64().unwrap() > 0.0 && j["perplexity"].as_f64().unwrap() > 1.0);
+    assert_eq!(j["next_top5"].as_array().unwrap().len(), 5);
+    assert_eq!(j["tokens"].as_u64().unwrap(), 12);
+
+    let dot = dir.join("g.dot").display().to_string();
+    let o = run(&["graph", "--out", &dot]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let g = std::fs::read_to_string(&dot).unwrap();
+    assert!(
+        g.starts_with("digraph")
+            && g.contains("attention")
+            && g.contains("trf_blocks.1.att.W_query.weight")
+    );
+
+    // bad input: one line, non-zero, nothing panics
+    let short = dir.join("short.txt");
+    std::fs::write(&short, "Hello there.").unwrap();
+    let bad_ck = dir.join("bad.safetensors");
+    std::fs::write(&bad_ck, b"not a checkpoint").unwrap();
+    let (s, b) = (short.display().to_string(), bad_ck.display().to_string());
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["train", "--preset", "tiny", "--context-length", "64"],
+            "exceeds",
+        ),
+        (
+            vec![
+                "train",
+                "--preset",
+                "tiny",
+                "--context-length",
+                "32",
+                "--data",
+                &s,
+            ],
+            "too short",
+        ),
+        (vec!["train", "--data", "/no/such.txt"], "/no/such.txt"),
+        (vec!["train", "--preset", "gpt9"], "unknown preset"),
+        (vec!["generate", "--checkpoint", &b], "checkpoint"),
+        (vec!["eval", "--checkpoint", &ck_s], "--text"),
+    ];
+    for (args, needle) in cases {
+        let o = run(&args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{args:?} should fail");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,6 +1,7 @@
 //! Command-line parsing (clap) and dispatch to one file per command.
 
 mod check_reference;
+mod generate;
 mod gradcheck;
 mod graph;
 mod tokenize;
@@ -30,6 +31,10 @@ enum Command {
     /// Recomputes a PyTorch golden fixture (logits, loss, every gradient, AdamW steps,
     /// generation) and prints each quantity's error; exits non-zero on any failure.
     CheckReference(check_reference::Args),
+    /// Generates text from a trained checkpoint (greedy, or temperature / top-k sampling).
+    Generate(generate::GenerateArgs),
+    /// Loss, perplexity and the top-5 next tokens of a text under a checkpoint.
+    Eval(generate::EvalArgs),
     /// Writes the autograd graph of one GPT training loss as Graphviz DOT.
     Graph(graph::Args),
     /// Shows how a tokenizer splits a text into token ids.
@@ -44,6 +49,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Train(args) => train::run(&args),
         Command::Gradcheck(args) => gradcheck::run(&args),
         Command::CheckReference(args) => check_reference::run(&args),
+        Command::Generate(args) => generate::run_generate(&args),
+        Command::Eval(args) => generate::run_eval(&args),
         Command::Graph(args) => graph::run(&args),
         Command::Tokenize(args) => tokenize::run(&args),
         Command::TrainTokenizer(args) => train_tokenizer::run(&args),

@@ -1,0 +1,149 @@
+//! `scratchgpt generate` and `scratchgpt eval`: use a trained checkpoint.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use scratchgpt::autograd::no_grad;
+use scratchgpt::data::text_file::read_text;
+use scratchgpt::data::BpeTokenizer;
+use scratchgpt::gpt::{generate, Sampling};
+use scratchgpt::nn::ForwardCtx;
+use scratchgpt::train::checkpoint::load_checkpoint;
+use scratchgpt::Ids;
+
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    /// A checkpoint written by `train`.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[arg(long, default_value = "Every effort moves you")]
+    prompt: String,
+    #[arg(long, default_value_t = 50)]
+    max_new_tokens: usize,
+    /// 0 = greedy; otherwise sample from softmax(logits / T).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+    /// Sample only among the k most likely tokens.
+    #[arg(long)]
+    top_k: Option<usize>,
+    #[arg(long, default_value_t = 123)]
+    seed: u64,
+    /// Stop at <|endoftext|>.
+    #[arg(long)]
+    eos: bool,
+}
+
+pub fn run_generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
+    let ck = load_checkpoint(&args.checkpoint)?;
+    let tok = BpeTokenizer::gpt2();
+    let prompt = tok.encode_with_special(&args.prompt, &["<|endoftext|>"])?;
+    let ctx = ck.model.cfg.context_length;
+    if prompt.len() > ctx {
+        bail!(
+            "the prompt is {} tokens, longer than the model's context of {ctx}",
+            prompt.len()
+        );
+    }
+    let sampling = Sampling {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        eos_id: if args.eos {
+            tok.special_id("<|endoftext|>")
+        } else {
+            None
+        },
+        seed: args.seed,
+    };
+    let ids = generate(&ck.model, &prompt, args.max_new_tokens, ctx, &sampling)?;
+    println!("{}", tok.decode(&ids)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// A checkpoint written by `train`.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The text to score (or --file).
+    #[arg(long, conflicts_with = "file")]
+    text: Option<String>,
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// One JSON object: loss, perplexity, tokens, next_top5.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run_eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
+    let text = match (&args.text, &args.file) {
+        (Some(t), None) => t.clone(),
+        (None, Some(p)) => read_text(p)?,
+        _ => bail!("give the text with --text or --file"),
+    };
+    let ck = load_checkpoint(&args.checkpoint)?;
+    let model = &ck.model;
+    let tok = BpeTokenizer::gpt2();
+    let ids: Vec<i64> = tok
+        .encode_with_special(&text, &["<|endoftext|>"])?
+        .into_iter()
+        .map(i64::from)
+        .collect();
+    if ids.len() < 2 {
+        bail!(
+            "the text is {} token(s); the loss needs at least 2",
+            ids.len()
+        );
+    }
+    let ctx_len = model.cfg.context_length;
+    let eval = ForwardCtx::eval();
+    // Every next-token prediction once, in windows of at most the context length.
+    let (mut total, mut count) = (0.0f64, 0usize);
+    let mut start = 0;
+    while start + 1 < ids.len() {
+        let end = (start + ctx_len).min(ids.len() - 1);
+        let n = end - start;
+        let inputs = Ids::new(ids[start..end].to_vec(), &[1, n])?;
+        let targets = Ids::new(ids[start + 1..end + 1].to_vec(), &[1, n])?;
+        let loss =
+            no_grad(|| model.forward(&inputs, &eval)?.cross_entropy(&targets))?.item()? as f64;
+        total += loss * n as f64;
+        count += n;
+        start = end;
+    }
+    let loss = total / count as f64;
+    // top-5 next tokens after the whole text
+    let tail = &ids[ids.len().saturating_sub(ctx_len)..];
+    let logits = no_grad(|| model.forward(&Ids::new(tail.to_vec(), &[1, tail.len()])?, &eval))?;
+    let last = logits
+        .select(1, tail.len() - 1)?
+        .reshape(&[model.cfg.vocab_size])?
+        .to_vec()?;
+    let mut order: Vec<usize> = (0..last.len()).collect();
+    order.sort_by(|&a, &b| last[b].total_cmp(&last[a]).then(a.cmp(&b)));
+    let top5: Vec<(u32, String, f32)> = order[..5.min(order.len())]
+        .iter()
+        .map(|&i| Ok((i as u32, tok.decode(&[i as u32])?, last[i])))
+        .collect::<scratchgpt::Result<_>>()?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let j = serde_json::json!({
+            "loss": loss, "perplexity": loss.exp(), "tokens": ids.len(),
+            "next_top5": top5.iter().map(|(id, t, l)| serde_json::json!({"id": id, "text": t, "logit": l})).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{j}")?;
+    } else {
+        writeln!(
+            out,
+            "loss {loss:.4}, perplexity {:.2}, {} tokens",
+            loss.exp(),
+            ids.len()
+        )?;
+        writeln!(out, "next token, top 5:")?;
+        for (id, t, l) in &top5 {
+            writeln!(out, "  {id:>6}  {t:?}  logit {l:.3}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,5 +1,6 @@
 //! Command-line parsing (clap) and dispatch to one file per command.
 
+mod bench;
 mod check_reference;
 mod generate;
 mod gradcheck;
@@ -28,6 +29,9 @@ enum Command {
     /// Checks every op's hand-written backward against f64 central differences and prints a
     /// table; exits non-zero if any check fails.
     Gradcheck(gradcheck::Args),
+    /// Benchmarks (train-step: ms/step, tokens/s, GFLOP/s, peak memory).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Recomputes a PyTorch golden fixture (logits, loss, every gradient, AdamW steps,
     /// generation) and prints each quantity's error; exits non-zero on any failure.
     CheckReference(check_reference::Args),
@@ -48,6 +52,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Command::Train(args) => train::run(&args),
         Command::Gradcheck(args) => gradcheck::run(&args),
+        Command::Bench(cmd) => bench::run(&cmd),
         Command::CheckReference(args) => check_reference::run(&args),
         Command::Generate(args) => generate::run_generate(&args),
         Command::Eval(args) => generate::run_eval(&args),

@@ -291,3 +291,13 @@ fn train_then_generate_eval_resume_and_graph() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn bench_train_step_reports_speed_and_memory() {
+    let o = run(&["bench", "train-step", "--preset", "tiny", "--context", "16", "--steps", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("ms/step") && out.contains("tokens/s") && out.contains("GFLOP/s") && out.contains("peak RSS"), "{out}");
+    let o = run(&["bench", "train-step", "--preset", "tiny", "--context", "64"]);
+    assert!(!o.status.success() && stderr(&o).contains("exceeds"), "{}", stderr(&o));
+}

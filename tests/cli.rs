@@ -294,10 +294,29 @@ fn train_then_generate_eval_resume_and_graph() {
 
 #[test]
 fn bench_train_step_reports_speed_and_memory() {
-    let o = run(&["bench", "train-step", "--preset", "tiny", "--context", "16", "--steps", "2"]);
+    let o = run(&[
+        "bench",
+        "train-step",
+        "--preset",
+        "tiny",
+        "--context",
+        "16",
+        "--steps",
+        "2",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("ms/step") && out.contains("tokens/s") && out.contains("GFLOP/s") && out.contains("peak RSS"), "{out}");
+    assert!(
+        out.contains("ms/step")
+            && out.contains("tokens/s")
+            && out.contains("GFLOP/s")
+            && out.contains("peak RSS"),
+        "{out}"
+    );
     let o = run(&["bench", "train-step", "--preset", "tiny", "--context", "64"]);
-    assert!(!o.status.success() && stderr(&o).contains("exceeds"), "{}", stderr(&o));
+    assert!(
+        !o.status.success() && stderr(&o).contains("exceeds"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -9,3 +9,4 @@ pub use generate::{generate, generate_text_simple, Sampling};
 pub use model::{FeedForward, GptModel, MultiHeadAttention, TransformerBlock};
 pub mod reference_check;
 pub mod safetensors_io;
+pub mod study_attention;

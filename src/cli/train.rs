@@ -14,6 +14,7 @@ use scratchgpt::data::{split_train_val, BpeTokenizer, DataLoader, GptDataset};
 use scratchgpt::gpt::{GptConfig, GptModel};
 use scratchgpt::optim::{AdamW, AdamWConfig, LrSchedule};
 use scratchgpt::train::checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
+use scratchgpt::train::plot::plot_losses;
 use scratchgpt::train::{
     calc_loss_loader, train_model_simple, TrainEvent, TrainOptions, TrainState,
 };
@@ -270,7 +271,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .expect("valid template"),
     );
     let started = Instant::now();
-    let mut last_saved_epoch = state.epoch;
     let result = train_model_simple(
         &model,
         &mut optimizer,
@@ -319,13 +319,27 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             }
         },
     );
-    // Save what was reached: after a NaN the state is the last good step's, but the weights
-    // were not updated by the failed step (the error comes before backward), so they match it.
-    if state.global_step > 0 || last_saved_epoch != state.epoch {
+    // Save what was reached — unless the run diverged: weights that give a non-finite loss must
+    // not overwrite the last good checkpoint.
+    let diverged = matches!(result, Err(scratchgpt::Error::NonFinite { .. }));
+    if !diverged && state.global_step > 0 {
         save_checkpoint(&checkpoint_path, &model, &optimizer, &state, seed)?;
-        last_saved_epoch = state.epoch;
     }
-    let _ = last_saved_epoch;
+    if !state.train_losses.is_empty() {
+        plot_losses(
+            out_dir.join("loss.png"),
+            state.epoch.max(1) as f64,
+            &state.track_tokens_seen,
+            &state.train_losses,
+            &state.val_losses,
+        )?;
+    }
+    if diverged && checkpoint_path.exists() {
+        eprintln!(
+            "the last good checkpoint is kept: {}",
+            checkpoint_path.display()
+        );
+    }
     result?;
     let report = &state;
     bar.finish_and_clear();
@@ -342,6 +356,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if let (Some(t), Some(v)) = (report.train_losses.last(), report.val_losses.last()) {
         println!("final losses: train {t:.3}, val {v:.3}");
     }
-    println!("checkpoint: {}", checkpoint_path.display());
+    println!(
+        "checkpoint: {}; loss plot: {}",
+        checkpoint_path.display(),
+        out_dir.join("loss.png").display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -2,8 +2,10 @@
 //! learning-rate schedule of the book's appendix D (linear warmup, cosine decay).
 
 pub mod adamw;
+pub mod sgd;
 
 pub use adamw::{AdamW, AdamWConfig};
+pub use sgd::Sgd;
 
 use crate::tensor::Tensor;
 

@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 pub mod checkpoint;
+pub mod plot;
 
 use crate::autograd::no_grad;
 use crate::data::dataset::Batch;

@@ -63,7 +63,7 @@ fn adamw_first_step_moves_each_weight_by_about_lr() {
     let v = p.to_vec().unwrap();
     let decay = 1.0 - 0.01 * 0.1;
     assert!((v[0] - (1.0 * decay - 0.01)).abs() < 1e-6, "{v:?}");
-    assert!((v[1] - (-1.0 * decay + 0.01)).abs() < 1e-6, "{v:?}");
+    assert!((v[1] - (-decay + 0.01)).abs() < 1e-6, "{v:?}");
     assert!((v[2] - 0.5 * decay).abs() < 1e-6, "{v:?}");
     // exempting biases and norms
     let b = param(&[1.0]);

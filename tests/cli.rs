@@ -281,6 +281,7 @@ fn train_then_generate_eval_resume_and_graph() {
         (vec!["train", "--preset", "gpt9"], "unknown preset"),
         (vec!["generate", "--checkpoint", &b], "checkpoint"),
         (vec!["eval", "--checkpoint", &ck_s], "--text"),
+        (vec!["train", "--no-such-flag"], "unexpected argument"),
     ];
     for (args, needle) in cases {
         let o = run(&args);

@@ -265,3 +265,29 @@ fn resuming_from_a_checkpoint_gives_the_same_losses() {
     std::fs::remove_file(&path).unwrap();
     assert!(load_checkpoint(&path).is_err());
 }
+
+#[test]
+fn freezing_stops_gradients_and_updates() {
+    let model = GptModel::new(&tiny(0.0), 3).unwrap();
+    model.freeze_all();
+    assert_eq!(model.unfreeze("trf_blocks.1."), 13);
+    assert_eq!(model.unfreeze("final_norm."), 2);
+    let (mut tl, _) = loaders(32, 4, 3);
+    let batch = &tl.epoch()[0];
+    let loss =
+        scratchgpt::train::calc_loss_batch(&model, batch, &scratchgpt::nn::ForwardCtx::eval())
+            .unwrap();
+    loss.backward().unwrap();
+    for (name, p) in model.named_parameters() {
+        let trainable = name.starts_with("trf_blocks.1.") || name.starts_with("final_norm.");
+        assert_eq!(p.grad().is_some(), trainable, "{name}");
+    }
+    let frozen = model.tok_emb.weight.to_vec().unwrap();
+    let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::default());
+    opt.step().unwrap();
+    assert_eq!(
+        model.tok_emb.weight.to_vec().unwrap(),
+        frozen,
+        "frozen weights do not move"
+    );
+}

@@ -49,7 +49,30 @@ enum Command {
 
 /// Parses the arguments and runs the command.
 pub fn run() -> anyhow::Result<ExitCode> {
-    match Cli::parse().command {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                e.exit();
+            }
+            // One clear line (clap's first), not a usage screen.
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
+            eprintln!("error: {first} (see --help)");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    match cli.command {
         Command::Train(args) => train::run(&args),
         Command::Gradcheck(args) => gradcheck::run(&args),
         Command::Bench(cmd) => bench::run(&cmd),

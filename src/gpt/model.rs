@@ -252,6 +252,27 @@ impl GptModel {
         self.num_parameters() as f64 * 4.0 / (1024.0 * 1024.0)
     }
 
+    /// Freezes every parameter (`requires_grad = false`): backward computes no gradient for them
+    /// and optimizers skip them.
+    pub fn freeze_all(&self) {
+        for (_, p) in self.named_parameters() {
+            let _ = p.requires_grad_(false);
+        }
+    }
+
+    /// Makes the parameters whose names start with `prefix` trainable again (e.g.
+    /// `"trf_blocks.11."`, `"final_norm."`, `"out_head."`); returns how many.
+    pub fn unfreeze(&self, prefix: &str) -> usize {
+        let mut n = 0;
+        for (name, p) in self.named_parameters() {
+            if name.starts_with(prefix) {
+                let _ = p.requires_grad_(true);
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Loads parameter values by name (shapes must match); every parameter must be present.
     pub fn load_named(&self, mut get: impl FnMut(&str) -> Option<Tensor>) -> Result<()> {
         for (name, p) in self.named_parameters() {

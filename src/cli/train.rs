@@ -179,6 +179,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         cfg.context_length,
         rayon::current_num_threads()
     );
+    // Reported before training, on fixed batches so as not to draw from the shuffling stream.
     let initial_train = calc_loss_loader(&model, &train_loader.eval_batches(args.eval_iter), None)?;
     let initial_val = calc_loss_loader(&model, &val_loader.eval_batches(args.eval_iter), None)?;
     println!("initial loss: train {initial_train:.3}, val {initial_val:.3}");

@@ -134,8 +134,9 @@ pub struct TrainState {
 /// from a checkpoint) and leaves it where the run stopped. A non-finite loss stops the run with an
 /// error naming the step, leaving `state` at the last good step.
 ///
-/// Evaluation uses the first `eval_iter` batches in dataset order (not a reshuffle, which would
-/// advance the shuffling stream), so evaluating never changes the training order.
+/// Evaluation follows the book: it iterates the shuffled training loader afresh (drawing a new
+/// order from the shuffling stream) and averages its first `eval_iter` batches. A resumed run
+/// replays those draws, so it continues exactly.
 #[allow(clippy::too_many_arguments)] // the book's arguments plus the resumable state and the event sink
 pub fn train_model_simple(
     model: &GptModel,
@@ -150,8 +151,6 @@ pub fn train_model_simple(
     let params = model.parameters();
     let context_size = model.cfg.context_length;
     let start_ids = tokenizer.encode_with_special(&opts.start_context, &["<|endoftext|>"])?;
-    let train_eval = train_loader.eval_batches(opts.eval_iter);
-    let val_eval = val_loader.eval_batches(opts.eval_iter);
     while state.epoch < opts.num_epochs {
         if state.batch_in_epoch == 0 {
             state.epoch_rng_state = train_loader.rng_state();
@@ -159,7 +158,18 @@ pub fn train_model_simple(
             train_loader.set_rng_state(state.epoch_rng_state);
         }
         let epoch = state.epoch;
-        for batch in train_loader.epoch().iter().skip(state.batch_in_epoch) {
+        let batches = train_loader.epoch();
+        if state.batch_in_epoch > 0 {
+            // Resuming mid-epoch: replay the shuffles that the evaluations of this epoch's
+            // finished steps drew, so the shuffling stream is exactly where it was.
+            let first_step = state.global_step - state.batch_in_epoch;
+            for step in first_step..state.global_step {
+                if step.is_multiple_of(opts.eval_freq) {
+                    train_loader.epoch();
+                }
+            }
+        }
+        for batch in batches.iter().skip(state.batch_in_epoch) {
             if opts.max_steps.is_some_and(|m| state.global_step >= m) {
                 return Ok(());
             }
@@ -194,8 +204,11 @@ pub fn train_model_simple(
                 step_secs,
             });
             if step.is_multiple_of(opts.eval_freq) {
-                let train_loss = calc_loss_loader(model, &train_eval, None)?;
-                let val_loss = calc_loss_loader(model, &val_eval, None)?;
+                // As the book: iterate the (shuffled) training loader afresh, which draws a new
+                // order, and take its first `eval_iter` batches; the validation loader is not
+                // shuffled.
+                let train_loss = calc_loss_loader(model, &train_loader.epoch(), Some(opts.eval_iter))?;
+                let val_loss = calc_loss_loader(model, &val_loader.epoch(), Some(opts.eval_iter))?;
                 state.train_losses.push(train_loss);
                 state.val_losses.push(val_loss);
                 state.track_tokens_seen.push(state.tokens_seen);

@@ -207,7 +207,8 @@ pub fn train_model_simple(
                 // As the book: iterate the (shuffled) training loader afresh, which draws a new
                 // order, and take its first `eval_iter` batches; the validation loader is not
                 // shuffled.
-                let train_loss = calc_loss_loader(model, &train_loader.epoch(), Some(opts.eval_iter))?;
+                let train_loss =
+                    calc_loss_loader(model, &train_loader.epoch(), Some(opts.eval_iter))?;
                 let val_loss = calc_loss_loader(model, &val_loader.epoch(), Some(opts.eval_iter))?;
                 state.train_losses.push(train_loss);
                 state.val_losses.push(val_loss);

@@ -20,8 +20,6 @@ use crate::backend::cpu::{should_par, PAR_MIN_ELEMS};
 use crate::error::Result;
 use crate::tensor::{CpuArray, Element, Tensor};
 
-use super::to_contiguous_vec;
-
 const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
 const COEFF: f64 = 0.044_715;
 
@@ -80,9 +78,10 @@ impl<T: Element> Tensor<T> {
         let y = chunked(xs, None, |x, _, o| gelu_chunk(x, o));
         let y = CpuArray::from_shape_vec(x.raw_dim(), y).expect("same size");
         Ok(Tensor::from_op("gelu", y, &[self], move |g, _| {
-            let gv = to_contiguous_vec(g);
+            let gc = super::contiguous(g); // no copy when g is already contiguous
+            let gv = gc.as_slice().expect("contiguous");
             let xs = x.as_slice().expect("contiguous");
-            let dx = chunked(xs, Some(&gv), |x, g, o| {
+            let dx = chunked(xs, Some(gv), |x, g, o| {
                 gelu_backward_chunk(x, g.expect("given"), o)
             });
             Ok(vec![Some(

@@ -46,62 +46,72 @@ fn last_axis<T2: Element>(op: &'static str, x: &CpuArray<T2>) -> Result<usize> {
     }
 }
 
+/// The shared skeleton of both ops: a row kernel forward (saving the output) and a row kernel
+/// backward from `(g_row, y_row)`.
+fn row_op<T: Element>(
+    x: &Tensor<T>,
+    op: &'static str,
+    forward_row: fn(&mut [T], &mut Vec<T>),
+    backward_row: fn(&[T], &[T], &mut [T]),
+) -> Result<Tensor<T>> {
+    let xa = x.cpu(op)?;
+    let n = last_axis(op, &xa)?;
+    let mut y = to_contiguous_vec(&xa);
+    for_each_row(&mut y, n, |_, row, scratch| forward_row(row, scratch));
+    let y = CpuArray::from_shape_vec(xa.raw_dim(), y).expect("same size");
+    let saved = y.clone();
+    Ok(Tensor::from_op(op, y, &[x], move |g, _| {
+        let g = contiguous(g);
+        let (gs, ys) = (
+            g.as_slice().expect("contiguous"),
+            saved.as_slice().expect("contiguous"),
+        );
+        let mut dx = vec![T::zero(); ys.len()];
+        for_each_row(&mut dx, n, |r, out, _| {
+            backward_row(&gs[r * n..(r + 1) * n], &ys[r * n..(r + 1) * n], out)
+        });
+        Ok(vec![Some(
+            CpuArray::from_shape_vec(saved.raw_dim(), dx).expect("same size"),
+        )])
+    }))
+}
+
+/// Softmax backward of one row: `dx = y ⊙ (g − g·y)`.
+fn softmax_backward_row<T: Element>(g: &[T], y: &[T], out: &mut [T]) {
+    let gy = dot(g, y);
+    for ((o, &gi), &yi) in out.iter_mut().zip(g).zip(y) {
+        *o = yi * (gi - gy);
+    }
+}
+
+/// Log-softmax backward of one row: `dx = g − exp(y)·Σg`.
+fn log_softmax_backward_row<T: Element>(g: &[T], y: &[T], out: &mut [T]) {
+    out.copy_from_slice(y);
+    T::exp_slice(out);
+    let gsum = sum(g);
+    for (o, &gi) in out.iter_mut().zip(g) {
+        *o = gi - *o * gsum;
+    }
+}
+
 impl<T: Element> Tensor<T> {
     /// Softmax over the last axis.
     pub fn softmax(&self) -> Result<Tensor<T>> {
-        let x = self.cpu("softmax")?;
-        let n = last_axis("softmax", &x)?;
-        let mut y = to_contiguous_vec(&x);
-        for_each_row(&mut y, n, |_, row, _| softmax_row(row));
-        let y = CpuArray::from_shape_vec(x.raw_dim(), y).expect("same size");
-        let saved = y.clone();
-        Ok(Tensor::from_op("softmax", y, &[self], move |g, _| {
-            let g = contiguous(g);
-            let (gs, ys) = (
-                g.as_slice().expect("contiguous"),
-                saved.as_slice().expect("contiguous"),
-            );
-            let mut dx = vec![T::zero(); ys.len()];
-            for_each_row(&mut dx, n, |r, out, _| {
-                let (gr, yr) = (&gs[r * n..(r + 1) * n], &ys[r * n..(r + 1) * n]);
-                let gy = dot(gr, yr);
-                for ((o, &gi), &yi) in out.iter_mut().zip(gr).zip(yr) {
-                    *o = yi * (gi - gy);
-                }
-            });
-            Ok(vec![Some(
-                CpuArray::from_shape_vec(saved.raw_dim(), dx).expect("same size"),
-            )])
-        }))
+        row_op(
+            self,
+            "softmax",
+            |row, _| softmax_row(row),
+            softmax_backward_row,
+        )
     }
 
     /// Log-softmax over the last axis.
     pub fn log_softmax(&self) -> Result<Tensor<T>> {
-        let x = self.cpu("log_softmax")?;
-        let n = last_axis("log_softmax", &x)?;
-        let mut y = to_contiguous_vec(&x);
-        for_each_row(&mut y, n, |_, row, scratch| log_softmax_row(row, scratch));
-        let y = CpuArray::from_shape_vec(x.raw_dim(), y).expect("same size");
-        let saved = y.clone();
-        Ok(Tensor::from_op("log_softmax", y, &[self], move |g, _| {
-            let g = contiguous(g);
-            let (gs, ys) = (
-                g.as_slice().expect("contiguous"),
-                saved.as_slice().expect("contiguous"),
-            );
-            let mut dx = vec![T::zero(); ys.len()];
-            for_each_row(&mut dx, n, |r, out, _| {
-                let (gr, yr) = (&gs[r * n..(r + 1) * n], &ys[r * n..(r + 1) * n]);
-                out.copy_from_slice(yr);
-                T::exp_slice(out);
-                let gsum = sum(gr);
-                for (o, &gi) in out.iter_mut().zip(gr) {
-                    *o = gi - *o * gsum;
-                }
-            });
-            Ok(vec![Some(
-                CpuArray::from_shape_vec(saved.raw_dim(), dx).expect("same size"),
-            )])
-        }))
+        row_op(
+            self,
+            "log_softmax",
+            log_softmax_row,
+            log_softmax_backward_row,
+        )
     }
 }

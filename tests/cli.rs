@@ -172,7 +172,16 @@ fn train_then_generate_eval_resume_and_graph() {
     ];
     let o = run(&[
         &base[..],
-        &["--epochs", "1", "--max-steps", "4", "--out", &d],
+        &[
+            "--epochs",
+            "1",
+            "--max-steps",
+            "4",
+            "--log-steps",
+            "--no-shuffle",
+            "--out",
+            &d,
+        ],
     ]
     .concat());
     assert!(o.status.success(), "{}", stderr(&o));
@@ -181,7 +190,10 @@ fn train_then_generate_eval_resume_and_graph() {
         out.contains("Ep 1 (Step 000000): Train loss") && out.contains("Ep 1 (Step 000002)"),
         "{out}"
     );
-    assert!(out.contains("done: 4 steps"), "{out}");
+    assert!(
+        out.contains("done: 4 steps") && out.contains("step 3 loss "),
+        "{out}"
+    );
     let ck = dir.join("checkpoint.safetensors");
     assert!(ck.exists());
     assert_eq!(
@@ -282,6 +294,21 @@ fn train_then_generate_eval_resume_and_graph() {
         (vec!["generate", "--checkpoint", &b], "checkpoint"),
         (vec!["eval", "--checkpoint", &ck_s], "--text"),
         (vec!["train", "--no-such-flag"], "unexpected argument"),
+        (
+            vec![
+                "train",
+                "--preset",
+                "tiny",
+                "--context-length",
+                "32",
+                "--init-weights",
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/book-gpt-tiny/weights.safetensors"
+                ),
+            ],
+            "tok_emb.weight has shape [512, 48]",
+        ),
     ];
     for (args, needle) in cases {
         let o = run(&args);

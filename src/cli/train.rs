@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use scratchgpt::data::text_file::read_text;
 use scratchgpt::data::{split_train_val, BpeTokenizer, DataLoader, GptDataset};
+use scratchgpt::gpt::safetensors_io::read_safetensors;
 use scratchgpt::gpt::{GptConfig, GptModel};
 use scratchgpt::optim::{AdamW, AdamWConfig, LrSchedule};
 use scratchgpt::train::checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
@@ -82,6 +83,17 @@ pub struct Args {
     /// Run folder for checkpoint.safetensors and metrics.jsonl (default runs/run-<unix time>).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Start from these weights (a safetensors file with the book's parameter names, e.g. one
+    /// saved from the book's PyTorch GPTModel) instead of a random initialisation.
+    #[arg(long, conflicts_with = "resume")]
+    init_weights: Option<PathBuf>,
+    /// Print every step's training-batch loss (one line per step).
+    #[arg(long)]
+    log_steps: bool,
+    /// Keep the training batches in text order (no shuffling), e.g. to compare step by step
+    /// with another implementation.
+    #[arg(long)]
+    no_shuffle: bool,
     /// Continue a run from its checkpoint (model, optimizer, data order and step are restored;
     /// the model and optimizer settings come from the checkpoint).
     #[arg(long)]
@@ -130,6 +142,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Some(ck) => ck.model.clone(),
         None => GptModel::new(&cfg, args.seed)?,
     };
+    if let Some(path) = &args.init_weights {
+        let weights = read_safetensors(path)?;
+        model
+            .load_named(|name| weights.get(name).and_then(|l| l.to_tensor(name).ok()))
+            .with_context(|| format!("loading --init-weights {}", path.display()))?;
+    }
     let cfg = model.cfg.clone();
     let tok = BpeTokenizer::gpt2();
     let (train_text, val_text) = split_train_val(&text, args.train_ratio)?;
@@ -284,10 +302,19 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             match e {
                 TrainEvent::Step {
                     epoch,
+                    step,
                     loss,
                     step_secs,
                     ..
                 } => {
+                    if args.log_steps {
+                        let line = format!("step {step} loss {loss:.6}");
+                        if bar.is_hidden() {
+                            println!("{line}");
+                        } else {
+                            bar.println(line);
+                        }
+                    }
                     bar.inc(1);
                     bar.set_message(format!(
                         "epoch {} loss {loss:.3} ({:.0} tokens/s)",

@@ -164,7 +164,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut train_loader = DataLoader::new(
         windows(train_text, "training")?,
         args.batch_size,
-        true,
+        !args.no_shuffle,
         true,
         seed,
     )

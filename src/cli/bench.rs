@@ -44,16 +44,7 @@ fn peak_rss() -> Option<u64> {
 
 pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     let BenchCommand::TrainStep(a) = cmd;
-    let mut cfg = GptConfig::preset(&a.preset)?;
-    if a.context > cfg.context_length {
-        anyhow::bail!(
-            "--context {} exceeds the {} preset's maximum of {}",
-            a.context,
-            a.preset,
-            cfg.context_length
-        );
-    }
-    cfg.context_length = a.context;
+    let mut cfg = GptConfig::preset_with_context(&a.preset, a.context)?;
     cfg.drop_rate = a.drop_rate;
     let model = GptModel::new(&cfg, 123)?;
     let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::default());

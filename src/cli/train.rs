@@ -105,16 +105,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Some(p) => read_text(p)?,
         None => include_str!("../../data/the-verdict.txt").to_string(),
     };
-    let mut cfg = GptConfig::preset(&args.preset)?;
-    if args.context_length > cfg.context_length {
-        bail!(
-            "--context-length {} exceeds the {} preset's maximum of {}",
-            args.context_length,
-            args.preset,
-            cfg.context_length
-        );
-    }
-    cfg.context_length = args.context_length;
+    let mut cfg = GptConfig::preset_with_context(&args.preset, args.context_length)?;
     cfg.drop_rate = args.drop_rate;
     cfg.qkv_bias = args.qkv_bias;
     cfg.tie_weights = args.tie_weights;

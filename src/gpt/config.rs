@@ -48,6 +48,20 @@ impl GptConfig {
         })
     }
 
+    /// A preset with a shorter context (as the book's ch05 run uses 256 of GPT-2's 1024); a longer
+    /// one than the preset's is an error naming both.
+    pub fn preset_with_context(name: &str, context_length: usize) -> Result<Self> {
+        let mut cfg = Self::preset(name)?;
+        if context_length == 0 || context_length > cfg.context_length {
+            return Err(Error::invalid(
+                "GptConfig",
+                format!("context length {context_length} exceeds the {name} preset's maximum of {} (or is 0)", cfg.context_length),
+            ));
+        }
+        cfg.context_length = context_length;
+        Ok(cfg)
+    }
+
     /// Checks the numbers fit together (heads divide the embedding, nothing is zero).
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::invalid("GptConfig", msg));

@@ -84,6 +84,11 @@ pub enum Error {
     #[error("{path}: not valid UTF-8 (first invalid byte at offset {offset})")]
     InvalidUtf8 { path: String, offset: usize },
 
+    /// A CUDA failure: no driver or GPU, a kernel that did not compile (with NVRTC's log), an
+    /// out-of-memory (with the requested size), an error reported by the device.
+    #[error("CUDA: {0}")]
+    Cuda(String),
+
     /// An I/O failure, with the path involved.
     #[error("{path}: {err}")]
     Io {

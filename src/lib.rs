@@ -13,9 +13,11 @@
 //! - [`data`]: tokenizers (simple, GPT-2 BPE, BPE trainer), sliding-window dataset and loader.
 //! - [`nn`]: layers with parameters.
 //! - [`backend`]: CPU kernels shared by the ops (GEMM, vectorised reductions, parallel maps).
+//! - [`cuda`]: the CUDA backend — our kernels in `kernels/*.cu`, NVRTC, cudarc, GPU launchers.
 
 pub mod autograd;
 pub mod backend;
+pub mod cuda;
 pub mod data;
 pub mod error;
 pub mod gpt;

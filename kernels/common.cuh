@@ -1,0 +1,73 @@
+// common.cuh — helpers shared by every kernel file.
+//
+// This header is prepended to each `kernels/*.cu` before NVRTC compiles it (NVRTC has no
+// <math.h> and no include path here), and included by the CPU emulator (kernels/emu/cuda_emu.h)
+// so the very same source also runs under g++. Keep it valid CUDA C++ *and* plain C++ with the
+// emulator's definitions.
+#pragma once
+
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+
+// Threads per warp. Every reduction below assumes it.
+#define WARP_SIZE 32
+
+// Sum of `v` over the 32 lanes of a warp (butterfly: after log2(32) xor-shuffles every lane holds
+// the total). All 32 lanes must call it.
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+
+// Maximum of `v` over the 32 lanes of a warp.
+__device__ __forceinline__ float warp_max(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+    return v;
+}
+
+// Sum over the whole block (blockDim.x a multiple of 32, at most 1024). Every thread of the block
+// must call it; every thread gets the total. `scratch` is 32 floats of shared memory, and the two
+// barriers make the function safe to call twice in a row with the same scratch.
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+    const int lane = threadIdx.x % WARP_SIZE, warp = threadIdx.x / WARP_SIZE;
+    const int n_warps = blockDim.x / WARP_SIZE;
+    v = warp_sum(v);
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float total = lane < n_warps ? scratch[lane] : 0.0f;
+    total = warp_sum(total);
+    __syncthreads();
+    return total;
+}
+
+// Maximum over the whole block; same contract as block_sum.
+__device__ __forceinline__ float block_max(float v, float* scratch) {
+    const int lane = threadIdx.x % WARP_SIZE, warp = threadIdx.x / WARP_SIZE;
+    const int n_warps = blockDim.x / WARP_SIZE;
+    v = warp_max(v);
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float m = lane < n_warps ? scratch[lane] : -INFINITY;
+    m = warp_max(m);
+    __syncthreads();
+    return m;
+}
+
+// A counter-based random number: a 32-bit hash of (seed, index), so dropout needs no stored mask —
+// the backward pass regenerates exactly the forward's mask from the same seed and element index.
+// (The "lowbias32" integer hash finaliser applied twice, mixing in the seed's two halves.)
+__device__ __forceinline__ unsigned int hash_u32(unsigned long long seed, unsigned long long index) {
+    unsigned int x = (unsigned int)index ^ (unsigned int)(index >> 32) * 0x9E3779B9u;
+    x ^= (unsigned int)seed;
+    x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; x ^= x >> 16;
+    x ^= (unsigned int)(seed >> 32) + 0x632BE59Bu;
+    x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; x ^= x >> 16;
+    return x;
+}
+
+// Dropout's keep decision for element `index`: uniform u in [0, 1) from the top 24 bits, kept when
+// u >= p, so each element is dropped with probability p.
+__device__ __forceinline__ bool dropout_keep(unsigned long long seed, unsigned long long index, float p) {
+    return (float)(hash_u32(seed, index) >> 8) * (1.0f / 16777216.0f) >= p;
+}

@@ -1,0 +1,52 @@
+// cross_entropy.cu — fused softmax + cross-entropy over [rows, vocab] logits, with ignore_index.
+//
+// Launch: one block per row, blockDim.x a multiple of 32. A row whose target is negative (the book
+// uses −100) is ignored: loss 0 and gradient 0.
+//
+// Loss of a row: ℓ = log Σ_j exp(x_j) − x_target = lse − x_target.
+// Gradient: ∂ℓ/∂x_j = softmax_j − [j = target] = exp(x_j − lse) − [j = target].
+// The mean over the n counted rows multiplies each row's gradient by dloss/n (`grad_scale`).
+
+// Online log-sum-exp over a strided slice of the row: keeps a running max m and Σ exp(x − m),
+// rescaling the sum whenever the max grows, so the row is read once for lse.
+__device__ __forceinline__ float row_logsumexp(const float* row, int cols, float* scratch) {
+    float m = -INFINITY, s = 0.0f;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+        float v = row[j];
+        if (v > m) { s *= expf(m - v); m = v; }
+        s += expf(v - m);
+    }
+    float block_m = block_max(m, scratch);
+    s = (m == -INFINITY) ? 0.0f : s * expf(m - block_m);
+    s = block_sum(s, scratch);
+    return block_m + logf(s);
+}
+
+// Forward only (evaluation): losses[row] = ℓ (0 for ignored rows).
+extern "C" __global__ void cross_entropy_forward(const float* logits, const int* targets, float* losses, int cols) {
+    __shared__ float scratch[32];
+    const float* row = logits + (long long)blockIdx.x * cols;
+    float lse = row_logsumexp(row, cols, scratch);
+    int t = targets[blockIdx.x];
+    if (threadIdx.x == 0) losses[blockIdx.x] = t < 0 ? 0.0f : lse - row[t];
+}
+
+// Forward and backward in one pass pair: losses[row] = ℓ and
+// dlogits[row, j] = grad_scale · (softmax_j − [j = target]). dlogits may alias logits (the logits
+// are dead after the loss), which saves a [rows, vocab] buffer — the largest activation of a GPT.
+extern "C" __global__ void cross_entropy_forward_backward(const float* logits, const int* targets, float* losses,
+                                                          float* dlogits, int cols, float grad_scale) {
+    __shared__ float scratch[32];
+    long long base = (long long)blockIdx.x * cols;
+    const float* row = logits + base;
+    float lse = row_logsumexp(row, cols, scratch);
+    int t = targets[blockIdx.x];
+    // Read the target logit before any thread overwrites the row (dlogits may alias logits).
+    float x_t = t < 0 ? 0.0f : row[t];
+    __syncthreads();
+    if (threadIdx.x == 0) losses[blockIdx.x] = t < 0 ? 0.0f : lse - x_t;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+        float g = t < 0 ? 0.0f : grad_scale * (expf(row[j] - lse) - (j == t ? 1.0f : 0.0f));
+        dlogits[base + j] = g;
+    }
+}

@@ -1,0 +1,328 @@
+// cuda_emu.h — run unmodified CUDA kernels on the CPU, for tests on machines without a GPU.
+//
+// Compile a `.cu` file with g++ after this header (`-include cuda_emu.h`) and its kernels become
+// ordinary C++ functions; `emu::launch` then runs a grid the way the hardware would, as far as a
+// correct kernel can tell:
+//   * one OS thread per block in flight (blocks are independent; several run at once),
+//   * one fiber (a ucontext with its own stack) per CUDA thread of the block, switched
+//     cooperatively: a thread runs until it reaches __syncthreads(), a warp shuffle or its end,
+//   * __syncthreads() releases only when every live thread of the block has arrived — a thread
+//     that exits while others wait at a barrier is reported as a divergent barrier (an error on
+//     real hardware too, where it hangs or corrupts silently),
+//   * warp shuffles are a rendezvous of the warp's lanes: each lane publishes its value, waits for
+//     the others, reads its partner's, waits again,
+//   * __shared__ variables are `static thread_local`: one copy per OS thread, i.e. per block in
+//     flight, shared by that block's fibers — exactly CUDA's scope,
+//   * atomics are real atomics (blocks run in parallel), math intrinsics map to <cmath>.
+// Not modelled: memory-model subtleties between warps without barriers, timing, and warp-level
+// lockstep (a kernel that relies on implicit warp synchrony without __syncwarp is wrong on Volta+
+// anyway). Out-of-bounds accesses are caught by building with -fsanitize=address.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <ucontext.h>
+#include <utility>
+#include <vector>
+
+// ---- the CUDA vocabulary ---------------------------------------------------------------------
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __noinline__
+#define __restrict__ __restrict
+#define __launch_bounds__(...)
+#define __shared__ static thread_local
+
+struct uint3 { unsigned int x, y, z; };
+struct dim3 {
+    unsigned int x, y, z;
+    dim3(unsigned int x_ = 1, unsigned int y_ = 1, unsigned int z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+namespace emu {
+
+enum class State { Ready, AtBarrier, AtWarpSync, Done };
+
+struct Block;
+
+struct Fiber {
+    ucontext_t ctx;
+    uint3 tid;
+    unsigned linear;  // threadIdx.x + blockDim.x·(threadIdx.y + blockDim.y·threadIdx.z)
+    State state;
+};
+
+// Everything one OS thread needs to run one block at a time.
+struct Block {
+    uint3 block_idx;
+    dim3 block_dim, grid_dim;
+    std::vector<Fiber> fibers;
+    std::vector<char> stacks;
+    std::vector<uint64_t> warp_slots;  // one per thread: the value it offers to a shuffle
+    ucontext_t scheduler;
+    Fiber* current = nullptr;
+    void (*body)(void*) = nullptr;
+    void* body_arg = nullptr;
+    std::string error;
+};
+
+inline thread_local Block* tl_block = nullptr;
+constexpr size_t kStackBytes = 128 * 1024;
+
+inline Block& block() { return *tl_block; }
+inline Fiber& fiber() { return *tl_block->current; }
+
+// Give control back to the scheduler (the fiber's state says why).
+inline void yield(State why) {
+    Block& b = block();
+    Fiber& f = fiber();
+    f.state = why;
+    swapcontext(&f.ctx, &b.scheduler);
+}
+
+inline void syncthreads() { yield(State::AtBarrier); }
+inline void syncwarp() { yield(State::AtWarpSync); }
+
+// Lane `src_lane` of the caller's warp's value (or the caller's own if that lane does not exist).
+template <class T>
+inline T shuffle_from(T value, int src_lane) {
+    static_assert(sizeof(T) <= 8, "shuffles move at most 8 bytes");
+    Block& b = block();
+    Fiber& f = fiber();
+    uint64_t bits = 0;
+    std::memcpy(&bits, &value, sizeof(T));
+    b.warp_slots[f.linear] = bits;
+    syncwarp();  // every lane has published
+    unsigned warp_base = f.linear / 32 * 32;
+    unsigned src = warp_base + (unsigned)src_lane;
+    T out = value;
+    if (src_lane >= 0 && src_lane < 32 && src < b.fibers.size()) std::memcpy(&out, &b.warp_slots[src], sizeof(T));
+    syncwarp();  // every lane has read before anyone publishes again
+    return out;
+}
+
+inline unsigned lane_id() { return fiber().linear % 32; }
+
+// The fiber body: run the kernel for this thread, then report Done.
+inline void fiber_entry(unsigned lo, unsigned hi) {
+    Block* b = reinterpret_cast<Block*>((uintptr_t)lo | ((uintptr_t)hi << 32));
+    b->body(b->body_arg);
+    b->current->state = State::Done;
+    swapcontext(&b->current->ctx, &b->scheduler);
+}
+
+// Run one block to completion on the calling OS thread. Returns false with b.error set when the
+// kernel's synchronisation is broken (a divergent barrier or an unmatched warp shuffle).
+inline bool run_block(Block& b) {
+    const unsigned n = b.block_dim.x * b.block_dim.y * b.block_dim.z;
+    b.fibers.resize(n);
+    if (b.stacks.size() < n * kStackBytes) b.stacks.resize(n * kStackBytes);
+    b.warp_slots.assign(n, 0);
+    tl_block = &b;
+    for (unsigned t = 0; t < n; t++) {
+        Fiber& f = b.fibers[t];
+        f.linear = t;
+        f.tid = uint3{t % b.block_dim.x, (t / b.block_dim.x) % b.block_dim.y, t / (b.block_dim.x * b.block_dim.y)};
+        f.state = State::Ready;
+        getcontext(&f.ctx);
+        f.ctx.uc_stack.ss_sp = b.stacks.data() + (size_t)t * kStackBytes;
+        f.ctx.uc_stack.ss_size = kStackBytes;
+        f.ctx.uc_link = nullptr;
+        uintptr_t p = reinterpret_cast<uintptr_t>(&b);
+        makecontext(&f.ctx, (void (*)())fiber_entry, 2, (unsigned)(p & 0xffffffffu), (unsigned)(p >> 32));
+    }
+    for (;;) {
+        // Run every ready fiber until it blocks or ends.
+        for (unsigned t = 0; t < n; t++) {
+            Fiber& f = b.fibers[t];
+            if (f.state != State::Ready) continue;
+            b.current = &f;
+            swapcontext(&b.scheduler, &f.ctx);
+        }
+        unsigned done = 0, at_barrier = 0, at_warp = 0;
+        for (auto& f : b.fibers) {
+            done += f.state == State::Done;
+            at_barrier += f.state == State::AtBarrier;
+            at_warp += f.state == State::AtWarpSync;
+        }
+        if (done == n) return true;
+        bool progressed = false;
+        // Warp rendezvous: release a warp whose live lanes all wait at a warp sync.
+        for (unsigned w0 = 0; w0 < n; w0 += 32) {
+            unsigned w1 = std::min(n, w0 + 32), waiting = 0, live = 0;
+            for (unsigned t = w0; t < w1; t++) {
+                if (b.fibers[t].state != State::Done) live++;
+                if (b.fibers[t].state == State::AtWarpSync) waiting++;
+            }
+            if (waiting > 0 && waiting == live) {
+                if (live != w1 - w0) {
+                    b.error = "warp shuffle/__syncwarp reached by " + std::to_string(live) + " of " +
+                              std::to_string(w1 - w0) + " lanes of warp " + std::to_string(w0 / 32) +
+                              " (the others had exited)";
+                    return false;
+                }
+                for (unsigned t = w0; t < w1; t++) b.fibers[t].state = State::Ready;
+                progressed = true;
+            }
+        }
+        if (progressed) continue;
+        // Block barrier: every live thread must be there, and none may have exited.
+        if (at_barrier > 0 && at_barrier + done == n) {
+            if (done > 0) {
+                b.error = "__syncthreads reached by " + std::to_string(at_barrier) + " of " + std::to_string(n) +
+                          " threads; " + std::to_string(done) + " had already exited (divergent barrier)";
+                return false;
+            }
+            for (auto& f : b.fibers) f.state = State::Ready;
+            continue;
+        }
+        b.error = "deadlock: " + std::to_string(at_barrier) + " threads at __syncthreads, " + std::to_string(at_warp) +
+                  " at a warp sync, " + std::to_string(done) + " exited (mixed barrier kinds)";
+        return false;
+    }
+}
+
+}  // namespace emu
+
+// ---- built-in variables and intrinsics --------------------------------------------------------
+#define threadIdx (emu::fiber().tid)
+#define blockIdx (emu::block().block_idx)
+#define blockDim (emu::block().block_dim)
+#define gridDim (emu::block().grid_dim)
+
+inline void __syncthreads() { emu::syncthreads(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::syncwarp(); }
+
+template <class T> inline T __shfl_sync(unsigned, T v, int src) { return emu::shuffle_from(v, src); }
+template <class T> inline T __shfl_xor_sync(unsigned, T v, int mask) { return emu::shuffle_from(v, (int)(emu::lane_id() ^ (unsigned)mask)); }
+template <class T> inline T __shfl_down_sync(unsigned, T v, unsigned delta) {
+    unsigned src = emu::lane_id() + delta;
+    return emu::shuffle_from(v, src < 32 ? (int)src : (int)emu::lane_id());
+}
+template <class T> inline T __shfl_up_sync(unsigned, T v, unsigned delta) {
+    int src = (int)emu::lane_id() - (int)delta;
+    return emu::shuffle_from(v, src >= 0 ? src : (int)emu::lane_id());
+}
+
+inline float atomicAdd(float* addr, float v) {
+    uint32_t* p = reinterpret_cast<uint32_t*>(addr);
+    uint32_t old = __atomic_load_n(p, __ATOMIC_RELAXED), desired;
+    do {
+        float f;
+        std::memcpy(&f, &old, 4);
+        f += v;
+        std::memcpy(&desired, &f, 4);
+    } while (!__atomic_compare_exchange_n(p, &old, desired, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    float r;
+    std::memcpy(&r, &old, 4);
+    return r;
+}
+inline int atomicAdd(int* addr, int v) { return __atomic_fetch_add(addr, v, __ATOMIC_RELAXED); }
+inline unsigned atomicAdd(unsigned* addr, unsigned v) { return __atomic_fetch_add(addr, v, __ATOMIC_RELAXED); }
+inline int atomicMax(int* addr, int v) {
+    int old = __atomic_load_n(addr, __ATOMIC_RELAXED);
+    while (old < v && !__atomic_compare_exchange_n(addr, &old, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+    return old;
+}
+
+inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
+inline int __float_as_int(float f) { int i; std::memcpy(&i, &f, 4); return i; }
+inline float __uint_as_float(unsigned i) { float f; std::memcpy(&f, &i, 4); return f; }
+inline unsigned __float_as_uint(float f) { unsigned i; std::memcpy(&i, &f, 4); return i; }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline float __expf(float x) { return std::exp(x); }
+inline float __logf(float x) { return std::log(x); }
+inline float __fdividef(float a, float b) { return a / b; }
+inline float __ldg(const float* p) { return *p; }
+// expf, logf, tanhf, sqrtf, fmaxf, fmaf, … come from <math.h> (through <cmath>) as in CUDA.
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline long long min(long long a, long long b) { return a < b ? a : b; }
+inline long long max(long long a, long long b) { return a > b ? a : b; }
+inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+
+// ---- launching --------------------------------------------------------------------------------
+namespace emu {
+
+// A kernel as the launcher sees it: a trampoline that unpacks cuLaunchKernel-style `void** args`
+// (one pointer to each argument's value, in order) into the kernel's typed parameters.
+using Trampoline = void (*)(void* kernel, void** args);
+
+template <class... A, size_t... I>
+inline void call_unpacked(void (*k)(A...), void** args, std::index_sequence<I...>) {
+    k(*reinterpret_cast<std::remove_reference_t<A>*>(args[I])...);
+}
+template <class... A>
+inline void trampoline_for(void* kernel, void** args) {
+    call_unpacked(reinterpret_cast<void (*)(A...)>(kernel), args, std::index_sequence_for<A...>{});
+}
+template <class... A>
+inline Trampoline trampoline_of(void (*)(A...)) { return &trampoline_for<A...>; }
+
+struct KernelEntry {
+    const char* name;
+    void* kernel;
+    Trampoline trampoline;
+};
+
+struct LaunchCall {
+    void* kernel;
+    Trampoline trampoline;
+    void** args;
+};
+
+inline void launch_body(void* p) {
+    auto* c = static_cast<LaunchCall*>(p);
+    c->trampoline(c->kernel, c->args);
+}
+
+// Run the grid: blocks are handed to `workers` OS threads through an atomic counter. Returns an
+// empty string on success, else the first block's error.
+inline std::string launch(const KernelEntry& k, dim3 grid, dim3 block_dim, void** args, unsigned workers) {
+    const unsigned long long n_blocks = (unsigned long long)grid.x * grid.y * grid.z;
+    if (block_dim.x * block_dim.y * block_dim.z == 0 || block_dim.x * block_dim.y * block_dim.z > 1024)
+        return "block of " + std::to_string(block_dim.x * block_dim.y * block_dim.z) + " threads (must be 1..=1024)";
+    std::atomic<unsigned long long> next{0};
+    std::atomic<bool> failed{false};
+    std::string first_error;
+    std::atomic_flag error_lock = ATOMIC_FLAG_INIT;
+    LaunchCall call{k.kernel, k.trampoline, args};
+    auto worker = [&]() {
+        Block b;
+        b.block_dim = block_dim;
+        b.grid_dim = grid;
+        b.body = launch_body;
+        b.body_arg = &call;
+        for (;;) {
+            unsigned long long i = next.fetch_add(1);
+            if (i >= n_blocks || failed.load()) break;
+            b.block_idx = uint3{(unsigned)(i % grid.x), (unsigned)((i / grid.x) % grid.y), (unsigned)(i / ((unsigned long long)grid.x * grid.y))};
+            if (!run_block(b)) {
+                while (error_lock.test_and_set()) {}
+                if (!failed.exchange(true))
+                    first_error = std::string(k.name) + " block (" + std::to_string(b.block_idx.x) + "," +
+                                  std::to_string(b.block_idx.y) + "," + std::to_string(b.block_idx.z) + "): " + b.error;
+                error_lock.clear();
+                break;
+            }
+        }
+        tl_block = nullptr;
+    };
+    unsigned n_threads = (unsigned)std::min<unsigned long long>(std::max(1u, workers), n_blocks);
+    std::vector<std::thread> pool;
+    for (unsigned t = 1; t < n_threads; t++) pool.emplace_back(worker);
+    worker();
+    for (auto& t : pool) t.join();
+    return first_error;
+}
+
+}  // namespace emu

@@ -1,0 +1,765 @@
+//! Host-side launchers: one function per GPU op, which checks every buffer's length against the
+//! sizes it is given (so a kernel can never run off the end of a buffer), picks the launch shape
+//! and passes the arguments in the kernel's order. The math lives in `kernels/*.cu`, next to each
+//! kernel, and is the same as the CPU ops' (see `src/ops/*`, whose gradients are gradchecked); the
+//! tests compare every launcher with the CPU op on random inputs.
+
+use super::backend::{DeviceBuffer, Gpu, KernelArg};
+use crate::error::{Error, Result};
+
+const THREADS: u32 = 256;
+
+fn blocks_for(n: usize, per_block: u32) -> Result<u32> {
+    let b = n.div_ceil(per_block as usize).max(1);
+    u32::try_from(b)
+        .ok()
+        .filter(|&b| b < (1 << 31))
+        .ok_or_else(|| Error::invalid("cuda launch", format!("{n} elements need too many blocks")))
+}
+
+fn launch(gpu: &Gpu, name: &str, grid: [u32; 3], block: [u32; 3], args: &[KernelArg]) -> Result<()> {
+    if grid[1] > 65535 || grid[2] > 65535 {
+        return Err(Error::invalid(
+            "cuda launch",
+            format!("{name}: grid {grid:?} exceeds the 65535 limit of the y/z dimensions"),
+        ));
+    }
+    // SAFETY: every public launcher below checks each buffer's length against the sizes that the
+    // kernel derives its indices from before calling this, and passes arguments in the order and
+    // types of the kernel's parameter list (the emulator tests run each launcher).
+    unsafe { gpu.launch(name, grid, block, args) }
+}
+
+fn elementwise(gpu: &Gpu, name: &str, n: usize, args: &[KernelArg]) -> Result<()> {
+    launch(gpu, name, [blocks_for(n, THREADS)?, 1, 1], [THREADS, 1, 1], args)
+}
+
+fn same_len(op: &'static str, n: usize, bufs: &[&DeviceBuffer<f32>]) -> Result<()> {
+    bufs.iter().try_for_each(|b| b.check_len(op, n))
+}
+
+/// Threads per block for a kernel that strides a block over one row of `cols` values.
+fn row_block(cols: usize) -> u32 {
+    (cols.div_ceil(32) * 32).clamp(32, 1024) as u32
+}
+
+// ---- elementwise ------------------------------------------------------------------------------
+
+/// out = a + b.
+pub fn add(a: &DeviceBuffer<f32>, b: &DeviceBuffer<f32>, out: &DeviceBuffer<f32>) -> Result<()> {
+    let n = a.len();
+    same_len("cuda add", n, &[b, out])?;
+    elementwise(a.gpu(), "add_forward", n, &[a.arg(), b.arg(), out.arg(), KernelArg::I64(n as i64)])
+}
+
+/// y += x.
+pub fn accumulate(y: &DeviceBuffer<f32>, x: &DeviceBuffer<f32>) -> Result<()> {
+    let n = y.len();
+    same_len("cuda accumulate", n, &[x])?;
+    elementwise(y.gpu(), "accumulate", n, &[y.arg(), x.arg(), KernelArg::I64(n as i64)])
+}
+
+/// out = alpha · x.
+pub fn scale(x: &DeviceBuffer<f32>, out: &DeviceBuffer<f32>, alpha: f32) -> Result<()> {
+    let n = x.len();
+    same_len("cuda scale", n, &[out])?;
+    elementwise(x.gpu(), "scale_forward", n, &[x.arg(), out.arg(), KernelArg::F32(alpha), KernelArg::I64(n as i64)])
+}
+
+/// Every element = value.
+pub fn fill(x: &DeviceBuffer<f32>, value: f32) -> Result<()> {
+    let n = x.len();
+    elementwise(x.gpu(), "fill", n, &[x.arg(), KernelArg::F32(value), KernelArg::I64(n as i64)])
+}
+
+/// x[r, c] += bias[c] for an [rows, cols] matrix.
+pub fn add_bias_rows(x: &DeviceBuffer<f32>, bias: &DeviceBuffer<f32>, rows: usize, cols: usize) -> Result<()> {
+    x.check_len("cuda add_bias_rows", rows * cols)?;
+    bias.check_len("cuda add_bias_rows (bias)", cols)?;
+    elementwise(
+        x.gpu(),
+        "add_bias_rows",
+        rows * cols,
+        &[x.arg(), bias.arg(), KernelArg::I64(rows as i64), KernelArg::I32(cols as i32)],
+    )
+}
+
+/// GELU (tanh approximation).
+pub fn gelu_forward(x: &DeviceBuffer<f32>, out: &DeviceBuffer<f32>) -> Result<()> {
+    let n = x.len();
+    same_len("cuda gelu", n, &[out])?;
+    elementwise(x.gpu(), "gelu_forward", n, &[x.arg(), out.arg(), KernelArg::I64(n as i64)])
+}
+
+/// dx (+)= dout · GELU'(x).
+pub fn gelu_backward(x: &DeviceBuffer<f32>, dout: &DeviceBuffer<f32>, dx: &DeviceBuffer<f32>, accumulate: bool) -> Result<()> {
+    let n = x.len();
+    same_len("cuda gelu_backward", n, &[dout, dx])?;
+    elementwise(
+        x.gpu(),
+        "gelu_backward",
+        n,
+        &[x.arg(), dout.arg(), dx.arg(), KernelArg::I64(n as i64), KernelArg::I32(accumulate as i32)],
+    )
+}
+
+fn check_p(op: &'static str, p: f32) -> Result<()> {
+    if !(0.0..1.0).contains(&p) {
+        return Err(Error::invalid(op, format!("dropout probability {p} must be in [0, 1)")));
+    }
+    Ok(())
+}
+
+/// Inverted dropout with the counter-based mask of `seed`.
+pub fn dropout_forward(x: &DeviceBuffer<f32>, out: &DeviceBuffer<f32>, p: f32, seed: u64) -> Result<()> {
+    check_p("cuda dropout", p)?;
+    let n = x.len();
+    same_len("cuda dropout", n, &[out])?;
+    elementwise(
+        x.gpu(),
+        "dropout_forward",
+        n,
+        &[x.arg(), out.arg(), KernelArg::I64(n as i64), KernelArg::F32(p), KernelArg::U64(seed)],
+    )
+}
+
+/// Dropout backward: the same mask, regenerated from `seed`.
+pub fn dropout_backward(dout: &DeviceBuffer<f32>, dx: &DeviceBuffer<f32>, p: f32, seed: u64) -> Result<()> {
+    check_p("cuda dropout_backward", p)?;
+    let n = dout.len();
+    same_len("cuda dropout_backward", n, &[dx])?;
+    elementwise(
+        dout.gpu(),
+        "dropout_backward",
+        n,
+        &[dout.arg(), dx.arg(), KernelArg::I64(n as i64), KernelArg::F32(p), KernelArg::U64(seed)],
+    )
+}
+
+// ---- matmul -----------------------------------------------------------------------------------
+
+/// The shape of a (batched) GEMM C = alpha·op(A)·op(B) + beta·C, op(A): m×k, op(B): k×n.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// A is stored k×m (use Aᵀ).
+    pub trans_a: bool,
+    /// B is stored n×k (use Bᵀ).
+    pub trans_b: bool,
+    /// Number of independent products, stored back to back.
+    pub batch: usize,
+}
+
+impl Gemm {
+    /// A plain m×k times k×n product.
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        Gemm { m, n, k, trans_a: false, trans_b: false, batch: 1 }
+    }
+    pub fn trans_a(mut self) -> Self {
+        self.trans_a = true;
+        self
+    }
+    pub fn trans_b(mut self) -> Self {
+        self.trans_b = true;
+        self
+    }
+    pub fn batched(mut self, batch: usize) -> Self {
+        self.batch = batch;
+        self
+    }
+}
+
+/// C = alpha·op(A)·op(B) + beta·C (+ bias[n] on every row). With beta = 0, C is not read.
+pub fn matmul(
+    a: &DeviceBuffer<f32>,
+    b: &DeviceBuffer<f32>,
+    c: &DeviceBuffer<f32>,
+    bias: Option<&DeviceBuffer<f32>>,
+    g: Gemm,
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
+    let Gemm { m, n, k, trans_a, trans_b, batch } = g;
+    for (what, v) in [("m", m), ("n", n), ("k", k)] {
+        if v > i32::MAX as usize {
+            return Err(Error::invalid("cuda matmul", format!("{what} = {v} exceeds i32")));
+        }
+    }
+    a.check_len("cuda matmul (A)", batch * m * k)?;
+    b.check_len("cuda matmul (B)", batch * k * n)?;
+    c.check_len("cuda matmul (C)", batch * m * n)?;
+    if let Some(bias) = bias {
+        bias.check_len("cuda matmul (bias)", n)?;
+    }
+    if batch == 0 || m == 0 || n == 0 {
+        return Ok(());
+    }
+    let grid = [blocks_for(n, 128)?, blocks_for(m, 128)?, batch as u32];
+    launch(
+        a.gpu(),
+        "matmul",
+        grid,
+        [256, 1, 1],
+        &[
+            a.arg(),
+            b.arg(),
+            c.arg(),
+            KernelArg::Ptr(bias.map_or(0, |b| b.ptr())),
+            KernelArg::I32(m as i32),
+            KernelArg::I32(n as i32),
+            KernelArg::I32(k as i32),
+            KernelArg::I32(trans_a as i32),
+            KernelArg::I32(trans_b as i32),
+            KernelArg::I64((m * k) as i64),
+            KernelArg::I64((k * n) as i64),
+            KernelArg::I64((m * n) as i64),
+            KernelArg::F32(alpha),
+            KernelArg::F32(beta),
+        ],
+    )
+}
+
+// ---- reductions -------------------------------------------------------------------------------
+
+fn rows_per_chunk(rows: usize) -> usize {
+    rows.div_ceil(65535).max(64)
+}
+
+/// out[c] (+)= Σ_r x[r, c] — a bias gradient. Deterministic (two fixed-order stages).
+pub fn column_sum(x: &DeviceBuffer<f32>, out: &DeviceBuffer<f32>, rows: usize, cols: usize, accumulate: bool) -> Result<()> {
+    x.check_len("cuda column_sum", rows * cols)?;
+    out.check_len("cuda column_sum (out)", cols)?;
+    let gpu = x.gpu();
+    let per = rows_per_chunk(rows);
+    let chunks = rows.div_ceil(per).max(1);
+    let partial = DeviceBuffer::<f32>::uninit(gpu, chunks * cols)?;
+    launch(
+        gpu,
+        "column_sum_partial",
+        [blocks_for(cols, THREADS)?, chunks as u32, 1],
+        [THREADS, 1, 1],
+        &[x.arg(), partial.arg(), KernelArg::I64(rows as i64), KernelArg::I32(cols as i32), KernelArg::I32(per as i32)],
+    )?;
+    column_sum_finish(&partial, out, chunks, cols, accumulate)
+}
+
+fn column_sum_finish(partial: &DeviceBuffer<f32>, out: &DeviceBuffer<f32>, chunks: usize, cols: usize, accumulate: bool) -> Result<()> {
+    launch(
+        partial.gpu(),
+        "column_sum_finish",
+        [blocks_for(cols, THREADS)?, 1, 1],
+        [THREADS, 1, 1],
+        &[partial.arg(), out.arg(), KernelArg::I32(chunks as i32), KernelArg::I32(cols as i32), KernelArg::I32(accumulate as i32)],
+    )
+}
+
+fn sum_impl(x: &DeviceBuffer<f32>, out: &DeviceBuffer<f32>, squares: bool) -> Result<()> {
+    out.check_len("cuda sum (out)", 1)?;
+    let gpu = x.gpu();
+    let blocks = blocks_for(x.len(), THREADS)?.min(1024);
+    let partial = DeviceBuffer::<f32>::uninit(gpu, blocks as usize)?;
+    launch(
+        gpu,
+        "sum_partial",
+        [blocks, 1, 1],
+        [THREADS, 1, 1],
+        &[x.arg(), partial.arg(), KernelArg::I64(x.len() as i64), KernelArg::I32(squares as i32)],
+    )?;
+    launch(gpu, "sum_finish", [1, 1, 1], [1024, 1, 1], &[partial.arg(), out.arg(), KernelArg::I32(blocks as i32)])
+}
+
+/// out[0] = Σ x. Deterministic.
+pub fn sum(x: &DeviceBuffer<f32>, out: &DeviceBuffer<f32>) -> Result<()> {
+    sum_impl(x, out, false)
+}
+
+/// out[0] = Σ x². Deterministic.
+pub fn sum_squares(x: &DeviceBuffer<f32>, out: &DeviceBuffer<f32>) -> Result<()> {
+    sum_impl(x, out, true)
+}
+
+// ---- softmax ----------------------------------------------------------------------------------
+
+fn row_op(name: &str, a: &DeviceBuffer<f32>, b: &DeviceBuffer<f32>, c: Option<&DeviceBuffer<f32>>, rows: usize, cols: usize) -> Result<()> {
+    a.check_len("cuda softmax", rows * cols)?;
+    b.check_len("cuda softmax", rows * cols)?;
+    let mut args = vec![a.arg(), b.arg()];
+    if let Some(c) = c {
+        c.check_len("cuda softmax", rows * cols)?;
+        args.push(c.arg());
+    }
+    args.push(KernelArg::I32(cols as i32));
+    if rows == 0 {
+        return Ok(());
+    }
+    launch(a.gpu(), name, [blocks_for(rows, 1)?, 1, 1], [row_block(cols), 1, 1], &args)
+}
+
+/// Row-wise softmax of an [rows, cols] matrix.
+pub fn softmax_forward(x: &DeviceBuffer<f32>, y: &DeviceBuffer<f32>, rows: usize, cols: usize) -> Result<()> {
+    row_op("softmax_forward", x, y, None, rows, cols)
+}
+
+/// dx = y ⊙ (dy − Σ dy ⊙ y).
+pub fn softmax_backward(y: &DeviceBuffer<f32>, dy: &DeviceBuffer<f32>, dx: &DeviceBuffer<f32>, rows: usize, cols: usize) -> Result<()> {
+    row_op("softmax_backward", y, dy, Some(dx), rows, cols)
+}
+
+/// Row-wise log-softmax.
+pub fn log_softmax_forward(x: &DeviceBuffer<f32>, z: &DeviceBuffer<f32>, rows: usize, cols: usize) -> Result<()> {
+    row_op("log_softmax_forward", x, z, None, rows, cols)
+}
+
+/// dx = dz − exp(z) · Σ dz.
+pub fn log_softmax_backward(z: &DeviceBuffer<f32>, dz: &DeviceBuffer<f32>, dx: &DeviceBuffer<f32>, rows: usize, cols: usize) -> Result<()> {
+    row_op("log_softmax_backward", z, dz, Some(dx), rows, cols)
+}
+
+// ---- layer norm -------------------------------------------------------------------------------
+
+/// The per-row statistics the forward saves for the backward.
+pub struct LayerNormStats {
+    pub mean: DeviceBuffer<f32>,
+    pub rstd: DeviceBuffer<f32>,
+}
+
+const LN_ROWS_PER_BLOCK: u32 = 8;
+
+/// y = scale ⊙ (x − μ)/√(σ² + eps) + shift over rows of `cols`; writes the statistics.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_forward(
+    x: &DeviceBuffer<f32>,
+    scale: &DeviceBuffer<f32>,
+    shift: &DeviceBuffer<f32>,
+    y: &DeviceBuffer<f32>,
+    stats: &LayerNormStats,
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) -> Result<()> {
+    same_len("cuda layer_norm", rows * cols, &[x, y])?;
+    same_len("cuda layer_norm (params)", cols, &[scale, shift])?;
+    same_len("cuda layer_norm (stats)", rows, &[&stats.mean, &stats.rstd])?;
+    launch(
+        x.gpu(),
+        "layer_norm_forward",
+        [blocks_for(rows, LN_ROWS_PER_BLOCK)?, 1, 1],
+        [32 * LN_ROWS_PER_BLOCK, 1, 1],
+        &[
+            x.arg(),
+            scale.arg(),
+            shift.arg(),
+            y.arg(),
+            stats.mean.arg(),
+            stats.rstd.arg(),
+            KernelArg::I64(rows as i64),
+            KernelArg::I32(cols as i32),
+            KernelArg::F32(eps),
+        ],
+    )
+}
+
+/// Layer-norm backward: dx (+)= …, and dscale += Σ dy ⊙ x̂, dshift += Σ dy (accumulated, as
+/// parameter gradients are).
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_backward(
+    x: &DeviceBuffer<f32>,
+    scale: &DeviceBuffer<f32>,
+    stats: &LayerNormStats,
+    dy: &DeviceBuffer<f32>,
+    dx: &DeviceBuffer<f32>,
+    dscale: &DeviceBuffer<f32>,
+    dshift: &DeviceBuffer<f32>,
+    rows: usize,
+    cols: usize,
+    accumulate_dx: bool,
+) -> Result<()> {
+    same_len("cuda layer_norm_backward", rows * cols, &[x, dy, dx])?;
+    same_len("cuda layer_norm_backward (params)", cols, &[scale, dscale, dshift])?;
+    same_len("cuda layer_norm_backward (stats)", rows, &[&stats.mean, &stats.rstd])?;
+    let gpu = x.gpu();
+    launch(
+        gpu,
+        "layer_norm_backward_input",
+        [blocks_for(rows, LN_ROWS_PER_BLOCK)?, 1, 1],
+        [32 * LN_ROWS_PER_BLOCK, 1, 1],
+        &[
+            x.arg(),
+            scale.arg(),
+            stats.mean.arg(),
+            stats.rstd.arg(),
+            dy.arg(),
+            dx.arg(),
+            KernelArg::I64(rows as i64),
+            KernelArg::I32(cols as i32),
+            KernelArg::I32(accumulate_dx as i32),
+        ],
+    )?;
+    let per = rows_per_chunk(rows);
+    let chunks = rows.div_ceil(per).max(1);
+    let ps = DeviceBuffer::<f32>::uninit(gpu, chunks * cols)?;
+    let pb = DeviceBuffer::<f32>::uninit(gpu, chunks * cols)?;
+    launch(
+        gpu,
+        "layer_norm_backward_params_partial",
+        [blocks_for(cols, THREADS)?, chunks as u32, 1],
+        [THREADS, 1, 1],
+        &[
+            x.arg(),
+            stats.mean.arg(),
+            stats.rstd.arg(),
+            dy.arg(),
+            ps.arg(),
+            pb.arg(),
+            KernelArg::I64(rows as i64),
+            KernelArg::I32(cols as i32),
+            KernelArg::I32(per as i32),
+        ],
+    )?;
+    column_sum_finish(&ps, dscale, chunks, cols, true)?;
+    column_sum_finish(&pb, dshift, chunks, cols, true)
+}
+
+// ---- cross-entropy ----------------------------------------------------------------------------
+
+fn check_targets(targets: &DeviceBuffer<i32>, rows: usize) -> Result<()> {
+    targets.check_len("cuda cross_entropy (targets)", rows)
+}
+
+/// losses[r] = −log softmax(logits[r])[targets[r]] (0 where the target is negative: ignored).
+/// Targets must lie in 0..cols or be negative; [`cross_entropy_targets`] checks that on the host.
+pub fn cross_entropy_forward(logits: &DeviceBuffer<f32>, targets: &DeviceBuffer<i32>, losses: &DeviceBuffer<f32>, rows: usize, cols: usize) -> Result<()> {
+    logits.check_len("cuda cross_entropy", rows * cols)?;
+    check_targets(targets, rows)?;
+    losses.check_len("cuda cross_entropy (losses)", rows)?;
+    if rows == 0 {
+        return Ok(());
+    }
+    launch(
+        logits.gpu(),
+        "cross_entropy_forward",
+        [blocks_for(rows, 1)?, 1, 1],
+        [row_block(cols), 1, 1],
+        &[logits.arg(), targets.arg(), losses.arg(), KernelArg::I32(cols as i32)],
+    )
+}
+
+/// The fused loss and gradient, in place: on return `logits` holds
+/// grad_scale · (softmax − onehot) per row (0 for ignored rows) and `losses` each row's loss.
+pub fn cross_entropy_forward_backward_in_place(
+    logits: &DeviceBuffer<f32>,
+    targets: &DeviceBuffer<i32>,
+    losses: &DeviceBuffer<f32>,
+    rows: usize,
+    cols: usize,
+    grad_scale: f32,
+) -> Result<()> {
+    logits.check_len("cuda cross_entropy", rows * cols)?;
+    check_targets(targets, rows)?;
+    losses.check_len("cuda cross_entropy (losses)", rows)?;
+    if rows == 0 {
+        return Ok(());
+    }
+    launch(
+        logits.gpu(),
+        "cross_entropy_forward_backward",
+        [blocks_for(rows, 1)?, 1, 1],
+        [row_block(cols), 1, 1],
+        &[logits.arg(), targets.arg(), losses.arg(), logits.arg(), KernelArg::I32(cols as i32), KernelArg::F32(grad_scale)],
+    )
+}
+
+/// Checks targets on the host (each in 0..vocab, or −100 to ignore) and returns how many count.
+pub fn cross_entropy_targets(targets: &[i32], vocab: usize) -> Result<usize> {
+    let mut counted = 0;
+    for &t in targets {
+        if t >= 0 {
+            if t as usize >= vocab {
+                return Err(Error::IndexOutOfRange { op: "cuda cross_entropy (target)", index: t as i64, size: vocab });
+            }
+            counted += 1;
+        } else if t != -100 {
+            return Err(Error::IndexOutOfRange { op: "cuda cross_entropy (target; -100 ignores)", index: t as i64, size: vocab });
+        }
+    }
+    Ok(counted)
+}
+
+// ---- embeddings -------------------------------------------------------------------------------
+
+/// out[b, t] = wte[ids[b, t]] + wpe[t]. `ids` is [batch·seq_len]; ids must be checked on the host
+/// ([`check_token_ids`]) before upload.
+#[allow(clippy::too_many_arguments)]
+pub fn embedding_forward(
+    ids: &DeviceBuffer<i32>,
+    wte: &DeviceBuffer<f32>,
+    wpe: &DeviceBuffer<f32>,
+    out: &DeviceBuffer<f32>,
+    batch: usize,
+    seq_len: usize,
+    vocab: usize,
+    cols: usize,
+) -> Result<()> {
+    let rows = batch * seq_len;
+    ids.check_len("cuda embedding (ids)", rows)?;
+    wte.check_len("cuda embedding (wte)", vocab * cols)?;
+    if wpe.len() < seq_len * cols || wpe.len() % cols != 0 {
+        return Err(Error::invalid(
+            "cuda embedding",
+            format!("position table of {} values is too small for {seq_len} positions of {cols}", wpe.len()),
+        ));
+    }
+    out.check_len("cuda embedding (out)", rows * cols)?;
+    elementwise(
+        wte.gpu(),
+        "embedding_forward",
+        rows * cols,
+        &[ids.arg(), wte.arg(), wpe.arg(), out.arg(), KernelArg::I64(rows as i64), KernelArg::I32(seq_len as i32), KernelArg::I32(cols as i32)],
+    )
+}
+
+/// An error unless every id is in 0..vocab.
+pub fn check_token_ids(ids: &[i32], vocab: usize) -> Result<()> {
+    match ids.iter().find(|&&i| i < 0 || i as usize >= vocab) {
+        Some(&bad) => Err(Error::IndexOutOfRange { op: "cuda embedding (token id)", index: bad as i64, size: vocab }),
+        None => Ok(()),
+    }
+}
+
+/// Gradients of the embeddings: dwte[v] += Σ_{positions p with id v} dout[p], dwpe[t] +=
+/// Σ_b dout[b, t]. The grouping by id is built on the host from `ids` (which the host has anyway:
+/// they come from the data loader), so the GPU sums in a fixed order without atomics.
+#[allow(clippy::too_many_arguments)]
+pub fn embedding_backward(
+    ids: &[i32],
+    dout: &DeviceBuffer<f32>,
+    dwte: &DeviceBuffer<f32>,
+    dwpe: &DeviceBuffer<f32>,
+    batch: usize,
+    seq_len: usize,
+    vocab: usize,
+    cols: usize,
+) -> Result<()> {
+    let rows = batch * seq_len;
+    if ids.len() != rows {
+        return Err(Error::invalid("cuda embedding_backward", format!("{} ids for {rows} positions", ids.len())));
+    }
+    check_token_ids(ids, vocab)?;
+    dout.check_len("cuda embedding_backward (dout)", rows * cols)?;
+    dwte.check_len("cuda embedding_backward (dwte)", vocab * cols)?;
+    if dwpe.len() < seq_len * cols {
+        return Err(Error::invalid("cuda embedding_backward", "position gradient too small"));
+    }
+    let gpu = dout.gpu();
+    // Counting sort of positions by id: unique ids ascending, positions ascending within each.
+    let mut order: Vec<i32> = (0..rows as i32).collect();
+    order.sort_by_key(|&p| (ids[p as usize], p));
+    let mut uniq = Vec::new();
+    let mut offsets = vec![0i32];
+    for (n, &p) in order.iter().enumerate() {
+        let id = ids[p as usize];
+        if uniq.last() != Some(&id) {
+            if n > 0 {
+                offsets.push(n as i32);
+            }
+            uniq.push(id);
+        }
+    }
+    offsets.push(rows as i32);
+    if !uniq.is_empty() {
+        let uniq_d = DeviceBuffer::from_slice(gpu, &uniq)?;
+        let off_d = DeviceBuffer::from_slice(gpu, &offsets)?;
+        let pos_d = DeviceBuffer::from_slice(gpu, &order)?;
+        launch(
+            gpu,
+            "embedding_backward_tokens",
+            [uniq.len() as u32, 1, 1],
+            [row_block(cols).min(THREADS), 1, 1],
+            &[uniq_d.arg(), off_d.arg(), pos_d.arg(), dout.arg(), dwte.arg(), KernelArg::I32(cols as i32)],
+        )?;
+        // The small index buffers are freed when this function returns; a real GPU frees them
+        // only after queued work that uses them, since `free` is stream-ordered (see driver.rs).
+    }
+    elementwise(
+        gpu,
+        "embedding_backward_positions",
+        seq_len * cols,
+        &[dout.arg(), dwpe.arg(), KernelArg::I32(batch as i32), KernelArg::I32(seq_len as i32), KernelArg::I32(cols as i32)],
+    )
+}
+
+// ---- attention --------------------------------------------------------------------------------
+
+/// Shape of a causal multi-head attention over [batch, seq, heads·head_dim] tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionShape {
+    pub batch: usize,
+    pub seq: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+}
+
+impl AttentionShape {
+    fn check(&self) -> Result<&'static str> {
+        let AttentionShape { batch, seq, heads, head_dim } = *self;
+        if batch > 65535 || heads > 65535 {
+            return Err(Error::invalid("cuda attention", format!("batch {batch} and heads {heads} must be ≤ 65535")));
+        }
+        match head_dim {
+            1..=16 => Ok("d16"),
+            17..=32 => Ok("d32"),
+            33..=64 => Ok("d64"),
+            _ => Err(Error::invalid(
+                "cuda attention",
+                format!("head_dim {head_dim} is not supported by the fused kernel (1..=64; GPT-2 uses 64); seq {seq}"),
+            )),
+        }
+    }
+    fn numel(&self) -> usize {
+        self.batch * self.seq * self.heads * self.head_dim
+    }
+    fn rows(&self) -> usize {
+        self.batch * self.heads * self.seq
+    }
+    fn grid(&self) -> Result<[u32; 3]> {
+        Ok([blocks_for(self.seq, 64)?, self.heads as u32, self.batch as u32])
+    }
+    fn ints(&self) -> [KernelArg; 3] {
+        [KernelArg::I32(self.seq as i32), KernelArg::I32(self.heads as i32), KernelArg::I32(self.head_dim as i32)]
+    }
+}
+
+/// Fused causal attention: o = softmax(q kᵀ/√D + causal mask) (with dropout p on the weights) · v,
+/// and lse [batch, heads, seq] (the log-sum-exp the backward needs).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_forward(
+    q: &DeviceBuffer<f32>,
+    k: &DeviceBuffer<f32>,
+    v: &DeviceBuffer<f32>,
+    o: &DeviceBuffer<f32>,
+    lse: &DeviceBuffer<f32>,
+    s: AttentionShape,
+    dropout_p: f32,
+    seed: u64,
+) -> Result<()> {
+    let suffix = s.check()?;
+    check_p("cuda attention", dropout_p)?;
+    same_len("cuda attention", s.numel(), &[q, k, v, o])?;
+    lse.check_len("cuda attention (lse)", s.rows())?;
+    if s.numel() == 0 {
+        return Ok(());
+    }
+    let [t, h, d] = s.ints();
+    launch(
+        q.gpu(),
+        &format!("attention_forward_{suffix}"),
+        s.grid()?,
+        [128, 1, 1],
+        &[q.arg(), k.arg(), v.arg(), o.arg(), lse.arg(), t, h, d, KernelArg::F32(dropout_p), KernelArg::U64(seed)],
+    )
+}
+
+/// Backward of [`attention_forward`] by recomputation: writes dq, dk, dv (not accumulated).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward(
+    q: &DeviceBuffer<f32>,
+    k: &DeviceBuffer<f32>,
+    v: &DeviceBuffer<f32>,
+    o: &DeviceBuffer<f32>,
+    lse: &DeviceBuffer<f32>,
+    dout: &DeviceBuffer<f32>,
+    dq: &DeviceBuffer<f32>,
+    dk: &DeviceBuffer<f32>,
+    dv: &DeviceBuffer<f32>,
+    s: AttentionShape,
+    dropout_p: f32,
+    seed: u64,
+) -> Result<()> {
+    let suffix = s.check()?;
+    check_p("cuda attention_backward", dropout_p)?;
+    same_len("cuda attention_backward", s.numel(), &[q, k, v, o, dout, dq, dk, dv])?;
+    lse.check_len("cuda attention_backward (lse)", s.rows())?;
+    if s.numel() == 0 {
+        return Ok(());
+    }
+    let gpu = q.gpu();
+    let delta = DeviceBuffer::<f32>::uninit(gpu, s.rows())?;
+    let [t, h, d] = s.ints();
+    elementwise(
+        gpu,
+        "attention_backward_delta",
+        s.rows(),
+        &[o.arg(), dout.arg(), delta.arg(), KernelArg::I32(s.batch as i32), t, h, d],
+    )?;
+    let common = [q.arg(), k.arg(), v.arg(), dout.arg(), lse.arg(), delta.arg()];
+    let tail = [t, h, d, KernelArg::F32(dropout_p), KernelArg::U64(seed)];
+    let mut args: Vec<KernelArg> = common.to_vec();
+    args.push(dq.arg());
+    args.extend_from_slice(&tail);
+    launch(gpu, &format!("attention_backward_dq_{suffix}"), s.grid()?, [128, 1, 1], &args)?;
+    let mut args: Vec<KernelArg> = common.to_vec();
+    args.push(dk.arg());
+    args.push(dv.arg());
+    args.extend_from_slice(&tail);
+    launch(gpu, &format!("attention_backward_dkdv_{suffix}"), s.grid()?, [128, 1, 1], &args)
+}
+
+/// The naive causal attention (scores matrix in memory): the baseline for the fused kernel.
+/// `scores` is scratch of batch·heads·seq² values.
+pub fn attention_naive_forward(
+    q: &DeviceBuffer<f32>,
+    k: &DeviceBuffer<f32>,
+    v: &DeviceBuffer<f32>,
+    o: &DeviceBuffer<f32>,
+    scores: &DeviceBuffer<f32>,
+    s: AttentionShape,
+) -> Result<()> {
+    same_len("cuda attention_naive", s.numel(), &[q, k, v, o])?;
+    scores.check_len("cuda attention_naive (scores)", s.rows() * s.seq)?;
+    let gpu = q.gpu();
+    let [t, h, d] = s.ints();
+    let b = KernelArg::I32(s.batch as i32);
+    elementwise(gpu, "attention_naive_scores", s.rows() * s.seq, &[q.arg(), k.arg(), scores.arg(), b, t, h, d])?;
+    launch(gpu, "softmax_forward", [blocks_for(s.rows(), 1)?, 1, 1], [row_block(s.seq), 1, 1], &[scores.arg(), scores.arg(), KernelArg::I32(s.seq as i32)])?;
+    elementwise(gpu, "attention_naive_output", s.numel(), &[scores.arg(), v.arg(), o.arg(), b, t, h, d])
+}
+
+// ---- optimizer --------------------------------------------------------------------------------
+
+/// One fused AdamW update of `param` in place. `step_size` = lr / (1 − β₁ᵗ), `decay` = 1 − lr·λ
+/// (1 for parameters exempt from weight decay), `bias_correction2_sqrt` = √(1 − β₂ᵗ).
+#[allow(clippy::too_many_arguments)]
+pub fn adamw_update(
+    param: &DeviceBuffer<f32>,
+    grad: &DeviceBuffer<f32>,
+    m: &DeviceBuffer<f32>,
+    v: &DeviceBuffer<f32>,
+    step_size: f32,
+    decay: f32,
+    betas: (f32, f32),
+    eps: f32,
+    bias_correction2_sqrt: f32,
+) -> Result<()> {
+    let n = param.len();
+    same_len("cuda adamw", n, &[grad, m, v])?;
+    elementwise(
+        param.gpu(),
+        "adamw_update",
+        n,
+        &[
+            param.arg(),
+            grad.arg(),
+            m.arg(),
+            v.arg(),
+            KernelArg::I64(n as i64),
+            KernelArg::F32(step_size),
+            KernelArg::F32(decay),
+            KernelArg::F32(betas.0),
+            KernelArg::F32(betas.1),
+            KernelArg::F32(eps),
+            KernelArg::F32(bias_correction2_sqrt),
+        ],
+    )
+}

@@ -46,17 +46,29 @@ fn every_kernel_compiles_to_ptx_and_machine_code_without_spills() {
             names.sort_unstable();
             let mut want = file.entry_points.to_vec();
             want.sort_unstable();
-            assert_eq!(names, want, "{} sm_{sm}: ptxas reported other kernels", file.name);
+            assert_eq!(
+                names, want,
+                "{} sm_{sm}: ptxas reported other kernels",
+                file.name
+            );
             for r in &cubin.resources {
                 eprintln!(
                     "sm_{sm} {:<40} {:>3} regs {:>6} B smem {:>4} B stack",
                     r.name, r.registers, r.shared_bytes, r.stack_bytes
                 );
-                problems.extend(resource_problems(r).into_iter().map(|p| format!("sm_{sm}: {p}")));
+                problems.extend(
+                    resource_problems(r)
+                        .into_iter()
+                        .map(|p| format!("sm_{sm}: {p}")),
+                );
             }
         }
     }
-    assert!(problems.is_empty(), "kernel resource problems:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "kernel resource problems:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -69,7 +81,13 @@ fn a_kernel_that_does_not_compile_reports_the_nvrtc_log() {
         source: "extern \"C\" __global__ void broken(float* x) { x[0] = undefined_name; }",
         entry_points: &["broken"],
     };
-    let err = compile(&bad, Target::Ptx { compute: 80 }).err().expect("must fail").to_string();
+    let err = compile(&bad, Target::Ptx { compute: 80 })
+        .err()
+        .expect("must fail")
+        .to_string();
     assert!(err.contains("broken.cu"), "{err}");
-    assert!(err.contains("undefined_name"), "the NVRTC log should name the bad identifier: {err}");
+    assert!(
+        err.contains("undefined_name"),
+        "the NVRTC log should name the bad identifier: {err}"
+    );
 }

@@ -10,15 +10,20 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let kernels = manifest.join("../../kernels").canonicalize().expect("kernels/ folder");
+    let kernels = manifest
+        .join("../../kernels")
+        .canonicalize()
+        .expect("kernels/ folder");
     let emu = kernels.join("emu");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     println!("cargo:rerun-if-changed={}", kernels.display());
     println!("cargo:rerun-if-env-changed=CUDA_EMU_ASAN");
     let asan = std::env::var("CUDA_EMU_ASAN").is_ok_and(|v| v == "1");
 
+    // kernels/*.cu, plus the emulator's own self-test kernels in kernels/emu/.
     let mut files: Vec<PathBuf> = std::fs::read_dir(&kernels)
         .unwrap()
+        .chain(std::fs::read_dir(&emu).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "cu"))
         .collect();
@@ -26,8 +31,14 @@ fn main() {
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }
-    println!("cargo:rerun-if-changed={}", emu.join("cuda_emu.h").display());
-    println!("cargo:rerun-if-changed={}", kernels.join("common.cuh").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        emu.join("cuda_emu.h").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        kernels.join("common.cuh").display()
+    );
 
     let base = || {
         let mut b = cc::Build::new();
@@ -48,7 +59,11 @@ fn main() {
     let mut tables = Vec::new();
     let mut build = base();
     for f in &files {
-        let stem = f.file_stem().unwrap().to_string_lossy().replace(['-', '.'], "_");
+        let stem = f
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .replace(['-', '.'], "_");
         let prelude = format!(
             "#include \"cuda_emu.h\"\n#include \"common.cuh\"\n#include \"{}\"\n",
             f.display()
@@ -71,7 +86,11 @@ fn main() {
             )
             .unwrap();
         }
-        writeln!(wrap, "  }};\n  *n = sizeof t / sizeof t[0];\n  return t;\n}}").unwrap();
+        writeln!(
+            wrap,
+            "  }};\n  *n = sizeof t / sizeof t[0];\n  return t;\n}}"
+        )
+        .unwrap();
         let wrap_path = out.join(format!("wrap_{stem}.cpp"));
         std::fs::write(&wrap_path, wrap).unwrap();
         build.file(&wrap_path);

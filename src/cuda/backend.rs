@@ -260,6 +260,12 @@ impl<T: DeviceElem> Drop for DeviceBuffer<T> {
 
 impl<T: DeviceElem> std::fmt::Debug for DeviceBuffer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DeviceBuffer<{}>[{}] @ {:#x}", T::NAME, self.len, self.ptr)
+        write!(
+            f,
+            "DeviceBuffer<{}>[{}] @ {:#x}",
+            T::NAME,
+            self.len,
+            self.ptr
+        )
     }
 }

@@ -48,7 +48,11 @@ pub fn probe() -> Result<usize> {
         result::init()?;
         result::device::get_count()
     })
-    .map_err(|_| Error::Cuda("the CUDA driver library is present but could not be loaded (driver too old?)".into()))?
+    .map_err(|_| {
+        Error::Cuda(
+            "the CUDA driver library is present but could not be loaded (driver too old?)".into(),
+        )
+    })?
     .map_err(|e| driver_err("CUDA driver initialisation failed (no GPU visible?)", e))?;
     if count <= 0 {
         return Err(Error::Cuda("the CUDA driver reports no GPU".into()));
@@ -83,9 +87,9 @@ impl CudaGpu {
                 .load_module(Ptx::from_binary(compiled.image))
                 .map_err(|e| driver_err(&format!("loading {}", file.name), e))?;
             for &entry in file.entry_points {
-                let f = module
-                    .load_function(entry)
-                    .map_err(|e| driver_err(&format!("finding kernel {entry} in {}", file.name), e))?;
+                let f = module.load_function(entry).map_err(|e| {
+                    driver_err(&format!("finding kernel {entry} in {}", file.name), e)
+                })?;
                 functions.insert(entry, f);
             }
             modules.push(module);
@@ -109,7 +113,9 @@ impl CudaGpu {
     }
 
     fn bind(&self) -> Result<()> {
-        self.ctx.bind_to_thread().map_err(|e| driver_err("binding the CUDA context", e))
+        self.ctx
+            .bind_to_thread()
+            .map_err(|e| driver_err("binding the CUDA context", e))
     }
 }
 
@@ -182,7 +188,13 @@ impl GpuBackend for CudaGpu {
             .map_err(|e| driver_err("memset on GPU", e))
     }
 
-    unsafe fn launch(&self, name: &str, grid: [u32; 3], block: [u32; 3], args: &[KernelArg]) -> Result<()> {
+    unsafe fn launch(
+        &self,
+        name: &str,
+        grid: [u32; 3],
+        block: [u32; 3],
+        args: &[KernelArg],
+    ) -> Result<()> {
         self.bind()?;
         let f = self
             .functions
@@ -202,7 +214,12 @@ impl GpuBackend for CudaGpu {
                 &mut ptrs,
             )
         }
-        .map_err(|e| driver_err(&format!("launching {name} grid {grid:?} block {block:?}"), e))
+        .map_err(|e| {
+            driver_err(
+                &format!("launching {name} grid {grid:?} block {block:?}"),
+                e,
+            )
+        })
     }
 
     fn synchronize(&self) -> Result<()> {

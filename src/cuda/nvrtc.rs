@@ -71,7 +71,9 @@ pub fn nvrtc_status() -> Result<String> {
     });
     match ok {
         Ok((sys::nvrtcResult::NVRTC_SUCCESS, major, minor)) => Ok(format!("NVRTC {major}.{minor}")),
-        _ => Err(Error::Cuda("libnvrtc was found but nvrtcVersion failed".into())),
+        _ => Err(Error::Cuda(
+            "libnvrtc was found but nvrtcVersion failed".into(),
+        )),
     }
 }
 
@@ -148,7 +150,9 @@ fn c_chars_to_string(v: &[c_char]) -> String {
         return String::new();
     }
     // SAFETY: NVRTC logs are NUL-terminated; fall back to a lossy copy otherwise.
-    match CStr::from_bytes_until_nul(unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len()) }) {
+    match CStr::from_bytes_until_nul(unsafe {
+        std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len())
+    }) {
         Ok(s) => s.to_string_lossy().into_owned(),
         Err(_) => v.iter().map(|&c| c as u8 as char).collect(),
     }
@@ -171,7 +175,10 @@ pub fn parse_ptxas_log(log: &str) -> Vec<KernelResources> {
     for line in log.lines() {
         if let Some(rest) = line.split("Compiling entry function '").nth(1) {
             let name = rest.split('\'').next().unwrap_or("").to_string();
-            out.push(KernelResources { name, ..Default::default() });
+            out.push(KernelResources {
+                name,
+                ..Default::default()
+            });
         } else if let Some(k) = out.last_mut() {
             if line.contains("bytes stack frame") {
                 k.stack_bytes = number_before(line, "bytes stack frame").unwrap_or(0);

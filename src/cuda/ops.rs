@@ -17,7 +17,13 @@ fn blocks_for(n: usize, per_block: u32) -> Result<u32> {
         .ok_or_else(|| Error::invalid("cuda launch", format!("{n} elements need too many blocks")))
 }
 
-fn launch(gpu: &Gpu, name: &str, grid: [u32; 3], block: [u32; 3], args: &[KernelArg]) -> Result<()> {
+fn launch(
+    gpu: &Gpu,
+    name: &str,
+    grid: [u32; 3],
+    block: [u32; 3],
+    args: &[KernelArg],
+) -> Result<()> {
     if grid[1] > 65535 || grid[2] > 65535 {
         return Err(Error::invalid(
             "cuda launch",
@@ -31,7 +37,13 @@ fn launch(gpu: &Gpu, name: &str, grid: [u32; 3], block: [u32; 3], args: &[Kernel
 }
 
 fn elementwise(gpu: &Gpu, name: &str, n: usize, args: &[KernelArg]) -> Result<()> {
-    launch(gpu, name, [blocks_for(n, THREADS)?, 1, 1], [THREADS, 1, 1], args)
+    launch(
+        gpu,
+        name,
+        [blocks_for(n, THREADS)?, 1, 1],
+        [THREADS, 1, 1],
+        args,
+    )
 }
 
 fn same_len(op: &'static str, n: usize, bufs: &[&DeviceBuffer<f32>]) -> Result<()> {
@@ -49,38 +61,73 @@ fn row_block(cols: usize) -> u32 {
 pub fn add(a: &DeviceBuffer<f32>, b: &DeviceBuffer<f32>, out: &DeviceBuffer<f32>) -> Result<()> {
     let n = a.len();
     same_len("cuda add", n, &[b, out])?;
-    elementwise(a.gpu(), "add_forward", n, &[a.arg(), b.arg(), out.arg(), KernelArg::I64(n as i64)])
+    elementwise(
+        a.gpu(),
+        "add_forward",
+        n,
+        &[a.arg(), b.arg(), out.arg(), KernelArg::I64(n as i64)],
+    )
 }
 
 /// y += x.
 pub fn accumulate(y: &DeviceBuffer<f32>, x: &DeviceBuffer<f32>) -> Result<()> {
     let n = y.len();
     same_len("cuda accumulate", n, &[x])?;
-    elementwise(y.gpu(), "accumulate", n, &[y.arg(), x.arg(), KernelArg::I64(n as i64)])
+    elementwise(
+        y.gpu(),
+        "accumulate",
+        n,
+        &[y.arg(), x.arg(), KernelArg::I64(n as i64)],
+    )
 }
 
 /// out = alpha · x.
 pub fn scale(x: &DeviceBuffer<f32>, out: &DeviceBuffer<f32>, alpha: f32) -> Result<()> {
     let n = x.len();
     same_len("cuda scale", n, &[out])?;
-    elementwise(x.gpu(), "scale_forward", n, &[x.arg(), out.arg(), KernelArg::F32(alpha), KernelArg::I64(n as i64)])
+    elementwise(
+        x.gpu(),
+        "scale_forward",
+        n,
+        &[
+            x.arg(),
+            out.arg(),
+            KernelArg::F32(alpha),
+            KernelArg::I64(n as i64),
+        ],
+    )
 }
 
 /// Every element = value.
 pub fn fill(x: &DeviceBuffer<f32>, value: f32) -> Result<()> {
     let n = x.len();
-    elementwise(x.gpu(), "fill", n, &[x.arg(), KernelArg::F32(value), KernelArg::I64(n as i64)])
+    elementwise(
+        x.gpu(),
+        "fill",
+        n,
+        &[x.arg(), KernelArg::F32(value), KernelArg::I64(n as i64)],
+    )
 }
 
 /// x[r, c] += bias[c] for an [rows, cols] matrix.
-pub fn add_bias_rows(x: &DeviceBuffer<f32>, bias: &DeviceBuffer<f32>, rows: usize, cols: usize) -> Result<()> {
+pub fn add_bias_rows(
+    x: &DeviceBuffer<f32>,
+    bias: &DeviceBuffer<f32>,
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
     x.check_len("cuda add_bias_rows", rows * cols)?;
     bias.check_len("cuda add_bias_rows (bias)", cols)?;
     elementwise(
         x.gpu(),
         "add_bias_rows",
         rows * cols,
-        &[x.arg(), bias.arg(), KernelArg::I64(rows as i64), KernelArg::I32(cols as i32)],
+        &[
+            x.arg(),
+            bias.arg(),
+            KernelArg::I64(rows as i64),
+            KernelArg::I32(cols as i32),
+        ],
     )
 }
 
@@ -88,30 +135,54 @@ pub fn add_bias_rows(x: &DeviceBuffer<f32>, bias: &DeviceBuffer<f32>, rows: usiz
 pub fn gelu_forward(x: &DeviceBuffer<f32>, out: &DeviceBuffer<f32>) -> Result<()> {
     let n = x.len();
     same_len("cuda gelu", n, &[out])?;
-    elementwise(x.gpu(), "gelu_forward", n, &[x.arg(), out.arg(), KernelArg::I64(n as i64)])
+    elementwise(
+        x.gpu(),
+        "gelu_forward",
+        n,
+        &[x.arg(), out.arg(), KernelArg::I64(n as i64)],
+    )
 }
 
 /// dx (+)= dout · GELU'(x).
-pub fn gelu_backward(x: &DeviceBuffer<f32>, dout: &DeviceBuffer<f32>, dx: &DeviceBuffer<f32>, accumulate: bool) -> Result<()> {
+pub fn gelu_backward(
+    x: &DeviceBuffer<f32>,
+    dout: &DeviceBuffer<f32>,
+    dx: &DeviceBuffer<f32>,
+    accumulate: bool,
+) -> Result<()> {
     let n = x.len();
     same_len("cuda gelu_backward", n, &[dout, dx])?;
     elementwise(
         x.gpu(),
         "gelu_backward",
         n,
-        &[x.arg(), dout.arg(), dx.arg(), KernelArg::I64(n as i64), KernelArg::I32(accumulate as i32)],
+        &[
+            x.arg(),
+            dout.arg(),
+            dx.arg(),
+            KernelArg::I64(n as i64),
+            KernelArg::I32(accumulate as i32),
+        ],
     )
 }
 
 fn check_p(op: &'static str, p: f32) -> Result<()> {
     if !(0.0..1.0).contains(&p) {
-        return Err(Error::invalid(op, format!("dropout probability {p} must be in [0, 1)")));
+        return Err(Error::invalid(
+            op,
+            format!("dropout probability {p} must be in [0, 1)"),
+        ));
     }
     Ok(())
 }
 
 /// Inverted dropout with the counter-based mask of `seed`.
-pub fn dropout_forward(x: &DeviceBuffer<f32>, out: &DeviceBuffer<f32>, p: f32, seed: u64) -> Result<()> {
+pub fn dropout_forward(
+    x: &DeviceBuffer<f32>,
+    out: &DeviceBuffer<f32>,
+    p: f32,
+    seed: u64,
+) -> Result<()> {
     check_p("cuda dropout", p)?;
     let n = x.len();
     same_len("cuda dropout", n, &[out])?;
@@ -119,12 +190,23 @@ pub fn dropout_forward(x: &DeviceBuffer<f32>, out: &DeviceBuffer<f32>, p: f32, s
         x.gpu(),
         "dropout_forward",
         n,
-        &[x.arg(), out.arg(), KernelArg::I64(n as i64), KernelArg::F32(p), KernelArg::U64(seed)],
+        &[
+            x.arg(),
+            out.arg(),
+            KernelArg::I64(n as i64),
+            KernelArg::F32(p),
+            KernelArg::U64(seed),
+        ],
     )
 }
 
 /// Dropout backward: the same mask, regenerated from `seed`.
-pub fn dropout_backward(dout: &DeviceBuffer<f32>, dx: &DeviceBuffer<f32>, p: f32, seed: u64) -> Result<()> {
+pub fn dropout_backward(
+    dout: &DeviceBuffer<f32>,
+    dx: &DeviceBuffer<f32>,
+    p: f32,
+    seed: u64,
+) -> Result<()> {
     check_p("cuda dropout_backward", p)?;
     let n = dout.len();
     same_len("cuda dropout_backward", n, &[dx])?;
@@ -132,7 +214,13 @@ pub fn dropout_backward(dout: &DeviceBuffer<f32>, dx: &DeviceBuffer<f32>, p: f32
         dout.gpu(),
         "dropout_backward",
         n,
-        &[dout.arg(), dx.arg(), KernelArg::I64(n as i64), KernelArg::F32(p), KernelArg::U64(seed)],
+        &[
+            dout.arg(),
+            dx.arg(),
+            KernelArg::I64(n as i64),
+            KernelArg::F32(p),
+            KernelArg::U64(seed),
+        ],
     )
 }
 
@@ -155,7 +243,14 @@ pub struct Gemm {
 impl Gemm {
     /// A plain m×k times k×n product.
     pub fn new(m: usize, n: usize, k: usize) -> Self {
-        Gemm { m, n, k, trans_a: false, trans_b: false, batch: 1 }
+        Gemm {
+            m,
+            n,
+            k,
+            trans_a: false,
+            trans_b: false,
+            batch: 1,
+        }
     }
     pub fn trans_a(mut self) -> Self {
         self.trans_a = true;
@@ -181,10 +276,20 @@ pub fn matmul(
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
-    let Gemm { m, n, k, trans_a, trans_b, batch } = g;
+    let Gemm {
+        m,
+        n,
+        k,
+        trans_a,
+        trans_b,
+        batch,
+    } = g;
     for (what, v) in [("m", m), ("n", n), ("k", k)] {
         if v > i32::MAX as usize {
-            return Err(Error::invalid("cuda matmul", format!("{what} = {v} exceeds i32")));
+            return Err(Error::invalid(
+                "cuda matmul",
+                format!("{what} = {v} exceeds i32"),
+            ));
         }
     }
     a.check_len("cuda matmul (A)", batch * m * k)?;
@@ -228,7 +333,13 @@ fn rows_per_chunk(rows: usize) -> usize {
 }
 
 /// out[c] (+)= Σ_r x[r, c] — a bias gradient. Deterministic (two fixed-order stages).
-pub fn column_sum(x: &DeviceBuffer<f32>, out: &DeviceBuffer<f32>, rows: usize, cols: usize, accumulate: bool) -> Result<()> {
+pub fn column_sum(
+    x: &DeviceBuffer<f32>,
+    out: &DeviceBuffer<f32>,
+    rows: usize,
+    cols: usize,
+    accumulate: bool,
+) -> Result<()> {
     x.check_len("cuda column_sum", rows * cols)?;
     out.check_len("cuda column_sum (out)", cols)?;
     let gpu = x.gpu();
@@ -240,18 +351,36 @@ pub fn column_sum(x: &DeviceBuffer<f32>, out: &DeviceBuffer<f32>, rows: usize, c
         "column_sum_partial",
         [blocks_for(cols, THREADS)?, chunks as u32, 1],
         [THREADS, 1, 1],
-        &[x.arg(), partial.arg(), KernelArg::I64(rows as i64), KernelArg::I32(cols as i32), KernelArg::I32(per as i32)],
+        &[
+            x.arg(),
+            partial.arg(),
+            KernelArg::I64(rows as i64),
+            KernelArg::I32(cols as i32),
+            KernelArg::I32(per as i32),
+        ],
     )?;
     column_sum_finish(&partial, out, chunks, cols, accumulate)
 }
 
-fn column_sum_finish(partial: &DeviceBuffer<f32>, out: &DeviceBuffer<f32>, chunks: usize, cols: usize, accumulate: bool) -> Result<()> {
+fn column_sum_finish(
+    partial: &DeviceBuffer<f32>,
+    out: &DeviceBuffer<f32>,
+    chunks: usize,
+    cols: usize,
+    accumulate: bool,
+) -> Result<()> {
     launch(
         partial.gpu(),
         "column_sum_finish",
         [blocks_for(cols, THREADS)?, 1, 1],
         [THREADS, 1, 1],
-        &[partial.arg(), out.arg(), KernelArg::I32(chunks as i32), KernelArg::I32(cols as i32), KernelArg::I32(accumulate as i32)],
+        &[
+            partial.arg(),
+            out.arg(),
+            KernelArg::I32(chunks as i32),
+            KernelArg::I32(cols as i32),
+            KernelArg::I32(accumulate as i32),
+        ],
     )
 }
 
@@ -265,9 +394,20 @@ fn sum_impl(x: &DeviceBuffer<f32>, out: &DeviceBuffer<f32>, squares: bool) -> Re
         "sum_partial",
         [blocks, 1, 1],
         [THREADS, 1, 1],
-        &[x.arg(), partial.arg(), KernelArg::I64(x.len() as i64), KernelArg::I32(squares as i32)],
+        &[
+            x.arg(),
+            partial.arg(),
+            KernelArg::I64(x.len() as i64),
+            KernelArg::I32(squares as i32),
+        ],
     )?;
-    launch(gpu, "sum_finish", [1, 1, 1], [1024, 1, 1], &[partial.arg(), out.arg(), KernelArg::I32(blocks as i32)])
+    launch(
+        gpu,
+        "sum_finish",
+        [1, 1, 1],
+        [1024, 1, 1],
+        &[partial.arg(), out.arg(), KernelArg::I32(blocks as i32)],
+    )
 }
 
 /// out[0] = Σ x. Deterministic.
@@ -282,7 +422,14 @@ pub fn sum_squares(x: &DeviceBuffer<f32>, out: &DeviceBuffer<f32>) -> Result<()>
 
 // ---- softmax ----------------------------------------------------------------------------------
 
-fn row_op(name: &str, a: &DeviceBuffer<f32>, b: &DeviceBuffer<f32>, c: Option<&DeviceBuffer<f32>>, rows: usize, cols: usize) -> Result<()> {
+fn row_op(
+    name: &str,
+    a: &DeviceBuffer<f32>,
+    b: &DeviceBuffer<f32>,
+    c: Option<&DeviceBuffer<f32>>,
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
     a.check_len("cuda softmax", rows * cols)?;
     b.check_len("cuda softmax", rows * cols)?;
     let mut args = vec![a.arg(), b.arg()];
@@ -294,26 +441,54 @@ fn row_op(name: &str, a: &DeviceBuffer<f32>, b: &DeviceBuffer<f32>, c: Option<&D
     if rows == 0 {
         return Ok(());
     }
-    launch(a.gpu(), name, [blocks_for(rows, 1)?, 1, 1], [row_block(cols), 1, 1], &args)
+    launch(
+        a.gpu(),
+        name,
+        [blocks_for(rows, 1)?, 1, 1],
+        [row_block(cols), 1, 1],
+        &args,
+    )
 }
 
 /// Row-wise softmax of an [rows, cols] matrix.
-pub fn softmax_forward(x: &DeviceBuffer<f32>, y: &DeviceBuffer<f32>, rows: usize, cols: usize) -> Result<()> {
+pub fn softmax_forward(
+    x: &DeviceBuffer<f32>,
+    y: &DeviceBuffer<f32>,
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
     row_op("softmax_forward", x, y, None, rows, cols)
 }
 
 /// dx = y ⊙ (dy − Σ dy ⊙ y).
-pub fn softmax_backward(y: &DeviceBuffer<f32>, dy: &DeviceBuffer<f32>, dx: &DeviceBuffer<f32>, rows: usize, cols: usize) -> Result<()> {
+pub fn softmax_backward(
+    y: &DeviceBuffer<f32>,
+    dy: &DeviceBuffer<f32>,
+    dx: &DeviceBuffer<f32>,
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
     row_op("softmax_backward", y, dy, Some(dx), rows, cols)
 }
 
 /// Row-wise log-softmax.
-pub fn log_softmax_forward(x: &DeviceBuffer<f32>, z: &DeviceBuffer<f32>, rows: usize, cols: usize) -> Result<()> {
+pub fn log_softmax_forward(
+    x: &DeviceBuffer<f32>,
+    z: &DeviceBuffer<f32>,
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
     row_op("log_softmax_forward", x, z, None, rows, cols)
 }
 
 /// dx = dz − exp(z) · Σ dz.
-pub fn log_softmax_backward(z: &DeviceBuffer<f32>, dz: &DeviceBuffer<f32>, dx: &DeviceBuffer<f32>, rows: usize, cols: usize) -> Result<()> {
+pub fn log_softmax_backward(
+    z: &DeviceBuffer<f32>,
+    dz: &DeviceBuffer<f32>,
+    dx: &DeviceBuffer<f32>,
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
     row_op("log_softmax_backward", z, dz, Some(dx), rows, cols)
 }
 
@@ -377,8 +552,16 @@ pub fn layer_norm_backward(
     accumulate_dx: bool,
 ) -> Result<()> {
     same_len("cuda layer_norm_backward", rows * cols, &[x, dy, dx])?;
-    same_len("cuda layer_norm_backward (params)", cols, &[scale, dscale, dshift])?;
-    same_len("cuda layer_norm_backward (stats)", rows, &[&stats.mean, &stats.rstd])?;
+    same_len(
+        "cuda layer_norm_backward (params)",
+        cols,
+        &[scale, dscale, dshift],
+    )?;
+    same_len(
+        "cuda layer_norm_backward (stats)",
+        rows,
+        &[&stats.mean, &stats.rstd],
+    )?;
     let gpu = x.gpu();
     launch(
         gpu,
@@ -430,7 +613,13 @@ fn check_targets(targets: &DeviceBuffer<i32>, rows: usize) -> Result<()> {
 
 /// losses[r] = −log softmax(logits[r])[targets[r]] (0 where the target is negative: ignored).
 /// Targets must lie in 0..cols or be negative; [`cross_entropy_targets`] checks that on the host.
-pub fn cross_entropy_forward(logits: &DeviceBuffer<f32>, targets: &DeviceBuffer<i32>, losses: &DeviceBuffer<f32>, rows: usize, cols: usize) -> Result<()> {
+pub fn cross_entropy_forward(
+    logits: &DeviceBuffer<f32>,
+    targets: &DeviceBuffer<i32>,
+    losses: &DeviceBuffer<f32>,
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
     logits.check_len("cuda cross_entropy", rows * cols)?;
     check_targets(targets, rows)?;
     losses.check_len("cuda cross_entropy (losses)", rows)?;
@@ -442,7 +631,12 @@ pub fn cross_entropy_forward(logits: &DeviceBuffer<f32>, targets: &DeviceBuffer<
         "cross_entropy_forward",
         [blocks_for(rows, 1)?, 1, 1],
         [row_block(cols), 1, 1],
-        &[logits.arg(), targets.arg(), losses.arg(), KernelArg::I32(cols as i32)],
+        &[
+            logits.arg(),
+            targets.arg(),
+            losses.arg(),
+            KernelArg::I32(cols as i32),
+        ],
     )
 }
 
@@ -467,7 +661,14 @@ pub fn cross_entropy_forward_backward_in_place(
         "cross_entropy_forward_backward",
         [blocks_for(rows, 1)?, 1, 1],
         [row_block(cols), 1, 1],
-        &[logits.arg(), targets.arg(), losses.arg(), logits.arg(), KernelArg::I32(cols as i32), KernelArg::F32(grad_scale)],
+        &[
+            logits.arg(),
+            targets.arg(),
+            losses.arg(),
+            logits.arg(),
+            KernelArg::I32(cols as i32),
+            KernelArg::F32(grad_scale),
+        ],
     )
 }
 
@@ -477,11 +678,19 @@ pub fn cross_entropy_targets(targets: &[i32], vocab: usize) -> Result<usize> {
     for &t in targets {
         if t >= 0 {
             if t as usize >= vocab {
-                return Err(Error::IndexOutOfRange { op: "cuda cross_entropy (target)", index: t as i64, size: vocab });
+                return Err(Error::IndexOutOfRange {
+                    op: "cuda cross_entropy (target)",
+                    index: t as i64,
+                    size: vocab,
+                });
             }
             counted += 1;
         } else if t != -100 {
-            return Err(Error::IndexOutOfRange { op: "cuda cross_entropy (target; -100 ignores)", index: t as i64, size: vocab });
+            return Err(Error::IndexOutOfRange {
+                op: "cuda cross_entropy (target; -100 ignores)",
+                index: t as i64,
+                size: vocab,
+            });
         }
     }
     Ok(counted)
@@ -505,10 +714,13 @@ pub fn embedding_forward(
     let rows = batch * seq_len;
     ids.check_len("cuda embedding (ids)", rows)?;
     wte.check_len("cuda embedding (wte)", vocab * cols)?;
-    if wpe.len() < seq_len * cols || wpe.len() % cols != 0 {
+    if wpe.len() < seq_len * cols || !wpe.len().is_multiple_of(cols) {
         return Err(Error::invalid(
             "cuda embedding",
-            format!("position table of {} values is too small for {seq_len} positions of {cols}", wpe.len()),
+            format!(
+                "position table of {} values is too small for {seq_len} positions of {cols}",
+                wpe.len()
+            ),
         ));
     }
     out.check_len("cuda embedding (out)", rows * cols)?;
@@ -516,14 +728,26 @@ pub fn embedding_forward(
         wte.gpu(),
         "embedding_forward",
         rows * cols,
-        &[ids.arg(), wte.arg(), wpe.arg(), out.arg(), KernelArg::I64(rows as i64), KernelArg::I32(seq_len as i32), KernelArg::I32(cols as i32)],
+        &[
+            ids.arg(),
+            wte.arg(),
+            wpe.arg(),
+            out.arg(),
+            KernelArg::I64(rows as i64),
+            KernelArg::I32(seq_len as i32),
+            KernelArg::I32(cols as i32),
+        ],
     )
 }
 
 /// An error unless every id is in 0..vocab.
 pub fn check_token_ids(ids: &[i32], vocab: usize) -> Result<()> {
     match ids.iter().find(|&&i| i < 0 || i as usize >= vocab) {
-        Some(&bad) => Err(Error::IndexOutOfRange { op: "cuda embedding (token id)", index: bad as i64, size: vocab }),
+        Some(&bad) => Err(Error::IndexOutOfRange {
+            op: "cuda embedding (token id)",
+            index: bad as i64,
+            size: vocab,
+        }),
         None => Ok(()),
     }
 }
@@ -544,13 +768,19 @@ pub fn embedding_backward(
 ) -> Result<()> {
     let rows = batch * seq_len;
     if ids.len() != rows {
-        return Err(Error::invalid("cuda embedding_backward", format!("{} ids for {rows} positions", ids.len())));
+        return Err(Error::invalid(
+            "cuda embedding_backward",
+            format!("{} ids for {rows} positions", ids.len()),
+        ));
     }
     check_token_ids(ids, vocab)?;
     dout.check_len("cuda embedding_backward (dout)", rows * cols)?;
     dwte.check_len("cuda embedding_backward (dwte)", vocab * cols)?;
     if dwpe.len() < seq_len * cols {
-        return Err(Error::invalid("cuda embedding_backward", "position gradient too small"));
+        return Err(Error::invalid(
+            "cuda embedding_backward",
+            "position gradient too small",
+        ));
     }
     let gpu = dout.gpu();
     // Counting sort of positions by id: unique ids ascending, positions ascending within each.
@@ -577,7 +807,14 @@ pub fn embedding_backward(
             "embedding_backward_tokens",
             [uniq.len() as u32, 1, 1],
             [row_block(cols).min(THREADS), 1, 1],
-            &[uniq_d.arg(), off_d.arg(), pos_d.arg(), dout.arg(), dwte.arg(), KernelArg::I32(cols as i32)],
+            &[
+                uniq_d.arg(),
+                off_d.arg(),
+                pos_d.arg(),
+                dout.arg(),
+                dwte.arg(),
+                KernelArg::I32(cols as i32),
+            ],
         )?;
         // The small index buffers are freed when this function returns; a real GPU frees them
         // only after queued work that uses them, since `free` is stream-ordered (see driver.rs).
@@ -586,7 +823,13 @@ pub fn embedding_backward(
         gpu,
         "embedding_backward_positions",
         seq_len * cols,
-        &[dout.arg(), dwpe.arg(), KernelArg::I32(batch as i32), KernelArg::I32(seq_len as i32), KernelArg::I32(cols as i32)],
+        &[
+            dout.arg(),
+            dwpe.arg(),
+            KernelArg::I32(batch as i32),
+            KernelArg::I32(seq_len as i32),
+            KernelArg::I32(cols as i32),
+        ],
     )
 }
 
@@ -603,9 +846,17 @@ pub struct AttentionShape {
 
 impl AttentionShape {
     fn check(&self) -> Result<&'static str> {
-        let AttentionShape { batch, seq, heads, head_dim } = *self;
+        let AttentionShape {
+            batch,
+            seq,
+            heads,
+            head_dim,
+        } = *self;
         if batch > 65535 || heads > 65535 {
-            return Err(Error::invalid("cuda attention", format!("batch {batch} and heads {heads} must be ≤ 65535")));
+            return Err(Error::invalid(
+                "cuda attention",
+                format!("batch {batch} and heads {heads} must be ≤ 65535"),
+            ));
         }
         match head_dim {
             1..=16 => Ok("d16"),
@@ -624,10 +875,18 @@ impl AttentionShape {
         self.batch * self.heads * self.seq
     }
     fn grid(&self) -> Result<[u32; 3]> {
-        Ok([blocks_for(self.seq, 64)?, self.heads as u32, self.batch as u32])
+        Ok([
+            blocks_for(self.seq, 64)?,
+            self.heads as u32,
+            self.batch as u32,
+        ])
     }
     fn ints(&self) -> [KernelArg; 3] {
-        [KernelArg::I32(self.seq as i32), KernelArg::I32(self.heads as i32), KernelArg::I32(self.head_dim as i32)]
+        [
+            KernelArg::I32(self.seq as i32),
+            KernelArg::I32(self.heads as i32),
+            KernelArg::I32(self.head_dim as i32),
+        ]
     }
 }
 
@@ -657,7 +916,18 @@ pub fn attention_forward(
         &format!("attention_forward_{suffix}"),
         s.grid()?,
         [128, 1, 1],
-        &[q.arg(), k.arg(), v.arg(), o.arg(), lse.arg(), t, h, d, KernelArg::F32(dropout_p), KernelArg::U64(seed)],
+        &[
+            q.arg(),
+            k.arg(),
+            v.arg(),
+            o.arg(),
+            lse.arg(),
+            t,
+            h,
+            d,
+            KernelArg::F32(dropout_p),
+            KernelArg::U64(seed),
+        ],
     )
 }
 
@@ -679,7 +949,11 @@ pub fn attention_backward(
 ) -> Result<()> {
     let suffix = s.check()?;
     check_p("cuda attention_backward", dropout_p)?;
-    same_len("cuda attention_backward", s.numel(), &[q, k, v, o, dout, dq, dk, dv])?;
+    same_len(
+        "cuda attention_backward",
+        s.numel(),
+        &[q, k, v, o, dout, dq, dk, dv],
+    )?;
     lse.check_len("cuda attention_backward (lse)", s.rows())?;
     if s.numel() == 0 {
         return Ok(());
@@ -691,19 +965,46 @@ pub fn attention_backward(
         gpu,
         "attention_backward_delta",
         s.rows(),
-        &[o.arg(), dout.arg(), delta.arg(), KernelArg::I32(s.batch as i32), t, h, d],
+        &[
+            o.arg(),
+            dout.arg(),
+            delta.arg(),
+            KernelArg::I32(s.batch as i32),
+            t,
+            h,
+            d,
+        ],
     )?;
-    let common = [q.arg(), k.arg(), v.arg(), dout.arg(), lse.arg(), delta.arg()];
+    let common = [
+        q.arg(),
+        k.arg(),
+        v.arg(),
+        dout.arg(),
+        lse.arg(),
+        delta.arg(),
+    ];
     let tail = [t, h, d, KernelArg::F32(dropout_p), KernelArg::U64(seed)];
     let mut args: Vec<KernelArg> = common.to_vec();
     args.push(dq.arg());
     args.extend_from_slice(&tail);
-    launch(gpu, &format!("attention_backward_dq_{suffix}"), s.grid()?, [128, 1, 1], &args)?;
+    launch(
+        gpu,
+        &format!("attention_backward_dq_{suffix}"),
+        s.grid()?,
+        [128, 1, 1],
+        &args,
+    )?;
     let mut args: Vec<KernelArg> = common.to_vec();
     args.push(dk.arg());
     args.push(dv.arg());
     args.extend_from_slice(&tail);
-    launch(gpu, &format!("attention_backward_dkdv_{suffix}"), s.grid()?, [128, 1, 1], &args)
+    launch(
+        gpu,
+        &format!("attention_backward_dkdv_{suffix}"),
+        s.grid()?,
+        [128, 1, 1],
+        &args,
+    )
 }
 
 /// The naive causal attention (scores matrix in memory): the baseline for the fused kernel.
@@ -721,9 +1022,25 @@ pub fn attention_naive_forward(
     let gpu = q.gpu();
     let [t, h, d] = s.ints();
     let b = KernelArg::I32(s.batch as i32);
-    elementwise(gpu, "attention_naive_scores", s.rows() * s.seq, &[q.arg(), k.arg(), scores.arg(), b, t, h, d])?;
-    launch(gpu, "softmax_forward", [blocks_for(s.rows(), 1)?, 1, 1], [row_block(s.seq), 1, 1], &[scores.arg(), scores.arg(), KernelArg::I32(s.seq as i32)])?;
-    elementwise(gpu, "attention_naive_output", s.numel(), &[scores.arg(), v.arg(), o.arg(), b, t, h, d])
+    elementwise(
+        gpu,
+        "attention_naive_scores",
+        s.rows() * s.seq,
+        &[q.arg(), k.arg(), scores.arg(), b, t, h, d],
+    )?;
+    launch(
+        gpu,
+        "softmax_forward",
+        [blocks_for(s.rows(), 1)?, 1, 1],
+        [row_block(s.seq), 1, 1],
+        &[scores.arg(), scores.arg(), KernelArg::I32(s.seq as i32)],
+    )?;
+    elementwise(
+        gpu,
+        "attention_naive_output",
+        s.numel(),
+        &[scores.arg(), v.arg(), o.arg(), b, t, h, d],
+    )
 }
 
 // ---- optimizer --------------------------------------------------------------------------------

@@ -1,0 +1,34 @@
+// selftest.cu — deliberately broken kernels (and one correct one) that show what the emulator
+// catches. Compiled into the emulator only (the CUDA build reads kernels/*.cu, not this folder).
+
+// Correct: a block-wide sum through shared memory with the barriers it needs.
+extern "C" __global__ void emu_selftest_block_sum(const float* x, float* out) {
+    __shared__ float scratch[32];
+    float v = block_sum(x[threadIdx.x], scratch);
+    if (threadIdx.x == 0) out[0] = v;
+}
+
+// Broken: the barrier sits behind an early exit, so half the block never reaches it.
+extern "C" __global__ void emu_selftest_divergent_barrier(float* out) {
+    if (threadIdx.x % 2 == 1) return;
+    __syncthreads();
+    out[threadIdx.x] = 1.0f;
+}
+
+// Broken: thread 0 reads the other threads' shared-memory values without waiting for them.
+extern "C" __global__ void emu_selftest_missing_barrier(const float* x, float* out) {
+    __shared__ float tile[256];
+    tile[threadIdx.x] = x[threadIdx.x];
+    // missing: __syncthreads();
+    if (threadIdx.x == 0) {
+        float s = 0.0f;
+        for (int i = 0; i < (int)blockDim.x; i++) s += tile[i];
+        out[0] = s;
+    }
+}
+
+// Broken: a warp shuffle that only some lanes of the warp execute.
+extern "C" __global__ void emu_selftest_divergent_shuffle(float* out) {
+    if (threadIdx.x >= 16) return;
+    out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, (float)threadIdx.x, 1);
+}

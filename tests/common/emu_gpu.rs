@@ -1,0 +1,100 @@
+//! The CPU emulator (crates/cuda-emu) behind scratchgpt's `GpuBackend` trait: "device memory" is
+//! host memory, poisoned with NaN bits on allocation so a kernel that reads before it writes shows.
+
+use std::alloc::{alloc, dealloc, Layout};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use scratchgpt::cuda::backend::PackedArgs;
+use scratchgpt::cuda::{Gpu, GpuBackend, KernelArg};
+use scratchgpt::{Error, Result};
+
+pub struct EmuGpu {
+    allocations: RefCell<HashMap<u64, Layout>>,
+    workers: u32,
+}
+
+impl EmuGpu {
+    /// A new emulator, as a shared backend handle.
+    pub fn shared() -> Gpu {
+        let workers = std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32));
+        Rc::new(EmuGpu {
+            allocations: RefCell::new(HashMap::new()),
+            workers,
+        })
+    }
+}
+
+impl GpuBackend for EmuGpu {
+    fn describe(&self) -> String {
+        format!("CPU emulator ({} worker threads)", self.workers)
+    }
+
+    fn alloc(&self, bytes: usize) -> Result<u64> {
+        let layout =
+            Layout::from_size_align(bytes.max(4), 256).map_err(|e| Error::Cuda(e.to_string()))?;
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { alloc(layout) };
+        if p.is_null() {
+            return Err(Error::Cuda(format!(
+                "emulator out of memory allocating {bytes} bytes"
+            )));
+        }
+        // SAFETY: `p` is valid for `layout.size()` bytes. 0xFF bytes are NaN as f32.
+        unsafe { std::ptr::write_bytes(p, 0xFF, layout.size()) };
+        self.allocations.borrow_mut().insert(p as u64, layout);
+        Ok(p as u64)
+    }
+
+    unsafe fn free(&self, ptr: u64) {
+        if let Some(layout) = self.allocations.borrow_mut().remove(&ptr) {
+            // SAFETY: allocated above with this layout, freed once (removed from the map).
+            unsafe { dealloc(ptr as *mut u8, layout) }
+        }
+    }
+
+    unsafe fn copy_to_device(&self, dst: u64, src: &[u8]) -> Result<()> {
+        // SAFETY: the caller guarantees the destination range.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst as *mut u8, src.len()) };
+        Ok(())
+    }
+
+    unsafe fn copy_to_host(&self, src: u64, dst: &mut [u8]) -> Result<()> {
+        // SAFETY: the caller guarantees the source range.
+        unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst.as_mut_ptr(), dst.len()) };
+        Ok(())
+    }
+
+    unsafe fn copy_device(&self, dst: u64, src: u64, bytes: usize) -> Result<()> {
+        // SAFETY: the caller guarantees both ranges.
+        unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, bytes) };
+        Ok(())
+    }
+
+    unsafe fn zero(&self, dst: u64, bytes: usize) -> Result<()> {
+        // SAFETY: the caller guarantees the range.
+        unsafe { std::ptr::write_bytes(dst as *mut u8, 0, bytes) };
+        Ok(())
+    }
+
+    unsafe fn launch(
+        &self,
+        name: &str,
+        grid: [u32; 3],
+        block: [u32; 3],
+        args: &[KernelArg],
+    ) -> Result<()> {
+        let mut packed = PackedArgs::new(args);
+        let mut ptrs = packed.pointers();
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { cuda_emu::launch(name, grid, block, &mut ptrs, self.workers) }.map_err(Error::Cuda)
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,143 @@
+//! Every CUDA kernel, run on the CPU by the emulator (crates/cuda-emu) through the same host
+//! launchers a GPU uses, compared with the CPU engine. Runs everywhere; no GPU needed.
+
+mod common;
+
+use common::cuda_checks as checks;
+use common::emu_gpu::EmuGpu;
+use scratchgpt::cuda::kernels::all_entry_points;
+use scratchgpt::cuda::{DeviceBuffer, KernelArg};
+
+#[test]
+fn the_kernel_list_matches_the_sources() {
+    let mut emu: Vec<String> = cuda_emu::kernel_names()
+        .into_iter()
+        .filter(|n| !n.starts_with("emu_selftest_"))
+        .collect();
+    emu.sort();
+    let listed: Vec<String> = all_entry_points().iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        emu, listed,
+        "src/cuda/kernels.rs must list exactly the entry points of kernels/*.cu"
+    );
+}
+
+#[test]
+fn elementwise_ops() {
+    checks::check_elementwise(&EmuGpu::shared());
+}
+
+#[test]
+fn gelu() {
+    checks::check_gelu(&EmuGpu::shared());
+}
+
+#[test]
+fn dropout() {
+    checks::check_dropout(&EmuGpu::shared());
+}
+
+#[test]
+fn matmul_all_transposes_batched_with_bias() {
+    checks::check_matmul(&EmuGpu::shared());
+}
+
+#[test]
+fn reductions() {
+    checks::check_reductions(&EmuGpu::shared());
+}
+
+#[test]
+fn softmax_and_log_softmax() {
+    checks::check_softmax(&EmuGpu::shared());
+}
+
+#[test]
+fn layer_norm() {
+    checks::check_layer_norm(&EmuGpu::shared());
+}
+
+#[test]
+fn cross_entropy_with_ignore_index() {
+    checks::check_cross_entropy(&EmuGpu::shared());
+}
+
+#[test]
+fn embeddings() {
+    checks::check_embedding(&EmuGpu::shared());
+}
+
+#[test]
+fn fused_causal_attention() {
+    checks::check_attention(&EmuGpu::shared());
+}
+
+#[test]
+fn fused_causal_attention_with_dropout() {
+    checks::check_attention_dropout(&EmuGpu::shared());
+}
+
+#[test]
+fn adamw_matches_the_cpu_optimizer() {
+    checks::check_adamw(&EmuGpu::shared());
+}
+
+// ---- the emulator catches broken synchronisation ---------------------------------------------
+
+fn launch(name: &str, block: u32, args: &[KernelArg]) -> Result<(), String> {
+    let gpu = EmuGpu::shared();
+    // SAFETY: the self-test kernels index at most `block` floats of their buffers, which the
+    // callers allocate with at least that many.
+    unsafe { gpu.launch(name, [1, 1, 1], [block, 1, 1], args) }.map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_correct_block_reduction_passes() {
+    let gpu = EmuGpu::shared();
+    let x = DeviceBuffer::from_slice(&gpu, &vec![1.0f32; 256]).unwrap();
+    let out = DeviceBuffer::<f32>::uninit(&gpu, 1).unwrap();
+    // SAFETY: 256 threads read x[0..256] and write out[0].
+    unsafe {
+        gpu.launch(
+            "emu_selftest_block_sum",
+            [1, 1, 1],
+            [256, 1, 1],
+            &[x.arg(), out.arg()],
+        )
+    }
+    .unwrap();
+    assert_eq!(out.to_vec().unwrap(), vec![256.0]);
+}
+
+#[test]
+fn a_divergent_barrier_is_reported() {
+    let gpu = EmuGpu::shared();
+    let out = DeviceBuffer::<f32>::zeros(&gpu, 64).unwrap();
+    let err = launch("emu_selftest_divergent_barrier", 64, &[out.arg()]).unwrap_err();
+    assert!(err.contains("divergent barrier"), "{err}");
+}
+
+#[test]
+fn a_divergent_warp_shuffle_is_reported() {
+    let gpu = EmuGpu::shared();
+    let out = DeviceBuffer::<f32>::zeros(&gpu, 32).unwrap();
+    let err = launch("emu_selftest_divergent_shuffle", 32, &[out.arg()]).unwrap_err();
+    assert!(err.contains("16 of 32 lanes"), "{err}");
+}
+
+#[test]
+fn a_missing_barrier_gives_a_wrong_answer() {
+    // Thread 0 runs to completion before the others start (fibers switch only at barriers), so
+    // without the barrier it sums 255 unwritten (NaN-poisoned) slots: the bug shows as NaN.
+    let gpu = EmuGpu::shared();
+    let x = DeviceBuffer::from_slice(&gpu, &vec![1.0f32; 256]).unwrap();
+    let out = DeviceBuffer::<f32>::uninit(&gpu, 1).unwrap();
+    launch("emu_selftest_missing_barrier", 256, &[x.arg(), out.arg()]).unwrap();
+    assert_ne!(out.to_vec().unwrap(), vec![256.0]);
+}
+
+#[test]
+fn an_unknown_kernel_is_an_error() {
+    let err = launch("no_such_kernel", 32, &[]).unwrap_err();
+    assert!(err.contains("no kernel named no_such_kernel"), "{err}");
+}

@@ -55,7 +55,8 @@ fn main() {
         b
     };
 
-    let mut registry = String::from("#include \"cuda_emu.h\"\n#include <cstring>\n");
+    let mut registry =
+        String::from("#define EMU_DEFINE_RUNTIME\n#include \"cuda_emu.h\"\n#include <cstring>\n");
     let mut tables = Vec::new();
     let mut build = base();
     for f in &files {

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <mutex>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -53,8 +54,53 @@ enum class State { Ready, AtBarrier, AtWarpSync, Done };
 
 struct Block;
 
+// Switching between fibers. glibc's swapcontext makes a system call on every switch (it saves
+// and restores the signal mask), which made emulated kernels spend most of their time in the
+// kernel. On x86-64 we switch stacks ourselves: push the six callee-saved registers, swap stack
+// pointers, pop them — the System V ABI says nothing else survives a call. Elsewhere, and under
+// AddressSanitizer (which must be told about stack switches), ucontext is used.
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define EMU_FAST_SWITCH 1
+extern "C" void emu_switch_stack(void** save_sp, void* load_sp);
+// Defined once, in the translation unit that defines EMU_DEFINE_RUNTIME (the generated registry).
+#ifdef EMU_DEFINE_RUNTIME
+asm(R"(
+.text
+.globl emu_switch_stack
+.type emu_switch_stack,@function
+emu_switch_stack:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+.size emu_switch_stack, .-emu_switch_stack
+.section .note.GNU-stack,"",@progbits
+.text
+)");
+#endif
+struct Context {
+    void* sp = nullptr;
+};
+#else
+#define EMU_FAST_SWITCH 0
+struct Context {
+    ucontext_t uc;
+};
+#endif
+
 struct Fiber {
-    ucontext_t ctx;
+    Context ctx;
     uint3 tid;
     unsigned linear;  // threadIdx.x + blockDim.x·(threadIdx.y + blockDim.y·threadIdx.z)
     State state;
@@ -65,9 +111,10 @@ struct Block {
     uint3 block_idx;
     dim3 block_dim, grid_dim;
     std::vector<Fiber> fibers;
-    std::vector<char> stacks;
+    char* stacks = nullptr;  // n fibers × kStackBytes, from the stack cache
+    size_t stacks_bytes = 0;
     std::vector<uint64_t> warp_slots;  // one per thread: the value it offers to a shuffle
-    ucontext_t scheduler;
+    Context scheduler;
     Fiber* current = nullptr;
     void (*body)(void*) = nullptr;
     void* body_arg = nullptr;
@@ -77,6 +124,46 @@ struct Block {
 inline thread_local Block* tl_block = nullptr;
 constexpr size_t kStackBytes = 128 * 1024;
 
+// Save the current context into `from` and resume `to`.
+inline void switch_context(Context& from, Context& to) {
+#if EMU_FAST_SWITCH
+    emu_switch_stack(&from.sp, to.sp);
+#else
+    swapcontext(&from.uc, &to.uc);
+#endif
+}
+
+// Fiber stacks are big (128 KiB each, 1024 fibers for a full block) and allocating and touching
+// fresh ones on every launch cost more than the kernels. Finished launches return their stacks
+// here and later launches reuse them (never zero-filled; a stack needs no initial contents).
+struct StackCache {
+    std::mutex lock;
+    std::vector<std::pair<char*, size_t>> free;
+
+    std::pair<char*, size_t> acquire(size_t bytes) {
+        std::lock_guard<std::mutex> g(lock);
+        for (size_t i = 0; i < free.size(); i++) {
+            if (free[i].second >= bytes) {
+                auto s = free[i];
+                free.erase(free.begin() + (long)i);
+                return s;
+            }
+        }
+        return {static_cast<char*>(std::malloc(bytes)), bytes};
+    }
+
+    void release(std::pair<char*, size_t> s) {
+        if (!s.first) return;
+        std::lock_guard<std::mutex> g(lock);
+        free.push_back(s);
+    }
+};
+
+inline StackCache& stack_cache() {
+    static StackCache cache;
+    return cache;
+}
+
 inline Block& block() { return *tl_block; }
 inline Fiber& fiber() { return *tl_block->current; }
 
@@ -85,7 +172,7 @@ inline void yield(State why) {
     Block& b = block();
     Fiber& f = fiber();
     f.state = why;
-    swapcontext(&f.ctx, &b.scheduler);
+    switch_context(f.ctx, b.scheduler);
 }
 
 inline void syncthreads() { yield(State::AtBarrier); }
@@ -111,20 +198,51 @@ inline T shuffle_from(T value, int src_lane) {
 
 inline unsigned lane_id() { return fiber().linear % 32; }
 
-// The fiber body: run the kernel for this thread, then report Done.
-inline void fiber_entry(unsigned lo, unsigned hi) {
-    Block* b = reinterpret_cast<Block*>((uintptr_t)lo | ((uintptr_t)hi << 32));
+// The fiber body: run the kernel for this thread, then report Done and never return.
+inline void fiber_body() {
+    Block* b = tl_block;
     b->body(b->body_arg);
     b->current->state = State::Done;
-    swapcontext(&b->current->ctx, &b->scheduler);
+    switch_context(b->current->ctx, b->scheduler);
+    std::abort();  // a finished fiber is never resumed
 }
+
+#if EMU_FAST_SWITCH
+// First entry of a fresh fiber: emu_switch_stack "returns" here. Realign the stack as a call
+// would have (rsp ≡ 8 mod 16 at function entry) and run the body.
+extern "C" inline void emu_fiber_start() { fiber_body(); }
+
+inline void init_fiber(Fiber& f, char* stack, size_t bytes) {
+    uintptr_t top = (reinterpret_cast<uintptr_t>(stack) + bytes) & ~uintptr_t(15);
+    void** sp = reinterpret_cast<void**>(top);
+    *--sp = nullptr;                                   // fake return address of emu_fiber_start
+    *--sp = reinterpret_cast<void*>(&emu_fiber_start); // where the first switch's `ret` goes
+    for (int i = 0; i < 6; i++) *--sp = nullptr;       // rbp rbx r12 r13 r14 r15, popped first
+    f.ctx.sp = sp;
+}
+#else
+inline void fiber_entry() { fiber_body(); }
+
+inline void init_fiber(Fiber& f, char* stack, size_t bytes) {
+    getcontext(&f.ctx.uc);
+    f.ctx.uc.uc_stack.ss_sp = stack;
+    f.ctx.uc.uc_stack.ss_size = bytes;
+    f.ctx.uc.uc_link = nullptr;
+    makecontext(&f.ctx.uc, fiber_entry, 0);
+}
+#endif
 
 // Run one block to completion on the calling OS thread. Returns false with b.error set when the
 // kernel's synchronisation is broken (a divergent barrier or an unmatched warp shuffle).
 inline bool run_block(Block& b) {
     const unsigned n = b.block_dim.x * b.block_dim.y * b.block_dim.z;
     b.fibers.resize(n);
-    if (b.stacks.size() < n * kStackBytes) b.stacks.resize(n * kStackBytes);
+    if (b.stacks_bytes < n * kStackBytes) {
+        stack_cache().release({b.stacks, b.stacks_bytes});
+        auto s = stack_cache().acquire(n * kStackBytes);
+        b.stacks = s.first;
+        b.stacks_bytes = s.second;
+    }
     b.warp_slots.assign(n, 0);
     tl_block = &b;
     for (unsigned t = 0; t < n; t++) {
@@ -132,12 +250,7 @@ inline bool run_block(Block& b) {
         f.linear = t;
         f.tid = uint3{t % b.block_dim.x, (t / b.block_dim.x) % b.block_dim.y, t / (b.block_dim.x * b.block_dim.y)};
         f.state = State::Ready;
-        getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = b.stacks.data() + (size_t)t * kStackBytes;
-        f.ctx.uc_stack.ss_size = kStackBytes;
-        f.ctx.uc_link = nullptr;
-        uintptr_t p = reinterpret_cast<uintptr_t>(&b);
-        makecontext(&f.ctx, (void (*)())fiber_entry, 2, (unsigned)(p & 0xffffffffu), (unsigned)(p >> 32));
+        init_fiber(f, b.stacks + (size_t)t * kStackBytes, kStackBytes);
     }
     for (;;) {
         // Run every ready fiber until it blocks or ends.
@@ -145,7 +258,7 @@ inline bool run_block(Block& b) {
             Fiber& f = b.fibers[t];
             if (f.state != State::Ready) continue;
             b.current = &f;
-            swapcontext(&b.scheduler, &f.ctx);
+            switch_context(b.scheduler, f.ctx);
         }
         unsigned done = 0, at_barrier = 0, at_warp = 0;
         for (auto& f : b.fibers) {
@@ -315,6 +428,7 @@ inline std::string launch(const KernelEntry& k, dim3 grid, dim3 block_dim, void*
                 break;
             }
         }
+        stack_cache().release({b.stacks, b.stacks_bytes});
         tl_block = nullptr;
     };
     unsigned n_threads = (unsigned)std::min<unsigned long long>(std::max(1u, workers), n_blocks);

@@ -7,15 +7,18 @@
 //!   [`DeviceBuffer`], the owned, bounds-checked device array.
 //! - [`driver`]: [`CudaGpu`], the backend on a real GPU.
 //! - [`ops`]: one launcher per op (forward and backward), checked against the CPU ops.
+//! - [`gpt`]: [`GpuGpt`], a whole GPT training step on the GPU (llm.c-style explicit backward).
 //!
 //! Without a GPU, the tests run the same kernels through a CPU emulator (`crates/cuda-emu`)
 //! behind the same `GpuBackend` trait; see docs/cuda.md.
 
 pub mod backend;
 pub mod driver;
+pub mod gpt;
 pub mod kernels;
 pub mod nvrtc;
 pub mod ops;
 
 pub use backend::{DeviceBuffer, DeviceElem, Gpu, GpuBackend, KernelArg};
 pub use driver::{probe, CudaGpu};
+pub use gpt::GpuGpt;

@@ -1,11 +1,19 @@
 //! `scratchgpt bench train-step`: time full training steps (forward, backward, AdamW) on random
 //! token batches — ms/step, tokens/s, model GFLOP/s and peak memory — to set beside the PyTorch
-//! reference (`../shared/bench/torch_ch5.py`) on the same machine.
+//! reference (`../shared/bench/torch_ch5.py`) on the same machine; with `--device cuda`, the whole
+//! step runs on the GPU (`GpuGpt`), to set beside `benches/reference/torch_gpu_step.py`.
+//! `bench gpu-kernels` times the matmul kernel (TFLOP/s) and the fused attention against the
+//! naive one.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Subcommand;
+use scratchgpt::cuda::ops::{self, AttentionShape, Gemm};
+use scratchgpt::cuda::{DeviceBuffer, Gpu, GpuGpt};
+use scratchgpt::optim::AdamWConfig as GpuAdamConfig;
+
+use super::device::{resolve, DeviceChoice};
 use scratchgpt::gpt::{GptConfig, GptModel};
 use scratchgpt::nn::ForwardCtx;
 use scratchgpt::optim::{AdamW, AdamWConfig};
@@ -16,6 +24,15 @@ use scratchgpt::Ids;
 pub enum BenchCommand {
     /// Time training steps of a GPT preset.
     TrainStep(TrainStepArgs),
+    /// Time the GPU kernels: matmul TFLOP/s at GPT-2 shapes, fused vs naive causal attention.
+    GpuKernels(GpuKernelArgs),
+}
+
+#[derive(clap::Args)]
+pub struct GpuKernelArgs {
+    /// Timed repetitions per measurement (after one warm-up).
+    #[arg(long, default_value_t = 10)]
+    reps: usize,
 }
 
 #[derive(clap::Args)]
@@ -32,6 +49,9 @@ pub struct TrainStepArgs {
     steps: usize,
     #[arg(long, default_value_t = 0.1)]
     drop_rate: f64,
+    /// cpu, cuda, or auto (CUDA when a GPU is usable).
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceChoice,
 }
 
 /// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
@@ -43,10 +63,16 @@ fn peak_rss() -> Option<u64> {
 }
 
 pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
-    let BenchCommand::TrainStep(a) = cmd;
+    let a = match cmd {
+        BenchCommand::TrainStep(a) => a,
+        BenchCommand::GpuKernels(k) => return gpu_kernels(k),
+    };
     let mut cfg = GptConfig::preset_with_context(&a.preset, a.context)?;
     cfg.drop_rate = a.drop_rate;
     let model = GptModel::new(&cfg, 123)?;
+    if let Some(gpu) = resolve(a.device)? {
+        return gpu_train_step(&gpu, &model, a);
+    }
     let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::default());
     let mut rng = Rng::new(7);
     let tokens = a.batch_size * a.context;
@@ -101,6 +127,134 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         tokens as f64 / median,
         flops_per_token * tokens as f64 / median / 1e9,
         peak_rss().map_or(f64::NAN, |b| b as f64 / (1u64 << 30) as f64)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Median and minimum of `reps` timed runs of `f` (after one warm-up), each ended by a
+/// device synchronisation.
+fn time_gpu(
+    gpu: &Gpu,
+    reps: usize,
+    mut f: impl FnMut() -> scratchgpt::Result<()>,
+) -> anyhow::Result<(f64, f64)> {
+    f()?;
+    gpu.synchronize()?;
+    let mut times = Vec::new();
+    for _ in 0..reps.max(1) {
+        let t0 = Instant::now();
+        f()?;
+        gpu.synchronize()?;
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], times[0]))
+}
+
+fn gpu_train_step(gpu: &Gpu, model: &GptModel, a: &TrainStepArgs) -> anyhow::Result<ExitCode> {
+    let cfg = &model.cfg;
+    let mut g = GpuGpt::from_model(gpu, model)?;
+    let adam = GpuAdamConfig::default();
+    let mut rng = Rng::new(7);
+    let tokens = a.batch_size * a.context;
+    let draw = |rng: &mut Rng| -> Vec<i32> {
+        (0..tokens)
+            .map(|_| rng.below(cfg.vocab_size as u64) as i32)
+            .collect()
+    };
+    let (x, y) = (draw(&mut rng), draw(&mut rng));
+    let mut step = 0u64;
+    let mut last_loss = 0.0;
+    let (median, min) = time_gpu(gpu, a.steps, || {
+        step += 1;
+        g.zero_grad()?;
+        last_loss = g.forward_backward(&x, &y, a.batch_size, a.context, Some(step))?;
+        g.adamw_step(&adam, adam.lr)
+    })?;
+    let lookup = if cfg.tie_weights {
+        0
+    } else {
+        cfg.vocab_size * cfg.emb_dim
+    };
+    let matmul_params = model.num_parameters() - cfg.context_length * cfg.emb_dim - lookup;
+    let flops_per_token =
+        6.0 * matmul_params as f64 + 12.0 * (cfg.n_layers * a.context * cfg.emb_dim) as f64;
+    println!(
+        "{} context {} batch {} on {} ({} parameters): median {:.1} ms/step (min {:.1}), {:.0} tokens/s, {:.2} TFLOP/s, device memory held {:.2} GiB, last loss {:.3}",
+        a.preset,
+        a.context,
+        a.batch_size,
+        gpu.describe(),
+        model.num_parameters(),
+        median * 1e3,
+        min * 1e3,
+        tokens as f64 / median,
+        flops_per_token * tokens as f64 / median / 1e12,
+        g.device_bytes() as f64 / (1u64 << 30) as f64,
+        last_loss
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gpu_kernels(k: &GpuKernelArgs) -> anyhow::Result<ExitCode> {
+    let gpu = resolve(DeviceChoice::Cuda)?.expect("cuda resolves to a GPU or errors");
+    let rand = |n: usize, seed: u64| -> anyhow::Result<DeviceBuffer<f32>> {
+        let mut r = Rng::new(seed);
+        let v: Vec<f32> = (0..n).map(|_| r.uniform() as f32 * 2.0 - 1.0).collect();
+        Ok(DeviceBuffer::from_slice(&gpu, &v)?)
+    };
+    for (m, n, kk, what) in [
+        (4096, 4096, 4096, "square"),
+        (8192, 768, 768, "attention projection (B·T=8192)"),
+        (8192, 3072, 768, "MLP up-projection"),
+        (8192, 50257, 768, "output head"),
+    ] {
+        let (a, b, c) = (
+            rand(m * kk, 1)?,
+            rand(kk * n, 2)?,
+            DeviceBuffer::<f32>::uninit(&gpu, m * n)?,
+        );
+        let (med, _) = time_gpu(&gpu, k.reps, || {
+            ops::matmul(&a, &b, &c, None, Gemm::new(m, n, kk), 1.0, 0.0)
+        })?;
+        println!(
+            "matmul {m}x{n}x{kk} ({what}): {:.3} ms, {:.1} TFLOP/s",
+            med * 1e3,
+            2.0 * (m * n * kk) as f64 / med / 1e12
+        );
+    }
+    let s = AttentionShape {
+        batch: 8,
+        seq: 1024,
+        heads: 12,
+        head_dim: 64,
+    };
+    let numel = s.batch * s.seq * s.heads * s.head_dim;
+    let (q, kb, v) = (rand(numel, 3)?, rand(numel, 4)?, rand(numel, 5)?);
+    let o = DeviceBuffer::<f32>::uninit(&gpu, numel)?;
+    let lse = DeviceBuffer::<f32>::uninit(&gpu, s.batch * s.heads * s.seq)?;
+    let (fused, _) = time_gpu(&gpu, k.reps, || {
+        ops::attention_forward(&q, &kb, &v, &o, &lse, s, 0.0, 0)
+    })?;
+    let scores = DeviceBuffer::<f32>::uninit(&gpu, s.batch * s.heads * s.seq * s.seq)?;
+    let (naive, _) = time_gpu(&gpu, k.reps, || {
+        ops::attention_naive_forward(&q, &kb, &v, &o, &scores, s)
+    })?;
+    let dout = rand(numel, 6)?;
+    let (dq, dk, dv) = (
+        DeviceBuffer::<f32>::uninit(&gpu, numel)?,
+        DeviceBuffer::<f32>::uninit(&gpu, numel)?,
+        DeviceBuffer::<f32>::uninit(&gpu, numel)?,
+    );
+    let (backward, _) = time_gpu(&gpu, k.reps, || {
+        ops::attention_backward(&q, &kb, &v, &o, &lse, &dout, &dq, &dk, &dv, s, 0.0, 0)
+    })?;
+    println!(
+        "causal attention B=8 H=12 T=1024 D=64: fused forward {:.3} ms, naive forward {:.3} ms ({:.1}x), fused backward {:.3} ms",
+        fused * 1e3,
+        naive * 1e3,
+        naive / fused,
+        backward * 1e3
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -2,9 +2,11 @@
 
 mod bench;
 mod check_reference;
+mod device;
 mod generate;
 mod gradcheck;
 mod graph;
+mod kernels;
 mod tokenize;
 mod train;
 mod train_tokenizer;
@@ -29,7 +31,8 @@ enum Command {
     /// Checks every op's hand-written backward against f64 central differences and prints a
     /// table; exits non-zero if any check fails.
     Gradcheck(gradcheck::Args),
-    /// Benchmarks (train-step: ms/step, tokens/s, GFLOP/s, peak memory).
+    /// Benchmarks (train-step: ms/step, tokens/s, GFLOP/s, peak memory, on CPU or GPU;
+    /// gpu-kernels: matmul TFLOP/s and fused vs naive attention on the GPU).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
     /// Recomputes a PyTorch golden fixture (logits, loss, every gradient, AdamW steps,
@@ -41,6 +44,9 @@ enum Command {
     Eval(generate::EvalArgs),
     /// Writes the autograd graph of one GPT training loss as Graphviz DOT.
     Graph(graph::Args),
+    /// Compiles every CUDA kernel with NVRTC (no GPU needed) and reports registers and shared
+    /// memory per kernel; exits non-zero on register spills or shared-memory overuse.
+    Kernels(kernels::Args),
     /// Shows how a tokenizer splits a text into token ids.
     Tokenize(tokenize::Args),
     /// Trains a byte-level BPE vocabulary on a text and saves it in GPT-2's format.
@@ -80,6 +86,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Generate(args) => generate::run_generate(&args),
         Command::Eval(args) => generate::run_eval(&args),
         Command::Graph(args) => graph::run(&args),
+        Command::Kernels(args) => kernels::run(&args),
         Command::Tokenize(args) => tokenize::run(&args),
         Command::TrainTokenizer(args) => train_tokenizer::run(&args),
     }

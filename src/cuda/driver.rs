@@ -11,7 +11,7 @@
 //! launchers' small scratch buffers cheap and their frees safe while kernels are still queued.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::{result, sys, CudaContext, CudaFunction, CudaModule};
 use cudarc::nvrtc::Ptx;
@@ -20,6 +20,23 @@ use super::backend::{GpuBackend, KernelArg, PackedArgs};
 use super::kernels::KERNEL_FILES;
 use super::nvrtc::{self, Target};
 use crate::error::{Error, Result};
+
+/// Machine code of every kernel file, per architecture, compiled once per process: opening a
+/// second device (or a second `CudaGpu` in the same process, as the tests do) reuses it.
+fn compiled_images(sm: u32) -> Result<Vec<Vec<u8>>> {
+    static CACHE: OnceLock<Mutex<HashMap<u32, Vec<Vec<u8>>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(images) = map.get(&sm) {
+        return Ok(images.clone());
+    }
+    let images = KERNEL_FILES
+        .iter()
+        .map(|file| nvrtc::compile(file, Target::Cubin { sm }).map(|c| c.image))
+        .collect::<Result<Vec<_>>>()?;
+    map.insert(sm, images.clone());
+    Ok(images)
+}
 
 /// A CUDA device with every kernel compiled and loaded.
 pub struct CudaGpu {
@@ -81,10 +98,9 @@ impl CudaGpu {
         let total = ctx.total_mem().unwrap_or(0);
         let mut modules = Vec::new();
         let mut functions = HashMap::new();
-        for file in KERNEL_FILES {
-            let compiled = nvrtc::compile(file, Target::Cubin { sm })?;
+        for (file, image) in KERNEL_FILES.iter().zip(compiled_images(sm)?) {
             let module = ctx
-                .load_module(Ptx::from_binary(compiled.image))
+                .load_module(Ptx::from_binary(image))
                 .map_err(|e| driver_err(&format!("loading {}", file.name), e))?;
             for &entry in file.entry_points {
                 let f = module.load_function(entry).map_err(|e| {

@@ -3,3 +3,4 @@
 
 pub mod cuda_checks;
 pub mod emu_gpu;
+pub mod gpt_checks;

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use clap::Subcommand;
 use scratchgpt::cuda::ops::{self, AttentionShape, Gemm};
+use scratchgpt::cuda::profile::ProfilingGpu;
 use scratchgpt::cuda::{DeviceBuffer, Gpu, GpuGpt};
 use scratchgpt::optim::AdamWConfig as GpuAdamConfig;
 
@@ -52,6 +53,9 @@ pub struct TrainStepArgs {
     /// cpu, cuda, or auto (CUDA when a GPU is usable).
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceChoice,
+    /// On a GPU, also time every kernel separately and print where a step's time goes.
+    #[arg(long)]
+    profile: bool,
 }
 
 /// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
@@ -71,7 +75,14 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     cfg.drop_rate = a.drop_rate;
     let model = GptModel::new(&cfg, 123)?;
     if let Some(gpu) = resolve(a.device)? {
-        return gpu_train_step(&gpu, &model, a);
+        gpu_train_step(&gpu, &model, a)?;
+        if a.profile {
+            let prof = std::rc::Rc::new(ProfilingGpu::new(gpu));
+            let as_gpu: Gpu = prof.clone();
+            println!("per-kernel profile (each kernel synchronised, one step after a warm-up):");
+            gpu_train_step_profiled(&as_gpu, &model, a, &prof)?;
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::default());
     let mut rng = Rng::new(7);
@@ -151,7 +162,7 @@ fn time_gpu(
     Ok((times[times.len() / 2], times[0]))
 }
 
-fn gpu_train_step(gpu: &Gpu, model: &GptModel, a: &TrainStepArgs) -> anyhow::Result<ExitCode> {
+fn gpu_train_step(gpu: &Gpu, model: &GptModel, a: &TrainStepArgs) -> anyhow::Result<()> {
     let cfg = &model.cfg;
     let mut g = GpuGpt::from_model(gpu, model)?;
     let adam = GpuAdamConfig::default();
@@ -193,7 +204,53 @@ fn gpu_train_step(gpu: &Gpu, model: &GptModel, a: &TrainStepArgs) -> anyhow::Res
         g.device_bytes() as f64 / (1u64 << 30) as f64,
         last_loss
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
+}
+
+fn gpu_train_step_profiled(
+    gpu: &Gpu,
+    model: &GptModel,
+    a: &TrainStepArgs,
+    prof: &ProfilingGpu,
+) -> anyhow::Result<()> {
+    let cfg = &model.cfg;
+    let mut g = GpuGpt::from_model(gpu, model)?;
+    let adam = GpuAdamConfig::default();
+    let mut rng = Rng::new(7);
+    let tokens = a.batch_size * a.context;
+    let x: Vec<i32> = (0..tokens)
+        .map(|_| rng.below(cfg.vocab_size as u64) as i32)
+        .collect();
+    let y: Vec<i32> = (0..tokens)
+        .map(|_| rng.below(cfg.vocab_size as u64) as i32)
+        .collect();
+    for step in 0..2 {
+        if step == 1 {
+            prof.reset();
+        }
+        g.zero_grad()?;
+        g.forward_backward(&x, &y, a.batch_size, a.context, Some(step))?;
+        g.adamw_step(&adam, adam.lr)?;
+    }
+    gpu.synchronize()?;
+    let report = prof.report();
+    let total: f64 = report.iter().map(|r| r.2).sum();
+    for (name, n, secs) in &report {
+        println!(
+            "  {:<36} {:>5} launches {:>9.3} ms {:>5.1}%",
+            name,
+            n,
+            secs * 1e3,
+            100.0 * secs / total
+        );
+    }
+    println!(
+        "  {:<36} {:>5}          {:>9.3} ms",
+        "total kernel time",
+        "",
+        total * 1e3
+    );
+    Ok(())
 }
 
 fn gpu_kernels(k: &GpuKernelArgs) -> anyhow::Result<ExitCode> {

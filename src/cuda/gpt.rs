@@ -470,9 +470,16 @@ impl GpuGpt {
         self.linear(&a.final_h, self.head, None, &a.logits, rows)
     }
 
+    /// Queue the sum of the per-row losses (on the device; nothing waits).
+    fn sum_losses(&self) -> Result<()> {
+        let a = self.acts.as_ref().expect("allocated");
+        ops::sum(&a.losses, &a.loss_sum)
+    }
+
+    /// Copy the summed loss to the host — the step's one device→host transfer, and the point
+    /// where the host waits for the GPU.
     fn read_loss(&self, counted: usize) -> Result<f32> {
         let a = self.acts.as_ref().expect("allocated");
-        ops::sum(&a.losses, &a.loss_sum)?;
         let loss = a.loss_sum.to_vec()?[0] / counted as f32;
         if !loss.is_finite() {
             return Err(Error::NonFinite {
@@ -501,6 +508,7 @@ impl GpuGpt {
             batch * seq,
             self.cfg.vocab_size,
         )?;
+        self.sum_losses()?;
         self.read_loss(counted)
     }
 
@@ -533,7 +541,7 @@ impl GpuGpt {
             v,
             1.0 / counted as f32,
         )?;
-        let loss = self.read_loss(counted)?;
+        self.sum_losses()?;
         let p = |i: usize| &self.params[i];
         // Head and final norm.
         self.linear_backward(
@@ -678,7 +686,8 @@ impl GpuGpt {
             v,
             c,
         )?;
-        Ok(loss)
+        // Only now wait for the GPU: the whole backward was queued without a host round-trip.
+        self.read_loss(counted)
     }
 
     /// The global L2 norm of all gradients (one device→host copy).

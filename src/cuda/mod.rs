@@ -18,6 +18,7 @@ pub mod gpt;
 pub mod kernels;
 pub mod nvrtc;
 pub mod ops;
+pub mod profile;
 
 pub use backend::{DeviceBuffer, DeviceElem, Gpu, GpuBackend, KernelArg};
 pub use driver::{probe, CudaGpu};

@@ -19,7 +19,9 @@
 //     8 columns into two groups 64 apart makes a warp's 16 distinct B reads one contiguous 256-byte
 //     row: no shared-memory bank conflicts.)
 //  3. while computing on one slab, each thread already holds the next slab's 16 values in
-//     registers (loaded from global memory before the math), hiding global-memory latency.
+//     registers (loaded from global memory before the math), hiding global-memory latency, and
+//     writes them into the second shared-memory buffer afterwards (double buffering: one barrier
+//     per slab).
 // Out-of-range rows/columns/k load as zero, so any M, N, K works.
 #define MM_BM 128
 #define MM_BN 128
@@ -100,8 +102,10 @@ extern "C" __global__ void __launch_bounds__(256) matmul(const float* A, const f
                                                          int M, int N, int K, int trans_a, int trans_b,
                                                          long long stride_a, long long stride_b, long long stride_c,
                                                          float alpha, float beta) {
-    __shared__ __align__(16) float As[MM_BK][MM_BM];
-    __shared__ __align__(16) float Bs[MM_BK][MM_BN];
+    // Two buffers per operand (32 KiB): the block computes on one while the next slab is written
+    // into the other, so one barrier per slab suffices.
+    __shared__ __align__(16) float As[2][MM_BK][MM_BM];
+    __shared__ __align__(16) float Bs[2][MM_BK][MM_BN];
     const int tid = threadIdx.x;
     const int row0 = blockIdx.y * MM_BM, col0 = blockIdx.x * MM_BN;
     A += blockIdx.z * stride_a;
@@ -117,17 +121,19 @@ extern "C" __global__ void __launch_bounds__(256) matmul(const float* A, const f
 
     MatmulSlab slab;
     matmul_load_slab(A, B, M, N, K, trans_a, trans_b, row0, col0, 0, tid, slab);
+    matmul_store_slab(As[0], Bs[0], trans_a, trans_b, tid, slab);
+    __syncthreads();
+    int buf = 0;
     for (int k0 = 0; k0 < K; k0 += MM_BK) {
-        matmul_store_slab(As, Bs, trans_a, trans_b, tid, slab);
-        __syncthreads();
+        const bool more = k0 + MM_BK < K;
         // Fetch the next slab now; the loads complete while the FMAs below run.
-        if (k0 + MM_BK < K) matmul_load_slab(A, B, M, N, K, trans_a, trans_b, row0, col0, k0 + MM_BK, tid, slab);
+        if (more) matmul_load_slab(A, B, M, N, K, trans_a, trans_b, row0, col0, k0 + MM_BK, tid, slab);
 #pragma unroll
         for (int kk = 0; kk < MM_BK; kk++) {
-            float4 a0 = *reinterpret_cast<const float4*>(&As[kk][ty * 4]);
-            float4 a1 = *reinterpret_cast<const float4*>(&As[kk][64 + ty * 4]);
-            float4 b0 = *reinterpret_cast<const float4*>(&Bs[kk][tx * 4]);
-            float4 b1 = *reinterpret_cast<const float4*>(&Bs[kk][64 + tx * 4]);
+            float4 a0 = *reinterpret_cast<const float4*>(&As[buf][kk][ty * 4]);
+            float4 a1 = *reinterpret_cast<const float4*>(&As[buf][kk][64 + ty * 4]);
+            float4 b0 = *reinterpret_cast<const float4*>(&Bs[buf][kk][tx * 4]);
+            float4 b1 = *reinterpret_cast<const float4*>(&Bs[buf][kk][64 + tx * 4]);
             float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
             float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
 #pragma unroll
@@ -135,8 +141,11 @@ extern "C" __global__ void __launch_bounds__(256) matmul(const float* A, const f
 #pragma unroll
                 for (int j = 0; j < 8; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
         }
-        // Everyone must finish reading this slab before the next iteration overwrites it.
+        // The other buffer was last read before the previous barrier: safe to overwrite now.
+        if (more) matmul_store_slab(As[buf ^ 1], Bs[buf ^ 1], trans_a, trans_b, tid, slab);
+        // The new slab must be complete before anyone computes on it.
         __syncthreads();
+        buf ^= 1;
     }
 
 #pragma unroll

@@ -17,7 +17,8 @@ use scratchgpt::optim::{AdamW, AdamWConfig, LrSchedule};
 use scratchgpt::train::checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
 use scratchgpt::train::plot::plot_losses;
 use scratchgpt::train::{
-    calc_loss_loader, train_model_simple, TrainEvent, TrainOptions, TrainState,
+    calc_loss_loader, train_with_engine, CpuEngine, GpuEngine, StepEngine, TrainEvent,
+    TrainOptions, TrainState,
 };
 
 #[derive(clap::Args)]
@@ -98,6 +99,10 @@ pub struct Args {
     /// the model and optimizer settings come from the checkpoint).
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Where the training steps run: cpu, cuda, or auto (CUDA when a GPU is usable). Samples
+    /// and checkpoints use the CPU copy, synced from the GPU as needed.
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: super::device::DeviceChoice,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -280,10 +285,23 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         )
         .expect("valid template"),
     );
+    let gpu = super::device::resolve(args.device)?;
+    let mut cpu_engine;
+    let mut gpu_engine;
+    let engine: &mut dyn StepEngine = match &gpu {
+        Some(g) => {
+            gpu_engine = GpuEngine::new(g, &model, &mut optimizer)?;
+            &mut gpu_engine
+        }
+        None => {
+            cpu_engine = CpuEngine::new(&model, &mut optimizer);
+            &mut cpu_engine
+        }
+    };
     let started = Instant::now();
-    let result = train_model_simple(
+    let result = train_with_engine(
+        engine,
         &model,
-        &mut optimizer,
         &mut train_loader,
         &mut val_loader,
         &opts,

@@ -753,6 +753,42 @@ impl GpuGpt {
         Ok(())
     }
 
+    /// Copy the AdamW state (step count and both moments of every parameter, by name) from a CPU
+    /// optimizer, e.g. one restored from a checkpoint.
+    pub fn load_adam_state(&mut self, opt: &crate::optim::AdamW) -> Result<()> {
+        for p in &mut self.params {
+            let s = opt.state.iter().find(|s| s.name == p.name).ok_or_else(|| {
+                Error::invalid(
+                    "GpuGpt",
+                    format!("optimizer state has no entry for {}", p.name),
+                )
+            })?;
+            let as_vec = |a: &ndarray::ArrayD<f32>| a.iter().copied().collect::<Vec<f32>>();
+            let (m, v) = (as_vec(&s.m), as_vec(&s.v));
+            p.moments = Some((
+                DeviceBuffer::from_slice(&self.gpu, &m)?,
+                DeviceBuffer::from_slice(&self.gpu, &v)?,
+            ));
+        }
+        self.step = opt.t;
+        Ok(())
+    }
+
+    /// Copy the AdamW state back into a CPU optimizer (for a checkpoint).
+    pub fn store_adam_state(&self, opt: &mut crate::optim::AdamW) -> Result<()> {
+        for s in &mut opt.state {
+            let p = self.param(&s.name)?;
+            if let Some((m, v)) = &p.moments {
+                let shape = s.m.shape().to_vec();
+                s.m =
+                    ndarray::ArrayD::from_shape_vec(shape.clone(), m.to_vec()?).expect("same size");
+                s.v = ndarray::ArrayD::from_shape_vec(shape, v.to_vec()?).expect("same size");
+            }
+        }
+        opt.t = self.step;
+        Ok(())
+    }
+
     /// Wait for all queued GPU work.
     pub fn synchronize(&self) -> Result<()> {
         self.gpu.synchronize()

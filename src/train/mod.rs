@@ -6,7 +6,10 @@
 use std::time::Instant;
 
 pub mod checkpoint;
+pub mod engine;
 pub mod plot;
+
+pub use engine::{CpuEngine, GpuEngine, StepEngine};
 
 use crate::autograd::no_grad;
 use crate::data::dataset::Batch;
@@ -14,7 +17,7 @@ use crate::data::{BpeTokenizer, DataLoader};
 use crate::error::{Error, Result};
 use crate::gpt::{generate_text_simple, GptModel};
 use crate::nn::ForwardCtx;
-use crate::optim::{clip_grad_norm, AdamW, LrSchedule};
+use crate::optim::{AdamW, LrSchedule};
 use crate::tensor::Tensor;
 
 /// The mean cross-entropy of the model's next-token predictions on one batch.
@@ -146,9 +149,82 @@ pub fn train_model_simple(
     opts: &TrainOptions,
     tokenizer: &BpeTokenizer,
     state: &mut TrainState,
+    on_event: impl FnMut(&TrainEvent),
+) -> Result<()> {
+    let mut engine = CpuEngine::new(model, optimizer);
+    train_with_engine(
+        &mut engine,
+        model,
+        train_loader,
+        val_loader,
+        opts,
+        tokenizer,
+        state,
+        on_event,
+    )
+}
+
+/// The average eval-mode loss of the first `num_batches` batches, through an engine.
+pub fn engine_loss_loader(
+    engine: &mut dyn StepEngine,
+    batches: &[Batch],
+    num_batches: usize,
+) -> Result<f64> {
+    if batches.is_empty() {
+        return Err(Error::invalid(
+            "calc_loss_loader",
+            "the loader has no batches",
+        ));
+    }
+    let n = num_batches.min(batches.len());
+    let mut total = 0.0;
+    for b in &batches[..n] {
+        total += engine.eval_loss(b)?;
+    }
+    Ok(total / n as f64)
+}
+
+/// [`train_model_simple`] on any [`StepEngine`] (the CPU autograd or a GPU). `model` is the CPU
+/// copy used for the per-epoch samples; the engine syncs it before each sample and before
+/// returning, so a checkpoint saved afterwards holds the trained weights and optimizer state.
+#[allow(clippy::too_many_arguments)]
+pub fn train_with_engine(
+    engine: &mut dyn StepEngine,
+    model: &GptModel,
+    train_loader: &mut DataLoader,
+    val_loader: &mut DataLoader,
+    opts: &TrainOptions,
+    tokenizer: &BpeTokenizer,
+    state: &mut TrainState,
     mut on_event: impl FnMut(&TrainEvent),
 ) -> Result<()> {
-    let params = model.parameters();
+    let result = train_loop(
+        engine,
+        model,
+        train_loader,
+        val_loader,
+        opts,
+        tokenizer,
+        state,
+        &mut on_event,
+    );
+    // Weights that gave a non-finite loss were never applied (the engine skips that update), so
+    // syncing is safe on every path.
+    engine.sync_to_cpu()?;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_loop(
+    engine: &mut dyn StepEngine,
+    model: &GptModel,
+    train_loader: &mut DataLoader,
+    val_loader: &mut DataLoader,
+    opts: &TrainOptions,
+    tokenizer: &BpeTokenizer,
+    state: &mut TrainState,
+    on_event: &mut dyn FnMut(&TrainEvent),
+) -> Result<()> {
     let context_size = model.cfg.context_length;
     let start_ids = tokenizer.encode_with_special(&opts.start_context, &["<|endoftext|>"])?;
     while state.epoch < opts.num_epochs {
@@ -175,22 +251,15 @@ pub fn train_model_simple(
             }
             let step = state.global_step;
             let t0 = Instant::now();
-            optimizer.zero_grad();
-            let ctx = ForwardCtx::train(crate::tensor::rng::mix64(opts.seed ^ step as u64));
-            let loss = calc_loss_batch(model, batch, &ctx)?;
-            let loss_value = loss.item()? as f64;
+            let lr = opts.schedule.lr_at(step);
+            let dropout_seed = crate::tensor::rng::mix64(opts.seed ^ step as u64);
+            let loss_value = engine.train_step(batch, dropout_seed, opts.clip, lr)?;
             if !loss_value.is_finite() {
                 return Err(Error::NonFinite {
                     what: format!("the training loss at step {step} (epoch {})", epoch + 1),
                     value: loss_value,
                 });
             }
-            loss.backward()?;
-            if let Some(max_norm) = opts.clip {
-                clip_grad_norm(&params, max_norm);
-            }
-            let lr = opts.schedule.lr_at(step);
-            optimizer.step_with_lr(lr)?;
             let step_secs = t0.elapsed().as_secs_f64();
             state.train_secs += step_secs;
             state.tokens_seen += batch.inputs.len();
@@ -207,9 +276,8 @@ pub fn train_model_simple(
                 // As the book: iterate the (shuffled) training loader afresh, which draws a new
                 // order, and take its first `eval_iter` batches; the validation loader is not
                 // shuffled.
-                let train_loss =
-                    calc_loss_loader(model, &train_loader.epoch(), Some(opts.eval_iter))?;
-                let val_loss = calc_loss_loader(model, &val_loader.epoch(), Some(opts.eval_iter))?;
+                let train_loss = engine_loss_loader(engine, &train_loader.epoch(), opts.eval_iter)?;
+                let val_loss = engine_loss_loader(engine, &val_loader.epoch(), opts.eval_iter)?;
                 state.train_losses.push(train_loss);
                 state.val_losses.push(val_loss);
                 state.track_tokens_seen.push(state.tokens_seen);
@@ -222,6 +290,7 @@ pub fn train_model_simple(
                 });
             }
         }
+        engine.sync_to_cpu()?;
         let ids = generate_text_simple(model, &start_ids, opts.sample_tokens, context_size)?;
         let text = tokenizer.decode(&ids)?.replace('\n', " ");
         on_event(&TrainEvent::Sample { epoch, text });

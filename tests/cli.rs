@@ -348,3 +348,72 @@ fn bench_train_step_reports_speed_and_memory() {
         stderr(&o)
     );
 }
+
+/// `--device cuda` where no GPU is usable: one line naming what is missing, non-zero exit.
+/// (Skipped on a machine that has a GPU, where the command would start training instead.)
+#[test]
+fn device_cuda_without_a_gpu_is_one_clear_line() {
+    if scratchgpt::cuda::probe().is_ok() {
+        eprintln!("a GPU is present; the no-GPU error cannot be shown here");
+        return;
+    }
+    for args in [
+        &["train", "--device", "cuda", "--max-steps", "1"][..],
+        &[
+            "bench",
+            "train-step",
+            "--preset",
+            "tiny",
+            "--context",
+            "8",
+            "--device",
+            "cuda",
+        ][..],
+        &["bench", "gpu-kernels"][..],
+    ] {
+        let o = run(args);
+        assert!(!o.status.success(), "{args:?}");
+        let err = stderr(&o);
+        assert!(
+            err.contains("--device cuda: CUDA:") || err.contains("CUDA:"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "{args:?}: one line, got {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // auto falls back to the CPU and says why.
+    let o = run(&[
+        "bench",
+        "train-step",
+        "--preset",
+        "tiny",
+        "--context",
+        "8",
+        "--steps",
+        "1",
+        "--device",
+        "auto",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("device: cpu ("), "{}", stderr(&o));
+}
+
+#[test]
+fn kernels_reports_or_explains_missing_nvrtc() {
+    let o = run(&["kernels"]);
+    if scratchgpt::cuda::nvrtc::nvrtc_status().is_ok() {
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            stdout(&o).contains("| `matmul` | matmul.cu |"),
+            "{}",
+            stdout(&o)
+        );
+    } else {
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("NVRTC"), "{}", stderr(&o));
+    }
+}

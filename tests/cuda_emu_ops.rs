@@ -141,3 +141,30 @@ fn an_unknown_kernel_is_an_error() {
     let err = launch("no_such_kernel", 32, &[]).unwrap_err();
     assert!(err.contains("no kernel named no_such_kernel"), "{err}");
 }
+
+// ---- tensors in GPU memory ---------------------------------------------------------------------
+
+#[test]
+fn tensors_move_to_the_gpu_and_back() {
+    use scratchgpt::{Device, Tensor};
+    let gpu = EmuGpu::shared();
+    let t =
+        Tensor::<f32>::from_vec((0..12).map(|v| v as f32 * 0.5 - 2.0).collect(), &[3, 4]).unwrap();
+    let g = t.to_gpu(&gpu).unwrap();
+    assert_eq!(g.device(), Device::Cuda(0));
+    assert_eq!(g.shape(), vec![3, 4]);
+    assert_eq!(
+        g.cuda_buffer().unwrap().to_vec().unwrap(),
+        t.to_vec().unwrap()
+    );
+    let back = g.to_cpu().unwrap();
+    assert_eq!(back.device(), Device::Cpu);
+    assert_eq!(back.to_vec().unwrap(), t.to_vec().unwrap());
+    // A CPU op on GPU data is a clear error naming the op and the device, not a silent copy.
+    let err = g.add(&g).unwrap_err().to_string();
+    assert!(err.contains("cuda:0"), "{err}");
+    assert!(g.to_vec().unwrap_err().to_string().contains("to_vec"));
+    // f64 is refused rather than rounded to f32.
+    let d = Tensor::<f64>::zeros(&[2]);
+    assert!(d.to_gpu(&gpu).unwrap_err().to_string().contains("f32"));
+}

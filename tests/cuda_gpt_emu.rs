@@ -40,3 +40,8 @@ fn small_preset_step_with_the_full_vocabulary_matches_the_cpu() {
     let model = scratchgpt::gpt::GptModel::new(&cfg, 3).unwrap();
     checks::compare_model_step(&EmuGpu::shared(), &model, 2, 64);
 }
+
+#[test]
+fn generation_matches_the_cpu() {
+    checks::generation_matches_the_cpu(&EmuGpu::shared());
+}

@@ -83,3 +83,28 @@ fn small_preset_step_with_the_full_vocabulary_matches_the_cpu() {
         gpt::compare_model_step(&g, &model, 2, 64);
     }
 }
+
+#[test]
+fn out_of_memory_is_an_error_with_the_size() {
+    if let Some(g) = gpu() {
+        let err = scratchgpt::cuda::DeviceBuffer::<f32>::uninit(&g, 1 << 48)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("out of GPU memory"), "{err}");
+        assert!(
+            err.contains(&(4u64 << 48).to_string()),
+            "the error names the requested bytes: {err}"
+        );
+    }
+}
+
+#[test]
+fn tensors_move_to_the_gpu_and_back() {
+    if let Some(g) = gpu() {
+        let t = scratchgpt::Tensor::<f32>::from_vec((0..10).map(|v| v as f32).collect(), &[2, 5])
+            .unwrap();
+        let d = t.to_gpu(&g).unwrap();
+        assert_eq!(d.device(), scratchgpt::Device::Cuda(0));
+        assert_eq!(d.to_cpu().unwrap().to_vec().unwrap(), t.to_vec().unwrap());
+    }
+}

@@ -69,6 +69,11 @@ pub trait GpuBackend {
     /// A one-line description ("NVIDIA H100 80GB HBM3 (sm_90), CUDA driver 13.0").
     fn describe(&self) -> String;
 
+    /// The device ordinal (`cuda:N`).
+    fn ordinal(&self) -> usize {
+        0
+    }
+
     /// Allocate `bytes` of device memory. Contents are unspecified.
     fn alloc(&self, bytes: usize) -> Result<u64>;
 
@@ -191,6 +196,29 @@ impl<T: DeviceElem> DeviceBuffer<T> {
                 std::mem::size_of_val(out.as_slice()),
             );
             self.gpu.copy_to_host(self.ptr, bytes)?;
+        }
+        Ok(out)
+    }
+
+    /// Elements `start .. start + len`, copied to the host.
+    pub fn read_range(&self, start: usize, len: usize) -> Result<Vec<T>> {
+        if start.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(Error::invalid(
+                "DeviceBuffer::read_range",
+                format!(
+                    "range {start}..{} of a buffer of {}",
+                    start.saturating_add(len),
+                    self.len
+                ),
+            ));
+        }
+        let mut out = vec![T::default(); len];
+        let size = std::mem::size_of::<T>();
+        // SAFETY: the range was just checked against this buffer's length.
+        unsafe {
+            let bytes = std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, len * size);
+            self.gpu
+                .copy_to_host(self.ptr + (start * size) as u64, bytes)?;
         }
         Ok(out)
     }

@@ -140,6 +140,10 @@ impl GpuBackend for CudaGpu {
         self.description.clone()
     }
 
+    fn ordinal(&self) -> usize {
+        self.ctx.ordinal()
+    }
+
     fn alloc(&self, bytes: usize) -> Result<u64> {
         self.bind()?;
         let bytes = bytes.max(4);

@@ -380,7 +380,7 @@ impl GpuGpt {
     fn forward(
         &mut self,
         inputs: &[i32],
-        targets: &[i32],
+        targets: Option<&[i32]>,
         batch: usize,
         seq: usize,
         seeds: Option<Seeds>,
@@ -389,7 +389,9 @@ impl GpuGpt {
         let a = self.acts.as_mut().expect("allocated");
         a.ids_host = inputs.to_vec();
         a.ids.write(inputs)?;
-        a.targets.write(targets)?;
+        if let Some(targets) = targets {
+            a.targets.write(targets)?;
+        }
         let a = self.acts.as_ref().expect("allocated");
         let (c, rows, v) = (self.cfg.emb_dim, batch * seq, self.cfg.vocab_size);
         let drop = seeds.filter(|s| s.p > 0.0);
@@ -499,7 +501,7 @@ impl GpuGpt {
         seq: usize,
     ) -> Result<f32> {
         let counted = self.check_batch(inputs, targets, batch, seq)?;
-        self.forward(inputs, targets, batch, seq, None)?;
+        self.forward(inputs, Some(targets), batch, seq, None)?;
         let a = self.acts.as_ref().expect("allocated");
         ops::cross_entropy_forward(
             &a.logits,
@@ -528,7 +530,7 @@ impl GpuGpt {
             base,
             p: self.cfg.drop_rate as f32,
         });
-        self.forward(inputs, targets, batch, seq, seeds)?;
+        self.forward(inputs, Some(targets), batch, seq, seeds)?;
         let drop = seeds.filter(|s| s.p > 0.0);
         let a = self.acts.as_ref().expect("allocated");
         let (c, rows, v) = (self.cfg.emb_dim, batch * seq, self.cfg.vocab_size);
@@ -688,6 +690,28 @@ impl GpuGpt {
         )?;
         // Only now wait for the GPU: the whole backward was queued without a host round-trip.
         self.read_loss(counted)
+    }
+
+    /// The logits of the token after `ids` (one sequence, eval mode): what generation needs.
+    pub fn next_token_logits(&mut self, ids: &[i32]) -> Result<Vec<f32>> {
+        let n = ids.len();
+        if n == 0 || n > self.cfg.context_length {
+            return Err(Error::invalid(
+                "GpuGpt::next_token_logits",
+                format!(
+                    "{n} tokens: need 1 ..= context length {}",
+                    self.cfg.context_length
+                ),
+            ));
+        }
+        ops::check_token_ids(ids, self.cfg.vocab_size)?;
+        self.forward(ids, None, 1, n, None)?;
+        let v = self.cfg.vocab_size;
+        self.acts
+            .as_ref()
+            .expect("allocated")
+            .logits
+            .read_range((n - 1) * v, v)
     }
 
     /// The global L2 norm of all gradients (one device→host copy).

@@ -58,22 +58,39 @@ pub fn generate(
     context_size: usize,
     sampling: &Sampling,
 ) -> Result<Vec<u32>> {
+    let ctx = ForwardCtx::eval();
+    let vocab = model.cfg.vocab_size;
+    let next_logits = |window: &[u32]| -> Result<Vec<f32>> {
+        let n = window.len();
+        let w: Vec<i64> = window.iter().map(|&t| t as i64).collect();
+        let logits = no_grad(|| model.forward(&Ids::new(w, &[1, n])?, &ctx))?;
+        logits.select(1, n - 1)?.reshape(&[vocab])?.to_vec()
+    };
+    let context_size = context_size.min(model.cfg.context_length);
+    generate_with(next_logits, prompt, max_new_tokens, context_size, sampling)
+}
+
+/// The generation loop over any model: `next_logits(window)` returns the logits of the token
+/// after `window` (at most `context_size` tokens). Used with the CPU model ([`generate`]) and with
+/// the GPU model (`scratchgpt generate --device cuda`).
+pub fn generate_with(
+    mut next_logits: impl FnMut(&[u32]) -> Result<Vec<f32>>,
+    prompt: &[u32],
+    max_new_tokens: usize,
+    context_size: usize,
+    sampling: &Sampling,
+) -> Result<Vec<u32>> {
     if prompt.is_empty() {
         return Err(Error::invalid("generate", "the prompt is empty"));
     }
-    let context_size = context_size.min(model.cfg.context_length);
+    if context_size == 0 {
+        return Err(Error::invalid("generate", "the context size is 0"));
+    }
     let mut rng = Rng::new(sampling.seed);
     let mut ids = prompt.to_vec();
-    let ctx = ForwardCtx::eval();
     for _ in 0..max_new_tokens {
         let start = ids.len().saturating_sub(context_size);
-        let window: Vec<i64> = ids[start..].iter().map(|&t| t as i64).collect();
-        let n = window.len();
-        let logits = no_grad(|| model.forward(&Ids::new(window, &[1, n])?, &ctx))?;
-        let last = logits
-            .select(1, n - 1)?
-            .reshape(&[model.cfg.vocab_size])?
-            .to_vec()?;
+        let last = next_logits(&ids[start..])?;
         let next = pick(&last, sampling, &mut rng);
         if Some(next) == sampling.eos_id {
             break;

@@ -5,7 +5,7 @@ pub mod generate;
 pub mod model;
 
 pub use config::GptConfig;
-pub use generate::{generate, generate_text_simple, Sampling};
+pub use generate::{generate, generate_text_simple, generate_with, Sampling};
 pub use model::{FeedForward, GptModel, MultiHeadAttention, TransformerBlock};
 pub mod reference_check;
 pub mod safetensors_io;

@@ -17,7 +17,7 @@ use std::fmt;
 use std::rc::Rc;
 
 pub use element::{DType, Element};
-pub use storage::{CpuArray, Device, Storage};
+pub use storage::{CpuArray, CudaStorage, Device, Storage};
 
 use crate::autograd::node::Node;
 use crate::error::{Error, Result};
@@ -241,6 +241,12 @@ impl<T: Element> Tensor<T> {
         let mut s = self.node.value.borrow_mut();
         match &mut *s {
             Storage::Cpu(a) => f(a),
+            Storage::Cuda(c) => {
+                return Err(Error::DeviceUnsupported {
+                    op: "update_value",
+                    device: Device::Cuda(c.ordinal).to_string(),
+                })
+            }
         }
         Ok(())
     }
@@ -264,6 +270,61 @@ impl<T: Element> Tensor<T> {
         Ok(())
     }
 
+    /// A copy of this tensor in GPU memory (a new leaf: no gradient flows across devices, as with
+    /// [`Tensor::cast`]). GPU tensors hold f32; an f64 tensor is refused rather than silently
+    /// rounded.
+    pub fn to_gpu(&self, gpu: &crate::cuda::Gpu) -> Result<Tensor<T>> {
+        if T::DTYPE != DType::F32 {
+            return Err(Error::invalid(
+                "to_gpu",
+                format!(
+                    "GPU tensors are f32; this tensor is {} (cast it first)",
+                    T::DTYPE
+                ),
+            ));
+        }
+        let data: Vec<f32> = self
+            .to_cpu()?
+            .to_vec()?
+            .iter()
+            .map(|v| v.f64() as f32)
+            .collect();
+        let storage = CudaStorage {
+            buffer: Rc::new(crate::cuda::DeviceBuffer::from_slice(gpu, &data)?),
+            shape: self.shape(),
+            ordinal: gpu.ordinal(),
+        };
+        Ok(Tensor {
+            node: Rc::new(Node::leaf(Storage::Cuda(storage), false)),
+        })
+    }
+
+    /// This tensor on the CPU: itself if it is already there, else a copy from the GPU (a new
+    /// leaf).
+    pub fn to_cpu(&self) -> Result<Tensor<T>> {
+        let storage = self.node.value.borrow().clone();
+        match storage {
+            Storage::Cpu(_) => Ok(self.clone()),
+            Storage::Cuda(c) => {
+                let data: Vec<T> = c
+                    .buffer
+                    .to_vec()?
+                    .iter()
+                    .map(|&v| T::of(v as f64))
+                    .collect();
+                Tensor::from_vec(data, &c.shape)
+            }
+        }
+    }
+
+    /// The device buffer of a GPU tensor (None on the CPU), for code that launches kernels.
+    pub fn cuda_buffer(&self) -> Option<Rc<crate::cuda::DeviceBuffer<f32>>> {
+        match &*self.node.value.borrow() {
+            Storage::Cuda(c) => Some(c.buffer.clone()),
+            Storage::Cpu(_) => None,
+        }
+    }
+
     /// Converts to another element type (a new leaf; no gradient flows across the cast).
     pub fn cast<U: Element>(&self) -> Result<Tensor<U>> {
         let a = self.cpu("cast")?;
@@ -281,6 +342,7 @@ impl<T: Element> fmt::Display for Tensor<T> {
         let s = self.node.value.borrow();
         match &*s {
             Storage::Cpu(a) => write!(f, "tensor({a:.4}")?,
+            Storage::Cuda(_) => write!(f, "tensor(<data on the GPU>")?,
         }
         write!(f, ", shape={:?}, dtype={}", s.shape(), T::DTYPE)?;
         if s.device() != Device::Cpu {

@@ -7,7 +7,11 @@
 //! without a CUDA kernel yet fails with its name instead of silently copying, and adding the
 //! variant does not require touching every op at once.
 
+use std::rc::Rc;
+
 use ndarray::{ArcArray, IxDyn};
+
+use crate::cuda::DeviceBuffer;
 
 use crate::error::{Error, Result};
 use crate::tensor::Element;
@@ -33,10 +37,32 @@ impl std::fmt::Display for Device {
     }
 }
 
+/// Data in GPU memory: a shared handle to an f32 device buffer (row-major, contiguous) and the
+/// shape. Made by [`crate::Tensor::to_gpu`]; [`crate::Tensor::to_cpu`] copies it back.
+#[derive(Clone)]
+pub struct CudaStorage {
+    pub buffer: Rc<DeviceBuffer<f32>>,
+    pub shape: Vec<usize>,
+    pub ordinal: usize,
+}
+
+impl std::fmt::Debug for CudaStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CudaStorage(cuda:{}, shape {:?})",
+            self.ordinal, self.shape
+        )
+    }
+}
+
 /// A tensor's data on its device.
 #[derive(Clone, Debug)]
 pub enum Storage<T: Element> {
     Cpu(CpuArray<T>),
+    /// f32 data on a CUDA GPU. The autograd ops read CPU data; on this variant they return
+    /// [`Error::DeviceUnsupported`] naming the op (the GPU's own kernels live in `crate::cuda`).
+    Cuda(CudaStorage),
 }
 
 impl<T: Element> Storage<T> {
@@ -44,6 +70,7 @@ impl<T: Element> Storage<T> {
     pub fn device(&self) -> Device {
         match self {
             Storage::Cpu(_) => Device::Cpu,
+            Storage::Cuda(c) => Device::Cuda(c.ordinal),
         }
     }
 
@@ -51,7 +78,6 @@ impl<T: Element> Storage<T> {
     pub fn cpu(&self, op: &'static str) -> Result<&CpuArray<T>> {
         match self {
             Storage::Cpu(a) => Ok(a),
-            #[allow(unreachable_patterns)]
             other => Err(Error::DeviceUnsupported {
                 op,
                 device: other.device().to_string(),
@@ -63,6 +89,7 @@ impl<T: Element> Storage<T> {
     pub fn shape(&self) -> &[usize] {
         match self {
             Storage::Cpu(a) => a.shape(),
+            Storage::Cuda(c) => &c.shape,
         }
     }
 }

@@ -216,3 +216,36 @@ pub fn bad_batches_are_clear_errors(gpu: &Gpu) {
         .to_string();
     assert!(err.contains("ignored"), "{err}");
 }
+
+/// Greedy generation through GpuGpt's next-token logits gives the CPU model's tokens, and the
+/// logits themselves agree.
+pub fn generation_matches_the_cpu(gpu: &Gpu) {
+    use scratchgpt::gpt::{generate, generate_with, Sampling};
+    let model = tiny(0.0, false, false);
+    let prompt: Vec<u32> = vec![3, 14, 15, 92, 65];
+    let ctx = 8; // shorter than the prompt + new tokens: the window slides
+    let cpu = generate(&model, &prompt, 12, ctx, &Sampling::default()).unwrap();
+    let mut g = GpuGpt::from_model(gpu, &model).unwrap();
+    let on_gpu = generate_with(
+        |w| g.next_token_logits(&w.iter().map(|&t| t as i32).collect::<Vec<_>>()),
+        &prompt,
+        12,
+        ctx,
+        &Sampling::default(),
+    )
+    .unwrap();
+    assert_eq!(on_gpu, cpu);
+    let logits = g.next_token_logits(&[1, 2, 3]).unwrap();
+    let want = model
+        .forward(&as_ids(&[1, 2, 3], 1, 3), &ForwardCtx::eval())
+        .unwrap()
+        .select(1, 2)
+        .unwrap()
+        .reshape(&[model.cfg.vocab_size])
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    assert_close("next-token logits", &logits, &to64(&want), 1e-5);
+    assert!(g.next_token_logits(&[]).is_err());
+    assert!(g.next_token_logits(&[101]).is_err());
+}

@@ -4,17 +4,22 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use scratchgpt::gpt::reference_check::check_book_fixture;
+use scratchgpt::gpt::reference_check::{check_book_fixture, check_hf_fixture, is_hf_fixture};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A fixture folder in the book-gpt-tiny format (config.json, weights/batch/expected
-    /// .safetensors, expected.json).
+    /// A fixture folder: the book-gpt-tiny format (config.json, weights/batch/expected
+    /// .safetensors, expected.json) or the hf-gpt2-tiny format (a Hugging Face GPT-2 folder
+    /// with expected.json).
     dir: PathBuf,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let lines = check_book_fixture(&args.dir)?;
+    let lines = if is_hf_fixture(&args.dir) {
+        check_hf_fixture(&args.dir)?
+    } else {
+        check_book_fixture(&args.dir)?
+    };
     let mut out = std::io::stdout().lock();
     writeln!(
         out,

@@ -9,16 +9,38 @@ use scratchgpt::autograd::no_grad;
 use scratchgpt::cuda::GpuGpt;
 use scratchgpt::data::text_file::read_text;
 use scratchgpt::data::BpeTokenizer;
-use scratchgpt::gpt::{generate, generate_with, Sampling};
+use scratchgpt::gpt::{generate, generate_with, GptModel, Sampling};
 use scratchgpt::nn::ForwardCtx;
 use scratchgpt::train::checkpoint::load_checkpoint;
 use scratchgpt::Ids;
 
+/// Where the weights come from: a checkpoint of ours, or OpenAI's GPT-2 in a Hugging Face folder.
 #[derive(clap::Args)]
-pub struct GenerateArgs {
+#[group(required = true, multiple = false)]
+pub struct ModelSource {
     /// A checkpoint written by `train`.
     #[arg(long)]
-    checkpoint: PathBuf,
+    checkpoint: Option<PathBuf>,
+    /// A Hugging Face GPT-2 folder (config.json + model.safetensors), e.g. a download of
+    /// openai-community/gpt2 (124M) … gpt2-xl (1558M).
+    #[arg(long)]
+    gpt2: Option<PathBuf>,
+}
+
+impl ModelSource {
+    pub fn load(&self) -> anyhow::Result<GptModel> {
+        Ok(match (&self.checkpoint, &self.gpt2) {
+            (Some(ck), _) => load_checkpoint(ck)?.model,
+            (None, Some(dir)) => GptModel::from_hf_gpt2(dir)?,
+            (None, None) => bail!("give --checkpoint or --gpt2"),
+        })
+    }
+}
+
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    source: ModelSource,
     #[arg(long, default_value = "Every effort moves you")]
     prompt: String,
     #[arg(long, default_value_t = 50)]
@@ -44,10 +66,10 @@ fn to_i32(ids: &[u32]) -> Vec<i32> {
 }
 
 pub fn run_generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
-    let ck = load_checkpoint(&args.checkpoint)?;
+    let model = args.source.load()?;
     let tok = BpeTokenizer::gpt2();
     let prompt = tok.encode_with_special(&args.prompt, &["<|endoftext|>"])?;
-    let ctx = ck.model.cfg.context_length;
+    let ctx = model.cfg.context_length;
     if prompt.len() > ctx {
         bail!(
             "the prompt is {} tokens, longer than the model's context of {ctx}",
@@ -66,7 +88,7 @@ pub fn run_generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
     };
     let ids = match super::device::resolve(args.device)? {
         Some(gpu) => {
-            let mut g = GpuGpt::from_model(&gpu, &ck.model)?;
+            let mut g = GpuGpt::from_model(&gpu, &model)?;
             generate_with(
                 |w| g.next_token_logits(&to_i32(w)),
                 &prompt,
@@ -75,7 +97,7 @@ pub fn run_generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
                 &sampling,
             )?
         }
-        None => generate(&ck.model, &prompt, args.max_new_tokens, ctx, &sampling)?,
+        None => generate(&model, &prompt, args.max_new_tokens, ctx, &sampling)?,
     };
     println!("{}", tok.decode(&ids)?);
     Ok(ExitCode::SUCCESS)
@@ -83,9 +105,8 @@ pub fn run_generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
-    /// A checkpoint written by `train`.
-    #[arg(long)]
-    checkpoint: PathBuf,
+    #[command(flatten)]
+    source: ModelSource,
     /// The text to score (or --file).
     #[arg(long, conflicts_with = "file")]
     text: Option<String>,
@@ -105,8 +126,8 @@ pub fn run_eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         (None, Some(p)) => read_text(p)?,
         _ => bail!("give the text with --text or --file"),
     };
-    let ck = load_checkpoint(&args.checkpoint)?;
-    let model = &ck.model;
+    let loaded = args.source.load()?;
+    let model = &loaded;
     let tok = BpeTokenizer::gpt2();
     let ids: Vec<i64> = tok
         .encode_with_special(&text, &["<|endoftext|>"])?

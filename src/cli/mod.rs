@@ -69,11 +69,18 @@ pub fn run() -> anyhow::Result<ExitCode> {
             }
             // One clear line (clap's first), not a usage screen.
             let text = e.render().to_string();
-            let first = text
-                .lines()
+            let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+            let mut first = lines
                 .next()
                 .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
+                .trim_start_matches("error: ")
+                .to_string();
+            // "the following required arguments were not provided:" names them on the next line.
+            if first.ends_with(':') {
+                if let Some(next) = lines.next() {
+                    first = format!("{first} {}", next.trim());
+                }
+            }
             eprintln!("error: {first} (see --help)");
             return Ok(ExitCode::from(2));
         }

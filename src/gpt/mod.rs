@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod generate;
+pub mod hf;
 pub mod model;
 
 pub use config::GptConfig;

@@ -255,3 +255,152 @@ pub fn check_book_fixture(dir: impl AsRef<Path>) -> Result<Vec<CheckLine>> {
     }
     Ok(lines)
 }
+
+/// Whether `dir` holds a Hugging Face GPT-2 fixture (config.json + model.safetensors) rather
+/// than a book-format one.
+pub fn is_hf_fixture(dir: impl AsRef<Path>) -> bool {
+    let d = dir.as_ref();
+    d.join("model.safetensors").is_file() && !d.join("weights.safetensors").is_file()
+}
+
+/// Runs every check of a Hugging Face GPT-2 fixture (the `hf-gpt2-tiny` format): load the
+/// weights through [`GptModel::from_hf_gpt2`], then compare the last-position logits (first 8,
+/// sum, top 5, argmax), the loss, the L2 norm of every parameter's gradient (by transformers'
+/// names; q, k and v together form `c_attn`) and a greedy continuation.
+pub fn check_hf_fixture(dir: impl AsRef<Path>) -> Result<Vec<CheckLine>> {
+    let dir = dir.as_ref();
+    let what = format!("{}/expected.json", dir.display());
+    let expected: Value = serde_json::from_str(&read_text(dir.join("expected.json"))?)
+        .map_err(|e| Error::parse(what.clone(), e.to_string()))?;
+    let tol = &expected["tolerances_hint"];
+    let tol_of = |k: &str, default: f64| tol.get(k).and_then(Value::as_f64).unwrap_or(default);
+    let model = GptModel::from_hf_gpt2(dir)?;
+    let input = ids(&expected, "input_ids", &what)?;
+    let n = input.len();
+    if n < 2 {
+        return Err(Error::parse(what, "input_ids needs at least 2 tokens"));
+    }
+    let as_ids = |v: &[u32]| Ids::new(v.iter().map(|&t| t as i64).collect(), &[1, v.len()]);
+    let eval = ForwardCtx::eval();
+    let mut lines = Vec::new();
+
+    // Last-position logits.
+    let logits = no_grad(|| model.forward(&as_ids(&input)?, &eval))?;
+    let last = logits
+        .select(1, n - 1)?
+        .reshape(&[model.cfg.vocab_size])?
+        .to_vec()?;
+    let atol = tol_of("logits_atol", 1e-5);
+    let first8: Vec<f32> = expected["last_position_logits_first8"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_f64)
+                .map(|x| x as f32)
+                .collect()
+        })
+        .unwrap_or_default();
+    lines.push(compare(
+        "last-position logits [0..8]",
+        &last[..first8.len().min(last.len())],
+        &first8,
+        atol,
+    ));
+    let sum: f64 = last.iter().map(|&x| x as f64).sum();
+    let want_sum = num(&expected, "last_position_logits_sum", &what)?;
+    let sum_tol = tol_of("last_position_logits_sum_atol", 1e-4);
+    lines.push(CheckLine {
+        quantity: "sum of the last-position logits".into(),
+        max_abs_err: (sum - want_sum).abs(),
+        max_rel_err: (sum - want_sum).abs() / want_sum.abs().max(1e-30),
+        tolerance: sum_tol,
+        ok: (sum - want_sum).abs() <= sum_tol,
+    });
+    let mut order: Vec<usize> = (0..last.len()).collect();
+    order.sort_by(|&a, &b| last[b].total_cmp(&last[a]).then(a.cmp(&b)));
+    let top5 = &expected["last_position_top5"];
+    let want_ids = ids(top5, "ids", &what)?;
+    let got_ids: Vec<u32> = order[..want_ids.len()].iter().map(|&i| i as u32).collect();
+    lines.push(exact("last-position top-5 ids", &got_ids, &want_ids));
+    let want_top: Vec<f32> = top5["logits"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_f64)
+                .map(|x| x as f32)
+                .collect()
+        })
+        .unwrap_or_default();
+    let got_top: Vec<f32> = got_ids.iter().map(|&i| last[i as usize]).collect();
+    lines.push(compare(
+        "last-position top-5 logits",
+        &got_top,
+        &want_top,
+        atol,
+    ));
+    lines.push(exact(
+        "last-position argmax",
+        &[order[0] as u32],
+        &[num(&expected, "last_position_argmax", &what)? as u32],
+    ));
+
+    // Loss over the n−1 predictions, and every gradient's L2 norm.
+    let loss = model
+        .forward(&as_ids(&input[..n - 1])?, &eval)?
+        .cross_entropy(&as_ids(&input[1..])?)?;
+    let want_loss = num(&expected["loss"], "value", &what)? as f32;
+    lines.push(compare(
+        "loss",
+        &[loss.item()?],
+        &[want_loss],
+        tol_of("loss_atol", 1e-5),
+    ));
+    loss.backward()?;
+    let mut sq: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+    for (name, p) in model.named_parameters() {
+        let Some(hf) = super::hf::hf_name(&name) else {
+            continue;
+        };
+        let g = p
+            .grad()
+            .ok_or_else(|| Error::parse(name.clone(), "no gradient"))?;
+        *sq.entry(hf).or_default() += g.iter().map(|&v| v as f64 * v as f64).sum::<f64>();
+    }
+    let rtol = tol_of("grad_l2_norm_rtol", 1e-5);
+    let want_norms = expected["grad_l2_norms"]
+        .as_object()
+        .ok_or_else(|| Error::parse(what.clone(), "missing grad_l2_norms"))?;
+    let (mut worst_abs, mut worst_rel, mut missing) = (0.0f64, 0.0f64, Vec::new());
+    for (hf, want) in want_norms {
+        let want = want.as_f64().unwrap_or(f64::NAN);
+        match sq.get(hf) {
+            Some(s) => {
+                let e = (s.sqrt() - want).abs();
+                worst_abs = worst_abs.max(e);
+                worst_rel = worst_rel.max(e / want.abs().max(1e-30));
+            }
+            None => missing.push(hf.clone()),
+        }
+    }
+    lines.push(CheckLine {
+        quantity: format!(
+            "gradient L2 norms ({} parameters, relative)",
+            want_norms.len()
+        ),
+        max_abs_err: worst_abs,
+        max_rel_err: worst_rel,
+        tolerance: rtol,
+        ok: missing.is_empty() && worst_rel <= rtol && want_norms.len() == sq.len(),
+    });
+
+    // Greedy continuation (full recompute each step, as the fixture).
+    let greedy = &expected["greedy"];
+    let want_new = ids(greedy, "new_ids", &what)?;
+    let got = generate_text_simple(&model, &input, want_new.len(), model.cfg.context_length)?;
+    lines.push(exact(
+        format!("greedy {} new ids", want_new.len()),
+        &got[n..],
+        &want_new,
+    ));
+    Ok(lines)
+}

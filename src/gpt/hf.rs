@@ -1,0 +1,367 @@
+//! Loading OpenAI's GPT-2 weights in the Hugging Face layout (book §5.5): a folder with
+//! `config.json` and `model.safetensors`, as `save_pretrained` or the hub writes it.
+//!
+//! What the loader has to know about that layout:
+//! - keys may carry a `transformer.` prefix (transformers' own saves) or not (OpenAI's uploads);
+//!   the buffers `h.N.attn.bias` / `h.N.attn.masked_bias` (causal masks) may be present and are
+//!   ignored; `lm_head.weight` is usually absent because the head is tied to `wte`;
+//! - GPT-2 uses `Conv1D` layers, whose weights are `(in, out)` with `y = x·W + b` — the transpose
+//!   of `nn.Linear`'s `(out, in)` that the book's model uses — so every projection is transposed;
+//! - `c_attn` is the query, key and value projections side by side: columns `0..D` are q,
+//!   `D..2D` k, `2D..3D` v (each later split into heads of `D/n_head` columns, as ours);
+//! - tensors may be stored as f32, f16 or bf16; we compute in f32.
+//!
+//! The file is memory-mapped, so its bytes are read straight from the page cache into each
+//! parameter: the process never holds a second full copy of the weights.
+
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value;
+
+use super::{GptConfig, GptModel};
+use crate::data::text_file::read_text;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// The fields of a GPT-2 `config.json` the model needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HfGpt2Config {
+    pub vocab_size: usize,
+    pub n_positions: usize,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub layer_norm_epsilon: f64,
+}
+
+impl HfGpt2Config {
+    /// Parse `config.json`, refusing what the book's model cannot represent.
+    pub fn parse(text: &str, what: &str) -> Result<Self> {
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| Error::parse(what, format!("not valid JSON: {e}")))?;
+        let int = |k: &str| -> Result<usize> {
+            v.get(k)
+                .and_then(Value::as_u64)
+                .map(|x| x as usize)
+                .ok_or_else(|| Error::parse(what, format!("missing or non-integer field {k:?}")))
+        };
+        if let Some(act) = v.get("activation_function").and_then(Value::as_str) {
+            if !matches!(act, "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast") {
+                return Err(Error::parse(
+                    what,
+                    format!("activation_function {act:?} is not GPT-2's tanh GELU (gelu_new)"),
+                ));
+            }
+        }
+        let cfg = HfGpt2Config {
+            vocab_size: int("vocab_size")?,
+            n_positions: int("n_positions")?,
+            n_embd: int("n_embd")?,
+            n_layer: int("n_layer")?,
+            n_head: int("n_head")?,
+            layer_norm_epsilon: v
+                .get("layer_norm_epsilon")
+                .and_then(Value::as_f64)
+                .unwrap_or(1e-5),
+        };
+        if cfg.n_head == 0 || !cfg.n_embd.is_multiple_of(cfg.n_head) {
+            return Err(Error::parse(
+                what,
+                format!(
+                    "n_embd {} is not a multiple of n_head {}",
+                    cfg.n_embd, cfg.n_head
+                ),
+            ));
+        }
+        Ok(cfg)
+    }
+
+    /// The book's configuration for these weights: qkv biases on (GPT-2 has them), tied output
+    /// head, context = n_positions, no dropout (set it for fine-tuning).
+    pub fn gpt_config(&self) -> GptConfig {
+        GptConfig {
+            vocab_size: self.vocab_size,
+            context_length: self.n_positions,
+            emb_dim: self.n_embd,
+            n_heads: self.n_head,
+            n_layers: self.n_layer,
+            drop_rate: 0.0,
+            qkv_bias: true,
+            tie_weights: true,
+        }
+    }
+}
+
+/// IEEE half precision → f32 (exact: every f16 is an f32). Sign, 5 exponent bits (bias 15), 10
+/// mantissa bits; subnormals are m·2⁻²⁴, exponent 31 is infinity/NaN.
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let mant = (h & 0x3ff) as u32;
+    let bits = match exp {
+        0 if mant == 0 => sign,
+        0 => {
+            // subnormal: value = mant · 2⁻²⁴ — exact in f32
+            let v = mant as f32 * (1.0 / 16_777_216.0);
+            return if sign != 0 { -v } else { v };
+        }
+        31 => sign | 0x7f80_0000 | (mant << 13),
+        _ => sign | ((exp + 127 - 15) << 23) | (mant << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// bfloat16 → f32: bf16 is the top half of an f32.
+pub fn bf16_to_f32(b: u16) -> f32 {
+    f32::from_bits((b as u32) << 16)
+}
+
+/// A tensor of the file as f32 values, converted from F32, F16 or BF16.
+fn to_f32(name: &str, view: &safetensors::tensor::TensorView<'_>, what: &str) -> Result<Vec<f32>> {
+    let data = view.data();
+    let halves = || {
+        data.chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+    };
+    Ok(match view.dtype() {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => halves().map(f16_to_f32).collect(),
+        Dtype::BF16 => halves().map(bf16_to_f32).collect(),
+        other => {
+            return Err(Error::parse(
+                what,
+                format!(
+                    "tensor {name} has dtype {other:?}; GPT-2 weights must be F32, F16 or BF16"
+                ),
+            ))
+        }
+    })
+}
+
+/// Transpose a row-major (rows, cols) matrix.
+fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; v.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = v[r * cols + c];
+        }
+    }
+    out
+}
+
+/// The open weights file: a memory map and its parsed header.
+struct WeightsFile<'a> {
+    st: SafeTensors<'a>,
+    prefix: &'static str,
+    what: String,
+}
+
+impl WeightsFile<'_> {
+    /// Tensor `name` (without prefix), checked against `shape`.
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let key = format!("{}{name}", self.prefix);
+        let view = self
+            .st
+            .tensor(&key)
+            .map_err(|_| Error::parse(self.what.clone(), format!("missing tensor {key}")))?;
+        if view.shape() != shape {
+            return Err(Error::parse(
+                self.what.clone(),
+                format!(
+                    "tensor {key} has shape {:?}, expected {shape:?}",
+                    view.shape()
+                ),
+            ));
+        }
+        to_f32(&key, &view, &self.what)
+    }
+}
+
+fn set(model_param: &Tensor, data: Vec<f32>) -> Result<()> {
+    let shape = model_param.shape();
+    model_param.set_value(Tensor::from_vec(data, &shape)?.value()?)
+}
+
+impl GptModel {
+    /// The book's GPTModel with OpenAI's GPT-2 weights from a Hugging Face folder
+    /// (`config.json` + `model.safetensors`).
+    pub fn from_hf_gpt2(dir: impl AsRef<Path>) -> Result<GptModel> {
+        let dir = dir.as_ref();
+        let config_path = dir.join("config.json");
+        let weights_path = dir.join("model.safetensors");
+        for p in [&config_path, &weights_path] {
+            if !p.is_file() {
+                return Err(Error::parse(
+                    dir.display().to_string(),
+                    format!(
+                        "not a GPT-2 folder: {} is missing",
+                        p.file_name().and_then(|n| n.to_str()).unwrap_or("?")
+                    ),
+                ));
+            }
+        }
+        let hf = HfGpt2Config::parse(
+            &read_text(&config_path)?,
+            &config_path.display().to_string(),
+        )?;
+        let file = std::fs::File::open(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
+        // SAFETY: the map is read-only and lives only for this function; the file is opened
+        // read-only. If another process truncated it meanwhile, reads could fault — the standard
+        // caveat of memory-mapping, accepted by every safetensors loader (and the reason the
+        // weights are copied into owned parameters before the map is dropped).
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(&weights_path, e))?;
+        let what = weights_path.display().to_string();
+        let st = SafeTensors::deserialize(&map).map_err(|e| {
+            Error::parse(
+                what.clone(),
+                format!("not a valid safetensors file (corrupt or truncated header?): {e}"),
+            )
+        })?;
+        let prefix = if st.names().iter().any(|n| n.starts_with("transformer.")) {
+            "transformer."
+        } else {
+            ""
+        };
+        let w = WeightsFile { st, prefix, what };
+        let cfg = hf.gpt_config();
+        let model = GptModel::new(&cfg, 0)?;
+        let (d, v, t) = (cfg.emb_dim, cfg.vocab_size, cfg.context_length);
+        set(&model.tok_emb.weight, w.get("wte.weight", &[v, d])?)?;
+        set(&model.pos_emb.weight, w.get("wpe.weight", &[t, d])?)?;
+        for (i, block) in model.trf_blocks.iter().enumerate() {
+            let h = |s: &str| format!("h.{i}.{s}");
+            set(&block.norm1.scale, w.get(&h("ln_1.weight"), &[d])?)?;
+            set(&block.norm1.shift, w.get(&h("ln_1.bias"), &[d])?)?;
+            // c_attn: (d, 3d) = [q | k | v] along the output axis; ours are (out, in) each.
+            let qkv = w.get(&h("attn.c_attn.weight"), &[d, 3 * d])?;
+            let qkv_t = transpose(&qkv, d, 3 * d); // (3d, d): rows 0..d are q's outputs, …
+            let qkv_b = w.get(&h("attn.c_attn.bias"), &[3 * d])?;
+            let att = &block.att;
+            for (j, lin) in [&att.w_query, &att.w_key, &att.w_value]
+                .into_iter()
+                .enumerate()
+            {
+                set(&lin.weight, qkv_t[j * d * d..(j + 1) * d * d].to_vec())?;
+                let bias = lin.bias.as_ref().expect("qkv_bias is on for GPT-2");
+                set(bias, qkv_b[j * d..(j + 1) * d].to_vec())?;
+            }
+            set(
+                &att.out_proj.weight,
+                transpose(&w.get(&h("attn.c_proj.weight"), &[d, d])?, d, d),
+            )?;
+            set(
+                att.out_proj.bias.as_ref().expect("out_proj has a bias"),
+                w.get(&h("attn.c_proj.bias"), &[d])?,
+            )?;
+            set(&block.norm2.scale, w.get(&h("ln_2.weight"), &[d])?)?;
+            set(&block.norm2.shift, w.get(&h("ln_2.bias"), &[d])?)?;
+            set(
+                &block.ff.fc1.weight,
+                transpose(&w.get(&h("mlp.c_fc.weight"), &[d, 4 * d])?, d, 4 * d),
+            )?;
+            set(
+                block.ff.fc1.bias.as_ref().expect("bias"),
+                w.get(&h("mlp.c_fc.bias"), &[4 * d])?,
+            )?;
+            set(
+                &block.ff.fc2.weight,
+                transpose(&w.get(&h("mlp.c_proj.weight"), &[4 * d, d])?, 4 * d, d),
+            )?;
+            set(
+                block.ff.fc2.bias.as_ref().expect("bias"),
+                w.get(&h("mlp.c_proj.bias"), &[d])?,
+            )?;
+        }
+        set(&model.final_norm.scale, w.get("ln_f.weight", &[d])?)?;
+        set(&model.final_norm.shift, w.get("ln_f.bias", &[d])?)?;
+        // The head is tied to wte (one shared parameter, set above). A checkpoint that stores
+        // lm_head.weight must store the same matrix.
+        if let Ok(view) = w.st.tensor("lm_head.weight") {
+            let head = to_f32("lm_head.weight", &view, &w.what)?;
+            if view.shape() != [v, d] || head != model.tok_emb.weight.to_vec()? {
+                return Err(Error::parse(
+                    w.what.clone(),
+                    "lm_head.weight differs from wte.weight; only GPT-2's tied head is supported",
+                ));
+            }
+        }
+        let eps = hf.layer_norm_epsilon;
+        let mut model = model;
+        for b in &mut model.trf_blocks {
+            b.norm1.eps = eps;
+            b.norm2.eps = eps;
+        }
+        model.final_norm.eps = eps;
+        Ok(model)
+    }
+}
+
+/// The Hugging Face name of one of our parameters (`None` for the tied head), for comparing
+/// per-parameter figures with transformers. q/k/v map to the shared `c_attn` tensor.
+pub fn hf_name(ours: &str) -> Option<String> {
+    let map = [
+        ("tok_emb.weight", "transformer.wte.weight"),
+        ("pos_emb.weight", "transformer.wpe.weight"),
+        ("final_norm.scale", "transformer.ln_f.weight"),
+        ("final_norm.shift", "transformer.ln_f.bias"),
+    ];
+    if let Some((_, h)) = map.iter().find(|(o, _)| *o == ours) {
+        return Some(h.to_string());
+    }
+    let rest = ours.strip_prefix("trf_blocks.")?;
+    let (i, tail) = rest.split_once('.')?;
+    let hf_tail = match tail {
+        "norm1.scale" => "ln_1.weight",
+        "norm1.shift" => "ln_1.bias",
+        "norm2.scale" => "ln_2.weight",
+        "norm2.shift" => "ln_2.bias",
+        "att.W_query.weight" | "att.W_key.weight" | "att.W_value.weight" => "attn.c_attn.weight",
+        "att.W_query.bias" | "att.W_key.bias" | "att.W_value.bias" => "attn.c_attn.bias",
+        "att.out_proj.weight" => "attn.c_proj.weight",
+        "att.out_proj.bias" => "attn.c_proj.bias",
+        "ff.layers.0.weight" => "mlp.c_fc.weight",
+        "ff.layers.0.bias" => "mlp.c_fc.bias",
+        "ff.layers.2.weight" => "mlp.c_proj.weight",
+        "ff.layers.2.bias" => "mlp.c_proj.bias",
+        _ => return None,
+    };
+    Some(format!("transformer.h.{i}.{hf_tail}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_precision_conversions_are_exact() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x7bff), 65504.0); // largest f16
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24)); // smallest subnormal
+        assert_eq!(f16_to_f32(0x0400), 2f32.powi(-14)); // smallest normal
+        assert_eq!(f16_to_f32(0x3555), 0.333_251_95); // 1/3 rounded to f16
+        assert!(f16_to_f32(0x7c00).is_infinite());
+        assert!(f16_to_f32(0x7e00).is_nan());
+        assert_eq!(f16_to_f32(0x8000).to_bits(), (-0.0f32).to_bits());
+        assert_eq!(bf16_to_f32(0x3f80), 1.0);
+        assert_eq!(bf16_to_f32(0xc0a0), -5.0);
+    }
+
+    #[test]
+    fn names_map_to_hugging_face() {
+        assert_eq!(
+            hf_name("trf_blocks.3.att.W_key.bias").unwrap(),
+            "transformer.h.3.attn.c_attn.bias"
+        );
+        assert_eq!(
+            hf_name("trf_blocks.0.ff.layers.2.weight").unwrap(),
+            "transformer.h.0.mlp.c_proj.weight"
+        );
+        assert_eq!(hf_name("tok_emb.weight").unwrap(), "transformer.wte.weight");
+        assert!(hf_name("out_head.weight").is_none());
+    }
+}

@@ -184,8 +184,7 @@ fn openais_layout_without_prefix_and_with_mask_buffers_loads_the_same() {
 
 fn error_of(dir: &Path) -> String {
     GptModel::from_hf_gpt2(dir)
-        .err()
-        .expect("must fail")
+        .expect_err("must fail")
         .to_string()
 }
 

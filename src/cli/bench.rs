@@ -27,6 +27,20 @@ pub enum BenchCommand {
     TrainStep(TrainStepArgs),
     /// Time the GPU kernels: matmul TFLOP/s at GPT-2 shapes, fused vs naive causal attention.
     GpuKernels(GpuKernelArgs),
+    /// Peak memory and time of loading GPT-2 weights from a Hugging Face folder; `--write`
+    /// first generates random weights of a preset's size there (e.g. gpt2-medium, 1.4 GB).
+    LoadGpt2(LoadGpt2Args),
+}
+
+#[derive(clap::Args)]
+pub struct LoadGpt2Args {
+    /// The folder (config.json + model.safetensors).
+    #[arg(long)]
+    dir: std::path::PathBuf,
+    /// Write random weights of this preset's size into the folder first, then measure the load in
+    /// a fresh process.
+    #[arg(long)]
+    write: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -70,6 +84,7 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     let a = match cmd {
         BenchCommand::TrainStep(a) => a,
         BenchCommand::GpuKernels(k) => return gpu_kernels(k),
+        BenchCommand::LoadGpt2(l) => return load_gpt2(l),
     };
     let mut cfg = GptConfig::preset_with_context(&a.preset, a.context)?;
     cfg.drop_rate = a.drop_rate;
@@ -312,6 +327,104 @@ fn gpu_kernels(k: &GpuKernelArgs) -> anyhow::Result<ExitCode> {
         naive * 1e3,
         naive / fused,
         backward * 1e3
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Random GPT-2 weights of `preset`'s size in the Hugging Face layout (Conv1D `(in, out)`).
+fn write_random_gpt2(dir: &std::path::Path, preset: &str) -> anyhow::Result<()> {
+    use safetensors::tensor::TensorView;
+    let cfg = GptConfig::preset(preset)?;
+    let (d, v, t) = (cfg.emb_dim, cfg.vocab_size, cfg.context_length);
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![
+        ("wte.weight".into(), vec![v, d]),
+        ("wpe.weight".into(), vec![t, d]),
+    ];
+    for i in 0..cfg.n_layers {
+        for (n, s) in [
+            ("ln_1.weight", vec![d]),
+            ("ln_1.bias", vec![d]),
+            ("attn.c_attn.weight", vec![d, 3 * d]),
+            ("attn.c_attn.bias", vec![3 * d]),
+            ("attn.c_proj.weight", vec![d, d]),
+            ("attn.c_proj.bias", vec![d]),
+            ("ln_2.weight", vec![d]),
+            ("ln_2.bias", vec![d]),
+            ("mlp.c_fc.weight", vec![d, 4 * d]),
+            ("mlp.c_fc.bias", vec![4 * d]),
+            ("mlp.c_proj.weight", vec![4 * d, d]),
+            ("mlp.c_proj.bias", vec![d]),
+        ] {
+            shapes.push((format!("h.{i}.{n}"), s));
+        }
+    }
+    shapes.push(("ln_f.weight".into(), vec![d]));
+    shapes.push(("ln_f.bias".into(), vec![d]));
+    let mut rng = Rng::new(1);
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
+        .into_iter()
+        .map(|(n, s)| {
+            let count: usize = s.iter().product();
+            let bytes = (0..count)
+                .flat_map(|_| ((rng.uniform() as f32 - 0.5) * 0.04).to_le_bytes())
+                .collect();
+            (n, s, bytes)
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = data
+        .iter()
+        .map(|(n, s, b)| {
+            Ok((
+                n.clone(),
+                TensorView::new(safetensors::Dtype::F32, s.clone(), b)?,
+            ))
+        })
+        .collect::<Result<_, safetensors::SafeTensorError>>()?;
+    std::fs::create_dir_all(dir)?;
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors"))?;
+    let config = serde_json::json!({"model_type": "gpt2", "vocab_size": v, "n_positions": t, "n_embd": d,
+        "n_layer": cfg.n_layers, "n_head": cfg.n_heads, "layer_norm_epsilon": 1e-5, "activation_function": "gelu_new"});
+    std::fs::write(dir.join("config.json"), config.to_string())?;
+    Ok(())
+}
+
+fn load_gpt2(a: &LoadGpt2Args) -> anyhow::Result<ExitCode> {
+    if let Some(preset) = &a.write {
+        write_random_gpt2(&a.dir, preset)?;
+        let size = std::fs::metadata(a.dir.join("model.safetensors"))?.len();
+        println!(
+            "wrote {} ({:.2} GiB)",
+            a.dir.join("model.safetensors").display(),
+            size as f64 / (1u64 << 30) as f64
+        );
+        // Measure the load in a fresh process, so this one's generation buffers do not count.
+        let status = std::process::Command::new(std::env::current_exe()?)
+            .args(["bench", "load-gpt2", "--dir"])
+            .arg(&a.dir)
+            .status()?;
+        return Ok(if status.success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let before = peak_rss().unwrap_or(0);
+    let t0 = Instant::now();
+    let model = GptModel::from_hf_gpt2(&a.dir)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let file = std::fs::metadata(a.dir.join("model.safetensors"))?.len();
+    let params = model.num_parameters() as u64 * 4;
+    let peak = peak_rss().unwrap_or(0);
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    println!(
+        "loaded {} parameters ({:.2} GiB as f32) from a {:.2} GiB file in {:.1} s: peak RSS {:.2} GiB ({:.2} GiB before loading); peak / parameters = {:.2}",
+        model.num_parameters(),
+        gib(params),
+        gib(file),
+        secs,
+        gib(peak),
+        gib(before),
+        peak as f64 / params as f64
     );
     Ok(ExitCode::SUCCESS)
 }

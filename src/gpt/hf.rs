@@ -156,6 +156,7 @@ fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 /// The open weights file: a memory map and its parsed header.
 struct WeightsFile<'a> {
     st: SafeTensors<'a>,
+    map: &'a memmap2::Mmap,
     prefix: &'static str,
     what: String,
 }
@@ -177,7 +178,34 @@ impl WeightsFile<'_> {
                 ),
             ));
         }
-        to_f32(&key, &view, &self.what)
+        let out = to_f32(&key, &view, &self.what)?;
+        self.release(view.data());
+        Ok(out)
+    }
+
+    /// Tell the kernel we are done with these bytes of the map: the pages are dropped from this
+    /// process (they are still in the page cache, and re-read from the file if touched again), so
+    /// loading never holds the file's bytes and the model's parameters at the same time — only
+    /// the tensor being converted.
+    fn release(&self, bytes: &[u8]) {
+        let page = 4096;
+        let start = bytes.as_ptr() as usize - self.map.as_ptr() as usize;
+        let (first, end) = (
+            start.div_ceil(page) * page,
+            (start + bytes.len()) / page * page,
+        );
+        if end > first {
+            // SAFETY: MADV_DONTNEED on a read-only, file-backed private mapping only discards
+            // pages; later reads see the file's contents again. `bytes` (and every other view)
+            // stays valid, and this range lies inside the map.
+            let _ = unsafe {
+                self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    first,
+                    end - first,
+                )
+            };
+        }
     }
 }
 
@@ -226,7 +254,12 @@ impl GptModel {
         } else {
             ""
         };
-        let w = WeightsFile { st, prefix, what };
+        let w = WeightsFile {
+            st,
+            map: &map,
+            prefix,
+            what,
+        };
         let cfg = hf.gpt_config();
         let model = GptModel::new(&cfg, 0)?;
         let (d, v, t) = (cfg.emb_dim, cfg.vocab_size, cfg.context_length);

@@ -326,3 +326,64 @@ fn eval_and_check_reference_on_the_command_line() {
         "{err}"
     );
 }
+
+#[test]
+fn export_writes_the_same_file_layout_and_round_trips() {
+    use scratchgpt::gpt::hf::export_hf_gpt2;
+    let m = GptModel::from_hf_gpt2(FIXTURE).unwrap();
+    let dir = std::env::temp_dir().join(format!("scratchgpt-hf-export-{}", std::process::id()));
+    export_hf_gpt2(&m, &dir).unwrap();
+    // Tensor for tensor, the export is the file transformers wrote: same keys, shapes, bytes.
+    let ours = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let theirs = std::fs::read(Path::new(FIXTURE).join("model.safetensors")).unwrap();
+    let (a, b) = (
+        SafeTensors::deserialize(&ours).unwrap(),
+        SafeTensors::deserialize(&theirs).unwrap(),
+    );
+    let mut names = a.names();
+    names.sort();
+    let mut want = b.names();
+    want.sort();
+    assert_eq!(names, want);
+    for n in names {
+        let (x, y) = (a.tensor(n).unwrap(), b.tensor(n).unwrap());
+        assert_eq!((x.dtype(), x.shape()), (y.dtype(), y.shape()), "{n}");
+        assert!(x.data() == y.data(), "{n}: different values");
+    }
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["tie_word_embeddings"], true);
+    assert_eq!(cfg["n_embd"], 64);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_untied_book_model_exports_with_its_own_head_and_the_same_function() {
+    use scratchgpt::gpt::hf::export_hf_gpt2;
+    use scratchgpt::gpt::GptConfig;
+    use scratchgpt::nn::ForwardCtx;
+    use scratchgpt::Ids;
+    let mut cfg = GptConfig::preset("tiny").unwrap();
+    cfg.drop_rate = 0.0; // the book's defaults otherwise: untied head, no qkv bias
+    let m = GptModel::new(&cfg, 9).unwrap();
+    let dir = std::env::temp_dir().join(format!("scratchgpt-hf-untied-{}", std::process::id()));
+    export_hf_gpt2(&m, &dir).unwrap();
+    let back = GptModel::from_hf_gpt2(&dir).unwrap();
+    assert!(!back.cfg.tie_weights && back.cfg.qkv_bias);
+    let ids = Ids::new(vec![5, 900, 17, 3], &[1, 4]).unwrap();
+    let (x, y) = (
+        m.forward(&ids, &ForwardCtx::eval())
+            .unwrap()
+            .to_vec()
+            .unwrap(),
+        back.forward(&ids, &ForwardCtx::eval())
+            .unwrap()
+            .to_vec()
+            .unwrap(),
+    );
+    assert_eq!(
+        x, y,
+        "zero qkv biases and transposes must give the very same logits"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

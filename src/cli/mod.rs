@@ -3,6 +3,7 @@
 mod bench;
 mod check_reference;
 mod device;
+mod export;
 mod generate;
 mod gradcheck;
 mod graph;
@@ -42,6 +43,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Loss, perplexity and the top-5 next tokens of a text under a checkpoint.
     Eval(generate::EvalArgs),
+    /// Writes a checkpoint (or GPT-2 folder) as a Hugging Face GPT-2 folder for transformers.
+    Export(export::Args),
     /// Writes the autograd graph of one GPT training loss as Graphviz DOT.
     Graph(graph::Args),
     /// Compiles every CUDA kernel with NVRTC (no GPU needed) and reports registers and shared
@@ -92,6 +95,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::CheckReference(args) => check_reference::run(&args),
         Command::Generate(args) => generate::run_generate(&args),
         Command::Eval(args) => generate::run_eval(&args),
+        Command::Export(args) => export::run(&args),
         Command::Graph(args) => graph::run(&args),
         Command::Kernels(args) => kernels::run(&args),
         Command::Tokenize(args) => tokenize::run(&args),

@@ -78,7 +78,8 @@ impl HfGpt2Config {
     }
 
     /// The book's configuration for these weights: qkv biases on (GPT-2 has them), tied output
-    /// head, context = n_positions, no dropout (set it for fine-tuning).
+    /// head (OpenAI's checkpoints; an `lm_head.weight` of its own unties it), context =
+    /// n_positions, no dropout (set it for fine-tuning).
     pub fn gpt_config(&self) -> GptConfig {
         GptConfig {
             vocab_size: self.vocab_size,
@@ -260,7 +261,12 @@ impl GptModel {
             prefix,
             what,
         };
-        let cfg = hf.gpt_config();
+        let mut cfg = hf.gpt_config();
+        // A separate output head (a fine-tune or an export of an untied model) unties it.
+        let lm_head = w.st.tensor("lm_head.weight").ok();
+        if lm_head.is_some() {
+            cfg.tie_weights = false;
+        }
         let model = GptModel::new(&cfg, 0)?;
         let (d, v, t) = (cfg.emb_dim, cfg.vocab_size, cfg.context_length);
         set(&model.tok_emb.weight, w.get("wte.weight", &[v, d])?)?;
@@ -311,16 +317,23 @@ impl GptModel {
         }
         set(&model.final_norm.scale, w.get("ln_f.weight", &[d])?)?;
         set(&model.final_norm.shift, w.get("ln_f.bias", &[d])?)?;
-        // The head is tied to wte (one shared parameter, set above). A checkpoint that stores
-        // lm_head.weight must store the same matrix.
-        if let Ok(view) = w.st.tensor("lm_head.weight") {
-            let head = to_f32("lm_head.weight", &view, &w.what)?;
-            if view.shape() != [v, d] || head != model.tok_emb.weight.to_vec()? {
+        // Tied: the head is wte itself (one shared parameter, set above). Untied: its own matrix,
+        // (vocab, d) as nn.Linear stores it (lm_head is a Linear in transformers, not a Conv1D).
+        if let Some(view) = lm_head {
+            if view.shape() != [v, d] {
                 return Err(Error::parse(
                     w.what.clone(),
-                    "lm_head.weight differs from wte.weight; only GPT-2's tied head is supported",
+                    format!(
+                        "tensor lm_head.weight has shape {:?}, expected {:?}",
+                        view.shape(),
+                        [v, d]
+                    ),
                 ));
             }
+            set(
+                &model.out_head.weight,
+                to_f32("lm_head.weight", &view, &w.what)?,
+            )?;
         }
         let eps = hf.layer_norm_epsilon;
         let mut model = model;
@@ -331,6 +344,130 @@ impl GptModel {
         model.final_norm.eps = eps;
         Ok(model)
     }
+}
+
+/// Write `model` as a Hugging Face GPT-2 folder (`config.json` + `model.safetensors`, F32) that
+/// `transformers.GPT2LMHeadModel.from_pretrained` loads: Conv1D `(in, out)` layouts, q/k/v joined
+/// into `c_attn`, keys with the `transformer.` prefix; a tied head is stored once (as `wte`), an
+/// untied one as `lm_head.weight` with `tie_word_embeddings: false`. A model without qkv biases
+/// (the book's default) gets zero `c_attn` biases — the same function. Files are written
+/// atomically (temp file + rename).
+pub fn export_hf_gpt2(model: &GptModel, dir: impl AsRef<Path>) -> Result<()> {
+    use safetensors::tensor::TensorView;
+    let dir = dir.as_ref();
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let cfg = &model.cfg;
+    let d = cfg.emb_dim;
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let mut push = |name: String, shape: Vec<usize>, data: Vec<f32>| {
+        tensors.push((format!("transformer.{name}"), shape, data))
+    };
+    push(
+        "wte.weight".into(),
+        vec![cfg.vocab_size, d],
+        model.tok_emb.weight.to_vec()?,
+    );
+    push(
+        "wpe.weight".into(),
+        vec![cfg.context_length, d],
+        model.pos_emb.weight.to_vec()?,
+    );
+    for (i, b) in model.trf_blocks.iter().enumerate() {
+        let h = |s: &str| format!("h.{i}.{s}");
+        push(h("ln_1.weight"), vec![d], b.norm1.scale.to_vec()?);
+        push(h("ln_1.bias"), vec![d], b.norm1.shift.to_vec()?);
+        let att = &b.att;
+        let mut qkv_t = Vec::with_capacity(3 * d * d); // (3d, d): our three (out, in) stacked
+        let mut qkv_b = Vec::with_capacity(3 * d);
+        for lin in [&att.w_query, &att.w_key, &att.w_value] {
+            qkv_t.extend(lin.weight.to_vec()?);
+            match &lin.bias {
+                Some(bias) => qkv_b.extend(bias.to_vec()?),
+                None => qkv_b.extend(std::iter::repeat_n(0.0, d)),
+            }
+        }
+        push(
+            h("attn.c_attn.weight"),
+            vec![d, 3 * d],
+            transpose(&qkv_t, 3 * d, d),
+        );
+        push(h("attn.c_attn.bias"), vec![3 * d], qkv_b);
+        push(
+            h("attn.c_proj.weight"),
+            vec![d, d],
+            transpose(&att.out_proj.weight.to_vec()?, d, d),
+        );
+        let bias_of = |l: &crate::nn::Linear| -> Result<Vec<f32>> {
+            l.bias
+                .as_ref()
+                .map_or_else(|| Ok(vec![0.0; l.weight.shape()[0]]), |b| b.to_vec())
+        };
+        push(h("attn.c_proj.bias"), vec![d], bias_of(&att.out_proj)?);
+        push(h("ln_2.weight"), vec![d], b.norm2.scale.to_vec()?);
+        push(h("ln_2.bias"), vec![d], b.norm2.shift.to_vec()?);
+        push(
+            h("mlp.c_fc.weight"),
+            vec![d, 4 * d],
+            transpose(&b.ff.fc1.weight.to_vec()?, 4 * d, d),
+        );
+        push(h("mlp.c_fc.bias"), vec![4 * d], bias_of(&b.ff.fc1)?);
+        push(
+            h("mlp.c_proj.weight"),
+            vec![4 * d, d],
+            transpose(&b.ff.fc2.weight.to_vec()?, d, 4 * d),
+        );
+        push(h("mlp.c_proj.bias"), vec![d], bias_of(&b.ff.fc2)?);
+    }
+    push(
+        "ln_f.weight".into(),
+        vec![d],
+        model.final_norm.scale.to_vec()?,
+    );
+    push(
+        "ln_f.bias".into(),
+        vec![d],
+        model.final_norm.shift.to_vec()?,
+    );
+    if !cfg.tie_weights {
+        tensors.push((
+            "lm_head.weight".into(),
+            vec![cfg.vocab_size, d],
+            model.out_head.weight.to_vec()?,
+        ));
+    }
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(n, s, b)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::invalid("export_hf_gpt2", e.to_string()))?;
+    let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    let data = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Error::invalid("export_hf_gpt2", e.to_string()))?;
+    crate::data::text_file::write_atomic(dir.join("model.safetensors"), &data)?;
+    let config = serde_json::json!({
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": cfg.vocab_size,
+        "n_positions": cfg.context_length,
+        "n_ctx": cfg.context_length,
+        "n_embd": d,
+        "n_layer": cfg.n_layers,
+        "n_head": cfg.n_heads,
+        "n_inner": null,
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": model.final_norm.eps,
+        "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
+        "scale_attn_weights": true,
+        "tie_word_embeddings": cfg.tie_weights,
+        "bos_token_id": 50256,
+        "eos_token_id": 50256,
+    });
+    let text = serde_json::to_string_pretty(&config).expect("serialisable");
+    crate::data::text_file::write_atomic(dir.join("config.json"), text.as_bytes())
 }
 
 /// The Hugging Face name of one of our parameters (`None` for the tied head), for comparing

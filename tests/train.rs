@@ -88,6 +88,7 @@ fn tiny_gpt_loss_falls_on_the_verdict() {
     let s = Sampling {
         temperature: 1.0,
         top_k: Some(20),
+        top_p: None,
         eos_id: None,
         seed: 5,
     };

@@ -222,6 +222,10 @@ fn gemm_split<T: Element, U: Send>(
     if m == 0 || n == 0 {
         return;
     }
+    if m == 1 && k > 0 && b.strides()[0] == 1 && a.row(0).as_slice().is_some() {
+        gemv_rows(alpha, a, b, beta, c, parallel);
+        return;
+    }
     let work = m * n * k.max(1);
     let threads = rayon::current_num_threads();
     let tasks = if parallel && threads > 1 {
@@ -249,6 +253,68 @@ fn gemm_split<T: Element, U: Send>(
             .into_par_iter()
             .zip(c_parts)
             .for_each(|(ap, cp)| gemm_block(alpha, ap, b, beta, cp));
+    }
+}
+
+/// One row times a matrix whose columns are contiguous — `y = x·Wᵀ` for a Linear layer's
+/// `(out, in)` weight, the shape of every product when generating one token with a KV cache.
+/// A GEMM kernel would first pack (copy) the whole weight matrix for a single row of output
+/// (154 MB for GPT-2's head, per token); here each output is one dot product of contiguous rows,
+/// read once. Split over output columns only, so results do not depend on the thread count.
+fn gemv_rows<T: Element, U: Send>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    mut c: ArrayViewMut2<'_, U>,
+    parallel: bool,
+) {
+    assert_eq!(
+        std::mem::size_of::<U>(),
+        std::mem::size_of::<T>(),
+        "U must be T or MaybeUninit<T>"
+    );
+    let x = a.row(0);
+    let x = x.as_slice().expect("checked contiguous");
+    let (k, n) = b.dim();
+    let column = |j: usize| b.column(j);
+    let one = |j: usize, out: &mut U| {
+        let col = column(j);
+        let v = match col.as_slice() {
+            Some(w) => dot(x, w),
+            None => x
+                .iter()
+                .zip(col.iter())
+                .fold(T::zero(), |s, (&p, &q)| s + p * q),
+        };
+        let p = out as *mut U as *mut T;
+        // SAFETY: U is T or MaybeUninit<T> (same size and layout, asserted above), so `p` points
+        // at one element of C; when C is uninitialised beta is zero and the old value is not read.
+        unsafe {
+            let old = if beta == T::zero() {
+                T::zero()
+            } else {
+                beta * p.read()
+            };
+            p.write(alpha * v + old);
+        }
+    };
+    let mut row = c.row_mut(0);
+    let chunk = 256;
+    if parallel && n * k >= GEMM_MIN_WORK_PER_TASK && rayon::current_num_threads() > 1 {
+        let parts: Vec<_> = row.axis_chunks_iter_mut(Axis(0), chunk).collect();
+        parts
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(ci, mut part)| {
+                for (i, out) in part.iter_mut().enumerate() {
+                    one(ci * chunk + i, out);
+                }
+            });
+    } else {
+        for (j, out) in row.iter_mut().enumerate() {
+            one(j, out);
+        }
     }
 }
 

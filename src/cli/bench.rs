@@ -27,9 +27,20 @@ pub enum BenchCommand {
     TrainStep(TrainStepArgs),
     /// Time the GPU kernels: matmul TFLOP/s at GPT-2 shapes, fused vs naive causal attention.
     GpuKernels(GpuKernelArgs),
+    /// Tokens/s of generation with and without the KV cache (greedy, random weights).
+    Generate(GenerateBenchArgs),
     /// Peak memory and time of loading GPT-2 weights from a Hugging Face folder; `--write`
     /// first generates random weights of a preset's size there (e.g. gpt2-medium, 1.4 GB).
     LoadGpt2(LoadGpt2Args),
+}
+
+#[derive(clap::Args)]
+pub struct GenerateBenchArgs {
+    #[arg(long, default_value = "gpt2-small")]
+    preset: String,
+    /// New tokens to generate.
+    #[arg(long, default_value_t = 200)]
+    tokens: usize,
 }
 
 #[derive(clap::Args)]
@@ -85,6 +96,7 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::TrainStep(a) => a,
         BenchCommand::GpuKernels(k) => return gpu_kernels(k),
         BenchCommand::LoadGpt2(l) => return load_gpt2(l),
+        BenchCommand::Generate(g) => return bench_generate(g),
     };
     let mut cfg = GptConfig::preset_with_context(&a.preset, a.context)?;
     cfg.drop_rate = a.drop_rate;
@@ -425,6 +437,32 @@ fn load_gpt2(a: &LoadGpt2Args) -> anyhow::Result<ExitCode> {
         gib(peak),
         gib(before),
         peak as f64 / params as f64
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_generate(a: &GenerateBenchArgs) -> anyhow::Result<ExitCode> {
+    use scratchgpt::gpt::{generate, generate_cached, Sampling};
+    let mut cfg = GptConfig::preset(&a.preset)?;
+    cfg.drop_rate = 0.0;
+    let model = GptModel::new(&cfg, 123)?;
+    let prompt: Vec<u32> = vec![6109, 3626, 6100, 345]; // "Every effort moves you"
+    let s = Sampling::default();
+    let t0 = Instant::now();
+    let cached = generate_cached(&model, &prompt, a.tokens, cfg.context_length, &s)?;
+    let t_cached = t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    let plain = generate(&model, &prompt, a.tokens, cfg.context_length, &s)?;
+    let t_plain = t0.elapsed().as_secs_f64();
+    println!(
+        "{} ({} threads), {} new tokens: KV cache {:.1} tokens/s, no cache {:.1} tokens/s ({:.1}x); identical tokens: {}",
+        a.preset,
+        rayon::current_num_threads(),
+        a.tokens,
+        a.tokens as f64 / t_cached,
+        a.tokens as f64 / t_plain,
+        t_plain / t_cached,
+        cached == plain
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,7 @@ use scratchgpt::autograd::no_grad;
 use scratchgpt::cuda::GpuGpt;
 use scratchgpt::data::text_file::read_text;
 use scratchgpt::data::BpeTokenizer;
-use scratchgpt::gpt::{generate, generate_with, GptModel, Sampling};
+use scratchgpt::gpt::{generate, generate_cached, generate_with, GptModel, Sampling};
 use scratchgpt::nn::ForwardCtx;
 use scratchgpt::train::checkpoint::load_checkpoint;
 use scratchgpt::Ids;
@@ -51,6 +51,12 @@ pub struct GenerateArgs {
     /// Sample only among the k most likely tokens.
     #[arg(long)]
     top_k: Option<usize>,
+    /// Nucleus sampling: only among the most likely tokens holding this much probability.
+    #[arg(long)]
+    top_p: Option<f64>,
+    /// Rerun the whole window for every token instead of using the KV cache (same tokens, slower).
+    #[arg(long)]
+    no_kv_cache: bool,
     #[arg(long, default_value_t = 123)]
     seed: u64,
     /// Stop at <|endoftext|>.
@@ -79,6 +85,7 @@ pub fn run_generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
     let sampling = Sampling {
         temperature: args.temperature,
         top_k: args.top_k,
+        top_p: args.top_p,
         eos_id: if args.eos {
             tok.special_id("<|endoftext|>")
         } else {
@@ -97,7 +104,8 @@ pub fn run_generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
                 &sampling,
             )?
         }
-        None => generate(&model, &prompt, args.max_new_tokens, ctx, &sampling)?,
+        None if args.no_kv_cache => generate(&model, &prompt, args.max_new_tokens, ctx, &sampling)?,
+        None => generate_cached(&model, &prompt, args.max_new_tokens, ctx, &sampling)?,
     };
     println!("{}", tok.decode(&ids)?);
     Ok(ExitCode::SUCCESS)

@@ -16,6 +16,9 @@ pub struct Sampling {
     pub temperature: f64,
     /// Keep only the k most likely tokens (None = all).
     pub top_k: Option<usize>,
+    /// Nucleus sampling: keep the smallest set of most likely tokens whose probabilities (after
+    /// temperature and top-k) sum to at least p (None = all).
+    pub top_p: Option<f64>,
     /// Stop when this id is generated (it is not appended).
     pub eos_id: Option<u32>,
     /// Seed of the sampling stream.
@@ -27,6 +30,7 @@ impl Default for Sampling {
         Sampling {
             temperature: 0.0,
             top_k: None,
+            top_p: None,
             eos_id: None,
             seed: 123,
         }
@@ -101,7 +105,7 @@ pub fn generate_with(
 }
 
 /// Greedy argmax, or a draw from softmax(logits / T) restricted to the top k.
-fn pick(logits: &[f32], s: &Sampling, rng: &mut Rng) -> u32 {
+pub(crate) fn pick(logits: &[f32], s: &Sampling, rng: &mut Rng) -> u32 {
     let mut idx: Vec<usize> = (0..logits.len()).collect();
     if s.temperature <= 0.0 {
         // first maximum, as torch.argmax
@@ -122,7 +126,25 @@ fn pick(logits: &[f32], s: &Sampling, rng: &mut Rng) -> u32 {
         .iter()
         .map(|&i| ((logits[i] as f64 - m) / s.temperature).exp())
         .collect();
-    let total: f64 = w.iter().sum();
+    let mut total: f64 = w.iter().sum();
+    let (mut idx, mut w) = (idx, w);
+    if let Some(p) = s.top_p.filter(|&p| p > 0.0 && p < 1.0) {
+        // Most likely first (ties by id), then cut after the cumulative mass reaches p.
+        let mut order: Vec<usize> = (0..w.len()).collect();
+        order.sort_by(|&a, &b| w[b].total_cmp(&w[a]).then(idx[a].cmp(&idx[b])));
+        let mut kept = Vec::new();
+        let mut mass = 0.0;
+        for j in order {
+            kept.push(j);
+            mass += w[j];
+            if mass >= p * total {
+                break;
+            }
+        }
+        idx = kept.iter().map(|&j| idx[j]).collect();
+        w = kept.iter().map(|&j| w[j]).collect();
+        total = w.iter().sum();
+    }
     let mut u = rng.uniform() * total;
     for (j, &wj) in w.iter().enumerate() {
         if u < wj {

@@ -3,10 +3,12 @@
 pub mod config;
 pub mod generate;
 pub mod hf;
+pub mod kv_cache;
 pub mod model;
 
 pub use config::GptConfig;
 pub use generate::{generate, generate_text_simple, generate_with, Sampling};
+pub use kv_cache::{generate_cached, generate_cached_streaming, KvCache};
 pub use model::{FeedForward, GptModel, MultiHeadAttention, TransformerBlock};
 pub mod reference_check;
 pub mod safetensors_io;

@@ -387,3 +387,53 @@ fn an_untied_book_model_exports_with_its_own_head_and_the_same_function() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn chat_streams_the_same_tokens_as_generate() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_scratchgpt");
+    let mut child = Command::new(bin)
+        .args([
+            "chat",
+            "--gpt2",
+            FIXTURE,
+            "--max-new-tokens",
+            "6",
+            "--temperature",
+            "0",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Every effort moves you\n\nstep by step\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "one reply per non-empty prompt: {text:?}");
+    let generated = Command::new(bin)
+        .args([
+            "generate",
+            "--gpt2",
+            FIXTURE,
+            "--prompt",
+            "Every effort moves you",
+            "--max-new-tokens",
+            "6",
+            "--no-kv-cache",
+        ])
+        .output()
+        .unwrap();
+    let full = String::from_utf8(generated.stdout).unwrap();
+    assert_eq!(
+        full.trim_end(),
+        format!("Every effort moves you{}", lines[0])
+    );
+}

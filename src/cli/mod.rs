@@ -1,6 +1,7 @@
 //! Command-line parsing (clap) and dispatch to one file per command.
 
 mod bench;
+mod chat;
 mod check_reference;
 mod device;
 mod export;
@@ -45,6 +46,8 @@ enum Command {
     Eval(generate::EvalArgs),
     /// Writes a checkpoint (or GPT-2 folder) as a Hugging Face GPT-2 folder for transformers.
     Export(export::Args),
+    /// Reads prompts from standard input and streams each reply as it is generated.
+    Chat(chat::Args),
     /// Writes the autograd graph of one GPT training loss as Graphviz DOT.
     Graph(graph::Args),
     /// Compiles every CUDA kernel with NVRTC (no GPU needed) and reports registers and shared
@@ -96,6 +99,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Generate(args) => generate::run_generate(&args),
         Command::Eval(args) => generate::run_eval(&args),
         Command::Export(args) => export::run(&args),
+        Command::Chat(args) => chat::run(&args),
         Command::Graph(args) => graph::run(&args),
         Command::Kernels(args) => kernels::run(&args),
         Command::Tokenize(args) => tokenize::run(&args),

@@ -1,0 +1,104 @@
+//! `scratchgpt chat`: read prompts from standard input, one per line, and stream each reply's
+//! tokens as they are generated (KV cache). A checkpoint trained with the instruction format
+//! (`### Response:`) gets its prompts wrapped in the book's Alpaca template.
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+
+use scratchgpt::data::BpeTokenizer;
+use scratchgpt::gpt::{generate_cached_streaming, Sampling};
+
+use super::generate::ModelSource;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    source: ModelSource,
+    #[arg(long, default_value_t = 100)]
+    max_new_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f64,
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    #[arg(long)]
+    top_p: Option<f64>,
+    #[arg(long, default_value_t = 123)]
+    seed: u64,
+    /// Wrap each prompt in the book's Alpaca instruction template (chapter 7).
+    #[arg(long)]
+    alpaca: bool,
+}
+
+/// The book's instruction template (ch. 7) around a prompt.
+pub fn alpaca_prompt(instruction: &str) -> String {
+    format!(
+        "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+    )
+}
+
+pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
+    let model = a.source.load()?;
+    let tok = BpeTokenizer::gpt2();
+    let ctx = model.cfg.context_length;
+    let eos = tok.special_id("<|endoftext|>");
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout();
+    let interactive = std::io::IsTerminal::is_terminal(&stdin);
+    if interactive {
+        eprintln!(
+            "{} parameters, context {ctx}. One prompt per line; Ctrl-D ends.",
+            model.num_parameters()
+        );
+    }
+    for (turn, line) in stdin.lock().lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let text = if a.alpaca {
+            alpaca_prompt(line.trim())
+        } else {
+            line.clone()
+        };
+        let prompt = tok.encode_with_special(&text, &["<|endoftext|>"])?;
+        if prompt.len() >= ctx {
+            eprintln!(
+                "error: the prompt is {} tokens; the model's context is {ctx}",
+                prompt.len()
+            );
+            continue;
+        }
+        let sampling = Sampling {
+            temperature: a.temperature,
+            top_k: Some(a.top_k).filter(|&k| k > 0),
+            top_p: a.top_p,
+            eos_id: eos,
+            seed: a.seed.wrapping_add(turn as u64),
+        };
+        // Stream: decode the reply's bytes so far and print what became valid UTF-8 (a BPE token
+        // can end in the middle of a multi-byte character).
+        let mut bytes: Vec<u8> = Vec::new();
+        let mut printed = 0;
+        if interactive {
+            write!(out, "> ")?;
+        }
+        generate_cached_streaming(&model, &prompt, a.max_new_tokens, ctx, &sampling, |id| {
+            bytes.extend_from_slice(tok.token_bytes(id)?);
+            let valid = match std::str::from_utf8(&bytes[printed..]) {
+                Ok(s) => s.len(),
+                Err(e) => e.valid_up_to(),
+            };
+            let _ = out.write_all(&bytes[printed..printed + valid]);
+            let _ = out.flush();
+            printed += valid;
+            Ok(())
+        })?;
+        if printed < bytes.len() {
+            out.write_all(String::from_utf8_lossy(&bytes[printed..]).as_bytes())?;
+        }
+        writeln!(out)?;
+        out.flush()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -71,7 +71,11 @@ impl<T: Element> Tensor<T> {
             };
             let needs: Vec<bool> = grad_fn.inputs.iter().map(|t| t.requires_grad()).collect();
             let op = node.node.op.unwrap_or("?");
+            let t0 = super::profile::is_on().then(std::time::Instant::now);
             let input_grads = (grad_fn.backward)(&g, &needs)?;
+            if let Some(t0) = t0 {
+                super::profile::backward_done(op, t0.elapsed().as_secs_f64());
+            }
             for ((input, ig), need) in grad_fn.inputs.iter().zip(input_grads).zip(&needs) {
                 let (Some(ig), true) = (ig, *need) else {
                     continue;

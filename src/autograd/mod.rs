@@ -7,6 +7,7 @@ pub mod dot;
 pub mod grad_mode;
 pub mod gradcheck;
 pub mod node;
+pub mod profile;
 
 pub use grad_mode::{is_grad_enabled, no_grad, NoGradGuard};
 pub use node::{live_graph_nodes, BackwardFn};

@@ -124,6 +124,7 @@ impl<T: Element> Tensor<T> {
         backward: impl FnOnce(&CpuArray<T>, &[bool]) -> Result<Vec<Option<CpuArray<T>>>> + 'static,
     ) -> Tensor<T> {
         let value = Storage::Cpu(value.into());
+        super::profile::forward_done(op);
         if !Self::should_record(inputs) {
             return Tensor {
                 node: Rc::new(Node::leaf(value, false)),

@@ -140,6 +140,24 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     let min = times[0];
+    let profile = if a.profile {
+        // One more step with the per-op profiler on.
+        let (x, y) = batch(&mut rng)?;
+        let t0 = Instant::now();
+        scratchgpt::autograd::profile::start();
+        opt.zero_grad();
+        let loss = model
+            .forward(&x, &ForwardCtx::train(99))?
+            .cross_entropy(&y)?;
+        loss.backward()?;
+        let ops = scratchgpt::autograd::profile::stop();
+        let t_opt = Instant::now();
+        opt.step()?;
+        let opt_secs = t_opt.elapsed().as_secs_f64();
+        Some((ops, opt_secs, t0.elapsed().as_secs_f64()))
+    } else {
+        None
+    };
     // Model FLOPs per token: 6 per matmul parameter (forward 2, backward 4) plus attention's
     // 6·2·L·T·d (scores and weighted sum; the causal half is not subtracted, as PaLM counts).
     // With untied weights the token embedding (a lookup) is not a matmul but the head is; with
@@ -166,6 +184,30 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         flops_per_token * tokens as f64 / median / 1e9,
         peak_rss().map_or(f64::NAN, |b| b as f64 / (1u64 << 30) as f64)
     );
+    if let Some((ops, opt_secs, step_secs)) = profile {
+        println!("per-op profile of one step ({:.1} ms; forward = time since the previous op, backward = the rule's call):", step_secs * 1e3);
+        let mut rows: Vec<(String, u64, f64)> = ops
+            .iter()
+            .map(|(op, phase, n, s)| (format!("{op} {phase}"), *n, *s))
+            .collect();
+        rows.push(("AdamW step".into(), 1, opt_secs));
+        rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+        let accounted: f64 = rows.iter().map(|r| r.2).sum();
+        for (name, n, secs) in rows.iter().filter(|r| r.2 >= 0.001 * step_secs) {
+            println!(
+                "  {name:<28} {n:>5} calls {:>9.1} ms {:>5.1}%",
+                secs * 1e3,
+                100.0 * secs / step_secs
+            );
+        }
+        println!(
+            "  {:<28} {:>5}       {:>9.1} ms {:>5.1}%",
+            "(outside ops)",
+            "",
+            (step_secs - accounted) * 1e3,
+            100.0 * (step_secs - accounted) / step_secs
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

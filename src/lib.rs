@@ -20,6 +20,7 @@ pub mod backend;
 pub mod cuda;
 pub mod data;
 pub mod error;
+pub mod finetune;
 pub mod gpt;
 pub mod nn;
 pub mod ops;

@@ -53,7 +53,7 @@ fn the_prediction_does_not_depend_on_padding() {
     padded.extend([PAD_ID; 6]);
     let ctx = ForwardCtx::eval();
     let short = c
-        .logits(&[text.clone()], &[4], &ctx)
+        .logits(std::slice::from_ref(&text), &[4], &ctx)
         .unwrap()
         .to_vec()
         .unwrap();
@@ -74,7 +74,7 @@ fn the_prediction_does_not_depend_on_padding() {
         short.iter().zip(&last).any(|(a, b)| (a - b).abs() > 1e-4),
         "{short:?} vs {last:?}"
     );
-    assert!(c.logits(&[text.clone()], &[5], &ctx).is_err());
+    assert!(c.logits(std::slice::from_ref(&text), &[5], &ctx).is_err());
     assert!(c.logits(&[text], &[0], &ctx).is_err());
 }
 

@@ -2,4 +2,5 @@
 //! model of chapter 6.
 
 pub mod classifier;
+pub mod instruction_data;
 pub mod spam_data;

@@ -29,6 +29,21 @@
 #define ATT_ROWS 64   // rows (queries or keys) per block; 2 threads per row → 128 threads
 #define ATT_TILE 64   // rows of the other side staged in shared memory at a time
 
+// Stage rows r0 .. r0+ATT_TILE of head h of two [B, T, H·D] tensors into shared memory (x scaled
+// by x_scale), zero-filling rows past T and columns past D. All threads of the block take part.
+template <int DM>
+__device__ __forceinline__ void attention_stage_tile(float (*xs)[DM], float (*ys)[DM], const float* x, const float* y,
+                                                     float x_scale, int b, int h, int r0, int T, int H, int D) {
+    const long long ld = (long long)H * D;
+    for (int e = threadIdx.x; e < ATT_TILE * DM; e += blockDim.x) {
+        int rr = e / DM, d = e % DM, r = r0 + rr;
+        bool in = r < T && d < D;
+        long long off = ((long long)b * T + r) * ld + h * D + d;
+        xs[rr][d] = in ? x[off] * x_scale : 0.0f;
+        ys[rr][d] = in ? y[off] : 0.0f;
+    }
+}
+
 template <int DM>
 __device__ __forceinline__ void attention_forward_impl(const float* q, const float* k, const float* v, float* o,
                                                        float* lse, int T, int H, int D, float dropout_p,
@@ -54,13 +69,7 @@ __device__ __forceinline__ void attention_forward_impl(const float* q, const flo
     float m = -INFINITY, l = 0.0f;
     const int last_key = min(T - 1, (int)blockIdx.x * ATT_ROWS + ATT_ROWS - 1);
     for (int j0 = 0; j0 <= last_key; j0 += ATT_TILE) {
-        for (int e = threadIdx.x; e < ATT_TILE * DM; e += blockDim.x) {
-            int jj = e / DM, d = e % DM, j = j0 + jj;
-            bool in = j < T && d < D;
-            long long off = ((long long)b * T + j) * ld + h * D + d;
-            Ks[jj][d] = in ? k[off] : 0.0f;
-            Vs[jj][d] = in ? v[off] : 0.0f;
-        }
+        attention_stage_tile<DM>(Ks, Vs, k, v, 1.0f, b, h, j0, T, H, D);
         __syncthreads();
         const int jmax = min(ATT_TILE, last_key - j0 + 1);
         for (int jj = 0; jj < jmax; jj++) {
@@ -141,13 +150,7 @@ __device__ __forceinline__ void attention_backward_dq_impl(const float* q, const
     const float L = valid ? lse[stat] : 0.0f, Di = valid ? delta[stat] : 0.0f;
     const int last_key = min(T - 1, (int)blockIdx.x * ATT_ROWS + ATT_ROWS - 1);
     for (int j0 = 0; j0 <= last_key; j0 += ATT_TILE) {
-        for (int e = threadIdx.x; e < ATT_TILE * DM; e += blockDim.x) {
-            int jj = e / DM, d = e % DM, j = j0 + jj;
-            bool in = j < T && d < D;
-            long long off = ((long long)b * T + j) * ld + h * D + d;
-            Ks[jj][d] = in ? k[off] : 0.0f;
-            Vs[jj][d] = in ? v[off] : 0.0f;
-        }
+        attention_stage_tile<DM>(Ks, Vs, k, v, 1.0f, b, h, j0, T, H, D);
         __syncthreads();
         const int jmax = min(ATT_TILE, last_key - j0 + 1);
         for (int jj = 0; jj < jmax; jj++) {
@@ -210,13 +213,7 @@ __device__ __forceinline__ void attention_backward_dkdv_impl(const float* q, con
     }
     // Only queries i ≥ j see key j: start at this block's first key row.
     for (int i0 = (int)blockIdx.x * ATT_ROWS; i0 < T; i0 += ATT_TILE) {
-        for (int e = threadIdx.x; e < ATT_TILE * DM; e += blockDim.x) {
-            int ii = e / DM, d = e % DM, i = i0 + ii;
-            bool in = i < T && d < D;
-            long long off = ((long long)b * T + i) * ld + h * D + d;
-            Qs[ii][d] = in ? q[off] * scale : 0.0f;
-            dOs[ii][d] = in ? dout[off] : 0.0f;
-        }
+        attention_stage_tile<DM>(Qs, dOs, q, dout, scale, b, h, i0, T, H, D);
         for (int ii = threadIdx.x; ii < ATT_TILE; ii += blockDim.x) {
             int i = i0 + ii;
             long long stat = ((long long)b * H + h) * T + i;

@@ -54,6 +54,24 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
     return m;
 }
 
+// Online log-sum-exp over a strided slice of the row: keeps a running max m and Σ exp(x − m),
+// rescaling the sum whenever the max grows, so the row is read once for lse. Masked entries
+// (−∞, as causal scores are) contribute exp(−∞) = 0 and are skipped: before any finite value,
+// exp(−∞ − (−∞)) would be NaN. Every thread of the block must call it.
+__device__ __forceinline__ float row_logsumexp(const float* row, int cols, float* scratch) {
+    float m = -INFINITY, s = 0.0f;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+        float v = row[j];
+        if (v == -INFINITY) continue;
+        if (v > m) { s *= expf(m - v); m = v; }
+        s += expf(v - m);
+    }
+    float block_m = block_max(m, scratch);
+    s = (m == -INFINITY) ? 0.0f : s * expf(m - block_m);
+    s = block_sum(s, scratch);
+    return block_m + logf(s);
+}
+
 // A counter-based random number: a 32-bit hash of (seed, index), so dropout needs no stored mask —
 // the backward pass regenerates exactly the forward's mask from the same seed and element index.
 // (The "lowbias32" integer hash finaliser applied twice, mixing in the seed's two halves.)

@@ -6,21 +6,7 @@
 // Loss of a row: ℓ = log Σ_j exp(x_j) − x_target = lse − x_target.
 // Gradient: ∂ℓ/∂x_j = softmax_j − [j = target] = exp(x_j − lse) − [j = target].
 // The mean over the n counted rows multiplies each row's gradient by dloss/n (`grad_scale`).
-
-// Online log-sum-exp over a strided slice of the row: keeps a running max m and Σ exp(x − m),
-// rescaling the sum whenever the max grows, so the row is read once for lse.
-__device__ __forceinline__ float row_logsumexp(const float* row, int cols, float* scratch) {
-    float m = -INFINITY, s = 0.0f;
-    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
-        float v = row[j];
-        if (v > m) { s *= expf(m - v); m = v; }
-        s += expf(v - m);
-    }
-    float block_m = block_max(m, scratch);
-    s = (m == -INFINITY) ? 0.0f : s * expf(m - block_m);
-    s = block_sum(s, scratch);
-    return block_m + logf(s);
-}
+// lse comes from row_logsumexp (common.cuh): one pass over the vocabulary.
 
 // Forward only (evaluation): losses[row] = ℓ (0 for ignored rows).
 extern "C" __global__ void cross_entropy_forward(const float* logits, const int* targets, float* losses, int cols) {

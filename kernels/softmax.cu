@@ -3,20 +3,14 @@
 // Launch: one block per row (grid = rows), blockDim.x a multiple of 32 (≤ 1024); threads stride
 // over the row's columns and combine with block reductions.
 
-// y_j = exp(x_j − max) / Σ_k exp(x_k − max). Subtracting the row max changes nothing
-// mathematically (it cancels) and keeps exp from overflowing.
+// y_j = exp(x_j − lse), lse = log Σ_k exp(x_k) computed stably (row_logsumexp in common.cuh
+// subtracts a running max, so exp never overflows). Same as exp(x_j − max) / Σ exp(x_k − max).
 extern "C" __global__ void softmax_forward(const float* x, float* y, int cols) {
     __shared__ float scratch[32];
     const float* row = x + (long long)blockIdx.x * cols;
     float* out = y + (long long)blockIdx.x * cols;
-    float m = -INFINITY;
-    for (int j = threadIdx.x; j < cols; j += blockDim.x) m = fmaxf(m, row[j]);
-    m = block_max(m, scratch);
-    float s = 0.0f;
-    for (int j = threadIdx.x; j < cols; j += blockDim.x) s += expf(row[j] - m);
-    s = block_sum(s, scratch);
-    float inv = 1.0f / s;
-    for (int j = threadIdx.x; j < cols; j += blockDim.x) out[j] = expf(row[j] - m) * inv;
+    float lse = row_logsumexp(row, cols, scratch);
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) out[j] = expf(row[j] - lse);
 }
 
 // Softmax backward. The Jacobian is ∂y_i/∂x_j = y_i(δ_ij − y_j), so
@@ -30,18 +24,12 @@ extern "C" __global__ void softmax_backward(const float* y, const float* dy, flo
     for (int j = threadIdx.x; j < cols; j += blockDim.x) dx[base + j] = y[base + j] * (dy[base + j] - dot);
 }
 
-// log_softmax: z_j = x_j − max − log Σ_k exp(x_k − max).
+// log_softmax: z_j = x_j − lse.
 extern "C" __global__ void log_softmax_forward(const float* x, float* z, int cols) {
     __shared__ float scratch[32];
     const float* row = x + (long long)blockIdx.x * cols;
     float* out = z + (long long)blockIdx.x * cols;
-    float m = -INFINITY;
-    for (int j = threadIdx.x; j < cols; j += blockDim.x) m = fmaxf(m, row[j]);
-    m = block_max(m, scratch);
-    float s = 0.0f;
-    for (int j = threadIdx.x; j < cols; j += blockDim.x) s += expf(row[j] - m);
-    s = block_sum(s, scratch);
-    float lse = m + logf(s);
+    float lse = row_logsumexp(row, cols, scratch);
     for (int j = threadIdx.x; j < cols; j += blockDim.x) out[j] = row[j] - lse;
 }
 

@@ -53,6 +53,11 @@ fn softmax_and_log_softmax() {
 }
 
 #[test]
+fn softmax_with_masked_entries() {
+    checks::check_softmax_masked(&EmuGpu::shared());
+}
+
+#[test]
 fn layer_norm() {
     checks::check_layer_norm(&EmuGpu::shared());
 }

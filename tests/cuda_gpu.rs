@@ -43,6 +43,7 @@ gpu_test!(dropout, ops::check_dropout);
 gpu_test!(matmul_all_transposes_batched_with_bias, ops::check_matmul);
 gpu_test!(reductions, ops::check_reductions);
 gpu_test!(softmax_and_log_softmax, ops::check_softmax);
+gpu_test!(softmax_with_masked_entries, ops::check_softmax_masked);
 gpu_test!(layer_norm, ops::check_layer_norm);
 gpu_test!(cross_entropy_with_ignore_index, ops::check_cross_entropy);
 gpu_test!(embeddings, ops::check_embedding);

@@ -130,3 +130,35 @@ fn a_tiny_top_p_is_greedy() {
         generate_cached(&m, &prompt, 10, 32, &Sampling::default()).unwrap()
     );
 }
+
+#[test]
+fn meaningless_sampling_settings_are_errors() {
+    let m = model();
+    let bad = [
+        Sampling {
+            temperature: -1.0,
+            ..Sampling::default()
+        },
+        Sampling {
+            temperature: f64::NAN,
+            ..Sampling::default()
+        },
+        Sampling {
+            top_k: Some(0),
+            ..Sampling::default()
+        },
+        Sampling {
+            top_p: Some(0.0),
+            ..Sampling::default()
+        },
+        Sampling {
+            top_p: Some(1.5),
+            ..Sampling::default()
+        },
+    ];
+    for s in bad {
+        let e = generate(&m, &[1, 2], 3, 32, &s).unwrap_err().to_string();
+        assert!(e.contains("temperature") || e.contains("top-"), "{e}");
+        assert!(generate_cached(&m, &[1, 2], 3, 32, &s).is_err());
+    }
+}

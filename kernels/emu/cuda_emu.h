@@ -58,10 +58,11 @@ enum class State { Ready, AtBarrier, AtWarpSync, Done };
 struct Block;
 
 // Switching between fibers. glibc's swapcontext makes a system call on every switch (it saves
-// and restores the signal mask), which made emulated kernels spend most of their time in the
-// kernel. On x86-64 we switch stacks ourselves: push the six callee-saved registers, swap stack
-// pointers, pop them — the System V ABI says nothing else survives a call. Elsewhere, and under
-// AddressSanitizer (which must be told about stack switches), ucontext is used.
+// and restores the signal mask). On x86-64 we switch stacks ourselves: push the six
+// callee-saved registers, swap stack pointers, pop them (15 instructions) — the System V ABI
+// says nothing else survives a call. Elsewhere, and under AddressSanitizer (which must be told
+// about stack switches), ucontext is used. (Measured on the GPT-step tests: this alone changed
+// little, 49 s → 47 s; reusing fiber stacks, StackCache below, took them to 1.6 s.)
 #if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
 #define EMU_FAST_SWITCH 1
 extern "C" void emu_switch_stack(void** save_sp, void* load_sp);

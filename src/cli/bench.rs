@@ -158,19 +158,7 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    // Model FLOPs per token: 6 per matmul parameter (forward 2, backward 4) plus attention's
-    // 6·2·L·T·d (scores and weighted sum; the causal half is not subtracted, as PaLM counts).
-    // With untied weights the token embedding (a lookup) is not a matmul but the head is; with
-    // tied weights the one shared matrix is the head. Either way: all parameters minus one
-    // vocab×d table (embedding lookup) — plus it back if tied — minus the position table.
-    let lookup = if cfg.tie_weights {
-        0
-    } else {
-        cfg.vocab_size * cfg.emb_dim
-    };
-    let matmul_params = model.num_parameters() - cfg.context_length * cfg.emb_dim - lookup;
-    let flops_per_token =
-        6.0 * matmul_params as f64 + 12.0 * (cfg.n_layers * a.context * cfg.emb_dim) as f64;
+    let flops_per_token = flops_per_token(&model, a.context);
     println!(
         "{} context {} batch {} ({} parameters, {} threads): median {:.1} ms/step (min {:.1}), {:.0} tokens/s, {:.1} GFLOP/s, peak RSS {:.2} GiB",
         a.preset,
@@ -231,18 +219,40 @@ fn time_gpu(
     Ok((times[times.len() / 2], times[0]))
 }
 
+/// Random inputs and targets of `tokens` ids each (seed 7), for the GPU benchmarks.
+fn random_gpu_batch(vocab: usize, tokens: usize) -> (Vec<i32>, Vec<i32>) {
+    let mut rng = Rng::new(7);
+    let mut draw = || {
+        (0..tokens)
+            .map(|_| rng.below(vocab as u64) as i32)
+            .collect::<Vec<i32>>()
+    };
+    let x = draw();
+    (x, draw())
+}
+
+/// Model FLOPs per token: 6 per matmul parameter (forward 2, backward 4) plus attention's
+/// 6·2·L·T·d (scores and weighted sum; the causal half is not subtracted, as PaLM counts).
+/// With untied weights the token embedding (a lookup) is not a matmul but the head is; with
+/// tied weights the one shared matrix is the head. Either way: all parameters minus one
+/// vocab×d table (embedding lookup) — plus it back if tied — minus the position table.
+fn flops_per_token(model: &GptModel, context: usize) -> f64 {
+    let cfg = &model.cfg;
+    let lookup = if cfg.tie_weights {
+        0
+    } else {
+        cfg.vocab_size * cfg.emb_dim
+    };
+    let matmul_params = model.num_parameters() - cfg.context_length * cfg.emb_dim - lookup;
+    6.0 * matmul_params as f64 + 12.0 * (cfg.n_layers * context * cfg.emb_dim) as f64
+}
+
 fn gpu_train_step(gpu: &Gpu, model: &GptModel, a: &TrainStepArgs) -> anyhow::Result<()> {
     let cfg = &model.cfg;
     let mut g = GpuGpt::from_model(gpu, model)?;
     let adam = GpuAdamConfig::default();
-    let mut rng = Rng::new(7);
     let tokens = a.batch_size * a.context;
-    let draw = |rng: &mut Rng| -> Vec<i32> {
-        (0..tokens)
-            .map(|_| rng.below(cfg.vocab_size as u64) as i32)
-            .collect()
-    };
-    let (x, y) = (draw(&mut rng), draw(&mut rng));
+    let (x, y) = random_gpu_batch(cfg.vocab_size, tokens);
     let mut step = 0u64;
     let mut last_loss = 0.0;
     let (median, min) = time_gpu(gpu, a.steps, || {
@@ -251,14 +261,7 @@ fn gpu_train_step(gpu: &Gpu, model: &GptModel, a: &TrainStepArgs) -> anyhow::Res
         last_loss = g.forward_backward(&x, &y, a.batch_size, a.context, Some(step))?;
         g.adamw_step(&adam, adam.lr)
     })?;
-    let lookup = if cfg.tie_weights {
-        0
-    } else {
-        cfg.vocab_size * cfg.emb_dim
-    };
-    let matmul_params = model.num_parameters() - cfg.context_length * cfg.emb_dim - lookup;
-    let flops_per_token =
-        6.0 * matmul_params as f64 + 12.0 * (cfg.n_layers * a.context * cfg.emb_dim) as f64;
+    let flops_per_token = flops_per_token(model, a.context);
     println!(
         "{} context {} batch {} on {} ({} parameters): median {:.1} ms/step (min {:.1}), {:.0} tokens/s, {:.2} TFLOP/s, device memory held {:.2} GiB, last loss {:.3}",
         a.preset,
@@ -285,14 +288,7 @@ fn gpu_train_step_profiled(
     let cfg = &model.cfg;
     let mut g = GpuGpt::from_model(gpu, model)?;
     let adam = GpuAdamConfig::default();
-    let mut rng = Rng::new(7);
-    let tokens = a.batch_size * a.context;
-    let x: Vec<i32> = (0..tokens)
-        .map(|_| rng.below(cfg.vocab_size as u64) as i32)
-        .collect();
-    let y: Vec<i32> = (0..tokens)
-        .map(|_| rng.below(cfg.vocab_size as u64) as i32)
-        .collect();
+    let (x, y) = random_gpu_batch(cfg.vocab_size, a.batch_size * a.context);
     for step in 0..2 {
         if step == 1 {
             prof.reset();

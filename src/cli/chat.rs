@@ -19,6 +19,7 @@ pub struct Args {
     /// 0 = greedy.
     #[arg(long, default_value_t = 0.7)]
     temperature: f64,
+    /// Sample among the k most likely tokens (0 = all).
     #[arg(long, default_value_t = 40)]
     top_k: usize,
     #[arg(long)]

@@ -25,6 +25,31 @@ pub struct Sampling {
     pub seed: u64,
 }
 
+impl Sampling {
+    /// An error for settings that would otherwise be silently ignored or meaningless: a negative
+    /// or non-finite temperature, top-k of 0, top-p outside (0, 1].
+    pub fn validate(&self) -> Result<()> {
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
+            return Err(Error::invalid(
+                "generate",
+                format!("temperature {} must be ≥ 0 (0 = greedy)", self.temperature),
+            ));
+        }
+        if self.top_k == Some(0) {
+            return Err(Error::invalid("generate", "top-k must be at least 1"));
+        }
+        if let Some(p) = self.top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                return Err(Error::invalid(
+                    "generate",
+                    format!("top-p {p} must be in (0, 1]"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for Sampling {
     fn default() -> Self {
         Sampling {
@@ -90,6 +115,7 @@ pub fn generate_with(
     if context_size == 0 {
         return Err(Error::invalid("generate", "the context size is 0"));
     }
+    sampling.validate()?;
     let mut rng = Rng::new(sampling.seed);
     let mut ids = prompt.to_vec();
     for _ in 0..max_new_tokens {
@@ -114,7 +140,7 @@ pub(crate) fn pick(logits: &[f32], s: &Sampling, rng: &mut Rng) -> u32 {
             .fold(0, |best, i| if logits[i] > logits[best] { i } else { best })
             as u32;
     }
-    if let Some(k) = s.top_k.filter(|&k| k > 0 && k < logits.len()) {
+    if let Some(k) = s.top_k.filter(|&k| k < logits.len()) {
         idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
         idx.truncate(k);
     }
@@ -128,7 +154,7 @@ pub(crate) fn pick(logits: &[f32], s: &Sampling, rng: &mut Rng) -> u32 {
         .collect();
     let mut total: f64 = w.iter().sum();
     let (mut idx, mut w) = (idx, w);
-    if let Some(p) = s.top_p.filter(|&p| p > 0.0 && p < 1.0) {
+    if let Some(p) = s.top_p.filter(|&p| p < 1.0) {
         // Most likely first (ties by id), then cut after the cumulative mass reaches p.
         let mut order: Vec<usize> = (0..w.len()).collect();
         order.sort_by(|&a, &b| w[b].total_cmp(&w[a]).then(idx[a].cmp(&idx[b])));

@@ -165,6 +165,7 @@ pub fn generate_cached_streaming(
     if prompt.is_empty() {
         return Err(Error::invalid("generate", "the prompt is empty"));
     }
+    sampling.validate()?;
     let context_size = context_size.min(model.cfg.context_length).max(1);
     let mut cache = KvCache::new(model, context_size);
     let mut rng = Rng::new(sampling.seed);

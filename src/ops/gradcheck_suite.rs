@@ -285,6 +285,12 @@ pub fn cases() -> Vec<Case> {
     ));
     c.push(case!(
         "matmul",
+        "[1,4]@[5,4]ᵀ (one row: the GEMV path)",
+        [randn(&[1, 4], 82), randn(&[5, 4], 83)],
+        |x| x[0].matmul(&x[1].transpose(0, 1)?)
+    ));
+    c.push(case!(
+        "matmul",
         "[1,4]@[4,1] (size-1)",
         [randn(&[1, 4], 80), randn(&[4, 1], 81)],
         |x| x[0].matmul(&x[1])

@@ -340,6 +340,47 @@ pub fn check_softmax(gpu: &Gpu) {
     }
 }
 
+/// Masked (−∞) entries, as causal scores have, anywhere in a row — also before the first finite
+/// value — get probability 0 and leave the rest a proper softmax.
+pub fn check_softmax_masked(gpu: &Gpu) {
+    let ninf = f32::NEG_INFINITY;
+    let x = vec![ninf, 1.0, 2.0, ninf, ninf, ninf, 0.5, ninf];
+    let y = uninit(gpu, 8);
+    ops::softmax_forward(&up(gpu, &x), &y, 2, 4).unwrap();
+    let (e1, e2) = (1f64.exp(), 2f64.exp());
+    let want = [0.0, e1 / (e1 + e2), e2 / (e1 + e2), 0.0, 0.0, 0.0, 1.0, 0.0];
+    assert_close(
+        "softmax with -inf entries",
+        &y.to_vec().unwrap(),
+        &want,
+        TOL,
+    );
+    ops::log_softmax_forward(&up(gpu, &x), &y, 2, 4).unwrap();
+    let got = y.to_vec().unwrap();
+    assert!(
+        (got[1] as f64 - (e1 / (e1 + e2)).ln()).abs() < 1e-6 && got[6].abs() < 1e-6,
+        "{got:?}"
+    );
+    // A row longer than a block (1024 threads): a thread meets −∞ first and a finite value later.
+    let cols = 1100;
+    let x: Vec<f32> = (0..cols)
+        .map(|j| if j < 1030 { ninf } else { (j % 7) as f32 * 0.3 })
+        .collect();
+    let y = uninit(gpu, cols);
+    ops::softmax_forward(&up(gpu, &x), &y, 1, cols).unwrap();
+    let z: f64 = x[1030..].iter().map(|&v| (v as f64).exp()).sum();
+    let want: Vec<f64> = x
+        .iter()
+        .map(|&v| if v == ninf { 0.0 } else { (v as f64).exp() / z })
+        .collect();
+    assert_close(
+        "softmax, long row with leading -inf",
+        &y.to_vec().unwrap(),
+        &want,
+        TOL,
+    );
+}
+
 pub fn check_layer_norm(gpu: &Gpu) {
     let (rows, cols) = (37, 70);
     let x: Vec<f32> = random(rows * cols, 40)

@@ -71,6 +71,7 @@ fn linear_from(w: &Tensor) -> Linear {
     Linear {
         weight: w.transpose(0, 1).unwrap().contiguous().unwrap().detach(),
         bias: None,
+        lora: None,
     }
 }
 
@@ -102,6 +103,7 @@ fn v1_v2_causal_and_fused_agree_on_the_same_weights() {
             out_proj: Linear {
                 weight: Tensor::from_vec(vec![1.0, 0.0, 0.0, 1.0], &[2, 2]).unwrap(),
                 bias: None,
+                lora: None,
             },
             num_heads: 1,
             dropout: 0.5,
@@ -150,6 +152,7 @@ fn the_wrapper_equals_fused_multi_head_attention() {
             )
             .unwrap(),
         ),
+        lora: None,
     };
     let d = heads * d_head;
     let identity: Vec<f32> = (0..d * d)
@@ -162,6 +165,7 @@ fn the_wrapper_equals_fused_multi_head_attention() {
         out_proj: Linear {
             weight: Tensor::from_vec(identity, &[d, d]).unwrap(),
             bias: None,
+            lora: None,
         },
         num_heads: heads,
         dropout: 0.0,

@@ -88,3 +88,7 @@ fn gradcheck_attention() {
 fn gradcheck_view() {
     check_family("view");
 }
+#[test]
+fn gradcheck_lora() {
+    check_family("lora");
+}

@@ -84,7 +84,7 @@ pub struct TrainStepArgs {
 }
 
 /// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
-fn peak_rss() -> Option<u64> {
+pub(crate) fn peak_rss() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -30,12 +30,31 @@ use crate::tensor::rng::mix64;
 const LN_EPS: f32 = 1e-5;
 
 /// One parameter on the device, with its gradient and (once the optimizer runs) AdamW moments.
+/// A frozen parameter (`requires_grad = false` on the CPU model, e.g. the blocks a chapter-6
+/// classifier does not train) has neither: no gradient buffer, no moments, no update.
 pub struct GpuParam {
     pub name: String,
     pub shape: Vec<usize>,
     pub value: DeviceBuffer<f32>,
-    pub grad: DeviceBuffer<f32>,
+    grad: Option<DeviceBuffer<f32>>,
     moments: Option<(DeviceBuffer<f32>, DeviceBuffer<f32>)>,
+}
+
+impl GpuParam {
+    /// The gradient buffer, or an error naming a frozen parameter.
+    pub fn grad(&self) -> Result<&DeviceBuffer<f32>> {
+        self.grad.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "GpuGpt",
+                format!("{} is frozen: it has no gradient", self.name),
+            )
+        })
+    }
+
+    /// Whether the optimizer updates this parameter.
+    pub fn trainable(&self) -> bool {
+        self.grad.is_some()
+    }
 }
 
 /// Indices into `params` for one transformer block.
@@ -101,6 +120,12 @@ pub struct GpuGpt {
     final_norm: (usize, usize),
     head: usize,
     blocks: Vec<BlockParams>,
+    /// The backward runs through blocks `lowest_trained..n_layers` only: below the lowest block
+    /// with a trainable parameter (and with frozen embeddings) no gradient is needed.
+    lowest_trained: usize,
+    /// Where the kernels write the gradient of a frozen LayerNorm inside the trained range
+    /// (`emb_dim` floats, never read).
+    scratch_grad: DeviceBuffer<f32>,
     acts: Option<Acts>,
     /// AdamW steps taken.
     pub step: u64,
@@ -124,6 +149,12 @@ impl GpuGpt {
     /// Upload `model`'s parameters (by their book names) to `gpu`.
     pub fn from_model(gpu: &Gpu, model: &GptModel) -> Result<Self> {
         let cfg = model.cfg.clone();
+        if model.has_lora() {
+            return Err(Error::invalid(
+                "GpuGpt",
+                "LoRA adapters run on the CPU engine only (merge them first to use the GPU)",
+            ));
+        }
         let mut params = Vec::new();
         for (name, t) in model.named_parameters() {
             let data = t.to_vec()?;
@@ -131,7 +162,11 @@ impl GpuGpt {
                 name,
                 shape: t.shape(),
                 value: DeviceBuffer::from_slice(gpu, &data)?,
-                grad: DeviceBuffer::zeros(gpu, data.len())?,
+                grad: if t.requires_grad() {
+                    Some(DeviceBuffer::zeros(gpu, data.len())?)
+                } else {
+                    None
+                },
                 moments: None,
             });
         }
@@ -166,11 +201,31 @@ impl GpuGpt {
             });
         }
         let tok = find("tok_emb.weight")?;
+        let trains = |name: &str| {
+            params
+                .iter()
+                .any(|p| p.name.starts_with(name) && p.grad.is_some())
+        };
+        if trains("tok_emb.") != trains("pos_emb.") {
+            return Err(Error::invalid(
+                "GpuGpt",
+                "freeze both embedding tables or neither (the GPU scatter-add writes both)",
+            ));
+        }
+        let lowest_trained = if trains("tok_emb.") {
+            0
+        } else {
+            (0..cfg.n_layers)
+                .find(|l| trains(&format!("trf_blocks.{l}.")))
+                .unwrap_or(cfg.n_layers)
+        };
         Ok(GpuGpt {
+            lowest_trained,
+            scratch_grad: DeviceBuffer::zeros(gpu, cfg.emb_dim)?,
             gpu: gpu.clone(),
             pos: find("pos_emb.weight")?,
             final_norm: (find("final_norm.scale")?, find("final_norm.shift")?),
-            head: if cfg.tie_weights {
+            head: if cfg.tie_weights && cfg.num_classes.is_none() {
                 tok
             } else {
                 find("out_head.weight")?
@@ -213,7 +268,10 @@ impl GpuGpt {
 
     /// Zero every gradient.
     pub fn zero_grad(&self) -> Result<()> {
-        self.params.iter().try_for_each(|p| p.grad.zero())
+        self.params
+            .iter()
+            .filter_map(|p| p.grad.as_ref())
+            .try_for_each(|g| g.zero())
     }
 
     fn ensure_acts(&mut self, batch: usize, seq: usize) -> Result<()> {
@@ -264,7 +322,7 @@ impl GpuGpt {
             blocks,
             final_h: buf(rows * c)?,
             final_stats: stats()?,
-            logits: buf(rows * self.cfg.vocab_size)?,
+            logits: buf(rows * self.cfg.out_dim())?,
             losses: buf(rows)?,
             loss_sum: buf(1)?,
             tmp: buf(rows * c)?,
@@ -303,7 +361,7 @@ impl GpuGpt {
             ));
         }
         ops::check_token_ids(inputs, self.cfg.vocab_size)?;
-        let counted = ops::cross_entropy_targets(targets, self.cfg.vocab_size)?;
+        let counted = ops::cross_entropy_targets(targets, self.cfg.out_dim())?;
         if counted == 0 {
             return Err(Error::invalid(
                 "GpuGpt",
@@ -349,18 +407,20 @@ impl GpuGpt {
     ) -> Result<()> {
         let p = &self.params[w];
         let (n_out, n_in) = (p.shape[0], p.shape[1]);
-        // dW[n_out, n_in] += dy[rows, n_out]ᵀ · x[rows, n_in]
-        ops::matmul(
-            dy,
-            x,
-            &p.grad,
-            None,
-            Gemm::new(n_out, n_in, rows).trans_a(),
-            1.0,
-            1.0,
-        )?;
-        if let Some(b) = b {
-            ops::column_sum(dy, &self.params[b].grad, rows, n_out, true)?;
+        if let Some(dw) = &p.grad {
+            // dW[n_out, n_in] += dy[rows, n_out]ᵀ · x[rows, n_in]
+            ops::matmul(
+                dy,
+                x,
+                dw,
+                None,
+                Gemm::new(n_out, n_in, rows).trans_a(),
+                1.0,
+                1.0,
+            )?;
+        }
+        if let Some(db) = b.and_then(|b| self.params[b].grad.as_ref()) {
+            ops::column_sum(dy, db, rows, n_out, true)?;
         }
         if let Some(dx) = dx {
             // dx[rows, n_in] = dy[rows, n_out] · W[n_out, n_in]
@@ -508,7 +568,7 @@ impl GpuGpt {
             &a.targets,
             &a.losses,
             batch * seq,
-            self.cfg.vocab_size,
+            self.cfg.out_dim(),
         )?;
         self.sum_losses()?;
         self.read_loss(counted)
@@ -540,11 +600,13 @@ impl GpuGpt {
             &a.targets,
             &a.losses,
             rows,
-            v,
+            self.cfg.out_dim(),
             1.0 / counted as f32,
         )?;
         self.sum_losses()?;
         let p = |i: usize| &self.params[i];
+        // A frozen LayerNorm's kernels still need somewhere to write dscale/dshift.
+        let g = |i: usize| self.params[i].grad.as_ref().unwrap_or(&self.scratch_grad);
         // Head and final norm.
         self.linear_backward(
             &a.final_h,
@@ -563,8 +625,8 @@ impl GpuGpt {
             &a.final_stats,
             &a.dh,
             &a.dres,
-            &p(fs).grad,
-            &p(fb).grad,
+            g(fs),
+            g(fb),
             rows,
             c,
             false,
@@ -575,7 +637,7 @@ impl GpuGpt {
             heads: self.cfg.n_heads,
             head_dim: c / self.cfg.n_heads,
         };
-        for l in (0..self.cfg.n_layers).rev() {
+        for l in (self.lowest_trained..self.cfg.n_layers).rev() {
             let (bp, ba) = (&self.blocks[l], &a.blocks[l]);
             let site = 1 + 3 * l as u64;
             // x' = m + drop(f·W₂ᵀ + b₂): the shortcut passes dres to m unchanged.
@@ -611,8 +673,8 @@ impl GpuGpt {
                 &ba.stats2,
                 &a.dh,
                 &a.dres,
-                &p(bp.norm2.0).grad,
-                &p(bp.norm2.1).grad,
+                g(bp.norm2.0),
+                g(bp.norm2.1),
                 rows,
                 c,
                 true,
@@ -664,30 +726,33 @@ impl GpuGpt {
                 &ba.stats1,
                 &a.dh,
                 &a.dres,
-                &p(bp.norm1.0).grad,
-                &p(bp.norm1.1).grad,
+                g(bp.norm1.0),
+                g(bp.norm1.1),
                 rows,
                 c,
                 true,
             )?;
         }
-        let demb = match drop {
-            Some(s) => {
-                ops::dropout_backward(&a.dres, &a.dtmp, s.p, s.site(0))?;
-                &a.dtmp
-            }
-            None => &a.dres,
-        };
-        ops::embedding_backward(
-            &a.ids_host,
-            demb,
-            &p(self.tok).grad,
-            &p(self.pos).grad,
-            batch,
-            seq,
-            v,
-            c,
-        )?;
+        if self.lowest_trained == 0 {
+            let demb = match drop {
+                Some(s) => {
+                    ops::dropout_backward(&a.dres, &a.dtmp, s.p, s.site(0))?;
+                    &a.dtmp
+                }
+                None => &a.dres,
+            };
+            // `from_model` made sure both tables train when either does.
+            ops::embedding_backward(
+                &a.ids_host,
+                demb,
+                p(self.tok).grad()?,
+                p(self.pos).grad()?,
+                batch,
+                seq,
+                v,
+                c,
+            )?;
+        }
         // Only now wait for the GPU: the whole backward was queued without a host round-trip.
         self.read_loss(counted)
     }
@@ -706,7 +771,7 @@ impl GpuGpt {
         }
         ops::check_token_ids(ids, self.cfg.vocab_size)?;
         self.forward(ids, None, 1, n, None)?;
-        let v = self.cfg.vocab_size;
+        let v = self.cfg.out_dim();
         self.acts
             .as_ref()
             .expect("allocated")
@@ -714,12 +779,48 @@ impl GpuGpt {
             .read_range((n - 1) * v, v)
     }
 
+    /// Eval-mode output rows at one position per sequence (`positions[b]` of row b) of a
+    /// `(batch, seq)` input: a classifier's logits at each text's last real token.
+    pub fn logits_at(
+        &mut self,
+        inputs: &[i32],
+        batch: usize,
+        seq: usize,
+        positions: &[usize],
+    ) -> Result<Vec<Vec<f32>>> {
+        if batch == 0 || seq == 0 || seq > self.cfg.context_length || inputs.len() != batch * seq {
+            return Err(Error::invalid(
+                "GpuGpt::logits_at",
+                format!(
+                    "{} ids for batch {batch} × sequence {seq} (context length {})",
+                    inputs.len(),
+                    self.cfg.context_length
+                ),
+            ));
+        }
+        if positions.len() != batch || positions.iter().any(|&p| p >= seq) {
+            return Err(Error::invalid(
+                "GpuGpt::logits_at",
+                format!("positions {positions:?} for batch {batch} × sequence {seq}"),
+            ));
+        }
+        ops::check_token_ids(inputs, self.cfg.vocab_size)?;
+        self.forward(inputs, None, batch, seq, None)?;
+        let k = self.cfg.out_dim();
+        let logits = &self.acts.as_ref().expect("allocated").logits;
+        positions
+            .iter()
+            .enumerate()
+            .map(|(row, &p)| logits.read_range((row * seq + p) * k, k))
+            .collect()
+    }
+
     /// The global L2 norm of all gradients (one device→host copy).
     pub fn grad_norm(&self) -> Result<f64> {
         let out = DeviceBuffer::<f32>::uninit(&self.gpu, 1)?;
         let mut total = 0.0f64;
-        for p in &self.params {
-            ops::sum_squares(&p.grad, &out)?;
+        for grad in self.params.iter().filter_map(|p| p.grad.as_ref()) {
+            ops::sum_squares(grad, &out)?;
             total += out.to_vec()?[0] as f64;
         }
         Ok(total.sqrt())
@@ -731,8 +832,8 @@ impl GpuGpt {
         let norm = self.grad_norm()?;
         let factor = max_norm / (norm + 1e-6);
         if factor < 1.0 {
-            for p in &self.params {
-                ops::scale(&p.grad, &p.grad, factor as f32)?;
+            for grad in self.params.iter().filter_map(|p| p.grad.as_ref()) {
+                ops::scale(grad, grad, factor as f32)?;
             }
         }
         Ok(norm)
@@ -746,7 +847,7 @@ impl GpuGpt {
         let (b1, b2) = cfg.betas;
         let step_size = (lr / (1.0 - b1.powi(t))) as f32;
         let bc2_sqrt = (1.0 - b2.powi(t)).sqrt() as f32;
-        for p in &mut self.params {
+        for p in self.params.iter_mut().filter(|p| p.grad.is_some()) {
             if p.moments.is_none() {
                 p.moments = Some((
                     DeviceBuffer::zeros(&self.gpu, p.value.len())?,
@@ -764,7 +865,7 @@ impl GpuGpt {
             let (m, v) = p.moments.as_ref().expect("just made");
             ops::adamw_update(
                 &p.value,
-                &p.grad,
+                p.grad.as_ref().expect("filtered to trainable"),
                 m,
                 v,
                 step_size,
@@ -780,7 +881,7 @@ impl GpuGpt {
     /// Copy the AdamW state (step count and both moments of every parameter, by name) from a CPU
     /// optimizer, e.g. one restored from a checkpoint.
     pub fn load_adam_state(&mut self, opt: &crate::optim::AdamW) -> Result<()> {
-        for p in &mut self.params {
+        for p in self.params.iter_mut().filter(|p| p.grad.is_some()) {
             let s = opt.state.iter().find(|s| s.name == p.name).ok_or_else(|| {
                 Error::invalid(
                     "GpuGpt",

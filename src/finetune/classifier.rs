@@ -33,6 +33,18 @@ pub struct Classifier {
 }
 
 impl Classifier {
+    /// Wrap a model that already has a classification head (e.g. loaded from a checkpoint
+    /// written by `finetune classify`).
+    pub fn from_trained(model: GptModel) -> Result<Self> {
+        match model.cfg.num_classes {
+            Some(num_classes) => Ok(Classifier { model, num_classes }),
+            None => Err(Error::invalid(
+                "Classifier",
+                "this model has a language-model head, not a classification head (was it fine-tuned with `finetune classify`?)",
+            )),
+        }
+    }
+
     /// Replace `model`'s output head with `Linear(emb_dim, num_classes)` (PyTorch's default
     /// initialisation, from `seed`), then freeze all but `trainable`.
     pub fn new(
@@ -50,6 +62,7 @@ impl Classifier {
         let mut rng = Rng::new(seed);
         model.out_head = Linear::new(model.cfg.emb_dim, num_classes, true, &mut rng);
         model.cfg.tie_weights = false; // the new head is its own parameter
+        model.cfg.num_classes = Some(num_classes);
         let layers = model.cfg.n_layers;
         match trainable {
             Trainable::All => {

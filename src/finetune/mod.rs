@@ -1,6 +1,8 @@
-//! Fine-tuning (book chapters 6 and 7). So far: the spam-classification data and the classifier
-//! model of chapter 6.
+//! Fine-tuning (book chapters 6 and 7, appendix E): the spam-classification data, the classifier
+//! and its training loop; the instruction data; LoRA adapters.
 
 pub mod classifier;
+pub mod classify_train;
 pub mod instruction_data;
+pub mod lora;
 pub mod spam_data;

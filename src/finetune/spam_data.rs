@@ -154,6 +154,12 @@ impl SpamDataset {
         if max_length == 0 {
             return Err(Error::invalid("SpamDataset", "every message is empty"));
         }
+        if let Some(i) = encoded.iter().position(Vec::is_empty) {
+            return Err(Error::invalid(
+                "SpamDataset",
+                format!("message {i} is empty: there is no token to classify"),
+            ));
+        }
         let mut ids = Vec::with_capacity(encoded.len());
         let mut lengths = Vec::with_capacity(encoded.len());
         for mut e in encoded {

@@ -15,6 +15,9 @@ pub struct GptConfig {
     /// `out_head` shares `tok_emb`'s weight (one parameter, as GPT-2 does). The book's model does
     /// not tie (off by default).
     pub tie_weights: bool,
+    /// `Some(n)`: `out_head` is chapter 6's classification head `Linear(emb_dim, n)` with a bias,
+    /// in place of the vocabulary projection (and never tied). `None`: a language model.
+    pub num_classes: Option<usize>,
 }
 
 impl GptConfig {
@@ -45,6 +48,7 @@ impl GptConfig {
             drop_rate: 0.1,
             qkv_bias: false,
             tie_weights: false,
+            num_classes: None,
         })
     }
 
@@ -85,7 +89,20 @@ impl GptConfig {
                 self.drop_rate
             ));
         }
+        if let Some(n) = self.num_classes {
+            if n < 2 {
+                return bad(format!("a classifier needs at least 2 classes, got {n}"));
+            }
+            if self.tie_weights {
+                return bad("a classification head cannot be tied to the token embedding".into());
+            }
+        }
         Ok(())
+    }
+
+    /// Width of the output head: the number of classes of a classifier, else the vocabulary.
+    pub fn out_dim(&self) -> usize {
+        self.num_classes.unwrap_or(self.vocab_size)
     }
 
     /// The number of parameters, counting a tied weight once.
@@ -96,10 +113,10 @@ impl GptConfig {
             + 4 * d * d + 4 * d + 4 * d * d + d                        // ff
             + 4 * d; // norm1, norm2
         let emb = self.vocab_size * d + self.context_length * d;
-        let head = if self.tie_weights {
-            0
-        } else {
-            self.vocab_size * d
+        let head = match self.num_classes {
+            Some(n) => n * d + n,
+            None if self.tie_weights => 0,
+            None => self.vocab_size * d,
         };
         emb + self.n_layers * block + 2 * d + head
     }

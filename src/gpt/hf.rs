@@ -90,6 +90,7 @@ impl HfGpt2Config {
             drop_rate: 0.0,
             qkv_bias: true,
             tie_weights: true,
+            num_classes: None,
         }
     }
 }

@@ -173,8 +173,11 @@ impl GptModel {
         let trf_blocks = (0..cfg.n_layers)
             .map(|_| TransformerBlock::new(cfg, &mut rng))
             .collect();
-        let mut out_head = Linear::new(cfg.emb_dim, cfg.vocab_size, false, &mut rng);
-        if cfg.tie_weights {
+        let mut out_head = match cfg.num_classes {
+            Some(n) => Linear::new(cfg.emb_dim, n, true, &mut rng),
+            None => Linear::new(cfg.emb_dim, cfg.vocab_size, false, &mut rng),
+        };
+        if cfg.tie_weights && cfg.num_classes.is_none() {
             out_head.weight = tok_emb.weight.clone(); // the same parameter, not a copy
         }
         Ok(GptModel {
@@ -188,7 +191,7 @@ impl GptModel {
         })
     }
 
-    /// Logits `(B, T, vocab)` for token ids `(B, T)`; T may not exceed the context length.
+    /// Logits `(B, T, out_dim)` (vocabulary, or classes for a classifier) for token ids `(B, T)`; T may not exceed the context length.
     pub fn forward(&self, ids: &Ids, ctx: &ForwardCtx) -> Result<Tensor> {
         let s = ids.shape();
         if s.len() != 2 {

@@ -96,6 +96,7 @@ pub fn check_book_fixture(dir: impl AsRef<Path>) -> Result<Vec<CheckLine>> {
             .and_then(Value::as_bool)
             .unwrap_or(false),
         tie_weights: false,
+        num_classes: None,
     };
     let tol = &expected["tolerances_hint"];
     let weights = read_safetensors(dir.join("weights.safetensors"))?;

@@ -1,5 +1,8 @@
 //! `Linear` (PyTorch's `nn.Linear`): `y = x·Wᵀ + b` with W stored `(out_features, in_features)`.
+//! With a LoRA adapter attached it is the book's `LinearWithLoRA`: `y = x·Wᵀ + b + s·(x·A)·B`
+//! (see [`super::lora`]).
 
+use super::lora::LoRA;
 use crate::error::{Error, Result};
 use crate::tensor::rng::Rng;
 use crate::tensor::{Element, Tensor};
@@ -11,6 +14,8 @@ pub struct Linear<T: Element = f32> {
     pub weight: Tensor<T>,
     /// `(out_features,)`, if the layer has a bias.
     pub bias: Option<Tensor<T>>,
+    /// A LoRA adapter (appendix E's `LinearWithLoRA`), if attached.
+    pub lora: Option<LoRA<T>>,
 }
 
 impl<T: Element> Linear<T> {
@@ -23,6 +28,7 @@ impl<T: Element> Linear<T> {
             bias: bias.then(|| {
                 Tensor::uniform_from(&[out_features], -bound, bound, rng).requires_grad_(true)
             }),
+            lora: None,
         }
     }
 
@@ -39,10 +45,38 @@ impl<T: Element> Linear<T> {
             });
         }
         let y = x.matmul(&self.weight.transpose(0, 1)?)?;
-        match &self.bias {
-            Some(b) => y.add(b),
+        let y = match &self.bias {
+            Some(b) => y.add(b)?,
+            None => y,
+        };
+        match &self.lora {
+            Some(lora) => y.add(&lora.forward(x)?),
             None => Ok(y),
         }
+    }
+
+    /// Freezes the weight and bias and attaches a fresh adapter (`LinearWithLoRA`).
+    pub fn attach_lora(&mut self, rank: usize, alpha: f64, rng: &mut Rng) -> Result<()> {
+        let s = self.weight.shape();
+        self.lora = Some(LoRA::new(s[1], s[0], rank, alpha, rng)?);
+        let _ = self.weight.clone().requires_grad_(false);
+        if let Some(b) = &self.bias {
+            let _ = b.clone().requires_grad_(false);
+        }
+        Ok(())
+    }
+
+    /// Folds the adapter into the weight (`W ← W + s·(A·B)ᵀ`) and removes it; the layer computes
+    /// the same function without the extra matmuls. The merged weight is trainable again.
+    pub fn merge_lora(&mut self) -> Result<()> {
+        if let Some(lora) = self.lora.take() {
+            let merged =
+                crate::autograd::no_grad(|| self.weight.detach().add(&lora.delta_weight()?))?;
+            // A new parameter, not `set_value`: a cloned model shares this weight's storage,
+            // and merging one copy must not change the other.
+            self.weight = merged.detach().requires_grad_(true);
+        }
+        Ok(())
     }
 
     /// Named parameters under `prefix` (`prefix.weight`, `prefix.bias`).
@@ -50,6 +84,9 @@ impl<T: Element> Linear<T> {
         out.push((format!("{prefix}.weight"), self.weight.clone()));
         if let Some(b) = &self.bias {
             out.push((format!("{prefix}.bias"), b.clone()));
+        }
+        if let Some(lora) = &self.lora {
+            lora.parameters(prefix, out);
         }
     }
 }

@@ -6,9 +6,11 @@ pub mod dropout;
 pub mod embedding;
 pub mod layer_norm;
 pub mod linear;
+pub mod lora;
 
 pub use context::ForwardCtx;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
+pub use lora::LoRA;

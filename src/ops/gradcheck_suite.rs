@@ -11,6 +11,7 @@
 
 use crate::autograd::gradcheck::{gradcheck, GradcheckOptions, GradcheckReport};
 use crate::error::Result;
+use crate::nn::{Linear, LoRA};
 use crate::ops::attention::AttentionOptions;
 use crate::ops::embedding::Ids;
 use crate::ops::masked_fill::causal_mask;
@@ -83,6 +84,19 @@ fn attn(causal: bool, dropout_p: f64) -> AttentionOptions {
         dropout_p,
         seed: 42,
     }
+}
+
+/// A `LinearWithLoRA` from inputs `[_, W, b, A, B]` (every tensor a gradcheck input).
+fn lora_linear<T: crate::tensor::Element>(x: &[Tensor<T>], alpha: f64) -> Result<Linear<T>> {
+    Ok(Linear {
+        weight: x[1].clone(),
+        bias: Some(x[2].clone()),
+        lora: Some(LoRA {
+            a: x[3].clone(),
+            b: x[4].clone(),
+            alpha,
+        }),
+    })
 }
 
 /// Every case, in op-family order.
@@ -504,6 +518,31 @@ pub fn cases() -> Vec<Case> {
             &x[2].transpose(1, 2)?,
             &attn(true, 0.0)
         )
+    ));
+    // --- lora (appendix E: LinearWithLoRA, y = x·Wᵀ + b + (alpha/rank)·(x·A)·B) ---
+    c.push(case!(
+        "lora",
+        "LinearWithLoRA [2,3,4]→5, rank 2, alpha 3",
+        [
+            randn(&[2, 3, 4], 200),
+            randn(&[5, 4], 201),
+            randn(&[5], 202),
+            randn(&[4, 2], 203),
+            randn(&[2, 5], 204)
+        ],
+        |x| lora_linear(x, 3.0)?.forward(&x[0])
+    ));
+    c.push(case!(
+        "lora",
+        "LinearWithLoRA of a transposed input [4,3]ᵀ→2, rank 1",
+        [
+            randn(&[4, 3], 205),
+            randn(&[2, 4], 206),
+            randn(&[2], 207),
+            randn(&[4, 1], 208),
+            randn(&[1, 2], 209)
+        ],
+        |x| lora_linear(x, 1.5)?.forward(&x[0].transpose(0, 1)?)
     ));
     // --- view ---
     c.push(case!(

@@ -18,8 +18,47 @@ use crate::gpt::{GptConfig, GptModel};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::tensor::Tensor;
 
+/// What a checkpoint's model was trained for (metadata `scratchgpt.task`), so `classify` can
+/// refuse a language model and `chat` can switch to the Alpaca prompt by itself.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Task {
+    /// Next-token prediction (pretraining; also OpenAI's GPT-2 weights).
+    #[default]
+    Pretrain,
+    /// Chapter 6: a classification head; `labels[i]` names class i.
+    Classify { labels: Vec<String> },
+    /// Chapter 7: instruction-tuned on Alpaca-format prompts.
+    Instruct,
+}
+
+impl Task {
+    fn to_json(&self) -> Value {
+        match self {
+            Task::Pretrain => json!({"kind": "pretrain"}),
+            Task::Classify { labels } => json!({"kind": "classify", "labels": labels}),
+            Task::Instruct => json!({"kind": "instruct"}),
+        }
+    }
+
+    fn from_json(v: &Value) -> Option<Task> {
+        match v["kind"].as_str()? {
+            "pretrain" => Some(Task::Pretrain),
+            "instruct" => Some(Task::Instruct),
+            "classify" => Some(Task::Classify {
+                labels: v["labels"]
+                    .as_array()?
+                    .iter()
+                    .map(|l| l.as_str().map(str::to_string))
+                    .collect::<Option<_>>()?,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// Everything a checkpoint restores.
 pub struct Checkpoint {
+    pub task: Task,
     pub model: GptModel,
     pub optimizer: Option<AdamW>,
     pub state: TrainState,
@@ -30,14 +69,14 @@ pub struct Checkpoint {
 fn config_json(c: &GptConfig) -> Value {
     json!({"vocab_size": c.vocab_size, "context_length": c.context_length, "emb_dim": c.emb_dim,
            "n_heads": c.n_heads, "n_layers": c.n_layers, "drop_rate": c.drop_rate,
-           "qkv_bias": c.qkv_bias, "tie_weights": c.tie_weights})
+           "qkv_bias": c.qkv_bias, "tie_weights": c.tie_weights, "num_classes": c.num_classes})
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// Saves model, optimizer and run state to `path` atomically.
+/// Saves model, optimizer and run state of a pretraining run to `path` atomically.
 pub fn save_checkpoint(
     path: impl AsRef<Path>,
     model: &GptModel,
@@ -45,12 +84,43 @@ pub fn save_checkpoint(
     state: &TrainState,
     seed: u64,
 ) -> Result<()> {
+    save_task_checkpoint(path, model, Some(optimizer), state, seed, &Task::Pretrain)
+}
+
+/// [`save_checkpoint`] for a model trained for `task` (recorded in the metadata); without an
+/// optimizer the file holds the weights alone (what fine-tuning saves: it does not resume).
+pub fn save_task_checkpoint(
+    path: impl AsRef<Path>,
+    model: &GptModel,
+    optimizer: Option<&AdamW>,
+    state: &TrainState,
+    seed: u64,
+    task: &Task,
+) -> Result<()> {
     let path = path.as_ref();
+    if model.has_lora() {
+        return Err(Error::invalid(
+            "save_checkpoint",
+            "the model has LoRA adapters: merge them (GptModel::merge_lora) or save them alone (save_lora_adapters)",
+        ));
+    }
+    if let Task::Classify { labels } = task {
+        if model.cfg.num_classes != Some(labels.len()) {
+            return Err(Error::invalid(
+                "save_checkpoint",
+                format!(
+                    "{} class labels for a model with {:?} classes",
+                    labels.len(),
+                    model.cfg.num_classes
+                ),
+            ));
+        }
+    }
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, p) in model.named_parameters() {
         tensors.push((name, p.shape(), f32_bytes(&p.to_vec()?)));
     }
-    for s in &optimizer.state {
+    for s in optimizer.iter().flat_map(|o| &o.state) {
         let shape = s.m.shape().to_vec();
         tensors.push((
             format!("optimizer.m.{}", s.name),
@@ -68,16 +138,10 @@ pub fn save_checkpoint(
         .map(|(n, s, b)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::parse(path.display().to_string(), e.to_string()))?;
-    let oc = &optimizer.cfg;
-    let meta: HashMap<String, String> = [
+    let mut meta: HashMap<String, String> = [
         ("format".to_string(), "pt".to_string()),
         ("scratchgpt.config".to_string(), config_json(&model.cfg).to_string()),
-        (
-            "scratchgpt.optimizer".to_string(),
-            json!({"t": optimizer.t, "lr": oc.lr, "betas": [oc.betas.0, oc.betas.1], "eps": oc.eps,
-                   "weight_decay": oc.weight_decay, "exempt_biases_and_norms": oc.exempt_biases_and_norms})
-            .to_string(),
-        ),
+        ("scratchgpt.task".to_string(), task.to_json().to_string()),
         (
             "scratchgpt.train".to_string(),
             json!({"seed": seed, "global_step": state.global_step, "epoch": state.epoch,
@@ -89,6 +153,15 @@ pub fn save_checkpoint(
     ]
     .into_iter()
     .collect();
+    if let Some(optimizer) = optimizer {
+        let oc = &optimizer.cfg;
+        meta.insert(
+            "scratchgpt.optimizer".to_string(),
+            json!({"t": optimizer.t, "lr": oc.lr, "betas": [oc.betas.0, oc.betas.1], "eps": oc.eps,
+                   "weight_decay": oc.weight_decay, "exempt_biases_and_norms": oc.exempt_biases_and_norms})
+            .to_string(),
+        );
+    }
     let bytes = safetensors::serialize(views, Some(meta))
         .map_err(|e| Error::parse(path.display().to_string(), e.to_string()))?;
     write_atomic(path, &bytes)
@@ -137,6 +210,7 @@ pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
         drop_rate: num(&c, "drop_rate")?,
         qkv_bias: c["qkv_bias"].as_bool().unwrap_or(false),
         tie_weights: c["tie_weights"].as_bool().unwrap_or(false),
+        num_classes: c["num_classes"].as_u64().map(|n| n as usize),
     };
     let tensor = |name: &str| -> Result<Tensor> {
         let v = st
@@ -155,6 +229,29 @@ pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
             .collect();
         Tensor::from_vec(data, v.shape())
     };
+    let task = match get_json("scratchgpt.task")? {
+        None => Task::Pretrain,
+        Some(v) => Task::from_json(&v)
+            .ok_or_else(|| Error::parse(what.clone(), format!("metadata: bad task {v}")))?,
+    };
+    if let Task::Classify { labels } = &task {
+        if cfg.num_classes != Some(labels.len()) {
+            return Err(Error::parse(
+                what,
+                format!(
+                    "the task names {} classes, the config has {:?}",
+                    labels.len(),
+                    cfg.num_classes
+                ),
+            ));
+        }
+    }
+    if let Some(name) = st.names().into_iter().find(|n| n.contains(".lora.")) {
+        return Err(Error::parse(
+            what,
+            format!("holds LoRA tensor {name}: load adapters with their base model instead"),
+        ));
+    }
     let model = GptModel::new(&cfg, 0)?;
     for (name, p) in model.named_parameters() {
         let t = tensor(&name)?;
@@ -234,6 +331,7 @@ pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
         }
     };
     Ok(Checkpoint {
+        task,
         model,
         optimizer,
         state,

@@ -28,6 +28,10 @@ pub trait StepEngine {
     /// The batch's mean loss in eval mode (no dropout, nothing recorded).
     fn eval_loss(&mut self, batch: &Batch) -> Result<f64>;
 
+    /// Eval-mode output rows (logits over the head's classes) at one position per sequence:
+    /// `positions[b]` in row b — what a classifier's accuracy needs.
+    fn logits_at(&mut self, inputs: &crate::Ids, positions: &[usize]) -> Result<Vec<Vec<f32>>>;
+
     /// Make the CPU model's weights and the optimizer's state current (before sampling or saving).
     fn sync_to_cpu(&mut self) -> Result<()>;
 
@@ -80,6 +84,18 @@ impl StepEngine for CpuEngine<'_> {
         Ok(no_grad(|| super::calc_loss_batch(self.model, batch, &ctx))?.item()? as f64)
     }
 
+    fn logits_at(&mut self, inputs: &crate::Ids, positions: &[usize]) -> Result<Vec<Vec<f32>>> {
+        let (b, t) = batch_shape(inputs)?;
+        check_positions(positions, b, t)?;
+        let logits = no_grad(|| self.model.forward(inputs, &ForwardCtx::eval()))?.to_vec()?;
+        let k = self.model.cfg.out_dim();
+        Ok(positions
+            .iter()
+            .enumerate()
+            .map(|(row, &p)| logits[(row * t + p) * k..][..k].to_vec())
+            .collect())
+    }
+
     fn sync_to_cpu(&mut self) -> Result<()> {
         Ok(())
     }
@@ -87,6 +103,33 @@ impl StepEngine for CpuEngine<'_> {
     fn describe(&self) -> String {
         format!("cpu ({} threads)", rayon::current_num_threads())
     }
+}
+
+fn batch_shape(inputs: &crate::Ids) -> Result<(usize, usize)> {
+    match inputs.shape() {
+        [b, t] => Ok((*b, *t)),
+        s => Err(Error::invalid(
+            "batch",
+            format!("inputs must be (batch, seq), got {s:?}"),
+        )),
+    }
+}
+
+fn check_positions(positions: &[usize], b: usize, t: usize) -> Result<()> {
+    if positions.len() != b {
+        return Err(Error::invalid(
+            "logits_at",
+            format!("{} positions for {b} rows", positions.len()),
+        ));
+    }
+    if let Some(&p) = positions.iter().find(|&&p| p >= t) {
+        return Err(Error::IndexOutOfRange {
+            op: "logits_at",
+            index: p as i64,
+            size: t,
+        });
+    }
+    Ok(())
 }
 
 /// The GPU engine: a [`GpuGpt`] copy of the model with the AdamW moments on the device. The CPU
@@ -125,13 +168,7 @@ impl<'a> GpuEngine<'a> {
     }
 
     fn shape(batch: &Batch) -> Result<(usize, usize)> {
-        match batch.inputs.shape() {
-            [b, t] => Ok((*b, *t)),
-            s => Err(Error::invalid(
-                "GPU batch",
-                format!("inputs must be (batch, seq), got {s:?}"),
-            )),
-        }
+        batch_shape(&batch.inputs)
     }
 }
 
@@ -165,6 +202,12 @@ impl StepEngine for GpuEngine<'_> {
             .gpu
             .eval_loss(&ids_i32(&batch.inputs)?, &ids_i32(&batch.targets)?, b, t)?
             as f64)
+    }
+
+    fn logits_at(&mut self, inputs: &crate::Ids, positions: &[usize]) -> Result<Vec<Vec<f32>>> {
+        let (b, t) = batch_shape(inputs)?;
+        check_positions(positions, b, t)?;
+        self.gpu.logits_at(&ids_i32(inputs)?, b, t, positions)
     }
 
     fn sync_to_cpu(&mut self) -> Result<()> {

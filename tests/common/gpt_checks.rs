@@ -66,7 +66,7 @@ pub fn compare_model_step(gpu: &Gpu, model: &GptModel, b: usize, t: usize) {
     );
     for (name, p) in model.named_parameters() {
         let want = to64(&p.grad().expect("grad").iter().copied().collect::<Vec<_>>());
-        let got = g.param(&name).unwrap().grad.to_vec().unwrap();
+        let got = g.param(&name).unwrap().grad().unwrap().to_vec().unwrap();
         if name.ends_with("W_key.bias") {
             // Adding b to every key adds q_i·b to all of query i's scores alike, and softmax is
             // shift-invariant: the true gradient is exactly 0, and both sides hold rounding noise.
@@ -94,7 +94,8 @@ pub fn compare_model_step(gpu: &Gpu, model: &GptModel, b: usize, t: usize) {
             .iter()
             .find(|q| q.name == name)
             .unwrap()
-            .grad
+            .grad()
+            .unwrap()
             .write(&cpu_grad)
             .unwrap();
     }
@@ -139,7 +140,8 @@ pub fn dropout_is_seeded_and_changes_the_loss(gpu: &Gpu) {
     let g1 = g
         .param("trf_blocks.0.att.W_query.weight")
         .unwrap()
-        .grad
+        .grad()
+        .unwrap()
         .to_vec()
         .unwrap();
     g.zero_grad().unwrap();
@@ -147,7 +149,8 @@ pub fn dropout_is_seeded_and_changes_the_loss(gpu: &Gpu) {
     let g2 = g
         .param("trf_blocks.0.att.W_query.weight")
         .unwrap()
-        .grad
+        .grad()
+        .unwrap()
         .to_vec()
         .unwrap();
     assert_eq!(l1, l2, "same seed, same loss");

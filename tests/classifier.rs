@@ -125,3 +125,172 @@ fn a_few_steps_on_spam_messages_lower_the_loss_and_leave_frozen_weights_alone() 
     let acc = c.accuracy(&train, 8, None).unwrap();
     assert!(acc > 0.8, "training accuracy {acc}");
 }
+
+/// Texts a tiny model can separate: "spam" offers prizes, "ham" talks about lunch.
+fn synthetic(n: usize) -> Vec<scratchgpt::finetune::spam_data::Message> {
+    use scratchgpt::finetune::spam_data::Message;
+    let spam = [
+        "WIN a FREE prize now, call",
+        "Claim your cash prize! Txt WIN",
+        "Urgent! You won a free holiday, call now",
+    ];
+    let ham = [
+        "see you at lunch later",
+        "ok I'll be home soon",
+        "can you pick up milk on the way",
+    ];
+    (0..n)
+        .map(|i| Message {
+            label: (i % 2) as u8,
+            text: if i % 2 == 1 {
+                format!("{} {}", spam[i % 3], i)
+            } else {
+                format!("{} {}", ham[i % 3], i)
+            },
+        })
+        .collect()
+}
+
+#[test]
+fn a_batch_targets_only_the_last_real_token_and_its_loss_is_the_classifier_loss() {
+    use scratchgpt::train::calc_loss_batch;
+    let tok = BpeTokenizer::gpt2();
+    let data = SpamDataset::new(&synthetic(6), tok, None).unwrap();
+    let b = data.batch(&[0, 3, 5]);
+    let t = data.max_length;
+    assert_eq!(b.inputs.shape(), &[3, t]);
+    let targets = b.targets.data();
+    for (row, &i) in [0usize, 3, 5].iter().enumerate() {
+        for p in 0..t {
+            let want = if p == data.lengths[i] - 1 {
+                data.labels[i] as i64
+            } else {
+                -100
+            };
+            assert_eq!(targets[row * t + p], want, "row {row} position {p}");
+        }
+    }
+    let c = Classifier::new(tiny(), 2, Trainable::LastBlocks(1), 2).unwrap();
+    let ctx = ForwardCtx::eval();
+    let rows: Vec<Vec<u32>> = [0, 3, 5].iter().map(|&i| data.ids[i].clone()).collect();
+    let lengths: Vec<usize> = [0, 3, 5].iter().map(|&i| data.lengths[i]).collect();
+    let labels: Vec<u8> = [0, 3, 5].iter().map(|&i| data.labels[i]).collect();
+    let direct = c
+        .loss(&rows, &lengths, &labels, &ctx)
+        .unwrap()
+        .item()
+        .unwrap();
+    let masked = calc_loss_batch(&c.model, &b, &ctx).unwrap().item().unwrap();
+    assert!((direct - masked).abs() < 1e-6, "{direct} vs {masked}");
+    // Drop-last batching and seeded shuffling.
+    assert_eq!(data.batch_indices(4, None, true), vec![vec![0, 1, 2, 3]]);
+    assert_eq!(data.batch_indices(4, None, false).len(), 2);
+}
+
+#[test]
+fn train_classifier_simple_learns_prints_the_book_lines_and_is_deterministic() {
+    use scratchgpt::finetune::classify_train::{
+        train_classifier_simple, ClassifierEvent, ClassifierTrainOptions,
+    };
+    use scratchgpt::train::CpuEngine;
+    let tok = BpeTokenizer::gpt2();
+    let train = SpamDataset::new(&synthetic(48), tok, None).unwrap();
+    let val = SpamDataset::new(&synthetic(16), tok, Some(train.max_length)).unwrap();
+    let run_once = || {
+        let c = Classifier::new(tiny(), 2, Trainable::All, 2).unwrap();
+        let mut opt = AdamW::new(
+            c.model.named_parameters(),
+            AdamWConfig {
+                lr: 1e-3,
+                weight_decay: 0.1,
+                ..AdamWConfig::default()
+            },
+        );
+        let mut engine = CpuEngine::new(&c.model, &mut opt);
+        let opts = ClassifierTrainOptions {
+            num_epochs: 3,
+            eval_freq: 4,
+            eval_iter: 2,
+            batch_size: 8,
+            lr: 1e-3,
+            ..ClassifierTrainOptions::default()
+        };
+        let mut lines = Vec::new();
+        let run = train_classifier_simple(&mut engine, &train, &val, &opts, |e| {
+            if let Some(l) = e.book_line() {
+                lines.push(l);
+            }
+            if let ClassifierEvent::Step { loss, .. } = e {
+                assert!(loss.is_finite());
+            }
+        })
+        .unwrap();
+        (run, lines)
+    };
+    let (run, lines) = run_once();
+    assert_eq!(run.steps, 18);
+    assert_eq!(run.examples_seen, 144);
+    assert_eq!(lines[0].split(':').next(), Some("Ep 1 (Step 000000)"));
+    assert!(lines[0].contains("Train loss") && lines[0].contains("Val loss"));
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("Training accuracy: ") && l.contains("% | Validation accuracy: ")));
+    assert_eq!(run.train_accs.len(), 3);
+    assert!(
+        *run.val_accs.last().unwrap() >= 0.9,
+        "validation accuracy {:?}",
+        run.val_accs
+    );
+    assert!(run.train_losses.last().unwrap() < &run.train_losses[0]);
+    let (again, _) = run_once();
+    assert_eq!(
+        run.train_losses, again.train_losses,
+        "same seed, same losses"
+    );
+    assert_eq!(run.val_accs, again.val_accs);
+}
+
+#[test]
+fn a_classifier_checkpoint_round_trips_with_its_labels() {
+    use scratchgpt::train::checkpoint::{load_checkpoint, save_task_checkpoint, Task};
+    use scratchgpt::train::TrainState;
+    let c = Classifier::new(tiny(), 2, Trainable::LastBlocks(1), 2).unwrap();
+    let dir = std::env::temp_dir().join(format!("scratchgpt-cls-ck-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("c.safetensors");
+    let labels = vec!["not spam".to_string(), "spam".to_string()];
+    save_task_checkpoint(
+        &path,
+        &c.model,
+        None,
+        &TrainState::default(),
+        1,
+        &Task::Classify {
+            labels: labels.clone(),
+        },
+    )
+    .unwrap();
+    let ck = load_checkpoint(&path).unwrap();
+    assert_eq!(ck.task, Task::Classify { labels });
+    assert!(ck.optimizer.is_none());
+    let back = Classifier::from_trained(ck.model).unwrap();
+    let rows = vec![vec![5u32, 6, 7, 8]];
+    assert_eq!(
+        back.predict(&rows, &[3]).unwrap(),
+        c.predict(&rows, &[3]).unwrap()
+    );
+    // Wrong label count for the head: refused.
+    assert!(save_task_checkpoint(
+        &path,
+        &c.model,
+        None,
+        &TrainState::default(),
+        1,
+        &Task::Classify {
+            labels: vec!["a".into(), "b".into(), "c".into()]
+        },
+    )
+    .is_err());
+    assert!(Classifier::from_trained(tiny()).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

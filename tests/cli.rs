@@ -417,3 +417,167 @@ fn kernels_reports_or_explains_missing_nvrtc() {
         assert!(stderr(&o).contains("NVRTC"), "{}", stderr(&o));
     }
 }
+
+#[test]
+fn finetune_classify_then_classify_with_and_without_lora() {
+    let dir = std::env::temp_dir().join(format!("scratchgpt-cli-cls-{}", std::process::id()));
+    let plain = dir.join("plain");
+    let lora = dir.join("lora");
+    let base = [
+        "finetune",
+        "classify",
+        "--random-init",
+        "--preset",
+        "tiny",
+        "--max-steps",
+        "4",
+        "--eval-freq",
+        "2",
+        "--eval-iter",
+        "1",
+    ];
+    let o = run(&[&base[..], &["--out", plain.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for needle in [
+        "1045 train / 149 validation / 300 test",
+        "Ep 1 (Step 000000): Train loss",
+        "Ep 1 (Step 000002)",
+        "Training accuracy: ",
+        "Test accuracy: ",
+        "examples/s",
+    ] {
+        assert!(out.contains(needle), "{needle}: {out}");
+    }
+    let ck = plain.join("classifier.safetensors");
+    let o = run(&[
+        "classify",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "You won a prize! Call now",
+        "see you at lunch",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(
+        out.lines()
+            .all(|l| l.starts_with("spam\t") || l.starts_with("not spam\t")),
+        "{out}"
+    );
+    // LoRA: adapters saved alone, and a merged classifier that `classify` reads.
+    let o = run(&[
+        &base[..],
+        &["--lora-rank", "2", "--out", lora.to_str().unwrap()],
+    ]
+    .concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("LoRA rank 2, alpha 16"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(lora.join("adapters.safetensors").exists());
+    let o = run(&[
+        "classify",
+        "--json",
+        "--checkpoint",
+        lora.join("classifier.safetensors").to_str().unwrap(),
+        "hello",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("\"probability\""), "{}", stdout(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn finetune_bad_input_is_one_clear_line() {
+    let dir = std::env::temp_dir().join(format!("scratchgpt-cli-ftbad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad_tsv = dir.join("bad.tsv");
+    std::fs::write(&bad_tsv, "ham\thello\nspam no tab here\n").unwrap();
+    let bad_label = dir.join("label.tsv");
+    std::fs::write(&bad_label, "ham\thello\nmaybe\tthere\n").unwrap();
+    let tiny_tsv = dir.join("tiny.tsv");
+    std::fs::write(&tiny_tsv, "ham\thello\nspam\tWIN\n").unwrap();
+    let bad_json = dir.join("bad.json");
+    std::fs::write(&bad_json, r#"[{"instruction": "x", "input": ""}]"#).unwrap();
+    // A language-model checkpoint, which `classify` must refuse.
+    let lm = dir.join("lm");
+    let o = run(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--context-length",
+        "32",
+        "--max-steps",
+        "1",
+        "--epochs",
+        "1",
+        "--sample-tokens",
+        "1",
+        "--out",
+        lm.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lm_ck = lm.join("checkpoint.safetensors");
+    let s = |p: &std::path::Path| p.display().to_string();
+    let ft = |data: &std::path::Path| {
+        vec![
+            "finetune".to_string(),
+            "classify".into(),
+            "--random-init".into(),
+            "--preset".into(),
+            "tiny".into(),
+            "--data".into(),
+            s(data),
+        ]
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (ft(&bad_tsv), "line 2"),
+        (ft(&bad_label), "\"maybe\""),
+        (ft(&tiny_tsv), "split is empty"),
+        (ft(&dir.join("missing.tsv")), "missing.tsv"),
+        (
+            vec![
+                "classify".into(),
+                "--checkpoint".into(),
+                s(&lm_ck),
+                "hello".into(),
+            ],
+            "no classifier head",
+        ),
+        (
+            vec![
+                "finetune".into(),
+                "classify".into(),
+                "--random-init".into(),
+                "--lora-alpha".into(),
+                "8".into(),
+            ],
+            "--lora-rank",
+        ),
+        (
+            vec![
+                "finetune".into(),
+                "instruct".into(),
+                "--random-init".into(),
+                "--preset".into(),
+                "tiny".into(),
+                "--data".into(),
+                s(&bad_json),
+            ],
+            "output",
+        ),
+    ];
+    for (args, needle) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = run(&args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{args:?} should fail");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

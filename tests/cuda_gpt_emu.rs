@@ -45,3 +45,8 @@ fn small_preset_step_with_the_full_vocabulary_matches_the_cpu() {
 fn generation_matches_the_cpu() {
     checks::generation_matches_the_cpu(&EmuGpu::shared());
 }
+
+#[test]
+fn a_classifier_step_with_frozen_blocks_matches_the_cpu() {
+    checks::classifier_step_matches_the_cpu(&EmuGpu::shared());
+}

@@ -65,6 +65,10 @@ gpu_test!(
     gpt_bad_batches_are_clear_errors,
     gpt::bad_batches_are_clear_errors
 );
+gpu_test!(
+    gpt_classifier_step_with_frozen_blocks_matches_the_cpu,
+    gpt::classifier_step_matches_the_cpu
+);
 
 #[test]
 fn gpt_training_step_matches_the_cpu_autograd() {

@@ -26,7 +26,8 @@ pub struct Args {
     top_p: Option<f64>,
     #[arg(long, default_value_t = 123)]
     seed: u64,
-    /// Wrap each prompt in the book's Alpaca instruction template (chapter 7).
+    /// Wrap each prompt in the book's Alpaca instruction template (chapter 7); automatic for a
+    /// checkpoint written by `finetune instruct`.
     #[arg(long)]
     alpaca: bool,
 }
@@ -39,7 +40,12 @@ pub fn alpaca_prompt(instruction: &str) -> String {
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
-    let model = a.source.load()?;
+    let (model, task) = a.source.load_with_task()?;
+    if model.cfg.num_classes.is_some() {
+        anyhow::bail!("this checkpoint is a classifier: use `scratchgpt classify`");
+    }
+    // An instruction-tuned checkpoint learned the Alpaca template: use it without being asked.
+    let alpaca = a.alpaca || task == scratchgpt::train::checkpoint::Task::Instruct;
     let tok = BpeTokenizer::gpt2();
     let ctx = model.cfg.context_length;
     let eos = tok.special_id("<|endoftext|>");
@@ -48,8 +54,13 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let interactive = std::io::IsTerminal::is_terminal(&stdin);
     if interactive {
         eprintln!(
-            "{} parameters, context {ctx}. One prompt per line; Ctrl-D ends.",
-            model.num_parameters()
+            "{} parameters, context {ctx}{}. One prompt per line; Ctrl-D ends.",
+            model.num_parameters(),
+            if alpaca {
+                ", Alpaca instruction template"
+            } else {
+                ""
+            }
         );
     }
     for (turn, line) in stdin.lock().lines().enumerate() {
@@ -57,7 +68,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         if line.trim().is_empty() {
             continue;
         }
-        let text = if a.alpaca {
+        let text = if alpaca {
             alpaca_prompt(line.trim())
         } else {
             line.clone()

@@ -11,7 +11,7 @@ use scratchgpt::data::text_file::read_text;
 use scratchgpt::data::BpeTokenizer;
 use scratchgpt::gpt::{generate, generate_cached, generate_with, GptModel, Sampling};
 use scratchgpt::nn::ForwardCtx;
-use scratchgpt::train::checkpoint::load_checkpoint;
+use scratchgpt::train::checkpoint::{load_checkpoint, Task};
 use scratchgpt::Ids;
 
 /// Where the weights come from: a checkpoint of ours, or OpenAI's GPT-2 in a Hugging Face folder.
@@ -29,9 +29,21 @@ pub struct ModelSource {
 
 impl ModelSource {
     pub fn load(&self) -> anyhow::Result<GptModel> {
+        let (model, _) = self.load_with_task()?;
+        if model.cfg.num_classes.is_some() {
+            bail!("this checkpoint is a classifier (no language-model head): use `scratchgpt classify`");
+        }
+        Ok(model)
+    }
+
+    /// The model and what it was trained for (GPT-2 weights are a pretrained language model).
+    pub fn load_with_task(&self) -> anyhow::Result<(GptModel, Task)> {
         Ok(match (&self.checkpoint, &self.gpt2) {
-            (Some(ck), _) => load_checkpoint(ck)?.model,
-            (None, Some(dir)) => GptModel::from_hf_gpt2(dir)?,
+            (Some(ck), _) => {
+                let ck = load_checkpoint(ck)?;
+                (ck.model, ck.task)
+            }
+            (None, Some(dir)) => (GptModel::from_hf_gpt2(dir)?, Task::Pretrain),
             (None, None) => bail!("give --checkpoint or --gpt2"),
         })
     }

@@ -3,8 +3,12 @@
 mod bench;
 mod chat;
 mod check_reference;
+mod classify;
 mod device;
 mod export;
+mod finetune;
+mod finetune_classify;
+mod finetune_instruct;
 mod generate;
 mod gradcheck;
 mod graph;
@@ -48,6 +52,12 @@ enum Command {
     Export(export::Args),
     /// Reads prompts from standard input and streams each reply as it is generated.
     Chat(chat::Args),
+    /// Fine-tunes a GPT: `classify` (chapter 6, spam) or `instruct` (chapter 7, Alpaca-style
+    /// instructions), optionally with LoRA adapters (appendix E).
+    #[command(subcommand)]
+    Finetune(finetune::FinetuneCommand),
+    /// Classifies texts with a checkpoint written by `finetune classify` (label and probability).
+    Classify(classify::Args),
     /// Writes the autograd graph of one GPT training loss as Graphviz DOT.
     Graph(graph::Args),
     /// Compiles every CUDA kernel with NVRTC (no GPU needed) and reports registers and shared
@@ -100,6 +110,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Eval(args) => generate::run_eval(&args),
         Command::Export(args) => export::run(&args),
         Command::Chat(args) => chat::run(&args),
+        Command::Finetune(cmd) => finetune::run(&cmd),
+        Command::Classify(args) => classify::run(&args),
         Command::Graph(args) => graph::run(&args),
         Command::Kernels(args) => kernels::run(&args),
         Command::Tokenize(args) => tokenize::run(&args),

@@ -119,6 +119,8 @@ pub struct GpuGpt {
     pos: usize,
     final_norm: (usize, usize),
     head: usize,
+    /// `out_head.bias`: a classification head (chapter 6) has one, the vocabulary head not.
+    head_bias: Option<usize>,
     blocks: Vec<BlockParams>,
     /// The backward runs through blocks `lowest_trained..n_layers` only: below the lowest block
     /// with a trainable parameter (and with frozen embeddings) no gradient is needed.
@@ -230,6 +232,7 @@ impl GpuGpt {
             } else {
                 find("out_head.weight")?
             },
+            head_bias: opt("out_head.bias"),
             tok,
             blocks,
             cfg,
@@ -529,7 +532,7 @@ impl GpuGpt {
             c,
             LN_EPS,
         )?;
-        self.linear(&a.final_h, self.head, None, &a.logits, rows)
+        self.linear(&a.final_h, self.head, self.head_bias, &a.logits, rows)
     }
 
     /// Queue the sum of the per-row losses (on the device; nothing waits).
@@ -612,7 +615,7 @@ impl GpuGpt {
             &a.final_h,
             &a.logits,
             self.head,
-            None,
+            self.head_bias,
             Some(&a.dh),
             false,
             rows,

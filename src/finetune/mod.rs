@@ -3,6 +3,8 @@
 
 pub mod classifier;
 pub mod classify_train;
+pub mod evaluate;
+pub mod instruct_train;
 pub mod instruction_data;
 pub mod lora;
 pub mod spam_data;

@@ -252,3 +252,87 @@ pub fn generation_matches_the_cpu(gpu: &Gpu) {
     assert!(g.next_token_logits(&[]).is_err());
     assert!(g.next_token_logits(&[101]).is_err());
 }
+
+/// Chapter 6 on the GPU path: a 2-class head, everything frozen but the last block, final norm
+/// and head, targets ignored except each text's last real token. Loss and every trained
+/// gradient match the CPU; frozen parameters have no gradient on either side and AdamW leaves
+/// them alone; the logits read at the last real tokens match.
+pub fn classifier_step_matches_the_cpu(gpu: &Gpu) {
+    use scratchgpt::finetune::classifier::{Classifier, Trainable};
+    let model = Classifier::new(tiny(0.0, false, true), 2, Trainable::LastBlocks(1), 3)
+        .unwrap()
+        .model;
+    let (b, t) = (3, 9);
+    let (x, _) = batch(b, t, model.cfg.vocab_size, 4);
+    let lengths = [9usize, 4, 1];
+    let labels = [1i32, 0, 1];
+    let mut y = vec![-100i32; b * t];
+    for r in 0..b {
+        y[r * t + lengths[r] - 1] = labels[r];
+    }
+    let loss = model
+        .forward(&as_ids(&x, b, t), &ForwardCtx::eval())
+        .unwrap()
+        .cross_entropy_with(&as_ids(&y, b, t), -100)
+        .unwrap();
+    loss.backward().unwrap();
+    let cpu_loss = loss.item().unwrap();
+    let mut g = GpuGpt::from_model(gpu, &model).unwrap();
+    let gpu_loss = g.forward_backward(&x, &y, b, t, None).unwrap();
+    assert!(
+        (gpu_loss - cpu_loss).abs() <= 1e-5 * cpu_loss.abs(),
+        "classifier loss: GPU {gpu_loss} vs CPU {cpu_loss}"
+    );
+    let before: Vec<(String, Vec<f32>)> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(n, p)| (n, p.to_vec().unwrap()))
+        .collect();
+    for (name, p) in model.named_parameters() {
+        let gp = g.param(&name).unwrap();
+        assert_eq!(gp.trainable(), p.requires_grad(), "{name}");
+        match p.grad() {
+            // Exactly zero in theory (softmax is shift-invariant; see compare_model_step).
+            Some(_) if name.ends_with("W_key.bias") => assert!(gp
+                .grad()
+                .unwrap()
+                .to_vec()
+                .unwrap()
+                .iter()
+                .all(|v| v.abs() < 1e-6)),
+            Some(want) => assert_close(
+                &format!("classifier grad of {name}"),
+                &gp.grad().unwrap().to_vec().unwrap(),
+                &to64(&want.iter().copied().collect::<Vec<_>>()),
+                1e-5,
+            ),
+            None => assert!(
+                gp.grad().is_err(),
+                "{name} is frozen but has a GPU gradient"
+            ),
+        }
+    }
+    let cfg = AdamWConfig::default();
+    g.adamw_step(&cfg, 1e-3).unwrap();
+    for (name, old) in &before {
+        let now = g.param(name).unwrap().value.to_vec().unwrap();
+        let frozen = !model
+            .named_parameters()
+            .iter()
+            .any(|(n, p)| n == name && p.requires_grad());
+        assert_eq!(frozen, &now == old, "{name}: frozen={frozen}");
+    }
+    // Logits at the last real tokens, against the CPU forward of the updated weights.
+    g.write_to_model(&model).unwrap();
+    let positions: Vec<usize> = lengths.iter().map(|l| l - 1).collect();
+    let got = g.logits_at(&x, b, t, &positions).unwrap();
+    let all = model
+        .forward(&as_ids(&x, b, t), &ForwardCtx::eval())
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    for (r, row) in got.iter().enumerate() {
+        let want = to64(&all[(r * t + positions[r]) * 2..][..2]);
+        assert_close("classifier logits", row, &want, 1e-5);
+    }
+}

@@ -1,0 +1,285 @@
+//! `scratchgpt finetune classify`: the book's chapter 6 run — balance and split the SMS Spam
+//! Collection, put a 2-class head on a GPT, train the last block + final norm + head (or all
+//! layers, or LoRA adapters) with `train_classifier_simple`, report accuracies, save a classifier
+//! checkpoint that `scratchgpt classify` reads.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use scratchgpt::data::BpeTokenizer;
+use scratchgpt::finetune::classifier::{Classifier, Trainable};
+use scratchgpt::finetune::classify_train::{
+    accuracy, train_classifier_simple, ClassifierEvent, ClassifierTrainOptions, SPAM_LABELS,
+};
+use scratchgpt::finetune::lora::save_lora_adapters;
+use scratchgpt::finetune::spam_data::{
+    balance_and_split, parse_spam_tsv, read_spam_tsv, SpamDataset,
+};
+use scratchgpt::optim::{AdamW, AdamWConfig};
+use scratchgpt::train::checkpoint::{save_task_checkpoint, Task};
+use scratchgpt::train::{CpuEngine, GpuEngine, StepEngine, TrainState};
+
+use super::finetune::{load_start, out_dir, peak_rss_gib, progress, say, LoraArgs, StartFrom};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    from: StartFrom,
+    /// Preset of a `--random-init` model.
+    #[arg(long, default_value = "gpt2-small")]
+    preset: String,
+    /// Context length of a `--random-init` model (default: the preset's).
+    #[arg(long)]
+    context_length: Option<usize>,
+    /// `label<TAB>text` lines (default: the bundled data/SMSSpamCollection.tsv).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 5e-5)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.1)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 50)]
+    eval_freq: usize,
+    #[arg(long, default_value_t = 5)]
+    eval_iter: usize,
+    /// The book fine-tunes without dropout.
+    #[arg(long, default_value_t = 0.0)]
+    drop_rate: f64,
+    /// Fixes the split, the head's initialisation, shuffling and dropout.
+    #[arg(long, default_value_t = 123)]
+    seed: u64,
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Train the last N transformer blocks (+ final norm + head); the book: 1.
+    #[arg(long, default_value_t = 1, conflicts_with = "train_all")]
+    last_blocks: usize,
+    /// Train every parameter (the book's ablation from random weights does).
+    #[arg(long)]
+    train_all: bool,
+    #[command(flatten)]
+    lora: LoraArgs,
+    /// Run folder for classifier.safetensors (and adapters.safetensors with LoRA) and
+    /// metrics.jsonl (default runs/classify-<unix time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: super::device::DeviceChoice,
+}
+
+pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
+    let messages = match &a.data {
+        Some(p) => read_spam_tsv(p)?,
+        None => parse_spam_tsv(
+            include_str!("../../data/SMSSpamCollection.tsv"),
+            "data/SMSSpamCollection.tsv",
+        )?,
+    };
+    let splits = balance_and_split(&messages, a.seed)?;
+    let (model, source) = load_start(&a.from, &a.preset, a.context_length, a.drop_rate, a.seed)?;
+    let tok = BpeTokenizer::gpt2();
+    let ctx = model.cfg.context_length;
+    let mut train = SpamDataset::new(&splits.train, tok, None).context("training split")?;
+    if train.max_length > ctx {
+        println!(
+            "the longest training text has {} tokens; truncating to the context length {ctx}",
+            train.max_length
+        );
+        train = SpamDataset::new(&splits.train, tok, Some(ctx))?;
+    }
+    let max_len = Some(train.max_length);
+    let val = SpamDataset::new(&splits.validation, tok, max_len).context("validation split")?;
+    let test = SpamDataset::new(&splits.test, tok, max_len).context("test split")?;
+
+    let trainable = if a.train_all {
+        Trainable::All
+    } else {
+        Trainable::LastBlocks(a.last_blocks)
+    };
+    let classifier = Classifier::new(model, 2, trainable, a.seed)?;
+    let mut model = classifier.model;
+    if let Some(rank) = a.lora.lora_rank {
+        model.add_lora(rank, a.lora.lora_alpha, a.seed)?;
+    }
+    let n_trainable: usize = model
+        .named_parameters()
+        .iter()
+        .filter(|(_, p)| p.requires_grad())
+        .map(|(_, p)| p.numel())
+        .sum();
+    println!(
+        "from {source}: {} parameters, {n_trainable} trainable ({}){}",
+        model.num_parameters(),
+        match (a.lora.lora_rank, trainable) {
+            (Some(r), _) => format!("LoRA rank {r}, alpha {}", a.lora.lora_alpha),
+            (None, Trainable::All) => "all layers".to_string(),
+            (None, Trainable::LastBlocks(n)) => format!("last {n} block(s), final norm, head"),
+        },
+        if a.drop_rate > 0.0 {
+            format!(", dropout {}", a.drop_rate)
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "data: {} messages → {} train / {} validation / {} test, padded to {} tokens",
+        messages.len(),
+        train.len(),
+        val.len(),
+        test.len(),
+        train.max_length
+    );
+
+    let mut optimizer = AdamW::new(
+        model.named_parameters(),
+        AdamWConfig {
+            lr: a.lr,
+            weight_decay: a.weight_decay,
+            ..AdamWConfig::default()
+        },
+    );
+    let gpu = super::device::resolve(a.device)?;
+    let dir = out_dir(&a.out, "classify")?;
+    let mut metrics = std::fs::File::create(dir.join("metrics.jsonl"))
+        .with_context(|| format!("creating {}/metrics.jsonl", dir.display()))?;
+    // The engine borrows the model; the block ends that borrow before adapters are merged.
+    let (run, wall, [tr, va, te]) = {
+        let mut cpu_engine;
+        let mut gpu_engine;
+        let engine: &mut dyn StepEngine = match &gpu {
+            Some(g) => {
+                gpu_engine = GpuEngine::new(g, &model, &mut optimizer)?;
+                &mut gpu_engine
+            }
+            None => {
+                cpu_engine = CpuEngine::new(&model, &mut optimizer);
+                &mut cpu_engine
+            }
+        };
+        let opts = ClassifierTrainOptions {
+            num_epochs: a.epochs,
+            eval_freq: a.eval_freq,
+            eval_iter: a.eval_iter,
+            batch_size: a.batch_size,
+            seed: a.seed,
+            max_steps: a.max_steps,
+            lr: a.lr,
+        };
+        // Before training, as the book's §6.6 (10 batches of each).
+        let first10 = |d: &SpamDataset| -> Vec<Vec<usize>> {
+            d.batch_indices(a.batch_size, None, false)
+                .into_iter()
+                .take(10)
+                .collect()
+        };
+        let initial = [
+            accuracy(engine, &train, &first10(&train))?,
+            accuracy(engine, &val, &first10(&val))?,
+            accuracy(engine, &test, &first10(&test))?,
+        ];
+        println!(
+            "before fine-tuning: training accuracy {:.2}%, validation {:.2}%, test {:.2}%",
+            initial[0] * 100.0,
+            initial[1] * 100.0,
+            initial[2] * 100.0
+        );
+
+        let per_epoch = train.len() / a.batch_size.max(1);
+        let total = a
+            .max_steps
+            .map_or(a.epochs * per_epoch, |m| m.min(a.epochs * per_epoch));
+        let bar = progress(total);
+        let started = Instant::now();
+        let run = train_classifier_simple(engine, &train, &val, &opts, |e| {
+            match e {
+                ClassifierEvent::Step { epoch, loss, .. } => {
+                    bar.inc(1);
+                    bar.set_message(format!("epoch {} loss {loss:.3}", epoch + 1));
+                }
+                ClassifierEvent::Eval {
+                    epoch,
+                    step,
+                    train_loss,
+                    val_loss,
+                } => {
+                    let _ = writeln!(
+                        metrics,
+                        "{}",
+                        serde_json::json!({"epoch": epoch + 1, "step": step,
+                        "train_loss": train_loss, "val_loss": val_loss})
+                    );
+                }
+                ClassifierEvent::EpochAccuracy {
+                    epoch,
+                    train_accuracy,
+                    val_accuracy,
+                } => {
+                    let _ = writeln!(
+                        metrics,
+                        "{}",
+                        serde_json::json!({"epoch": epoch + 1, "train_accuracy": train_accuracy,
+                        "val_accuracy": val_accuracy})
+                    );
+                }
+            }
+            if let Some(line) = e.book_line() {
+                say(&bar, line);
+            }
+        })?;
+        bar.finish_and_clear();
+        let wall = started.elapsed().as_secs_f64();
+        let all = |d: &SpamDataset| d.batch_indices(a.batch_size, None, false);
+        let (tr, va, te) = (
+            accuracy(engine, &train, &all(&train))?,
+            accuracy(engine, &val, &all(&val))?,
+            accuracy(engine, &test, &all(&test))?,
+        );
+        (run, wall, [tr, va, te])
+    };
+    println!("Training accuracy: {:.2}%", tr * 100.0);
+    println!("Validation accuracy: {:.2}%", va * 100.0);
+    println!("Test accuracy: {:.2}%", te * 100.0);
+    println!(
+        "{} steps, {} examples in {:.1} s ({:.1} s in training steps: {:.2} examples/s); peak RSS {}",
+        run.steps,
+        run.examples_seen,
+        wall,
+        run.train_secs,
+        run.examples_seen as f64 / run.train_secs.max(1e-9),
+        peak_rss_gib().map_or("unknown".into(), |g| format!("{g:.2} GiB"))
+    );
+    let _ = writeln!(
+        metrics,
+        "{}",
+        serde_json::json!({"final": {"train_accuracy": tr, "val_accuracy": va, "test_accuracy": te,
+            "examples_per_s": run.examples_seen as f64 / run.train_secs.max(1e-9),
+            "steps": run.steps, "train_secs": run.train_secs}})
+    );
+    if model.has_lora() {
+        let adapters = dir.join("adapters.safetensors");
+        save_lora_adapters(&adapters, &model)?;
+        println!("LoRA adapters: {}", adapters.display());
+        model.merge_lora()?;
+    }
+    let labels = SPAM_LABELS.iter().map(|s| s.to_string()).collect();
+    let path = dir.join("classifier.safetensors");
+    save_task_checkpoint(
+        &path,
+        &model,
+        None,
+        &TrainState::default(),
+        a.seed,
+        &Task::Classify { labels },
+    )?;
+    println!("classifier: {}", path.display());
+    if run.steps == 0 {
+        bail!("no training step was taken (check --max-steps and the data size)");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -89,6 +89,6 @@ fn gradcheck_view() {
     check_family("view");
 }
 #[test]
-fn gradcheck_lora() {
-    check_family("lora");
+fn gradcheck_linear() {
+    check_family("linear");
 }

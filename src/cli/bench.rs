@@ -29,6 +29,9 @@ pub enum BenchCommand {
     GpuKernels(GpuKernelArgs),
     /// Tokens/s of generation with and without the KV cache (greedy, random weights).
     Generate(GenerateBenchArgs),
+    /// Fine-tuning steps on the chapter 6 / 7 batches: examples/s, tokens/s, peak memory, with
+    /// or without LoRA.
+    Finetune(super::bench_finetune::FinetuneBenchArgs),
     /// Peak memory and time of loading GPT-2 weights from a Hugging Face folder; `--write`
     /// first generates random weights of a preset's size there (e.g. gpt2-medium, 1.4 GB).
     LoadGpt2(LoadGpt2Args),
@@ -97,6 +100,7 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::GpuKernels(k) => return gpu_kernels(k),
         BenchCommand::LoadGpt2(l) => return load_gpt2(l),
         BenchCommand::Generate(g) => return bench_generate(g),
+        BenchCommand::Finetune(f) => return super::bench_finetune::run(f),
     };
     let mut cfg = GptConfig::preset_with_context(&a.preset, a.context)?;
     cfg.drop_rate = a.drop_rate;

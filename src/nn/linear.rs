@@ -3,7 +3,8 @@
 //! (see [`super::lora`]).
 
 use super::lora::LoRA;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::ops::linear::LoraOperands;
 use crate::tensor::rng::Rng;
 use crate::tensor::{Element, Tensor};
 
@@ -32,27 +33,16 @@ impl<T: Element> Linear<T> {
         }
     }
 
-    /// `x·Wᵀ + b` for `x` of shape `(…, in_features)`. `Wᵀ` is a strided view (no copy) and the
-    /// batch is folded into one GEMM by `matmul`.
+    /// `x·Wᵀ + b (+ s·(x·A)·B)` for `x` of shape `(…, in_features)`: one fused op
+    /// ([`Tensor::linear`], derivation in `src/ops/linear`), `Wᵀ` a strided view (no copy) and
+    /// the batch folded into one GEMM.
     pub fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
-        let in_features = self.weight.shape()[1];
-        if x.shape().last() != Some(&in_features) {
-            return Err(Error::ShapeMismatch {
-                op: "Linear",
-                lhs: x.shape(),
-                rhs: self.weight.shape(),
-                why: format!("the input's last axis must be in_features = {in_features}"),
-            });
-        }
-        let y = x.matmul(&self.weight.transpose(0, 1)?)?;
-        let y = match &self.bias {
-            Some(b) => y.add(b)?,
-            None => y,
-        };
-        match &self.lora {
-            Some(lora) => y.add(&lora.forward(x)?),
-            None => Ok(y),
-        }
+        let lora = self.lora.as_ref().map(|l| LoraOperands {
+            a: &l.a,
+            b: &l.b,
+            scale: l.scale(),
+        });
+        x.linear(&self.weight, self.bias.as_ref(), lora)
     }
 
     /// Freezes the weight and bias and attaches a fresh adapter (`LinearWithLoRA`).

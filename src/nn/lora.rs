@@ -7,16 +7,16 @@
 //! y = x·Wᵀ + b  +  s·(x·A)·B,        s = alpha / rank
 //! ```
 //!
-//! **Gradients.** The adapter path is two matmuls and a scalar multiply, so its backward is the
-//! matmul rule applied twice (`src/ops/matmul`, derived in docs/gradients.md): with `g = ∂L/∂y`
-//! and `h = x·A`,
+//! **Gradients.** The forward and backward are one fused op, [`Tensor::linear`] in
+//! `src/ops/linear` (so the graph keeps no `(rows, out)` intermediates): with `g = ∂L/∂y` and
+//! `h = x·A`,
 //!
 //! ```text
 //! ∂L/∂B = s·hᵀ·g        ∂L/∂A = s·xᵀ·(g·Bᵀ)        ∂L/∂x = g·W + s·(g·Bᵀ)·Aᵀ
 //! ```
 //!
-//! `W` and `b` are frozen, so no gradient is computed or stored for them (autograd skips nodes
-//! that need none). The gradcheck suite checks the whole path in f64 (family `lora`).
+//! `W` and `b` are frozen, so no gradient is computed or stored for them (the op computes only
+//! the gradients its inputs need). The gradcheck suite checks the path in f64 (family `linear`).
 //!
 //! **Initialisation.** `B = 0`, so before training the adapted model is exactly the base model.
 //! `A` is `kaiming_uniform_(a=√5)` as in the book. PyTorch computes fan_in of a 2-D tensor as its
@@ -76,11 +76,6 @@ impl<T: Element> LoRA<T> {
     /// `alpha / rank`.
     pub fn scale(&self) -> f64 {
         self.alpha / self.rank() as f64
-    }
-
-    /// `s·(x·A)·B` for `x` of shape `(…, in_features)`.
-    pub fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
-        x.matmul(&self.a)?.matmul(&self.b)?.mul_scalar(self.scale())
     }
 
     /// `s·(A·B)ᵀ`, shaped like the base weight `(out, in)` (no graph).

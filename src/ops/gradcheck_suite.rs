@@ -519,9 +519,35 @@ pub fn cases() -> Vec<Case> {
             &attn(true, 0.0)
         )
     ));
-    // --- lora (appendix E: LinearWithLoRA, y = x·Wᵀ + b + (alpha/rank)·(x·A)·B) ---
+    // --- linear (fused x·Wᵀ + b, and appendix E's LinearWithLoRA: + (alpha/rank)·(x·A)·B) ---
     c.push(case!(
-        "lora",
+        "linear",
+        "linear [2,3,4]→5 with bias",
+        [
+            randn(&[2, 3, 4], 195),
+            randn(&[5, 4], 196),
+            randn(&[5], 197)
+        ],
+        |x| x[0].linear(&x[1], Some(&x[2]), None)
+    ));
+    c.push(case!(
+        "linear",
+        "linear of a transposed input [4,3]ᵀ→2, no bias",
+        [randn(&[4, 3], 198), randn(&[2, 4], 199)],
+        |x| x[0].transpose(0, 1)?.linear(&x[1], None, None)
+    ));
+    c.push(case!(
+        "linear",
+        "linear 1 row [1,1,6]→1 (size-1 axes)",
+        [
+            randn(&[1, 1, 6], 210),
+            randn(&[1, 6], 211),
+            randn(&[1], 212)
+        ],
+        |x| x[0].linear(&x[1], Some(&x[2]), None)
+    ));
+    c.push(case!(
+        "linear",
         "LinearWithLoRA [2,3,4]→5, rank 2, alpha 3",
         [
             randn(&[2, 3, 4], 200),
@@ -533,7 +559,7 @@ pub fn cases() -> Vec<Case> {
         |x| lora_linear(x, 3.0)?.forward(&x[0])
     ));
     c.push(case!(
-        "lora",
+        "linear",
         "LinearWithLoRA of a transposed input [4,3]ᵀ→2, rank 1",
         [
             randn(&[4, 3], 205),

@@ -28,6 +28,7 @@ pub mod embedding;
 pub mod gelu;
 pub mod gradcheck_suite;
 pub mod layer_norm;
+pub mod linear;
 pub mod masked_fill;
 pub mod matmul;
 pub mod reduce;

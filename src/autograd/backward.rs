@@ -52,7 +52,10 @@ impl<T: Element> Tensor<T> {
         let mut pending: HashMap<u64, CpuArray<T>> = HashMap::new();
         pending.insert(self.id(), grad);
 
-        for node in order.iter().rev() {
+        // Consume the order: each node's handle drops once it is processed, so (with its grad_fn
+        // taken below) an intermediate's value is freed as soon as the backward has passed it,
+        // not when the whole backward ends — activations shrink while gradients grow.
+        for node in order.into_iter().rev() {
             let Some(g) = pending.remove(&node.id()) else {
                 continue; // nothing flowed here (e.g. an input whose op returned None)
             };

@@ -581,3 +581,79 @@ fn finetune_bad_input_is_one_clear_line() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn finetune_from_gpt2_weights_and_export_merged_lora_adapters() {
+    // The tiny Hugging Face GPT-2 fixture stands in for OpenAI's weights (same format).
+    let hf = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf-gpt2-tiny");
+    let dir = std::env::temp_dir().join(format!("scratchgpt-cli-ft-hf-{}", std::process::id()));
+    let (cls, ins, exp) = (dir.join("cls"), dir.join("ins"), dir.join("exported"));
+    let o = run(&[
+        "finetune",
+        "classify",
+        "--gpt2",
+        hf,
+        "--max-steps",
+        "2",
+        "--eval-iter",
+        "1",
+        "--out",
+        cls.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("from GPT-2 weights"), "{}", stdout(&o));
+    let o = run(&[
+        "finetune",
+        "instruct",
+        "--gpt2",
+        hf,
+        "--max-steps",
+        "2",
+        "--eval-iter",
+        "1",
+        "--test-limit",
+        "2",
+        "--max-new-tokens",
+        "3",
+        "--lora-rank",
+        "2",
+        "--lora-alpha",
+        "4",
+        "--out",
+        ins.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("Ep 1 (Step 000000): Train loss") && out.contains("token F1"),
+        "{out}"
+    );
+    let responses =
+        std::fs::read_to_string(ins.join("instruction-data-with-response.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&responses).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert!(v[0]["model_response"].is_string() && v[0]["output"].is_string());
+    // The saved adapters merged into the base give a folder transformers loads.
+    let o = run(&[
+        "export",
+        "--gpt2",
+        hf,
+        "--lora-adapters",
+        ins.join("adapters.safetensors").to_str().unwrap(),
+        "--hf-out",
+        exp.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(exp.join("model.safetensors").exists());
+    // A classifier cannot be exported as a language model, nor chatted with.
+    let o = run(&[
+        "export",
+        "--checkpoint",
+        cls.join("classifier.safetensors").to_str().unwrap(),
+        "--hf-out",
+        exp.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("classifier"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -633,6 +633,43 @@ fn finetune_from_gpt2_weights_and_export_merged_lora_adapters() {
     let v: serde_json::Value = serde_json::from_str(&responses).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2);
     assert!(v[0]["model_response"].is_string() && v[0]["output"].is_string());
+    // `chat` wraps prompts in the Alpaca template for the instruction-tuned checkpoint only: a
+    // 40-token prompt fits the fixture's 64-token context alone, not inside the template.
+    let long_prompt = "one two three four five six seven eight nine ten ".repeat(4);
+    let chat = |source: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scratchgpt"))
+            .args(["chat", "--max-new-tokens", "2"])
+            .args(source)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{long_prompt}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let plain = chat(&["--gpt2", hf]);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    assert!(
+        !stderr(&plain).contains("the prompt is"),
+        "{}",
+        stderr(&plain)
+    );
+    let tuned = chat(&[
+        "--checkpoint",
+        ins.join("instruct.safetensors").to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&tuned).contains("the prompt is") && stderr(&tuned).contains("context is 64"),
+        "the Alpaca template was not applied: {}",
+        stderr(&tuned)
+    );
     // The saved adapters merged into the base give a folder transformers loads.
     let o = run(&[
         "export",

@@ -156,7 +156,7 @@ fn offline_metrics() {
 /// A one-shot HTTP server that answers like Ollama's /api/chat and returns the request body.
 fn fake_ollama(
     reply_content: &'static str,
-    chunked: bool,
+    chunked: Option<usize>,
 ) -> (String, std::thread::JoinHandle<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -184,20 +184,28 @@ fn fake_ollama(
         }
         let body = serde_json::json!({"message": {"role": "assistant", "content": reply_content}})
             .to_string();
-        let reply = if chunked {
-            let (a, b) = body.split_at(10);
-            format!(
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
-                a.len(),
-                b.len()
-            )
-        } else {
-            format!(
+        // Chunked at a byte offset (which may fall inside a UTF-8 character), or sized.
+        let reply: Vec<u8> = match chunked {
+            Some(at) => {
+                let (a, b) = body.as_bytes().split_at(at);
+                let mut r = format!(
+                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+                    a.len()
+                )
+                .into_bytes();
+                r.extend_from_slice(a);
+                r.extend_from_slice(format!("\r\n{:x}\r\n", b.len()).as_bytes());
+                r.extend_from_slice(b);
+                r.extend_from_slice(b"\r\n0\r\n\r\n");
+                r
+            }
+            None => format!(
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             )
+            .into_bytes(),
         };
-        s.write_all(reply.as_bytes()).unwrap();
+        s.write_all(&reply).unwrap();
         String::from_utf8_lossy(&buf).to_string()
     });
     (url, handle)
@@ -206,8 +214,9 @@ fn fake_ollama(
 #[test]
 fn the_judge_client_sends_the_books_prompt_and_reads_the_score() {
     let e = &entries(1)[0];
-    for chunked in [false, true] {
-        let (url, server) = fake_ollama(" 87\n", chunked);
+    // `{"message":{"content":"é 87` — offset 24 splits the two bytes of é between chunks.
+    for chunked in [None, Some(10), Some(24)] {
+        let (url, server) = fake_ollama("é 87\n", chunked);
         assert_eq!(judge_score(&url, "llama3", e, "yes").unwrap(), 87);
         let request = server.join().unwrap();
         assert!(request.starts_with("POST /api/chat HTTP/1.1"), "{request}");
@@ -218,7 +227,7 @@ fn the_judge_client_sends_the_books_prompt_and_reads_the_score() {
             "{request}"
         );
     }
-    let (url, server) = fake_ollama("I cannot score this", false);
+    let (url, server) = fake_ollama("I cannot score this", None);
     let err = judge_score(&url, "llama3", e, "yes")
         .unwrap_err()
         .to_string();

@@ -180,3 +180,29 @@ fn a_lora_classifier_keeps_its_head_in_the_adapter_file() {
     assert_eq!(reloaded.cfg.num_classes, Some(2));
     assert_eq!(logits(&reloaded), logits(&model));
 }
+
+#[test]
+fn lora_on_a_tied_model_unties_the_head_so_its_adapter_trains_and_is_saved() {
+    let mut cfg = GptConfig::preset("tiny").unwrap();
+    cfg.drop_rate = 0.0;
+    cfg.tie_weights = true;
+    let base = GptModel::new(&cfg, 8).unwrap();
+    let mut model = base.clone();
+    model.add_lora(2, 2.0, 1).unwrap();
+    assert!(!model.cfg.tie_weights);
+    let names: Vec<String> = model
+        .named_parameters()
+        .into_iter()
+        .filter(|(_, p)| p.requires_grad())
+        .map(|(n, _)| n)
+        .collect();
+    assert!(names.contains(&"out_head.lora.A".to_string()), "{names:?}");
+    assert_eq!(names.len(), 2 * (6 * 2 + 1));
+    // Same function as the tied base before training.
+    assert_eq!(logits(&model), logits(&base));
+    let dir = scratch_dir("lora-tied");
+    let path = dir.join("a.safetensors");
+    save_lora_adapters(&path, &model).unwrap();
+    let reloaded = load_lora_adapters(&path, base.clone()).unwrap();
+    assert_eq!(logits(&reloaded), logits(&model));
+}

@@ -1,6 +1,8 @@
 //! `scratchgpt classify --checkpoint PATH TEXT…`: the book's `classify_review` (§6.8) — each
-//! text's predicted label and its probability, read at the last token (a text longer than the
-//! context keeps its first `context_length` tokens, as the book truncates).
+//! text's predicted label and its probability, read at the last token. A text longer than the
+//! context keeps its first `context_length` tokens (the book cuts at the training set's longest
+//! text, 120 tokens; the checkpoint does not record that length, and reading at the last real
+//! token makes padding irrelevant, so only the context bounds it here).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,7 +41,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         if ids.is_empty() {
             bail!("an empty text has no token to classify");
         }
-        // As the book's classify_review: keep the first `context_length` tokens.
+        // Keep the first `context_length` tokens.
         ids.truncate(ctx);
         let n = ids.len();
         let logits = scratchgpt::autograd::no_grad(|| {

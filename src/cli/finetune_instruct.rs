@@ -257,8 +257,12 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(url) = &a.judge_url {
         let mut scores = Vec::new();
-        for (e, (r, _)) in test_entries.iter().zip(&pairs) {
-            scores.push(judge_score(url, &a.judge_model, e, r)? as f64);
+        for (i, (e, (r, _))) in test_entries.iter().zip(&pairs).enumerate() {
+            // As the book: a reply that is not a score is reported and skipped.
+            match judge_score(url, &a.judge_model, e, r) {
+                Ok(score) => scores.push(score as f64),
+                Err(err) => eprintln!("test entry {i}: no score ({err})"),
+            }
         }
         println!(
             "Number of scores: {} of {}\nAverage score: {:.2}",

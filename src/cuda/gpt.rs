@@ -125,6 +125,8 @@ pub struct GpuGpt {
     /// The backward runs through blocks `lowest_trained..n_layers` only: below the lowest block
     /// with a trainable parameter (and with frozen embeddings) no gradient is needed.
     lowest_trained: usize,
+    /// Whether the embedding tables train (then the backward reaches them).
+    emb_trained: bool,
     /// Where the kernels write the gradient of a frozen LayerNorm inside the trained range
     /// (`emb_dim` floats, never read).
     scratch_grad: DeviceBuffer<f32>,
@@ -214,7 +216,8 @@ impl GpuGpt {
                 "freeze both embedding tables or neither (the GPU scatter-add writes both)",
             ));
         }
-        let lowest_trained = if trains("tok_emb.") {
+        let emb_trained = trains("tok_emb.");
+        let lowest_trained = if emb_trained {
             0
         } else {
             (0..cfg.n_layers)
@@ -223,6 +226,7 @@ impl GpuGpt {
         };
         Ok(GpuGpt {
             lowest_trained,
+            emb_trained,
             scratch_grad: DeviceBuffer::zeros(gpu, cfg.emb_dim)?,
             gpu: gpu.clone(),
             pos: find("pos_emb.weight")?,
@@ -736,7 +740,7 @@ impl GpuGpt {
                 true,
             )?;
         }
-        if self.lowest_trained == 0 {
+        if self.emb_trained {
             let demb = match drop {
                 Some(s) => {
                     ops::dropout_backward(&a.dres, &a.dtmp, s.p, s.site(0))?;
@@ -927,7 +931,10 @@ impl GpuGpt {
         let params: usize = self
             .params
             .iter()
-            .map(|p| p.value.len() * (2 + if p.moments.is_some() { 2 } else { 0 }))
+            .map(|p| {
+                p.value.len()
+                    * (1 + usize::from(p.grad.is_some()) + if p.moments.is_some() { 2 } else { 0 })
+            })
             .sum();
         let acts = self.acts.as_ref().map_or(0, |a| {
             let per_block: usize = a.blocks.first().map_or(0, |b| {

@@ -146,10 +146,12 @@ pub fn http_post_json(url: &str, path: &str, body: &Value) -> Result<Value> {
     .map_err(io)?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).map_err(io)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| Error::parse(url, "malformed HTTP reply"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let body = &raw[split + 4..];
     let status = head.lines().next().unwrap_or("");
     if !status
         .split_whitespace()
@@ -158,31 +160,39 @@ pub fn http_post_json(url: &str, path: &str, body: &Value) -> Result<Value> {
     {
         return Err(Error::parse(
             url,
-            format!("the server answered {status:?}: {}", body.trim()),
+            format!(
+                "the server answered {status:?}: {}",
+                String::from_utf8_lossy(body).trim()
+            ),
         ));
     }
     let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
     });
+    // De-chunk the raw bytes (chunk sizes count bytes, and a chunk may end inside a UTF-8
+    // character), then parse.
     let body = if chunked {
         dechunk(body)
     } else {
-        body.to_string()
+        body.to_vec()
     };
-    serde_json::from_str(&body).map_err(|e| Error::parse(url, format!("reply is not JSON: {e}")))
+    serde_json::from_slice(&body).map_err(|e| Error::parse(url, format!("reply is not JSON: {e}")))
 }
 
-/// Joins the chunks of a `Transfer-Encoding: chunked` body.
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
+/// Joins the chunks of a `Transfer-Encoding: chunked` body (sizes in hex, each chunk followed by
+/// CRLF, a zero-size chunk last).
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = body.windows(2).position(|w| w == b"\r\n") {
+        let size = String::from_utf8_lossy(&body[..eol]);
         let n = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        let rest = &body[eol + 2..];
         if n == 0 || rest.len() < n {
             break;
         }
-        out.push_str(&rest[..n]);
-        body = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+        out.extend_from_slice(&rest[..n]);
+        body = rest[n..].strip_prefix(b"\r\n").unwrap_or(&rest[n..]);
     }
     out
 }

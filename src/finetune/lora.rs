@@ -42,6 +42,13 @@ impl GptModel {
         if self.has_lora() {
             return Err(Error::invalid("add_lora", "the model already has adapters"));
         }
+        // A tied head shares tok_emb's weight, and `named_parameters` lists a tied head under
+        // tok_emb only: its adapter would be invisible to the optimizer and the adapter file.
+        // Untie first (the head keeps the same values, now as its own frozen parameter).
+        if self.cfg.tie_weights {
+            self.out_head.weight = self.out_head.weight.detach();
+            self.cfg.tie_weights = false;
+        }
         self.freeze_all();
         let mut rng = Rng::new(seed);
         for (_, linear) in self.linears_mut() {
@@ -153,6 +160,36 @@ pub fn load_lora_adapters(path: impl AsRef<Path>, base: GptModel) -> Result<GptM
                 base.cfg.emb_dim, base.cfg.n_layers
             ),
         ));
+    }
+    // Check the metadata against the tensors before allocating anything from it.
+    let a0 = st.tensor("trf_blocks.0.att.W_query.lora.A").map_err(|_| {
+        Error::parse(
+            what.clone(),
+            "missing tensor trf_blocks.0.att.W_query.lora.A",
+        )
+    })?;
+    if a0.shape() != [base.cfg.emb_dim, rank as usize] {
+        return Err(Error::parse(
+            what,
+            format!(
+                "metadata says rank {rank}, but trf_blocks.0.att.W_query.lora.A has shape {:?}",
+                a0.shape()
+            ),
+        ));
+    }
+    if let Some(n) = num_classes {
+        let head = st
+            .tensor("out_head.weight")
+            .map_err(|_| Error::parse(what.clone(), "missing tensor out_head.weight"))?;
+        if head.shape() != [n, base.cfg.emb_dim] {
+            return Err(Error::parse(
+                what,
+                format!(
+                    "metadata says {n} classes, but out_head.weight has shape {:?}",
+                    head.shape()
+                ),
+            ));
+        }
     }
     let mut model = base;
     if let Some(n) = num_classes {

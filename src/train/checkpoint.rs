@@ -280,7 +280,16 @@ pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
                 weight_decay: num(&o, "weight_decay")?,
                 exempt_biases_and_norms: o["exempt_biases_and_norms"].as_bool().unwrap_or(false),
             };
-            let mut opt = AdamW::new(model.named_parameters(), cfg);
+            // Moments exist for the parameters that trained: all of them in pretraining (a
+            // missing one is an error), the unfrozen ones after fine-tuning.
+            let trained: Vec<_> = model
+                .named_parameters()
+                .into_iter()
+                .filter(|(name, _)| {
+                    task == Task::Pretrain || st.tensor(&format!("optimizer.m.{name}")).is_ok()
+                })
+                .collect();
+            let mut opt = AdamW::new(trained, cfg);
             opt.t = num(&o, "t")? as u64;
             for s in &mut opt.state {
                 for (which, slot) in [("m", &mut s.m), ("v", &mut s.v)] {

@@ -258,8 +258,16 @@ pub fn generation_matches_the_cpu(gpu: &Gpu) {
 /// gradient match the CPU; frozen parameters have no gradient on either side and AdamW leaves
 /// them alone; the logits read at the last real tokens match.
 pub fn classifier_step_matches_the_cpu(gpu: &Gpu) {
+    // The last block; and every block with the embeddings still frozen (the backward must reach
+    // block 0 but not the embedding tables).
+    for blocks in [1, 2] {
+        classifier_step_with_trained_blocks(gpu, blocks);
+    }
+}
+
+fn classifier_step_with_trained_blocks(gpu: &Gpu, blocks: usize) {
     use scratchgpt::finetune::classifier::{Classifier, Trainable};
-    let model = Classifier::new(tiny(0.0, false, true), 2, Trainable::LastBlocks(1), 3)
+    let model = Classifier::new(tiny(0.0, false, true), 2, Trainable::LastBlocks(blocks), 3)
         .unwrap()
         .model;
     let (b, t) = (3, 9);

@@ -84,6 +84,11 @@ pub struct Args {
     /// Run folder for checkpoint.safetensors and metrics.jsonl (default runs/run-<unix time>).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// How the seed draws the initial weights: `torch` draws exactly what PyTorch draws for the
+    /// book's GPTModel after torch.manual_seed(seed) (so seed 123 starts from the book's
+    /// weights); `scratchgpt` uses our own SplitMix64 stream.
+    #[arg(long, value_enum, default_value = "torch")]
+    init: InitScheme,
     /// Start from these weights (a safetensors file with the book's parameter names, e.g. one
     /// saved from the book's PyTorch GPTModel) instead of a random initialisation.
     #[arg(long, conflicts_with = "resume")]
@@ -103,6 +108,15 @@ pub struct Args {
     /// and checkpoints use the CPU copy, synced from the GPU as needed.
     #[arg(long, value_enum, default_value = "cpu")]
     device: super::device::DeviceChoice,
+}
+
+/// Which generator draws the initial weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InitScheme {
+    /// PyTorch's (mt19937 and ATen's uniform_/normal_), as the book's notebook.
+    Torch,
+    /// Our SplitMix64 stream.
+    Scratchgpt,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -136,7 +150,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let seed = resumed.as_ref().map_or(args.seed, |ck| ck.seed);
     let model = match &resumed {
         Some(ck) => ck.model.clone(),
-        None => GptModel::new(&cfg, args.seed)?,
+        None => match args.init {
+            InitScheme::Torch => GptModel::new_torch_init(&cfg, args.seed)?,
+            InitScheme::Scratchgpt => GptModel::new(&cfg, args.seed)?,
+        },
     };
     if let Some(path) = &args.init_weights {
         let weights = read_safetensors(path)?;

@@ -166,16 +166,28 @@ pub struct GptModel {
 impl GptModel {
     /// A freshly initialised model; `seed` fixes every initial weight.
     pub fn new(cfg: &GptConfig, seed: u64) -> Result<Self> {
+        Self::new_from(cfg, &mut Rng::new(seed))
+    }
+
+    /// The weights PyTorch draws for the book's `GPTModel(cfg)` after `torch.manual_seed(seed)`:
+    /// the same generator, distributions and order (tok_emb, pos_emb, then per block W_query,
+    /// W_key, W_value, out_proj, ff.layers.0, ff.layers.2; then out_head), so the initial loss
+    /// is the book's to the last digits.
+    pub fn new_torch_init(cfg: &GptConfig, seed: u64) -> Result<Self> {
+        Self::new_from(cfg, &mut Rng::torch(seed))
+    }
+
+    /// A model initialised from `rng` (parameters drawn in the book's module order).
+    pub fn new_from(cfg: &GptConfig, rng: &mut Rng) -> Result<Self> {
         cfg.validate()?;
-        let mut rng = Rng::new(seed);
-        let tok_emb = Embedding::new(cfg.vocab_size, cfg.emb_dim, &mut rng);
-        let pos_emb = Embedding::new(cfg.context_length, cfg.emb_dim, &mut rng);
+        let tok_emb = Embedding::new(cfg.vocab_size, cfg.emb_dim, rng);
+        let pos_emb = Embedding::new(cfg.context_length, cfg.emb_dim, rng);
         let trf_blocks = (0..cfg.n_layers)
-            .map(|_| TransformerBlock::new(cfg, &mut rng))
+            .map(|_| TransformerBlock::new(cfg, rng))
             .collect();
         let mut out_head = match cfg.num_classes {
-            Some(n) => Linear::new(cfg.emb_dim, n, true, &mut rng),
-            None => Linear::new(cfg.emb_dim, cfg.vocab_size, false, &mut rng),
+            Some(n) => Linear::new(cfg.emb_dim, n, true, rng),
+            None => Linear::new(cfg.emb_dim, cfg.vocab_size, false, rng),
         };
         if cfg.tie_weights && cfg.num_classes.is_none() {
             out_head.weight = tok_emb.weight.clone(); // the same parameter, not a copy

@@ -75,9 +75,25 @@ impl<T: Element> Tensor<T> {
     /// Uniform in [low, high) drawn from an existing stream (model initialisation draws all its
     /// parameters from one stream so a single seed fixes them all).
     pub fn uniform_from(shape: &[usize], low: f64, high: f64, rng: &mut Rng) -> Self {
+        if let Some(g) = rng.torch_generator() {
+            // PyTorch's f32 `uniform_` (the values are f32 whatever T is).
+            let mut v = vec![0f32; shape.iter().product()];
+            g.uniform_(&mut v, low, high);
+            return Self::from_f32s(v, shape);
+        }
         let a = ArrayD::from_shape_simple_fn(IxDyn(shape), || {
             T::of(low + (high - low) * rng.uniform())
         });
+        Self::from_array(a)
+    }
+
+    /// f32 values as a `T` tensor of `shape` (sizes already match).
+    fn from_f32s(v: Vec<f32>, shape: &[usize]) -> Self {
+        let a = ArrayD::from_shape_vec(
+            IxDyn(shape),
+            v.into_iter().map(|x| T::of(x as f64)).collect(),
+        )
+        .expect("sized");
         Self::from_array(a)
     }
 
@@ -89,6 +105,11 @@ impl<T: Element> Tensor<T> {
 
     /// Normal with the given mean and standard deviation, drawn from an existing stream.
     pub fn normal_from(shape: &[usize], mean: f64, std: f64, rng: &mut Rng) -> Self {
+        if let Some(g) = rng.torch_generator() {
+            let mut v = vec![0f32; shape.iter().product()];
+            g.normal_(&mut v, mean, std);
+            return Self::from_f32s(v, shape);
+        }
         let a = ArrayD::from_shape_simple_fn(IxDyn(shape), || T::of(mean + std * rng.normal()));
         Self::from_array(a)
     }

@@ -11,6 +11,7 @@ mod element;
 pub mod rng;
 pub mod shape;
 mod storage;
+pub mod torch_rng;
 
 use std::cell::Ref;
 use std::fmt;

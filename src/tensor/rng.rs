@@ -7,6 +7,11 @@
 //!   bit of element `i` is a pure function of `(seed, i)`, so it does not depend on how rayon
 //!   splits the work, the backward pass can regenerate it instead of storing it, and a CUDA kernel
 //!   computing the same formula draws the same mask.
+//!
+//! [`Rng::torch`] makes tensor initialisation follow PyTorch's generator instead (see
+//! [`super::torch_rng`]), so `--init torch` reproduces the book's initial weights.
+
+use super::torch_rng::TorchGenerator;
 
 /// SplitMix64's output function: a fast bijective mixer of 64 bits.
 #[inline(always)]
@@ -26,10 +31,12 @@ pub fn hash_uniform(seed: u64, index: u64) -> f32 {
     (z >> 40) as f32 * (1.0 / (1u64 << 24) as f32)
 }
 
-/// A sequential, seeded random stream (SplitMix64).
+/// A sequential, seeded random stream (SplitMix64) — or, built with [`Rng::torch`], PyTorch's
+/// generator for tensor initialisation ([`super::torch_rng`]).
 #[derive(Clone, Debug)]
 pub struct Rng {
     state: u64,
+    torch: Option<TorchGenerator>,
 }
 
 impl Rng {
@@ -37,7 +44,23 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Rng {
             state: mix64(seed ^ 0x5851_f42d_4c95_7f2d),
+            torch: None,
         }
+    }
+
+    /// A stream whose tensor initialisations (`uniform_from`, `normal_from`) draw exactly what
+    /// PyTorch draws after `torch.manual_seed(seed)`; its scalar methods (`uniform`, `shuffle`,
+    /// ...) stay SplitMix64 from the same seed.
+    pub fn torch(seed: u64) -> Self {
+        Rng {
+            torch: Some(TorchGenerator::new(seed)),
+            ..Rng::new(seed)
+        }
+    }
+
+    /// PyTorch's generator, if this stream follows it.
+    pub fn torch_generator(&mut self) -> Option<&mut TorchGenerator> {
+        self.torch.as_mut()
     }
 
     /// The whole state (a checkpoint saves it to resume the same stream).
@@ -47,7 +70,7 @@ impl Rng {
 
     /// A stream continuing from a saved [`Rng::state`].
     pub fn from_state(state: u64) -> Self {
-        Rng { state }
+        Rng { state, torch: None }
     }
 
     /// The next 64 random bits.

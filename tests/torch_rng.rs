@@ -114,3 +114,33 @@ fn the_scratchgpt_stream_is_unchanged_by_default() {
     let b = Tensor::<f32>::uniform_from(&[4], 0.0, 1.0, &mut Rng::torch(123));
     assert_ne!(a.to_vec().unwrap(), b.to_vec().unwrap());
 }
+
+#[test]
+fn torch_init_draws_the_golden_fixtures_initial_weights() {
+    // tests/fixtures/book-gpt-tiny/weights.safetensors is PyTorch's GPTModel(cfg) right after
+    // torch.manual_seed(123): our `--init torch` must build the same weights, tensor by tensor.
+    use scratchgpt::gpt::safetensors_io::read_safetensors;
+    use scratchgpt::gpt::{GptConfig, GptModel};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/book-gpt-tiny");
+    let cfg = GptConfig {
+        vocab_size: 512,
+        context_length: 32,
+        emb_dim: 48,
+        n_heads: 4,
+        n_layers: 2,
+        drop_rate: 0.0,
+        qkv_bias: false,
+        tie_weights: false,
+        num_classes: None,
+    };
+    let model = GptModel::new_torch_init(&cfg, 123).unwrap();
+    let want = read_safetensors(format!("{dir}/weights.safetensors")).unwrap();
+    let mut n = 0;
+    for (name, p) in model.named_parameters() {
+        let w = want[&name].to_tensor(&name).unwrap().to_vec().unwrap();
+        let exact = !name.ends_with("emb.weight"); // embeddings are the vectorised normals
+        check(&name, &p.to_vec().unwrap(), &w, exact);
+        n += 1;
+    }
+    assert_eq!(n, 31);
+}

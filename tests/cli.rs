@@ -349,6 +349,29 @@ fn bench_train_step_reports_speed_and_memory() {
     );
 }
 
+#[test]
+fn bench_finetune_reports_examples_per_second_and_state_sizes() {
+    for extra in [
+        &["--task", "classify"][..],
+        &["--task", "instruct", "--lora-rank", "2"],
+    ] {
+        let o = run(&[
+            &["bench", "finetune", "--preset", "tiny", "--steps", "1"],
+            extra,
+        ]
+        .concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        assert!(
+            out.contains("examples/s")
+                && out.contains("gradient buffers")
+                && out.contains("AdamW moments")
+                && out.contains("peak RSS"),
+            "{out}"
+        );
+    }
+}
+
 /// `--device cuda` where no GPU is usable: one line naming what is missing, non-zero exit.
 /// (Skipped on a machine that has a GPU, where the command would start training instead.)
 #[test]

@@ -267,11 +267,18 @@ fn a_classifier_checkpoint_round_trips_with_its_labels() {
         1,
         &Task::Classify {
             labels: labels.clone(),
+            max_length: Some(120),
         },
     )
     .unwrap();
     let ck = load_checkpoint(&path).unwrap();
-    assert_eq!(ck.task, Task::Classify { labels });
+    assert_eq!(
+        ck.task,
+        Task::Classify {
+            labels,
+            max_length: Some(120)
+        }
+    );
     assert!(ck.optimizer.is_none());
     let back = Classifier::from_trained(ck.model).unwrap();
     let rows = vec![vec![5u32, 6, 7, 8]];
@@ -287,7 +294,8 @@ fn a_classifier_checkpoint_round_trips_with_its_labels() {
         &TrainState::default(),
         1,
         &Task::Classify {
-            labels: vec!["a".into(), "b".into(), "c".into()]
+            labels: vec!["a".into(), "b".into(), "c".into()],
+            max_length: None,
         },
     )
     .is_err());

@@ -1,8 +1,7 @@
 //! `scratchgpt classify --checkpoint PATH TEXT…`: the book's `classify_review` (§6.8) — each
-//! text's predicted label and its probability, read at the last token. A text longer than the
-//! context keeps its first `context_length` tokens (the book cuts at the training set's longest
-//! text, 120 tokens; the checkpoint does not record that length, and reading at the last real
-//! token makes padding irrelevant, so only the context bounds it here).
+//! text's predicted label and its probability, read at the last token. As the book, a text keeps
+//! its first `min(max_length, context_length)` tokens, `max_length` being the training texts'
+//! padded length (120 for the spam data), recorded in the checkpoint.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,7 +26,7 @@ pub struct Args {
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let ck = load_checkpoint(&a.checkpoint)?;
-    let Task::Classify { labels } = ck.task else {
+    let Task::Classify { labels, max_length } = ck.task else {
         bail!(
             "{} has no classifier head (a language model): train one with `scratchgpt finetune classify`",
             a.checkpoint.display()
@@ -35,13 +34,17 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     };
     let classifier = Classifier::from_trained(ck.model)?;
     let tok = BpeTokenizer::gpt2();
-    let ctx = classifier.model.cfg.context_length;
+    let ctx = classifier
+        .model
+        .cfg
+        .context_length
+        .min(max_length.unwrap_or(usize::MAX));
     for text in &a.texts {
         let mut ids = tok.encode(text)?;
         if ids.is_empty() {
             bail!("an empty text has no token to classify");
         }
-        // Keep the first `context_length` tokens.
+        // Keep the first min(max_length, context_length) tokens.
         ids.truncate(ctx);
         let n = ids.len();
         let logits = scratchgpt::autograd::no_grad(|| {

@@ -275,7 +275,10 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         None,
         &TrainState::default(),
         a.seed,
-        &Task::Classify { labels },
+        &Task::Classify {
+            labels,
+            max_length: Some(train.max_length),
+        },
     )?;
     println!("classifier: {}", path.display());
     if run.steps == 0 {

@@ -25,8 +25,12 @@ pub enum Task {
     /// Next-token prediction (pretraining; also OpenAI's GPT-2 weights).
     #[default]
     Pretrain,
-    /// Chapter 6: a classification head; `labels[i]` names class i.
-    Classify { labels: Vec<String> },
+    /// Chapter 6: a classification head; `labels[i]` names class i; `max_length` is the padded
+    /// length of the training texts, where the book cuts texts it classifies.
+    Classify {
+        labels: Vec<String>,
+        max_length: Option<usize>,
+    },
     /// Chapter 7: instruction-tuned on Alpaca-format prompts.
     Instruct,
 }
@@ -35,7 +39,9 @@ impl Task {
     fn to_json(&self) -> Value {
         match self {
             Task::Pretrain => json!({"kind": "pretrain"}),
-            Task::Classify { labels } => json!({"kind": "classify", "labels": labels}),
+            Task::Classify { labels, max_length } => {
+                json!({"kind": "classify", "labels": labels, "max_length": max_length})
+            }
             Task::Instruct => json!({"kind": "instruct"}),
         }
     }
@@ -50,6 +56,7 @@ impl Task {
                     .iter()
                     .map(|l| l.as_str().map(str::to_string))
                     .collect::<Option<_>>()?,
+                max_length: v["max_length"].as_u64().map(|n| n as usize),
             }),
             _ => None,
         }
@@ -104,7 +111,7 @@ pub fn save_task_checkpoint(
             "the model has LoRA adapters: merge them (GptModel::merge_lora) or save them alone (save_lora_adapters)",
         ));
     }
-    if let Task::Classify { labels } = task {
+    if let Task::Classify { labels, .. } = task {
         if model.cfg.num_classes != Some(labels.len()) {
             return Err(Error::invalid(
                 "save_checkpoint",
@@ -234,7 +241,7 @@ pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
         Some(v) => Task::from_json(&v)
             .ok_or_else(|| Error::parse(what.clone(), format!("metadata: bad task {v}")))?,
     };
-    if let Task::Classify { labels } = &task {
+    if let Task::Classify { labels, .. } = &task {
         if cfg.num_classes != Some(labels.len()) {
             return Err(Error::parse(
                 what,

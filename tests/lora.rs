@@ -24,11 +24,7 @@ fn scratch_dir(tag: &str) -> std::path::PathBuf {
 }
 
 fn trainable(m: &GptModel) -> usize {
-    m.named_parameters()
-        .iter()
-        .filter(|(_, p)| p.requires_grad())
-        .map(|(_, p)| p.numel())
-        .sum()
+    m.num_trainable_parameters()
 }
 
 fn ids() -> Ids {

@@ -14,7 +14,7 @@ use scratchgpt::finetune::spam_data::{balance_and_split, parse_spam_tsv, SpamDat
 use scratchgpt::gpt::{GptConfig, GptModel};
 use scratchgpt::optim::{AdamW, AdamWConfig};
 use scratchgpt::tensor::rng::Rng;
-use scratchgpt::train::{CpuEngine, GpuEngine, StepEngine};
+use scratchgpt::train::engine_for;
 
 use super::device::{resolve, DeviceChoice};
 
@@ -48,6 +48,9 @@ pub struct FinetuneBenchArgs {
 }
 
 pub fn run(a: &FinetuneBenchArgs) -> anyhow::Result<ExitCode> {
+    if a.steps == 0 || a.batch_size == 0 {
+        anyhow::bail!("--steps and --batch-size must be at least 1");
+    }
     let mut cfg = GptConfig::preset(&a.preset)?;
     cfg.qkv_bias = true;
     cfg.drop_rate = 0.0;
@@ -94,29 +97,20 @@ pub fn run(a: &FinetuneBenchArgs) -> anyhow::Result<ExitCode> {
             (GptModel::new(&cfg, 1)?, batches, "instructions")
         }
     };
+    if batches.is_empty() {
+        anyhow::bail!(
+            "no complete batch of {} {examples} in the training split",
+            a.batch_size
+        );
+    }
     if let Some(rank) = a.lora_rank {
         model.add_lora(rank, 16.0, 3)?;
     }
-    let trainable: Vec<_> = model
-        .named_parameters()
-        .into_iter()
-        .filter(|(_, p)| p.requires_grad())
-        .collect();
-    let n_trainable: usize = trainable.iter().map(|(_, p)| p.numel()).sum();
+    let n_trainable = model.num_trainable_parameters();
     let mut optimizer = AdamW::new(model.named_parameters(), AdamWConfig::default());
     let gpu = resolve(a.device)?;
-    let mut cpu_engine;
-    let mut gpu_engine;
-    let engine: &mut dyn StepEngine = match &gpu {
-        Some(g) => {
-            gpu_engine = GpuEngine::new(g, &model, &mut optimizer)?;
-            &mut gpu_engine
-        }
-        None => {
-            cpu_engine = CpuEngine::new(&model, &mut optimizer);
-            &mut cpu_engine
-        }
-    };
+    let mut engine = engine_for(gpu.as_ref(), &model, &mut optimizer)?;
+    let engine = engine.as_mut();
     engine.train_step(&batches[0], 1, None, 5e-5)?; // warm-up
     let t0 = Instant::now();
     let mut tokens = 0;

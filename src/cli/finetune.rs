@@ -2,11 +2,13 @@
 //! command line. What both share lives here: where the starting weights come from, the LoRA
 //! flags, printing the book's lines beside a progress bar, and the run folder.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
+use scratchgpt::finetune::lora::save_lora_adapters;
 use scratchgpt::gpt::{GptConfig, GptModel};
+use scratchgpt::optim::{AdamW, AdamWConfig};
 use scratchgpt::train::checkpoint::{load_checkpoint, Task};
 
 #[derive(clap::Subcommand)]
@@ -52,15 +54,75 @@ pub struct LoraArgs {
     pub lora_alpha: f64,
 }
 
+/// What both fine-tuning commands take: the starting weights, the book's optimizer and
+/// evaluation settings (batch 8, AdamW lr 5e-5 wd 0.1, eval on 5 batches, no dropout), LoRA,
+/// the run folder and the device.
+#[derive(clap::Args)]
+pub struct FinetuneArgs {
+    #[command(flatten)]
+    pub from: StartFrom,
+    /// Preset of a `--random-init` model.
+    #[arg(long, default_value = "gpt2-small")]
+    pub preset: String,
+    /// Context length of a `--random-init` model (default: the preset's).
+    #[arg(long)]
+    pub context_length: Option<usize>,
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 5e-5)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.1)]
+    pub weight_decay: f64,
+    /// Batches per evaluation.
+    #[arg(long, default_value_t = 5)]
+    pub eval_iter: usize,
+    /// The book fine-tunes without dropout.
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_rate: f64,
+    /// Fixes the split, a new head's initialisation, shuffling and dropout.
+    #[arg(long, default_value_t = 123)]
+    pub seed: u64,
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    #[command(flatten)]
+    pub lora: LoraArgs,
+    /// Run folder for the checkpoint (and adapters.safetensors with LoRA), metrics or responses
+    /// (default runs/<command>-<unix time>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: super::device::DeviceChoice,
+}
+
+impl FinetuneArgs {
+    /// Optimizer steps of the run (drop_last batches per epoch, capped by `--max-steps`): the
+    /// progress bar's length.
+    pub fn total_steps(&self, epochs: usize, train_len: usize) -> usize {
+        let all = epochs * (train_len / self.batch_size.max(1));
+        self.max_steps.map_or(all, |m| m.min(all))
+    }
+
+    /// AdamW over `model`'s trainable parameters with the run's rate and decay.
+    pub fn optimizer(&self, model: &GptModel) -> AdamW {
+        AdamW::new(
+            model.named_parameters(),
+            AdamWConfig {
+                lr: self.lr,
+                weight_decay: self.weight_decay,
+                ..AdamWConfig::default()
+            },
+        )
+    }
+}
+
 /// Loads the starting model: from a checkpoint (refusing a classifier, whose head cannot
-/// generate or be re-headed meaningfully), from GPT-2 weights, or freshly from `preset`.
-pub fn load_start(
-    from: &StartFrom,
-    preset: &str,
-    context_length: Option<usize>,
-    drop_rate: f64,
-    seed: u64,
-) -> anyhow::Result<(GptModel, String)> {
+/// generate or be re-headed meaningfully), from GPT-2 weights, or freshly from `--preset`; with
+/// the run's dropout rate.
+pub fn load_start(a: &FinetuneArgs) -> anyhow::Result<(GptModel, String)> {
+    let (from, preset, drop_rate, seed) = (&a.from, a.preset.as_str(), a.drop_rate, a.seed);
+    if !(0.0..1.0).contains(&drop_rate) {
+        bail!("--drop-rate must be in [0, 1), got {drop_rate}");
+    }
     let (mut model, what) = match (&from.checkpoint, &from.gpt2) {
         (Some(path), _) => {
             let ck = load_checkpoint(path)?;
@@ -77,10 +139,10 @@ pub fn load_start(
             format!("GPT-2 weights {}", dir.display()),
         ),
         (None, None) => {
-            let mut cfg = GptConfig::preset(preset)?;
-            if let Some(c) = context_length {
-                cfg = GptConfig::preset_with_context(preset, c)?;
-            }
+            let mut cfg = match a.context_length {
+                Some(c) => GptConfig::preset_with_context(preset, c)?,
+                None => GptConfig::preset(preset)?,
+            };
             cfg.drop_rate = drop_rate;
             cfg.qkv_bias = true; // GPT-2's layout, as the book's fine-tuning config
             (
@@ -89,9 +151,6 @@ pub fn load_start(
             )
         }
     };
-    if !(0.0..1.0).contains(&drop_rate) {
-        bail!("--drop-rate must be in [0, 1), got {drop_rate}");
-    }
     model.cfg.drop_rate = drop_rate;
     for b in &mut model.trf_blocks {
         b.att.dropout = drop_rate;
@@ -99,6 +158,18 @@ pub fn load_start(
     }
     model.drop_emb.p = drop_rate;
     Ok((model, what))
+}
+
+/// After a LoRA run: save the adapters alone to `dir/adapters.safetensors`, then fold them into
+/// the weights so the checkpoint is a plain GPT. Nothing to do without adapters.
+pub fn save_adapters_and_merge(dir: &Path, model: &mut GptModel) -> anyhow::Result<()> {
+    if model.has_lora() {
+        let adapters = dir.join("adapters.safetensors");
+        save_lora_adapters(&adapters, model)?;
+        println!("LoRA adapters: {}", adapters.display());
+        model.merge_lora()?;
+    }
+    Ok(())
 }
 
 /// The run folder (`--out`, or runs/<kind>-<unix time>).

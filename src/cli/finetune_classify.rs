@@ -14,63 +14,33 @@ use scratchgpt::finetune::classifier::{Classifier, Trainable};
 use scratchgpt::finetune::classify_train::{
     accuracy, train_classifier_simple, ClassifierEvent, ClassifierTrainOptions, SPAM_LABELS,
 };
-use scratchgpt::finetune::lora::save_lora_adapters;
 use scratchgpt::finetune::spam_data::{
     balance_and_split, parse_spam_tsv, read_spam_tsv, SpamDataset,
 };
-use scratchgpt::optim::{AdamW, AdamWConfig};
 use scratchgpt::train::checkpoint::{save_task_checkpoint, Task};
-use scratchgpt::train::{CpuEngine, GpuEngine, StepEngine, TrainState};
+use scratchgpt::train::{engine_for, TrainState};
 
-use super::finetune::{load_start, out_dir, peak_rss_gib, progress, say, LoraArgs, StartFrom};
+use super::finetune::{
+    load_start, out_dir, peak_rss_gib, progress, save_adapters_and_merge, say, FinetuneArgs,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    from: StartFrom,
-    /// Preset of a `--random-init` model.
-    #[arg(long, default_value = "gpt2-small")]
-    preset: String,
-    /// Context length of a `--random-init` model (default: the preset's).
-    #[arg(long)]
-    context_length: Option<usize>,
+    common: FinetuneArgs,
     /// `label<TAB>text` lines (default: the bundled data/SMSSpamCollection.tsv).
     #[arg(long)]
     data: Option<PathBuf>,
     #[arg(long, default_value_t = 5)]
     epochs: usize,
-    #[arg(long, default_value_t = 8)]
-    batch_size: usize,
-    #[arg(long, default_value_t = 5e-5)]
-    lr: f64,
-    #[arg(long, default_value_t = 0.1)]
-    weight_decay: f64,
     #[arg(long, default_value_t = 50)]
     eval_freq: usize,
-    #[arg(long, default_value_t = 5)]
-    eval_iter: usize,
-    /// The book fine-tunes without dropout.
-    #[arg(long, default_value_t = 0.0)]
-    drop_rate: f64,
-    /// Fixes the split, the head's initialisation, shuffling and dropout.
-    #[arg(long, default_value_t = 123)]
-    seed: u64,
-    #[arg(long)]
-    max_steps: Option<usize>,
     /// Train the last N transformer blocks (+ final norm + head); the book: 1.
     #[arg(long, default_value_t = 1, conflicts_with = "train_all")]
     last_blocks: usize,
     /// Train every parameter (the book's ablation from random weights does).
     #[arg(long)]
     train_all: bool,
-    #[command(flatten)]
-    lora: LoraArgs,
-    /// Run folder for classifier.safetensors (and adapters.safetensors with LoRA) and
-    /// metrics.jsonl (default runs/classify-<unix time>).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "cpu")]
-    device: super::device::DeviceChoice,
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
@@ -81,8 +51,8 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             "data/SMSSpamCollection.tsv",
         )?,
     };
-    let splits = balance_and_split(&messages, a.seed)?;
-    let (model, source) = load_start(&a.from, &a.preset, a.context_length, a.drop_rate, a.seed)?;
+    let splits = balance_and_split(&messages, a.common.seed)?;
+    let (model, source) = load_start(&a.common)?;
     let tok = BpeTokenizer::gpt2();
     let ctx = model.cfg.context_length;
     let mut train = SpamDataset::new(&splits.train, tok, None).context("training split")?;
@@ -102,27 +72,22 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     } else {
         Trainable::LastBlocks(a.last_blocks)
     };
-    let classifier = Classifier::new(model, 2, trainable, a.seed)?;
+    let classifier = Classifier::new(model, 2, trainable, a.common.seed)?;
     let mut model = classifier.model;
-    if let Some(rank) = a.lora.lora_rank {
-        model.add_lora(rank, a.lora.lora_alpha, a.seed)?;
+    if let Some(rank) = a.common.lora.lora_rank {
+        model.add_lora(rank, a.common.lora.lora_alpha, a.common.seed)?;
     }
-    let n_trainable: usize = model
-        .named_parameters()
-        .iter()
-        .filter(|(_, p)| p.requires_grad())
-        .map(|(_, p)| p.numel())
-        .sum();
+    let n_trainable = model.num_trainable_parameters();
     println!(
         "from {source}: {} parameters, {n_trainable} trainable ({}){}",
         model.num_parameters(),
-        match (a.lora.lora_rank, trainable) {
-            (Some(r), _) => format!("LoRA rank {r}, alpha {}", a.lora.lora_alpha),
+        match (a.common.lora.lora_rank, trainable) {
+            (Some(r), _) => format!("LoRA rank {r}, alpha {}", a.common.lora.lora_alpha),
             (None, Trainable::All) => "all layers".to_string(),
             (None, Trainable::LastBlocks(n)) => format!("last {n} block(s), final norm, head"),
         },
-        if a.drop_rate > 0.0 {
-            format!(", dropout {}", a.drop_rate)
+        if a.common.drop_rate > 0.0 {
+            format!(", dropout {}", a.common.drop_rate)
         } else {
             String::new()
         }
@@ -136,44 +101,27 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         train.max_length
     );
 
-    let mut optimizer = AdamW::new(
-        model.named_parameters(),
-        AdamWConfig {
-            lr: a.lr,
-            weight_decay: a.weight_decay,
-            ..AdamWConfig::default()
-        },
-    );
-    let gpu = super::device::resolve(a.device)?;
-    let dir = out_dir(&a.out, "classify")?;
+    let mut optimizer = a.common.optimizer(&model);
+    let gpu = super::device::resolve(a.common.device)?;
+    let dir = out_dir(&a.common.out, "classify")?;
     let mut metrics = std::fs::File::create(dir.join("metrics.jsonl"))
         .with_context(|| format!("creating {}/metrics.jsonl", dir.display()))?;
     // The engine borrows the model; the block ends that borrow before adapters are merged.
     let (run, wall, [tr, va, te]) = {
-        let mut cpu_engine;
-        let mut gpu_engine;
-        let engine: &mut dyn StepEngine = match &gpu {
-            Some(g) => {
-                gpu_engine = GpuEngine::new(g, &model, &mut optimizer)?;
-                &mut gpu_engine
-            }
-            None => {
-                cpu_engine = CpuEngine::new(&model, &mut optimizer);
-                &mut cpu_engine
-            }
-        };
+        let mut engine = engine_for(gpu.as_ref(), &model, &mut optimizer)?;
+        let engine = engine.as_mut();
         let opts = ClassifierTrainOptions {
             num_epochs: a.epochs,
             eval_freq: a.eval_freq,
-            eval_iter: a.eval_iter,
-            batch_size: a.batch_size,
-            seed: a.seed,
-            max_steps: a.max_steps,
-            lr: a.lr,
+            eval_iter: a.common.eval_iter,
+            batch_size: a.common.batch_size,
+            seed: a.common.seed,
+            max_steps: a.common.max_steps,
+            lr: a.common.lr,
         };
         // Before training, as the book's §6.6 (10 batches of each).
         let first10 = |d: &SpamDataset| -> Vec<Vec<usize>> {
-            d.batch_indices(a.batch_size, None, false)
+            d.batch_indices(a.common.batch_size, None, false)
                 .into_iter()
                 .take(10)
                 .collect()
@@ -190,10 +138,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             initial[2] * 100.0
         );
 
-        let per_epoch = train.len() / a.batch_size.max(1);
-        let total = a
-            .max_steps
-            .map_or(a.epochs * per_epoch, |m| m.min(a.epochs * per_epoch));
+        let total = a.common.total_steps(a.epochs, train.len());
         let bar = progress(total);
         let started = Instant::now();
         let run = train_classifier_simple(engine, &train, &val, &opts, |e| {
@@ -234,7 +179,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         })?;
         bar.finish_and_clear();
         let wall = started.elapsed().as_secs_f64();
-        let all = |d: &SpamDataset| d.batch_indices(a.batch_size, None, false);
+        let all = |d: &SpamDataset| d.batch_indices(a.common.batch_size, None, false);
         let (tr, va, te) = (
             accuracy(engine, &train, &all(&train))?,
             accuracy(engine, &val, &all(&val))?,
@@ -261,12 +206,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             "examples_per_s": run.examples_seen as f64 / run.train_secs.max(1e-9),
             "steps": run.steps, "train_secs": run.train_secs}})
     );
-    if model.has_lora() {
-        let adapters = dir.join("adapters.safetensors");
-        save_lora_adapters(&adapters, &model)?;
-        println!("LoRA adapters: {}", adapters.display());
-        model.merge_lora()?;
-    }
+    save_adapters_and_merge(&dir, &mut model)?;
     let labels = SPAM_LABELS.iter().map(|s| s.to_string()).collect();
     let path = dir.join("classifier.safetensors");
     save_task_checkpoint(
@@ -274,7 +214,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         &model,
         None,
         &TrainState::default(),
-        a.seed,
+        a.common.seed,
         &Task::Classify {
             labels,
             max_length: Some(train.max_length),

@@ -16,45 +16,25 @@ use scratchgpt::finetune::instruct_train::{
 use scratchgpt::finetune::instruction_data::{
     format_input, parse_instruction_json, read_instruction_json, split_instructions,
 };
-use scratchgpt::finetune::lora::save_lora_adapters;
-use scratchgpt::optim::{AdamW, AdamWConfig};
 use scratchgpt::train::checkpoint::{save_task_checkpoint, Task};
-use scratchgpt::train::{CpuEngine, GpuEngine, StepEngine, TrainEvent, TrainState};
+use scratchgpt::train::{engine_for, TrainEvent, TrainState};
 
-use super::finetune::{load_start, out_dir, peak_rss_gib, progress, say, LoraArgs, StartFrom};
+use super::finetune::{
+    load_start, out_dir, peak_rss_gib, progress, save_adapters_and_merge, say, FinetuneArgs,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    from: StartFrom,
-    /// Preset of a `--random-init` model.
-    #[arg(long, default_value = "gpt2-small")]
-    preset: String,
-    /// Context length of a `--random-init` model (default: the preset's).
-    #[arg(long)]
-    context_length: Option<usize>,
+    common: FinetuneArgs,
     /// A JSON list of {instruction, input, output} (default: the bundled
     /// data/instruction-data.json).
     #[arg(long)]
     data: Option<PathBuf>,
     #[arg(long, default_value_t = 2)]
     epochs: usize,
-    #[arg(long, default_value_t = 8)]
-    batch_size: usize,
-    #[arg(long, default_value_t = 5e-5)]
-    lr: f64,
-    #[arg(long, default_value_t = 0.1)]
-    weight_decay: f64,
     #[arg(long, default_value_t = 5)]
     eval_freq: usize,
-    #[arg(long, default_value_t = 5)]
-    eval_iter: usize,
-    #[arg(long, default_value_t = 0.0)]
-    drop_rate: f64,
-    #[arg(long, default_value_t = 123)]
-    seed: u64,
-    #[arg(long)]
-    max_steps: Option<usize>,
     /// Truncate collated batches to this many tokens (the book: 1024; at most the context).
     #[arg(long, default_value_t = 1024)]
     allowed_max_length: usize,
@@ -67,19 +47,12 @@ pub struct Args {
     /// Answer only the first N test entries (default: all).
     #[arg(long)]
     test_limit: Option<usize>,
-    #[command(flatten)]
-    lora: LoraArgs,
     /// An Ollama-compatible server (e.g. http://localhost:11434) to score the responses 0–100.
     #[arg(long)]
     judge_url: Option<String>,
     /// The judge model's name on that server.
     #[arg(long, default_value = "llama3", requires = "judge_url")]
     judge_model: String,
-    /// Run folder (default runs/instruct-<unix time>).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "cpu")]
-    device: super::device::DeviceChoice,
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
@@ -91,29 +64,23 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         )?,
     };
     let (train_entries, test_entries, val_entries) = split_instructions(&data)?;
-    let (mut model, source) =
-        load_start(&a.from, &a.preset, a.context_length, a.drop_rate, a.seed)?;
+    let (mut model, source) = load_start(&a.common)?;
     if model.cfg.num_classes.is_some() {
         anyhow::bail!("instruction fine-tuning needs a language-model head, not a classifier");
     }
-    if let Some(rank) = a.lora.lora_rank {
-        model.add_lora(rank, a.lora.lora_alpha, a.seed)?;
+    if let Some(rank) = a.common.lora.lora_rank {
+        model.add_lora(rank, a.common.lora.lora_alpha, a.common.seed)?;
     }
     let tok = BpeTokenizer::gpt2();
     let train = InstructionDataset::new(&train_entries, tok)?;
     let val = InstructionDataset::new(&val_entries, tok)?;
-    let n_trainable: usize = model
-        .named_parameters()
-        .iter()
-        .filter(|(_, p)| p.requires_grad())
-        .map(|(_, p)| p.numel())
-        .sum();
+    let n_trainable = model.num_trainable_parameters();
     println!(
         "from {source}: {} parameters, {n_trainable} trainable{}",
         model.num_parameters(),
-        a.lora.lora_rank.map_or(String::new(), |r| format!(
+        a.common.lora.lora_rank.map_or(String::new(), |r| format!(
             " (LoRA rank {r}, alpha {})",
-            a.lora.lora_alpha
+            a.common.lora.lora_alpha
         ))
     );
     println!(
@@ -123,48 +90,28 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         test_entries.len(),
         val.len()
     );
-    let dir = out_dir(&a.out, "instruct")?;
+    let dir = out_dir(&a.common.out, "instruct")?;
     let opts = InstructTrainOptions {
         num_epochs: a.epochs,
-        batch_size: a.batch_size,
+        batch_size: a.common.batch_size,
         eval_freq: a.eval_freq,
-        eval_iter: a.eval_iter,
-        lr: a.lr,
-        seed: a.seed,
-        max_steps: a.max_steps,
+        eval_iter: a.common.eval_iter,
+        lr: a.common.lr,
+        seed: a.common.seed,
+        max_steps: a.common.max_steps,
         allowed_max_length: a.allowed_max_length,
         mask_instructions: a.mask_instructions,
         start_context: format_input(&val_entries[0]),
         sample_tokens: 35,
     };
-    let per_epoch = train.len() / a.batch_size.max(1);
-    let total = a
-        .max_steps
-        .map_or(a.epochs * per_epoch, |m| m.min(a.epochs * per_epoch));
+    let total = a.common.total_steps(a.epochs, train.len());
     let bar = progress(total);
     let started = Instant::now();
     let run = {
-        let mut optimizer = AdamW::new(
-            model.named_parameters(),
-            AdamWConfig {
-                lr: a.lr,
-                weight_decay: a.weight_decay,
-                ..AdamWConfig::default()
-            },
-        );
-        let gpu = super::device::resolve(a.device)?;
-        let mut cpu_engine;
-        let mut gpu_engine;
-        let engine: &mut dyn StepEngine = match &gpu {
-            Some(g) => {
-                gpu_engine = GpuEngine::new(g, &model, &mut optimizer)?;
-                &mut gpu_engine
-            }
-            None => {
-                cpu_engine = CpuEngine::new(&model, &mut optimizer);
-                &mut cpu_engine
-            }
-        };
+        let mut optimizer = a.common.optimizer(&model);
+        let gpu = super::device::resolve(a.common.device)?;
+        let mut engine = engine_for(gpu.as_ref(), &model, &mut optimizer)?;
+        let engine = engine.as_mut();
         train_instructions(engine, &model, &train, &val, tok, &opts, |e| {
             if let TrainEvent::Step {
                 epoch,
@@ -194,19 +141,14 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         run.tokens_seen as f64 / run.train_secs.max(1e-9),
         peak_rss_gib().map_or("unknown".into(), |g| format!("{g:.2} GiB"))
     );
-    if model.has_lora() {
-        let adapters = dir.join("adapters.safetensors");
-        save_lora_adapters(&adapters, &model)?;
-        println!("LoRA adapters: {}", adapters.display());
-        model.merge_lora()?;
-    }
+    save_adapters_and_merge(&dir, &mut model)?;
     let ck = dir.join("instruct.safetensors");
     save_task_checkpoint(
         &ck,
         &model,
         None,
         &TrainState::default(),
-        a.seed,
+        a.common.seed,
         &Task::Instruct,
     )?;
     println!(

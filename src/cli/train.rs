@@ -17,8 +17,7 @@ use scratchgpt::optim::{AdamW, AdamWConfig, LrSchedule};
 use scratchgpt::train::checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
 use scratchgpt::train::plot::plot_losses;
 use scratchgpt::train::{
-    calc_loss_loader, train_with_engine, CpuEngine, GpuEngine, StepEngine, TrainEvent,
-    TrainOptions, TrainState,
+    calc_loss_loader, engine_for, train_with_engine, TrainEvent, TrainOptions, TrainState,
 };
 
 #[derive(clap::Args)]
@@ -303,21 +302,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .expect("valid template"),
     );
     let gpu = super::device::resolve(args.device)?;
-    let mut cpu_engine;
-    let mut gpu_engine;
-    let engine: &mut dyn StepEngine = match &gpu {
-        Some(g) => {
-            gpu_engine = GpuEngine::new(g, &model, &mut optimizer)?;
-            &mut gpu_engine
-        }
-        None => {
-            cpu_engine = CpuEngine::new(&model, &mut optimizer);
-            &mut cpu_engine
-        }
-    };
+    let mut engine = engine_for(gpu.as_ref(), &model, &mut optimizer)?;
     let started = Instant::now();
     let result = train_with_engine(
-        engine,
+        engine.as_mut(),
         &model,
         &mut train_loader,
         &mut val_loader,
@@ -373,8 +361,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             }
         },
     );
-    // Save what was reached — unless the run diverged: weights that give a non-finite loss must
-    // not overwrite the last good checkpoint.
+    drop(engine); // it borrows the optimizer, which the checkpoint reads
+                  // Save what was reached — unless the run diverged: weights that give a non-finite loss must
+                  // not overwrite the last good checkpoint.
     let diverged = matches!(result, Err(scratchgpt::Error::NonFinite { .. }));
     if !diverged && state.global_step > 0 {
         save_checkpoint(&checkpoint_path, &model, &optimizer, &state, seed)?;

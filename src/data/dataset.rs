@@ -164,13 +164,9 @@ impl DataLoader {
 
     /// The batches of one epoch (reshuffled on every call when shuffling).
     pub fn epoch(&mut self) -> Vec<Batch> {
-        let mut order: Vec<usize> = (0..self.dataset.len()).collect();
-        if self.shuffle {
-            self.rng.shuffle(&mut order);
-        }
-        order
-            .chunks(self.batch_size)
-            .take(self.num_batches())
+        let rng = self.shuffle.then_some(&mut self.rng);
+        batch_order(self.dataset.len(), self.batch_size, rng, self.drop_last)
+            .iter()
             .map(|idx| self.make_batch(idx))
             .collect()
     }
@@ -188,6 +184,28 @@ impl DataLoader {
             targets: Ids::new(rows(&self.dataset.targets), &[idx.len(), l]).expect("sized"),
         }
     }
+}
+
+/// The item indices `0..len` of one pass in batches of `batch_size` (the book's
+/// `DataLoader` order): shuffled by `rng` if given (Fisher–Yates over the whole pass), the last
+/// short batch dropped if `drop_last`. Every loader here — text windows, spam messages,
+/// instructions — batches through this one function.
+pub fn batch_order(
+    len: usize,
+    batch_size: usize,
+    rng: Option<&mut Rng>,
+    drop_last: bool,
+) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..len).collect();
+    if let Some(rng) = rng {
+        rng.shuffle(&mut order);
+    }
+    let size = batch_size.max(1);
+    order
+        .chunks(size)
+        .filter(|c| !drop_last || c.len() == size)
+        .map(<[usize]>::to_vec)
+        .collect()
 }
 
 /// Splits a text into training and validation parts by characters, as the book

@@ -90,12 +90,7 @@ impl Classifier {
 
     /// Number of parameters that will be trained.
     pub fn trainable_parameters(&self) -> usize {
-        self.model
-            .named_parameters()
-            .iter()
-            .filter(|(_, p)| p.requires_grad())
-            .map(|(_, p)| p.numel())
-            .sum()
+        self.model.num_trainable_parameters()
     }
 
     /// Class logits `(B, num_classes)` of a batch of padded rows, read at each row's last real

@@ -13,11 +13,11 @@ use std::time::Instant;
 
 use super::instruction_data::IGNORE_INDEX;
 use super::spam_data::SpamDataset;
-use crate::data::dataset::Batch;
+use crate::data::dataset::{batch_order, Batch};
 use crate::error::{Error, Result};
 use crate::ops::embedding::Ids;
 use crate::tensor::rng::{mix64, Rng};
-use crate::train::StepEngine;
+use crate::train::{engine_loss_loader, StepEngine};
 
 /// Class names of the spam classifier, in label order (ham → 0, spam → 1).
 pub const SPAM_LABELS: [&str; 2] = ["not spam", "spam"];
@@ -48,15 +48,7 @@ impl SpamDataset {
         rng: Option<&mut Rng>,
         drop_last: bool,
     ) -> Vec<Vec<usize>> {
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        if let Some(rng) = rng {
-            rng.shuffle(&mut order);
-        }
-        order
-            .chunks(batch_size.max(1))
-            .filter(|c| !drop_last || c.len() == batch_size)
-            .map(<[usize]>::to_vec)
-            .collect()
+        batch_order(self.len(), batch_size, rng, drop_last)
     }
 }
 
@@ -86,20 +78,14 @@ pub fn accuracy(
     Ok(correct as f64 / total as f64)
 }
 
-/// The mean eval-mode loss over the given batches (the book's `calc_loss_loader`).
+/// The book's `calc_loss_loader` over batches of row indices.
 fn mean_loss(
     engine: &mut dyn StepEngine,
     data: &SpamDataset,
     batches: &[Vec<usize>],
 ) -> Result<f64> {
-    if batches.is_empty() {
-        return Err(Error::invalid("calc_loss_loader", "no batches"));
-    }
-    let mut total = 0.0;
-    for idx in batches {
-        total += engine.eval_loss(&data.batch(idx))?;
-    }
-    Ok(total / batches.len() as f64)
+    let batches: Vec<Batch> = batches.iter().map(|idx| data.batch(idx)).collect();
+    engine_loss_loader(engine, &batches, batches.len())
 }
 
 /// Settings of [`train_classifier_simple`] (book defaults: 5 epochs, eval every 50 steps on 5

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::instruction_data::{collate, format_example, format_input, InstructionEntry};
 use super::spam_data::PAD_ID;
-use crate::data::dataset::Batch;
+use crate::data::dataset::{batch_order, Batch};
 use crate::data::BpeTokenizer;
 use crate::error::{Error, Result};
 use crate::gpt::{generate_cached, GptModel, Sampling};
@@ -77,15 +77,7 @@ impl InstructionDataset {
         rng: Option<&mut Rng>,
         drop_last: bool,
     ) -> Vec<Vec<usize>> {
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        if let Some(rng) = rng {
-            rng.shuffle(&mut order);
-        }
-        order
-            .chunks(batch_size.max(1))
-            .filter(|c| !drop_last || c.len() == batch_size)
-            .map(<[usize]>::to_vec)
-            .collect()
+        batch_order(self.len(), batch_size, rng, drop_last)
     }
 }
 

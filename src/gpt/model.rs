@@ -262,6 +262,16 @@ impl GptModel {
         self.parameters().iter().map(|p| p.numel()).sum()
     }
 
+    /// Number of parameters that train (`requires_grad`): after freezing or adding LoRA
+    /// adapters, fewer than [`Self::num_parameters`].
+    pub fn num_trainable_parameters(&self) -> usize {
+        self.parameters()
+            .iter()
+            .filter(|p| p.requires_grad())
+            .map(|p| p.numel())
+            .sum()
+    }
+
     /// Size of the parameters in MB (f32), as the book reports it.
     pub fn size_mb(&self) -> f64 {
         self.num_parameters() as f64 * 4.0 / (1024.0 * 1024.0)

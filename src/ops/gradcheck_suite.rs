@@ -570,6 +570,25 @@ pub fn cases() -> Vec<Case> {
         ],
         |x| lora_linear(x, 1.5)?.forward(&x[0].transpose(0, 1)?)
     ));
+    c.push(case!(
+        "linear",
+        "LinearWithLoRA without bias [3,4]→2, rank 2 (A, B at input slots 2, 3)",
+        [
+            randn(&[3, 4], 213),
+            randn(&[2, 4], 214),
+            randn(&[4, 2], 215),
+            randn(&[2, 2], 216)
+        ],
+        |x| x[0].linear(
+            &x[1],
+            None,
+            Some(crate::ops::linear::LoraOperands {
+                a: &x[2],
+                b: &x[3],
+                scale: 0.5
+            })
+        )
+    ));
     // --- view ---
     c.push(case!(
         "view",

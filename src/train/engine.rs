@@ -39,6 +39,19 @@ pub trait StepEngine {
     fn describe(&self) -> String;
 }
 
+/// The engine for `gpu` (a [`GpuEngine`]) or, without one, the CPU ([`CpuEngine`]), over
+/// `model` and `optimizer` — what every command that trains builds.
+pub fn engine_for<'a>(
+    gpu: Option<&Gpu>,
+    model: &'a GptModel,
+    optimizer: &'a mut AdamW,
+) -> Result<Box<dyn StepEngine + 'a>> {
+    Ok(match gpu {
+        Some(g) => Box::new(GpuEngine::new(g, model, optimizer)?),
+        None => Box::new(CpuEngine::new(model, optimizer)),
+    })
+}
+
 /// The CPU engine: the autograd model and the CPU AdamW.
 pub struct CpuEngine<'a> {
     model: &'a GptModel,

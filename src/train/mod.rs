@@ -9,7 +9,7 @@ pub mod checkpoint;
 pub mod engine;
 pub mod plot;
 
-pub use engine::{CpuEngine, GpuEngine, StepEngine};
+pub use engine::{engine_for, CpuEngine, GpuEngine, StepEngine};
 
 use crate::autograd::no_grad;
 use crate::data::dataset::Batch;

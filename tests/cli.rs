@@ -370,6 +370,17 @@ fn bench_finetune_reports_examples_per_second_and_state_sizes() {
             "{out}"
         );
     }
+    for bad in [
+        &["--steps", "0"][..],
+        &["--batch-size", "0"],
+        &["--batch-size", "5000"],
+    ] {
+        let o = run(&[&["bench", "finetune", "--preset", "tiny"], bad].concat());
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{bad:?} should fail");
+        assert_eq!(err.trim().lines().count(), 1, "{bad:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
 }
 
 /// `--device cuda` where no GPU is usable: one line naming what is missing, non-zero exit.

@@ -3,12 +3,18 @@
 //! - **matmul** (forward and the two transposed backward forms) beside a bare
 //!   `matrixmultiply::sgemm` call on the same shapes, throughput in FLOP (criterion reports
 //!   "elem/s": read it as FLOP/s);
-//! - **fused ops** (softmax, layer_norm, gelu, cross_entropy, causal attention), forward +
-//!   backward, beside a plain copy of the same input (`copy` = one read + one write of the
-//!   tensor: a memory-bandwidth yardstick), throughput in bytes of the input.
+//! - **fused ops** (softmax, layer_norm, gelu, cross_entropy, causal attention), forward and
+//!   forward + backward, with throughput set to the bytes the op *must* move (each tensor it
+//!   reads or writes, once: see `Case::units`), so criterion's GB/s is the op's effective
+//!   bandwidth. Two yardsticks are measured in the same run:
+//!   - `memory/copy 256 MiB`: a parallel copy of a buffer eight times the size of the L3 cache,
+//!     i.e. this machine's sustained memory (DRAM) bandwidth. Compulsory bytes ÷ this bandwidth
+//!     is the op's **memory-bandwidth bound** (the roofline), the target's yardstick;
+//!   - `copy` of the op's own input (6 MB or less, so it stays in cache): the stricter in-cache
+//!     bandwidth, which an op that is limited by arithmetic cannot approach.
 //!
-//! Run: `cargo bench --bench ops` (add `-- matmul` or `-- fused` to pick a group). Results and
-//! ratios are recorded in docs/performance.md.
+//! Run: `cargo bench --bench ops` (add `-- matmul`, `-- fused` or `-- memory` to pick a group).
+//! Results and ratios are recorded in docs/performance.md.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -159,14 +165,18 @@ fn matmul(c: &mut Criterion) {
     g.finish();
 }
 
-/// Forward + backward of `f` on a fresh leaf, with an all-ones upstream gradient.
-fn fwd_bwd(inputs: &[Tensor<f32>], f: &dyn Fn(&[Tensor<f32>]) -> Tensor<f32>) {
+/// Forward + backward of `f` from its leaves, with a given upstream gradient (made once, outside
+/// the timed loop: filling it is not part of the op's cost).
+fn fwd_bwd(
+    inputs: &[Tensor<f32>],
+    f: &dyn Fn(&[Tensor<f32>]) -> Tensor<f32>,
+    upstream: &scratchgpt::tensor::CpuArray<f32>,
+) {
     for x in inputs {
         x.zero_grad();
     }
     let y = f(inputs);
-    let ones = ndarray::ArrayD::ones(ndarray::IxDyn(&y.shape())).into_shared();
-    y.backward_with(ones).unwrap();
+    y.backward_with(upstream.clone()).unwrap();
 }
 
 fn fused(c: &mut Criterion) {
@@ -177,10 +187,17 @@ fn fused(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1));
     let leaf = |shape: &[usize], seed| Tensor::<f32>::randn(shape, seed).requires_grad_(true);
+    // (label, leaves, op, (fwd units, fwd+bwd units)). A unit is the byte size of the first
+    // leaf: softmax and GELU read x and write y (2), and their backward reads g and the saved
+    // y (or x) and writes dx (3 more); layer norm the same (γ, β and the per-row statistics are
+    // a rounding error); cross-entropy reads the logits (1), and its backward reads them again
+    // and writes dlogits (2 more); attention reads q, k, v and writes out (4), and its backward
+    // reads g, q, k, v, out and writes dq, dk, dv (8 more).
     type Case = (
         &'static str,
         Vec<Tensor<f32>>,
         Box<dyn Fn(&[Tensor<f32>]) -> Tensor<f32>>,
+        (u64, u64),
     );
     let targets = Ids::new(
         (0..b * t).map(|i| (i * 7919 % 50257) as i64).collect(),
@@ -192,21 +209,25 @@ fn fused(c: &mut Criterion) {
             "softmax (2,12,256,256)",
             vec![leaf(&[b, h, t, t], 1)],
             Box::new(|x| x[0].softmax().unwrap()),
+            (2, 5),
         ),
         (
             "layer_norm (2,256,768)",
             vec![leaf(&[b, t, ch], 2), leaf(&[ch], 3), leaf(&[ch], 4)],
             Box::new(|x| x[0].layer_norm(&x[1], &x[2], 1e-5).unwrap()),
+            (2, 5),
         ),
         (
             "gelu (2,256,3072)",
             vec![leaf(&[b, t, 4 * ch], 5)],
             Box::new(|x| x[0].gelu().unwrap()),
+            (2, 5),
         ),
         (
             "cross_entropy (2,256,50257)",
             vec![leaf(&[b, t, 50257], 6)],
             Box::new(move |x| x[0].cross_entropy(&targets).unwrap()),
+            (1, 3),
         ),
         (
             "attention (2,12,256,64)",
@@ -218,24 +239,54 @@ fn fused(c: &mut Criterion) {
             Box::new(|x| {
                 Tensor::attention(&x[0], &x[1], &x[2], &AttentionOptions::default()).unwrap()
             }),
+            (4, 12),
         ),
     ];
-    for (label, inputs, f) in &cases {
-        let bytes: usize = inputs.iter().map(|x| x.numel() * 4).sum();
-        g.throughput(Throughput::Bytes(bytes as u64));
+    for (label, inputs, f, (fwd_units, total_units)) in &cases {
+        let unit = (inputs[0].numel() * 4) as u64;
         let first = inputs[0].value().unwrap();
+        g.throughput(Throughput::Bytes(2 * unit)); // a copy reads and writes the input once
         g.bench_function(BenchmarkId::new("copy", label), |bench| {
             bench.iter(|| black_box(first.to_owned()))
         });
+        g.throughput(Throughput::Bytes(fwd_units * unit));
         g.bench_function(BenchmarkId::new("fwd", label), |bench| {
             bench.iter(|| no_grad(|| black_box(f(inputs))))
         });
+        let out_shape = no_grad(|| f(inputs)).shape();
+        let upstream = ndarray::ArrayD::ones(ndarray::IxDyn(&out_shape)).into_shared();
+        g.throughput(Throughput::Bytes(total_units * unit));
         g.bench_function(BenchmarkId::new("fwd+bwd", label), |bench| {
-            bench.iter(|| fwd_bwd(inputs, f.as_ref()))
+            bench.iter(|| fwd_bwd(inputs, f.as_ref(), &upstream))
         });
     }
     g.finish();
 }
 
-criterion_group!(benches, matmul, fused);
+/// This machine's sustained memory bandwidth: a copy of 256 MiB (eight times a 32 MiB L3), split
+/// into rayon tasks like our ops, so every core the ops may use streams at once. Throughput is
+/// read + write bytes; the fused ops' memory-bandwidth bounds are their compulsory bytes divided
+/// by this figure.
+fn memory(c: &mut Criterion) {
+    use rayon::prelude::*;
+    let len = 256 << 20 >> 2; // f32s in 256 MiB
+    let src: Vec<f32> = (0..len).map(|i| i as f32).collect();
+    let mut dst = vec![0f32; len];
+    let mut g = c.benchmark_group("memory");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Bytes(2 * 4 * len as u64));
+    g.bench_function("copy 256 MiB", |bench| {
+        bench.iter(|| {
+            dst.par_chunks_mut(1 << 20)
+                .zip(src.par_chunks(1 << 20))
+                .for_each(|(d, s)| d.copy_from_slice(s));
+            black_box(&dst);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, matmul, fused, memory);
 criterion_main!(benches);

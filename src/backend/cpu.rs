@@ -78,83 +78,137 @@ pub fn zip3_map<T: Element>(
     }
 }
 
-/// Σ x, with eight independent accumulators: the loop vectorises (a single accumulator forces
-/// sequential adds, since float addition is not associative) and the rounding error grows more
-/// slowly than with one running sum.
+/// Independent accumulators per reduction. A single running sum is a chain of dependent adds
+/// (one every 3–4 cycles); with 32 lanes the loop becomes two (f32, AVX-512) to eight (f64,
+/// AVX2) independent vector chains, and the rounding error grows more slowly than with one sum.
+const LANES: usize = 32;
+
+/// Folds the lanes with `op` in a fixed tree order (lane i with lane i + w, w halving), so the
+/// result does not depend on anything but the input.
+#[inline(always)]
+fn fold_lanes<T: Element>(mut acc: [T; LANES], op: impl Fn(T, T) -> T) -> T {
+    let mut w = LANES;
+    while w > 1 {
+        w /= 2;
+        for i in 0..w {
+            acc[i] = op(acc[i], acc[i + w]);
+        }
+    }
+    acc[0]
+}
+
+/// Σ x, in [`LANES`] independent accumulators so the loop vectorises (float addition is not
+/// associative, so LLVM may not reorder a single running sum by itself).
 #[inline]
 pub fn sum<T: Element>(x: &[T]) -> T {
-    let mut acc = [T::zero(); 8];
-    let chunks = x.chunks_exact(8);
+    let mut acc = [T::zero(); LANES];
+    let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
     for c in chunks {
-        for i in 0..8 {
+        for i in 0..LANES {
             acc[i] += c[i];
         }
     }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for &v in rest {
-        s += v;
+    for (a, &v) in acc.iter_mut().zip(rest) {
+        *a += v;
     }
-    s
+    fold_lanes(acc, |a, b| a + b)
 }
 
 /// Σ (x − c)², vectorised like [`sum`] (the variance of a layer-norm row).
 #[inline]
 pub fn sum_sq_dev<T: Element>(x: &[T], c: T) -> T {
-    let mut acc = [T::zero(); 8];
-    let chunks = x.chunks_exact(8);
+    let mut acc = [T::zero(); LANES];
+    let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
     for ch in chunks {
-        for i in 0..8 {
+        for i in 0..LANES {
             let d = ch[i] - c;
             acc[i] += d * d;
         }
     }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for &v in rest {
-        s += (v - c) * (v - c);
+    for (a, &v) in acc.iter_mut().zip(rest) {
+        *a += (v - c) * (v - c);
     }
-    s
+    fold_lanes(acc, |a, b| a + b)
 }
 
 /// Σ x·y, vectorised like [`sum`].
 #[inline]
 pub fn dot<T: Element>(x: &[T], y: &[T]) -> T {
     debug_assert_eq!(x.len(), y.len());
-    let mut acc = [T::zero(); 8];
-    let cx = x.chunks_exact(8);
-    let cy = y.chunks_exact(8);
+    let mut acc = [T::zero(); LANES];
+    let cx = x.chunks_exact(LANES);
+    let cy = y.chunks_exact(LANES);
     let (rx, ry) = (cx.remainder(), cy.remainder());
     for (a, b) in cx.zip(cy) {
-        for i in 0..8 {
+        for i in 0..LANES {
             acc[i] += a[i] * b[i];
         }
     }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (&a, &b) in rx.iter().zip(ry) {
-        s += a * b;
+    for ((s, &a), &b) in acc.iter_mut().zip(rx).zip(ry) {
+        *s += a * b;
     }
-    s
+    fold_lanes(acc, |a, b| a + b)
 }
 
-/// max over a slice (−∞ for an empty one), in eight lanes so it vectorises. NaN elements are
-/// skipped here; the row kernels that use it (softmax, cross-entropy, attention) still return
+/// max over a slice (−∞ for an empty one), in lanes like [`sum`] so it vectorises. NaN elements
+/// are skipped here; the row kernels that use it (softmax, cross-entropy, attention) still return
 /// NaN for a row containing NaN, since `x − max` is then NaN and flows through the sum.
 #[inline]
 pub fn max<T: Element>(x: &[T]) -> T {
-    let mut acc = [T::neg_infinity(); 8];
-    let chunks = x.chunks_exact(8);
+    let pick = |a: T, b: T| if b > a { b } else { a };
+    let mut acc = [T::neg_infinity(); LANES];
+    let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
     for c in chunks {
-        for i in 0..8 {
-            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+        for i in 0..LANES {
+            acc[i] = pick(acc[i], c[i]);
         }
     }
-    let mut m = T::neg_infinity();
-    for &v in acc.iter().chain(rest) {
-        m = if v > m { v } else { m };
+    for (a, &v) in acc.iter_mut().zip(rest) {
+        *a = pick(*a, v);
     }
-    m
+    fold_lanes(acc, pick)
+}
+
+/// `x[i] ← exp(x[i] − shift)` over a slice, returning Σ exp(x[i] − shift): softmax's middle pass
+/// (and cross-entropy's and attention's), one read and one write per element instead of a
+/// subtract pass, an exp pass and a sum pass.
+#[inline]
+pub fn exp_shifted_sum<T: Element>(x: &mut [T], shift: T) -> T {
+    let mut acc = [T::zero(); LANES];
+    let mut chunks = x.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for i in 0..LANES {
+            let e = (c[i] - shift).exp_inline();
+            c[i] = e;
+            acc[i] += e;
+        }
+    }
+    for (a, v) in acc.iter_mut().zip(chunks.into_remainder()) {
+        *v = (*v - shift).exp_inline();
+        *a += *v;
+    }
+    fold_lanes(acc, |a, b| a + b)
+}
+
+/// Σ exp(x[i] − shift) without writing anything: the log-sum-exp of a row that must stay
+/// untouched (cross-entropy's logits, log-softmax's input).
+#[inline]
+pub fn sum_exp_shifted<T: Element>(x: &[T], shift: T) -> T {
+    let mut acc = [T::zero(); LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] += (c[i] - shift).exp_inline();
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(rest) {
+        *a += (v - shift).exp_inline();
+    }
+    fold_lanes(acc, |a, b| a + b)
 }
 
 /// `y += a·x` over slices.

@@ -22,20 +22,34 @@ fn madd(a: f32, b: f32, c: f32) -> f32 {
 }
 
 /// e^x for one f32, by range reduction: x = n·ln2 + r with |r| ≤ ln2/2, so e^x = 2^n · e^r, and
-/// e^r from a degree-6 minimax polynomial (Cephes' `expf` coefficients). 2^n is built from the
-/// exponent bits in two halves so that n = 128 (x just below the overflow point) and the
-/// subnormal range need no special case.
+/// e^r from a degree-6 minimax polynomial (Cephes' `expf` coefficients).
+///
+/// The count of vector instructions is what sets the speed of softmax, GELU, cross-entropy and
+/// attention on the CPU (their inputs sit in cache), so every step here is one instruction:
+/// - `n = round(x·log₂e)` by adding and subtracting 1.5·2²³ (no float→int conversion);
+/// - 2^n is applied by adding `n` to the exponent field of e^r's bits, an integer add; `n` is
+///   already in the low bits of `x·log₂e + 1.5·2²³`, so shifting those bits left by 23 puts it
+///   in place (the shift drops the rest);
+/// - the range limits are three selects, not branches.
+///
+/// Range: results below `f32::MIN_POSITIVE` (x < −87.336) are flushed to 0 — as in
+/// denormals-are-zero arithmetic — and x > 88.7228 gives +∞.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split into a part exact in f32 and the rest, so n·LN2_HI has no rounding error.
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding then subtracting 1.5·2^23 rounds to the nearest integer in plain SSE arithmetic.
-    const ROUND: f32 = 12_582_912.0;
-    let xc = x.clamp(-104.0, 89.0);
-    let n = (xc * LOG2E + ROUND) - ROUND;
-    let r = xc - n * LN2_HI - n * LN2_LO;
+    const ROUND: f32 = 12_582_912.0; // 1.5·2²³
+                                     // ln(f32::MIN_POSITIVE) and ln(f32::MAX), rounded inwards.
+    const LO: f32 = -87.336_54;
+    const HI: f32 = 88.722_83;
+    let xc = if x < LO { LO } else { x };
+    let xc = if xc > HI { HI } else { xc };
+    let t = madd(xc, LOG2E, ROUND);
+    let n = t - ROUND;
+    let r = madd(n, -LN2_HI, xc);
+    let r = madd(n, -LN2_LO, r);
     let mut p = 1.987_569_1e-4_f32;
     p = madd(p, r, 1.398_199_9e-3);
     p = madd(p, r, 8.333_452e-3);
@@ -43,20 +57,14 @@ pub fn exp_f32(x: f32) -> f32 {
     p = madd(p, r, 1.666_666_5e-1);
     p = madd(p, r, 5e-1); // Cephes: 5.0000001e-1, which rounds to 0.5 in f32
     let er = madd(p * r, r, r) + 1.0;
-    // n is an integer with |n| < 2^22, so `t = n + 1.5·2^23` (computed above before the
-    // subtraction) holds it exactly in its low mantissa bits: reading the bits gives n with pure
-    // integer arithmetic. (`n as i32` would saturate NaN and out-of-range values one element at a
-    // time and stop LLVM from vectorising the loop.)
-    let ni = ((xc * LOG2E + ROUND).to_bits() as i32).wrapping_sub(0x4B40_0000);
-    let n1 = ni >> 1;
-    let n2 = ni - n1;
-    let s1 = f32::from_bits(((n1 + 127) as u32) << 23);
-    let s2 = f32::from_bits(((n2 + 127) as u32) << 23);
-    let y = er * s1 * s2;
-    // Outside the representable range the clamp gave a finite value; put the limits back.
-    let y = if x < -104.0 { 0.0 } else { y };
-    let y = if x > 89.0 { f32::INFINITY } else { y };
-    // NaN fails both comparisons above and the clamp keeps it NaN, so it flows through.
+    // e^r ∈ [0.70, 1.42] has biased exponent 126 or 127, and n ∈ [−126, 128] inside [LO, HI];
+    // n = 128 only when r < 0 (so e^r < 1), and n = −126 only when r ≥ 0 (so e^r ≥ 1): the
+    // shifted exponent stays in 1..=254, a normal float, with no overflow into the sign bit.
+    let y = f32::from_bits(er.to_bits().wrapping_add(t.to_bits() << 23));
+    let y = if x < LO { 0.0 } else { y };
+    let y = if x > HI { f32::INFINITY } else { y };
+    // NaN fails both comparisons and the clamps keep it, but its payload bits could reach the
+    // exponent add above, so return it explicitly.
     if x.is_nan() {
         x
     } else {
@@ -129,6 +137,16 @@ mod tests {
             }
             x += 0.0137;
         }
+        // The ends of the range, where 2^n is largest and smallest, and every float in a few
+        // short stretches (all rounding cases of n = round(x·log₂e) near them).
+        for start in [-87.336_54f32, -0.5, 88.72] {
+            let mut x = start;
+            for _ in 0..4096 {
+                worst = worst.max(ulps(exp_f32(x), (x as f64).exp()));
+                x = f32::from_bits(x.to_bits().wrapping_add(if x < 0.0 { u32::MAX } else { 1 }));
+                x = x.min(88.722_83);
+            }
+        }
         assert!(worst <= 2.0, "worst error {worst} ulp");
     }
 
@@ -140,7 +158,14 @@ mod tests {
         assert_eq!(exp_f32(0.0), 1.0);
         assert_eq!(exp_f32(-200.0), 0.0);
         assert_eq!(exp_f32(100.0), f32::INFINITY);
-        assert!(exp_f32(88.7).is_finite());
+        assert!(exp_f32(88.722_83).is_finite());
+        assert_eq!(exp_f32(88.722_84), f32::INFINITY);
+        // Below f32::MIN_POSITIVE the result is flushed to zero, never a garbage exponent.
+        assert_eq!(exp_f32(-87.34), 0.0);
+        assert!(exp_f32(-87.336_54) >= f32::MIN_POSITIVE);
+        // A NaN whose payload bits would land in the exponent add stays NaN.
+        assert!(exp_f32(f32::from_bits(0x7FC0_01FF)).is_nan());
+        assert!(exp_f32(f32::from_bits(0xFFC0_0101)).is_nan());
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub mod softmax;
 pub mod unary;
 pub mod view;
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use crate::tensor::{CpuArray, Element};
@@ -74,6 +76,67 @@ pub(crate) fn rows_per_task(row_len: usize) -> usize {
     (crate::backend::cpu::PAR_MIN_ELEMS / row_len.max(1)).max(1)
 }
 
+/// Builds a new `Vec` of `len` elements, row by row, **without zero-filling it first**:
+/// `f(row_index, out_row)` gets each row of length `n` (the last one may be shorter when `n` does
+/// not divide `len`) as uninitialised memory and must return it initialised through [`init_from`].
+/// Rows run in parallel tasks of [`rows_per_task`] rows when the array is large.
+///
+/// Why: a kernel that writes every output element anyway (softmax, GELU, their backwards) would
+/// otherwise pay a full extra write pass for `vec![0; len]`, or a read *and* a write for copying
+/// its input to work in place — a fifth of softmax's forward time.
+pub(crate) fn vec_from_rows<T: Element>(
+    len: usize,
+    n: usize,
+    f: impl for<'a> Fn(usize, &'a mut [MaybeUninit<T>]) -> &'a mut [T] + Sync + Send,
+) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    if len == 0 || n == 0 {
+        return v;
+    }
+    let per = rows_per_task(n);
+    let run = |(chunk, rows): (usize, &mut [MaybeUninit<T>])| {
+        for (r, row) in rows.chunks_mut(n).enumerate() {
+            let (start, count) = (row.as_ptr() as *const T, row.len());
+            let done = f(chunk * per + r, row);
+            // The only safe way to turn this memory into a `&mut [T]` is `init_from`, which
+            // writes all of it; checking that `f` handed back exactly its row closes the loop.
+            assert!(
+                std::ptr::eq(done.as_ptr(), start) && done.len() == count,
+                "vec_from_rows: a row kernel must return its whole row, initialised"
+            );
+        }
+    };
+    let spare = &mut v.spare_capacity_mut()[..len];
+    if crate::backend::cpu::should_par(len) {
+        spare.par_chunks_mut(per * n).enumerate().for_each(run);
+    } else {
+        spare.chunks_mut(per * n).enumerate().for_each(run);
+    }
+    // SAFETY: `spare` is the first `len` slots of `v`'s allocation (capacity ≥ len), and every
+    // one of its rows was returned by `f` as an initialised `&mut [T]` of the same address and
+    // length (asserted above; a panic there unwinds before this line, leaving `v` empty).
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// Writes `values` into `out` in order and returns `out` as initialised memory. Panics if
+/// `values` runs out before `out` is full (extra values are ignored).
+#[inline(always)]
+pub(crate) fn init_from<T>(
+    out: &mut [MaybeUninit<T>],
+    values: impl IntoIterator<Item = T>,
+) -> &mut [T] {
+    let mut written = 0;
+    for (o, v) in out.iter_mut().zip(values) {
+        o.write(v);
+        written += 1;
+    }
+    assert_eq!(written, out.len(), "init_from: too few values");
+    // SAFETY: the loop wrote all `out.len()` elements (asserted), and `MaybeUninit<T>` has the
+    // same size, alignment and layout as `T`, so the slice of them is a valid `[T]`.
+    unsafe { &mut *(out as *mut [MaybeUninit<T>] as *mut [T]) }
+}
+
 /// Calls `f(row_index, out_row, scratch)` for every row of length `n` of `out`, in parallel
 /// tasks of [`rows_per_task`] rows when the array is large. Rows are independent, so the result
 /// does not depend on the split. `scratch` is a buffer reused by all rows of one task (so row
@@ -97,5 +160,38 @@ pub(crate) fn for_each_row<T: Element>(
         out.par_chunks_mut(per * n).enumerate().for_each(run);
     } else {
         out.chunks_mut(per * n).enumerate().for_each(run);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vec_from_rows_fills_every_row_including_a_short_last_one() {
+        // 100_003 elements in rows of 7: parallel (above the threshold), last row 3 long.
+        let len = 100_003;
+        let v: Vec<f64> = vec_from_rows(len, 7, |r, out| {
+            init_from(out, (0..).map(|i| (r * 7 + i) as f64))
+        });
+        assert_eq!(v.len(), len);
+        assert!(v.iter().enumerate().all(|(i, &x)| x == i as f64));
+        let empty: Vec<f32> = vec_from_rows(0, 5, |_, out| init_from(out, std::iter::empty()));
+        assert!(empty.is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "too few values")]
+    fn init_from_refuses_to_leave_memory_uninitialised() {
+        let _: Vec<f32> = vec_from_rows(10, 5, |_, out| init_from(out, [1.0f32; 4]));
+    }
+
+    #[test]
+    #[should_panic(expected = "must return its whole row")]
+    fn vec_from_rows_refuses_a_kernel_that_returns_part_of_its_row() {
+        let _: Vec<f32> = vec_from_rows(10, 5, |_, out| {
+            let (head, _) = out.split_at_mut(2);
+            init_from(head, [1.0f32; 2])
+        });
     }
 }

@@ -86,6 +86,11 @@ pub trait Element:
 
     /// `tanh` over a slice (same split as [`Element::exp_slice`]).
     fn tanh_slice(x: &mut [Self]);
+
+    /// `exp` of one element, for kernels that fuse it with other arithmetic in one loop (GELU,
+    /// softmax's exp-and-sum): the f32 version inlines the polynomial so the loop still
+    /// vectorises; the f64 version is libm's.
+    fn exp_inline(self) -> Self;
 }
 
 impl Element for f32 {
@@ -123,6 +128,10 @@ impl Element for f32 {
     fn tanh_slice(x: &mut [f32]) {
         crate::backend::fast_math::tanh_f32_slice(x)
     }
+    #[inline(always)]
+    fn exp_inline(self) -> f32 {
+        crate::backend::fast_math::exp_f32(self)
+    }
 }
 
 impl Element for f64 {
@@ -159,5 +168,9 @@ impl Element for f64 {
     }
     fn tanh_slice(x: &mut [f64]) {
         x.iter_mut().for_each(|v| *v = v.tanh());
+    }
+    #[inline(always)]
+    fn exp_inline(self) -> f64 {
+        self.exp()
     }
 }

@@ -31,7 +31,7 @@
 use ndarray::{ArrayView2, ArrayViewMut2, IxDyn};
 use rayon::prelude::*;
 
-use crate::backend::cpu::{dot, gemm_serial, max, sum};
+use crate::backend::cpu::{dot, exp_shifted_sum, gemm_serial, max};
 use crate::error::{Error, Result};
 use crate::tensor::rng::hash_uniform;
 use crate::tensor::{CpuArray, Element, Tensor};
@@ -126,9 +126,7 @@ fn softmax_block<T: Element>(
             Some(s) => s[i],
             None => {
                 let m = max(live);
-                live.iter_mut().for_each(|v| *v -= m);
-                T::exp_slice(live);
-                let s = sum(live);
+                let s = exp_shifted_sum(live, m);
                 let inv = T::one() / s;
                 live.iter_mut().for_each(|v| *v *= inv);
                 if let Some(l) = lse.as_deref_mut() {
@@ -137,8 +135,7 @@ fn softmax_block<T: Element>(
                 continue;
             }
         };
-        live.iter_mut().for_each(|v| *v -= l);
-        T::exp_slice(live);
+        live.iter_mut().for_each(|v| *v = (*v - l).exp_inline());
     }
 }
 

@@ -12,7 +12,7 @@
 
 use ndarray::IxDyn;
 
-use crate::backend::cpu::{max, sum};
+use crate::backend::cpu::{max, sum_exp_shifted};
 use crate::error::{Error, Result};
 use crate::tensor::{CpuArray, Element, Tensor};
 
@@ -73,13 +73,10 @@ impl<T: Element> Tensor<T> {
         let xs = x.as_slice().expect("contiguous");
         // Per row: (lse, loss) — written by row tasks, summed in row order afterwards.
         let mut per_row = vec![T::zero(); 2 * t.len()];
-        for_each_row(&mut per_row, 2, |r, out, scratch| {
+        for_each_row(&mut per_row, 2, |r, out, _| {
             let row = &xs[r * v..(r + 1) * v];
             let m = max(row);
-            scratch.clear();
-            scratch.extend(row.iter().map(|&z| z - m));
-            T::exp_slice(scratch);
-            let lse = m + sum(scratch).ln();
+            let lse = m + sum_exp_shifted(row, m).ln();
             out[0] = lse;
             out[1] = if t[r] == ignore_index {
                 T::zero()
@@ -103,12 +100,11 @@ impl<T: Element> Tensor<T> {
                         return; // stays zero
                     }
                     let lse = per_row[2 * r];
+                    // (p − y)·scale in one pass: p = e^{z − lse}, then the one-hot's −scale.
                     for (o, &z) in out.iter_mut().zip(&xs[r * v..(r + 1) * v]) {
-                        *o = z - lse;
+                        *o = (z - lse).exp_inline() * scale;
                     }
-                    T::exp_slice(out);
-                    out[t[r] as usize] -= T::one();
-                    out.iter_mut().for_each(|o| *o *= scale);
+                    out[t[r] as usize] -= scale;
                 });
                 Ok(vec![Some(
                     CpuArray::from_shape_vec(x.raw_dim(), dx).expect("size"),

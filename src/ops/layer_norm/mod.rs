@@ -28,7 +28,7 @@ use crate::backend::cpu::{dot, should_par, sum, sum_sq_dev};
 use crate::error::{Error, Result};
 use crate::tensor::{CpuArray, Element, Tensor};
 
-use super::{contiguous, rows_per_task, to_contiguous_vec};
+use super::{contiguous, rows_per_task};
 
 impl<T: Element> Tensor<T> {
     /// `LayerNorm(x) = scale ⊙ (x − mean) / √(var + eps) + shift` over the last axis; `scale` and
@@ -104,10 +104,12 @@ impl<T: Element> Tensor<T> {
             y,
             &[self, scale, shift],
             move |g, needs| {
-                let gv = to_contiguous_vec(g);
+                let gc = contiguous(g); // no copy when g is already contiguous
+                let gv = gc.as_slice().expect("c");
                 let (xs, gam) = (x.as_slice().expect("c"), gamma.as_slice().expect("c"));
                 let mut dx = vec![T::zero(); xs.len()];
                 // One task per chunk of rows: writes its rows of dx, returns its partial dγ, dβ.
+                // Every loop zips its slices (no indexing), so each one vectorises.
                 let work = |(c, dxc): (usize, &mut [T])| {
                     let mut dgamma = vec![T::zero(); n];
                     let mut dbeta = vec![T::zero(); n];
@@ -117,12 +119,16 @@ impl<T: Element> Tensor<T> {
                         let row = c * per + r;
                         let (xr, gr) = (&xs[row * n..][..n], &gv[row * n..][..n]);
                         let (mu, rstd) = stats[row];
-                        for (i, ((&x, &g), &ga)) in xr.iter().zip(gr).zip(gam).enumerate() {
-                            let xh = (x - mu) * rstd;
-                            xhat[i] = xh;
-                            d[i] = g * ga;
-                            dgamma[i] += g * xh;
-                            dbeta[i] += g;
+                        let cols = xr.iter().zip(gr).zip(gam);
+                        let scratch = xhat.iter_mut().zip(d.iter_mut());
+                        let partial = dgamma.iter_mut().zip(dbeta.iter_mut());
+                        for ((((&x, &g), &ga), (xh, di)), (dg, db)) in
+                            cols.zip(scratch).zip(partial)
+                        {
+                            *xh = (x - mu) * rstd;
+                            *di = g * ga;
+                            *dg += g * *xh;
+                            *db += g;
                         }
                         let mean_d = sum(&d) * inv_n;
                         let mean_dx = dot(&d, &xhat) * inv_n;

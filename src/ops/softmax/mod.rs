@@ -11,29 +11,29 @@
 //! **Log-softmax backward.** `∂(log y_i)/∂x_j = δ_ij − y_j`, so
 //! `∂L/∂x_j = g_j − y_j·Σ_i g_i` with `y = softmax(x) = exp(log_softmax(x))`.
 
-use crate::backend::cpu::{dot, max, sum};
+use std::mem::MaybeUninit;
+
+use crate::backend::cpu::{dot, max, sum, sum_exp_shifted};
 use crate::error::{Error, Result};
 use crate::tensor::{CpuArray, Element, Tensor};
 
-use super::{contiguous, for_each_row, to_contiguous_vec};
+use super::{contiguous, init_from, vec_from_rows};
 
-/// In place: `row ← softmax(row)`.
-pub(crate) fn softmax_row<T: Element>(row: &mut [T]) {
-    let m = max(row);
-    row.iter_mut().for_each(|v| *v -= m);
-    T::exp_slice(row);
-    let inv = T::one() / sum(row);
-    row.iter_mut().for_each(|v| *v *= inv);
+/// `out ← softmax(x)` for one row: the max of x, `e^{x−m}` written to `out`, its sum, the scaling.
+fn softmax_row_into<'a, T: Element>(x: &[T], out: &'a mut [MaybeUninit<T>]) -> &'a mut [T] {
+    let m = max(x);
+    let y = init_from(out, x.iter().map(|&v| (v - m).exp_inline()));
+    let inv = T::one() / sum(y);
+    y.iter_mut().for_each(|v| *v *= inv);
+    y
 }
 
-/// In place: `row ← log_softmax(row)`, using `scratch` for the exponentials.
-fn log_softmax_row<T: Element>(row: &mut [T], scratch: &mut Vec<T>) {
-    let m = max(row);
-    scratch.clear();
-    scratch.extend(row.iter().map(|&v| v - m));
-    T::exp_slice(scratch);
-    let lse = m + sum(scratch).ln();
-    row.iter_mut().for_each(|v| *v -= lse);
+/// `out ← log_softmax(x)` for one row: the max, `ln Σ e^{x−m}` (nothing written), then
+/// `x − (m + ln Σ)`.
+fn log_softmax_row_into<'a, T: Element>(x: &[T], out: &'a mut [MaybeUninit<T>]) -> &'a mut [T] {
+    let m = max(x);
+    let lse = m + sum_exp_shifted(x, m).ln();
+    init_from(out, x.iter().map(|&v| v - lse))
 }
 
 fn last_axis<T2: Element>(op: &'static str, x: &CpuArray<T2>) -> Result<usize> {
@@ -46,18 +46,24 @@ fn last_axis<T2: Element>(op: &'static str, x: &CpuArray<T2>) -> Result<usize> {
     }
 }
 
+/// A forward row kernel: input row → output row.
+type ForwardRow<T> = for<'a> fn(&[T], &'a mut [MaybeUninit<T>]) -> &'a mut [T];
+/// A backward row kernel: (upstream gradient row, saved output row) → input-gradient row.
+type BackwardRow<T> = for<'a> fn(&[T], &[T], &'a mut [MaybeUninit<T>]) -> &'a mut [T];
+
 /// The shared skeleton of both ops: a row kernel forward (saving the output) and a row kernel
-/// backward from `(g_row, y_row)`.
+/// backward from `(g_row, y_row)`. Both write fresh buffers directly (no zero fill, no copy of
+/// the input).
 fn row_op<T: Element>(
     x: &Tensor<T>,
     op: &'static str,
-    forward_row: fn(&mut [T], &mut Vec<T>),
-    backward_row: fn(&[T], &[T], &mut [T]),
+    forward_row: ForwardRow<T>,
+    backward_row: BackwardRow<T>,
 ) -> Result<Tensor<T>> {
-    let xa = x.cpu(op)?;
+    let xa = contiguous(&x.cpu(op)?);
     let n = last_axis(op, &xa)?;
-    let mut y = to_contiguous_vec(&xa);
-    for_each_row(&mut y, n, |_, row, scratch| forward_row(row, scratch));
+    let xs = xa.as_slice().expect("contiguous");
+    let y = vec_from_rows(xs.len(), n, |r, out| forward_row(&xs[r * n..][..n], out));
     let y = CpuArray::from_shape_vec(xa.raw_dim(), y).expect("same size");
     let saved = y.clone();
     Ok(Tensor::from_op(op, y, &[x], move |g, _| {
@@ -66,9 +72,8 @@ fn row_op<T: Element>(
             g.as_slice().expect("contiguous"),
             saved.as_slice().expect("contiguous"),
         );
-        let mut dx = vec![T::zero(); ys.len()];
-        for_each_row(&mut dx, n, |r, out, _| {
-            backward_row(&gs[r * n..(r + 1) * n], &ys[r * n..(r + 1) * n], out)
+        let dx = vec_from_rows(ys.len(), n, |r, out| {
+            backward_row(&gs[r * n..][..n], &ys[r * n..][..n], out)
         });
         Ok(vec![Some(
             CpuArray::from_shape_vec(saved.raw_dim(), dx).expect("same size"),
@@ -77,32 +82,34 @@ fn row_op<T: Element>(
 }
 
 /// Softmax backward of one row: `dx = y ⊙ (g − g·y)`.
-fn softmax_backward_row<T: Element>(g: &[T], y: &[T], out: &mut [T]) {
+fn softmax_backward_row<'a, T: Element>(
+    g: &[T],
+    y: &[T],
+    out: &'a mut [MaybeUninit<T>],
+) -> &'a mut [T] {
     let gy = dot(g, y);
-    for ((o, &gi), &yi) in out.iter_mut().zip(g).zip(y) {
-        *o = yi * (gi - gy);
-    }
+    init_from(out, g.iter().zip(y).map(|(&gi, &yi)| yi * (gi - gy)))
 }
 
 /// Log-softmax backward of one row: `dx = g − exp(y)·Σg`.
-fn log_softmax_backward_row<T: Element>(g: &[T], y: &[T], out: &mut [T]) {
-    out.copy_from_slice(y);
-    T::exp_slice(out);
+fn log_softmax_backward_row<'a, T: Element>(
+    g: &[T],
+    y: &[T],
+    out: &'a mut [MaybeUninit<T>],
+) -> &'a mut [T] {
     let gsum = sum(g);
-    for (o, &gi) in out.iter_mut().zip(g) {
-        *o = gi - *o * gsum;
-    }
+    init_from(
+        out,
+        g.iter()
+            .zip(y)
+            .map(|(&gi, &yi)| gi - yi.exp_inline() * gsum),
+    )
 }
 
 impl<T: Element> Tensor<T> {
     /// Softmax over the last axis.
     pub fn softmax(&self) -> Result<Tensor<T>> {
-        row_op(
-            self,
-            "softmax",
-            |row, _| softmax_row(row),
-            softmax_backward_row,
-        )
+        row_op(self, "softmax", softmax_row_into, softmax_backward_row)
     }
 
     /// Log-softmax over the last axis.
@@ -110,7 +117,7 @@ impl<T: Element> Tensor<T> {
         row_op(
             self,
             "log_softmax",
-            log_softmax_row,
+            log_softmax_row_into,
             log_softmax_backward_row,
         )
     }

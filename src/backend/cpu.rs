@@ -174,27 +174,28 @@ pub fn max<T: Element>(x: &[T]) -> T {
 
 /// `x[i] ← exp(x[i] − shift)` over a slice, returning Σ exp(x[i] − shift): softmax's middle pass
 /// (and cross-entropy's and attention's), one read and one write per element instead of a
-/// subtract pass, an exp pass and a sum pass.
+/// subtract pass, an exp pass and a sum pass. `shift` is the row max (so every exponent is ≤ 0,
+/// which the f32 `exp` exploits).
 #[inline]
 pub fn exp_shifted_sum<T: Element>(x: &mut [T], shift: T) -> T {
     let mut acc = [T::zero(); LANES];
     let mut chunks = x.chunks_exact_mut(LANES);
     for c in &mut chunks {
         for i in 0..LANES {
-            let e = (c[i] - shift).exp_inline();
+            let e = (c[i] - shift).exp_nonpositive_inline();
             c[i] = e;
             acc[i] += e;
         }
     }
     for (a, v) in acc.iter_mut().zip(chunks.into_remainder()) {
-        *v = (*v - shift).exp_inline();
+        *v = (*v - shift).exp_nonpositive_inline();
         *a += *v;
     }
     fold_lanes(acc, |a, b| a + b)
 }
 
 /// Σ exp(x[i] − shift) without writing anything: the log-sum-exp of a row that must stay
-/// untouched (cross-entropy's logits, log-softmax's input).
+/// untouched (cross-entropy's logits, log-softmax's input). `shift` is the row max.
 #[inline]
 pub fn sum_exp_shifted<T: Element>(x: &[T], shift: T) -> T {
     let mut acc = [T::zero(); LANES];
@@ -202,11 +203,11 @@ pub fn sum_exp_shifted<T: Element>(x: &[T], shift: T) -> T {
     let rest = chunks.remainder();
     for c in chunks {
         for i in 0..LANES {
-            acc[i] += (c[i] - shift).exp_inline();
+            acc[i] += (c[i] - shift).exp_nonpositive_inline();
         }
     }
     for (a, &v) in acc.iter_mut().zip(rest) {
-        *a += (v - shift).exp_inline();
+        *a += (v - shift).exp_nonpositive_inline();
     }
     fold_lanes(acc, |a, b| a + b)
 }

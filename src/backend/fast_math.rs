@@ -72,6 +72,46 @@ pub fn exp_f32(x: f32) -> f32 {
     }
 }
 
+/// e^x for x ≤ 0 — the shifted inputs of softmax, cross-entropy and attention (`x − max`,
+/// `x − lse`), where this is most of the arithmetic. Same reduction and polynomial as
+/// [`exp_f32`], two shortcuts that the sign allows:
+/// - no upper limit: n = round(x·log₂e) ≤ 0, so 2^n is a normal float built directly from its
+///   bits and applied with a multiplication;
+/// - no NaN select: a NaN input stays NaN through the multiplication (NaN·s = NaN), where the
+///   integer exponent add of [`exp_f32`] could have turned its payload into a number.
+///
+/// Below ln(`f32::MIN_POSITIVE`) the result is 0, as in [`exp_f32`]. (Positive x up to 88.0 are
+/// also right; the callers never pass them.)
+#[inline(always)]
+pub fn exp_f32_nonpositive(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5·2²³
+    const LO: f32 = -87.336_54;
+    let xc = if x < LO { LO } else { x };
+    let t = madd(xc, LOG2E, ROUND);
+    let n = t - ROUND;
+    let r = madd(n, -LN2_HI, xc);
+    let r = madd(n, -LN2_LO, r);
+    let mut p = 1.987_569_1e-4_f32;
+    p = madd(p, r, 1.398_199_9e-3);
+    p = madd(p, r, 8.333_452e-3);
+    p = madd(p, r, 4.166_579_6e-2);
+    p = madd(p, r, 1.666_666_5e-1);
+    p = madd(p, r, 5e-1);
+    let er = madd(p * r, r, r) + 1.0;
+    // 2^n for n ∈ [−126, 0]: biased exponent n + 127 in 1..=127 (n sits in t's low bits, as in
+    // `exp_f32`; adding 127 << 23 after the shift biases it).
+    let two_n = f32::from_bits((t.to_bits() << 23).wrapping_add(127 << 23));
+    let y = er * two_n;
+    if x < LO {
+        0.0
+    } else {
+        y
+    }
+}
+
 /// tanh for one f32. For |x| ≥ 0.625: tanh|x| = 1 − 2/(e^{2|x|} + 1), with the sign put back
 /// (no cancellation there, since the result is ≥ 0.55). For |x| < 0.625 that form would lose
 /// digits to cancellation, so an odd polynomial is used instead (Cephes' `tanhf` coefficients).
@@ -148,6 +188,24 @@ mod tests {
             }
         }
         assert!(worst <= 2.0, "worst error {worst} ulp");
+    }
+
+    #[test]
+    fn exp_of_nonpositive_matches_exp_and_keeps_the_special_values() {
+        let mut worst: f64 = 0.0;
+        let mut x = -87.336_54f32;
+        while x <= 0.0 {
+            worst = worst.max(ulps(exp_f32_nonpositive(x), (x as f64).exp()));
+            x += 0.000_731;
+        }
+        assert!(worst <= 2.0, "worst error {worst} ulp");
+        assert_eq!(exp_f32_nonpositive(0.0), 1.0);
+        assert_eq!(exp_f32_nonpositive(-0.0), 1.0);
+        assert_eq!(exp_f32_nonpositive(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_f32_nonpositive(-87.34), 0.0);
+        for bits in [0x7FC0_0000u32, 0x7FC0_01FF, 0xFFC0_0101, 0x7F80_0001] {
+            assert!(exp_f32_nonpositive(f32::from_bits(bits)).is_nan());
+        }
     }
 
     #[test]

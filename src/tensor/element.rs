@@ -91,6 +91,11 @@ pub trait Element:
     /// softmax's exp-and-sum): the f32 version inlines the polynomial so the loop still
     /// vectorises; the f64 version is libm's.
     fn exp_inline(self) -> Self;
+
+    /// [`Element::exp_inline`] for arguments known to be ≤ 0 (`x − max`, `x − lse`), which lets
+    /// the f32 version skip its overflow and NaN handling
+    /// ([`crate::backend::fast_math::exp_f32_nonpositive`]).
+    fn exp_nonpositive_inline(self) -> Self;
 }
 
 impl Element for f32 {
@@ -132,6 +137,10 @@ impl Element for f32 {
     fn exp_inline(self) -> f32 {
         crate::backend::fast_math::exp_f32(self)
     }
+    #[inline(always)]
+    fn exp_nonpositive_inline(self) -> f32 {
+        crate::backend::fast_math::exp_f32_nonpositive(self)
+    }
 }
 
 impl Element for f64 {
@@ -171,6 +180,10 @@ impl Element for f64 {
     }
     #[inline(always)]
     fn exp_inline(self) -> f64 {
+        self.exp()
+    }
+    #[inline(always)]
+    fn exp_nonpositive_inline(self) -> f64 {
         self.exp()
     }
 }

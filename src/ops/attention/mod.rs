@@ -135,7 +135,8 @@ fn softmax_block<T: Element>(
                 continue;
             }
         };
-        live.iter_mut().for_each(|v| *v = (*v - l).exp_inline());
+        live.iter_mut()
+            .for_each(|v| *v = (*v - l).exp_nonpositive_inline());
     }
 }
 

@@ -10,17 +10,41 @@
 //! (predicted distribution minus one-hot target). So `∂L/∂x_j = g·(p_j − y_j)/N` for counted
 //! rows and 0 for ignored rows, with `p_j = e^{x_j − lse}` recomputed from the saved lse.
 
+use std::mem::MaybeUninit;
+
 use ndarray::IxDyn;
 
-use crate::backend::cpu::{max, sum_exp_shifted};
+use rayon::prelude::*;
+
+use crate::backend::cpu::{max, should_par, sum_exp_shifted};
 use crate::error::{Error, Result};
 use crate::tensor::{CpuArray, Element, Tensor};
 
 use super::embedding::Ids;
-use super::{contiguous, for_each_row};
+use super::{contiguous, init_from, vec_from_rows};
 
 /// PyTorch's default `ignore_index`.
 pub const IGNORE_INDEX: i64 = -100;
+
+/// One counted row of the backward: `out = (p − y)·scale`, with `p = e^{z − lse}` recomputed from
+/// the saved log-sum-exp and `y` the one-hot of `target` — one pass writing `p·scale`, then the
+/// target's `−scale`. Its own function so the loop vectorises on its own terms.
+#[inline(never)]
+fn p_minus_y_row<'a, T: Element>(
+    z: &[T],
+    lse: T,
+    target: usize,
+    scale: T,
+    out: &'a mut [MaybeUninit<T>],
+) -> &'a mut [T] {
+    let row = init_from(
+        out,
+        z.iter()
+            .map(|&zj| (zj - lse).exp_nonpositive_inline() * scale),
+    );
+    row[target] -= scale;
+    row
+}
 
 impl<T: Element> Tensor<T> {
     /// Mean cross-entropy of logits `(…, V)` against targets of shape `(…)`; targets equal to
@@ -71,9 +95,11 @@ impl<T: Element> Tensor<T> {
             ));
         }
         let xs = x.as_slice().expect("contiguous");
-        // Per row: (lse, loss) — written by row tasks, summed in row order afterwards.
+        // Per row: (lse, loss) — written by row tasks, summed in row order afterwards. One row
+        // (a vocabulary of logits) is plenty of work for a task, so the split is by rows and
+        // its size set by the logits, not by this two-number-per-row output.
         let mut per_row = vec![T::zero(); 2 * t.len()];
-        for_each_row(&mut per_row, 2, |r, out, _| {
+        let row_loss = |(r, out): (usize, &mut [T])| {
             let row = &xs[r * v..(r + 1) * v];
             let m = max(row);
             let lse = m + sum_exp_shifted(row, m).ln();
@@ -83,7 +109,12 @@ impl<T: Element> Tensor<T> {
             } else {
                 lse - row[t[r] as usize]
             };
-        });
+        };
+        if should_par(xs.len()) {
+            per_row.par_chunks_mut(2).enumerate().for_each(row_loss);
+        } else {
+            per_row.chunks_mut(2).enumerate().for_each(row_loss);
+        }
         let total: T = per_row.chunks(2).fold(T::zero(), |acc, p| acc + p[1]);
         let loss = total / T::of(count as f64);
         let out = CpuArray::from_elem(IxDyn(&[]), loss);
@@ -94,17 +125,14 @@ impl<T: Element> Tensor<T> {
             move |g, _| {
                 let scale = *g.iter().next().expect("scalar") / T::of(count as f64);
                 let xs = x.as_slice().expect("contiguous");
-                let mut dx = vec![T::zero(); xs.len()];
-                for_each_row(&mut dx, v, |r, out, _| {
+                // Every row of dx is written by its kernel (ignored rows with zeros), so dx is
+                // built without a zero fill first — a whole extra write pass over B·T·V floats.
+                let dx = vec_from_rows(xs.len(), v, |r, out| {
                     if t[r] == ignore_index {
-                        return; // stays zero
+                        return init_from(out, std::iter::repeat(T::zero()));
                     }
-                    let lse = per_row[2 * r];
-                    // (p − y)·scale in one pass: p = e^{z − lse}, then the one-hot's −scale.
-                    for (o, &z) in out.iter_mut().zip(&xs[r * v..(r + 1) * v]) {
-                        *o = (z - lse).exp_inline() * scale;
-                    }
-                    out[t[r] as usize] -= scale;
+                    let z = &xs[r * v..(r + 1) * v];
+                    p_minus_y_row(z, per_row[2 * r], t[r] as usize, scale, out)
                 });
                 Ok(vec![Some(
                     CpuArray::from_shape_vec(x.raw_dim(), dx).expect("size"),

@@ -22,7 +22,7 @@ use super::{contiguous, init_from, vec_from_rows};
 /// `out ← softmax(x)` for one row: the max of x, `e^{x−m}` written to `out`, its sum, the scaling.
 fn softmax_row_into<'a, T: Element>(x: &[T], out: &'a mut [MaybeUninit<T>]) -> &'a mut [T] {
     let m = max(x);
-    let y = init_from(out, x.iter().map(|&v| (v - m).exp_inline()));
+    let y = init_from(out, x.iter().map(|&v| (v - m).exp_nonpositive_inline()));
     let inv = T::one() / sum(y);
     y.iter_mut().for_each(|v| *v *= inv);
     y
@@ -102,7 +102,7 @@ fn log_softmax_backward_row<'a, T: Element>(
         out,
         g.iter()
             .zip(y)
-            .map(|(&gi, &yi)| gi - yi.exp_inline() * gsum),
+            .map(|(&gi, &yi)| gi - yi.exp_nonpositive_inline() * gsum),
     )
 }
 

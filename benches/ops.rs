@@ -7,7 +7,7 @@
 //!   forward + backward, with throughput set to the bytes the op *must* move (each tensor it
 //!   reads or writes, once: see `Case::units`), so criterion's GB/s is the op's effective
 //!   bandwidth. Two yardsticks are measured in the same run:
-//!   - `memory/copy 256 MiB`: a parallel copy of a buffer eight times the size of the L3 cache,
+//!   - `dram-copy 256 MiB` (beside each op; also alone as `memory/copy 256 MiB`): a parallel copy of a buffer eight times the size of the L3 cache,
 //!     i.e. this machine's sustained memory (DRAM) bandwidth. Compulsory bytes ÷ this bandwidth
 //!     is the op's **memory-bandwidth bound** (the roofline), the target's yardstick;
 //!   - `copy` of the op's own input (6 MB or less, so it stays in cache): the stricter in-cache
@@ -242,7 +242,14 @@ fn fused(c: &mut Criterion) {
             (4, 12),
         ),
     ];
+    let (dram_src, mut dram_dst) = dram_buffers();
     for (label, inputs, f, (fwd_units, total_units)) in &cases {
+        // The memory-bandwidth yardstick right beside each op, so that both are measured within
+        // seconds of each other (this shared machine's bandwidth drifts by ±30 % over minutes).
+        g.throughput(Throughput::Bytes(2 * 4 * dram_src.len() as u64));
+        g.bench_function(BenchmarkId::new("dram-copy 256 MiB", label), |bench| {
+            bench.iter(|| dram_copy(&dram_src, &mut dram_dst))
+        });
         let unit = (inputs[0].numel() * 4) as u64;
         let first = inputs[0].value().unwrap();
         g.throughput(Throughput::Bytes(2 * unit)); // a copy reads and writes the input once
@@ -263,27 +270,33 @@ fn fused(c: &mut Criterion) {
     g.finish();
 }
 
-/// This machine's sustained memory bandwidth: a copy of 256 MiB (eight times a 32 MiB L3), split
-/// into rayon tasks like our ops, so every core the ops may use streams at once. Throughput is
-/// read + write bytes; the fused ops' memory-bandwidth bounds are their compulsory bytes divided
-/// by this figure.
-fn memory(c: &mut Criterion) {
-    use rayon::prelude::*;
+/// Source and destination for [`dram_copy`]: 256 MiB each, eight times a 32 MiB L3 cache.
+fn dram_buffers() -> (Vec<f32>, Vec<f32>) {
     let len = 256 << 20 >> 2; // f32s in 256 MiB
-    let src: Vec<f32> = (0..len).map(|i| i as f32).collect();
-    let mut dst = vec![0f32; len];
+    ((0..len).map(|i| i as f32).collect(), vec![0f32; len])
+}
+
+/// This machine's sustained memory bandwidth: a copy far larger than the caches, split into
+/// rayon tasks like our ops, so every core the ops may use streams at once. Throughput is read +
+/// write bytes; an op's memory-bandwidth bound is its compulsory bytes divided by this figure.
+fn dram_copy(src: &[f32], dst: &mut [f32]) {
+    use rayon::prelude::*;
+    dst.par_chunks_mut(1 << 20)
+        .zip(src.par_chunks(1 << 20))
+        .for_each(|(d, s)| d.copy_from_slice(s));
+    black_box(dst);
+}
+
+/// The yardstick alone: `cargo bench --bench ops -- memory`.
+fn memory(c: &mut Criterion) {
+    let (src, mut dst) = dram_buffers();
     let mut g = c.benchmark_group("memory");
     g.sample_size(10)
         .measurement_time(Duration::from_secs(4))
         .warm_up_time(Duration::from_secs(1));
-    g.throughput(Throughput::Bytes(2 * 4 * len as u64));
+    g.throughput(Throughput::Bytes(2 * 4 * src.len() as u64));
     g.bench_function("copy 256 MiB", |bench| {
-        bench.iter(|| {
-            dst.par_chunks_mut(1 << 20)
-                .zip(src.par_chunks(1 << 20))
-                .for_each(|(d, s)| d.copy_from_slice(s));
-            black_box(&dst);
-        })
+        bench.iter(|| dram_copy(&src, &mut dst))
     });
     g.finish();
 }

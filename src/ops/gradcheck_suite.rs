@@ -342,6 +342,18 @@ pub fn cases() -> Vec<Case> {
     ));
     c.push(case!(
         "softmax",
+        "softmax [2,70] (32-lane reductions + rest)",
+        [randn(&[2, 70], 96)],
+        |x| x[0].softmax()
+    ));
+    c.push(case!(
+        "softmax",
+        "log_softmax [2,70] (32-lane reductions + rest)",
+        [randn(&[2, 70], 97)],
+        |x| x[0].log_softmax()
+    ));
+    c.push(case!(
+        "softmax",
         "log_softmax 10x[2,4] (peaked)",
         [randn(&[2, 4], 95)],
         |x| x[0].mul_scalar(10.0)?.log_softmax()
@@ -351,6 +363,12 @@ pub fn cases() -> Vec<Case> {
         "layer_norm",
         "layer_norm [3,6]",
         [randn(&[3, 6], 100), randn(&[6], 101), randn(&[6], 102)],
+        |x| x[0].layer_norm(&x[1], &x[2], 1e-5)
+    ));
+    c.push(case!(
+        "layer_norm",
+        "layer_norm [2,37] (16-lane chunks + rest)",
+        [randn(&[2, 37], 112), randn(&[37], 113), randn(&[37], 114)],
         |x| x[0].layer_norm(&x[1], &x[2], 1e-5)
     ));
     c.push(case!(

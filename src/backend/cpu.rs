@@ -83,11 +83,17 @@ pub fn zip3_map<T: Element>(
 /// AVX2) independent vector chains, and the rounding error grows more slowly than with one sum.
 const LANES: usize = 32;
 
+/// Lanes of the reductions that also compute an `exp` per element. Each element is ~20 vector
+/// instructions of independent work, so one vector of accumulators hides the add latency; with
+/// 32 lanes, the accumulators plus the polynomial's constants did not fit in the 32 vector
+/// registers and LLVM kept the accumulators on the stack (a store and a reload per add).
+const EXP_LANES: usize = 16;
+
 /// Folds the lanes with `op` in a fixed tree order (lane i with lane i + w, w halving), so the
 /// result does not depend on anything but the input.
 #[inline(always)]
-fn fold_lanes<T: Element>(mut acc: [T; LANES], op: impl Fn(T, T) -> T) -> T {
-    let mut w = LANES;
+fn fold_lanes<T: Element, const N: usize>(mut acc: [T; N], op: impl Fn(T, T) -> T) -> T {
+    let mut w = N;
     while w > 1 {
         w /= 2;
         for i in 0..w {
@@ -178,10 +184,10 @@ pub fn max<T: Element>(x: &[T]) -> T {
 /// which the f32 `exp` exploits).
 #[inline]
 pub fn exp_shifted_sum<T: Element>(x: &mut [T], shift: T) -> T {
-    let mut acc = [T::zero(); LANES];
-    let mut chunks = x.chunks_exact_mut(LANES);
+    let mut acc = [T::zero(); EXP_LANES];
+    let mut chunks = x.chunks_exact_mut(EXP_LANES);
     for c in &mut chunks {
-        for i in 0..LANES {
+        for i in 0..EXP_LANES {
             let e = (c[i] - shift).exp_nonpositive_inline();
             c[i] = e;
             acc[i] += e;
@@ -198,11 +204,11 @@ pub fn exp_shifted_sum<T: Element>(x: &mut [T], shift: T) -> T {
 /// untouched (cross-entropy's logits, log-softmax's input). `shift` is the row max.
 #[inline]
 pub fn sum_exp_shifted<T: Element>(x: &[T], shift: T) -> T {
-    let mut acc = [T::zero(); LANES];
-    let chunks = x.chunks_exact(LANES);
+    let mut acc = [T::zero(); EXP_LANES];
+    let chunks = x.chunks_exact(EXP_LANES);
     let rest = chunks.remainder();
     for c in chunks {
-        for i in 0..LANES {
+        for i in 0..EXP_LANES {
             acc[i] += (c[i] - shift).exp_nonpositive_inline();
         }
     }

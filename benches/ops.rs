@@ -10,8 +10,9 @@
 //!   - `dram-copy 256 MiB` (beside each op; also alone as `memory/copy 256 MiB`): a parallel copy of a buffer eight times the size of the L3 cache,
 //!     i.e. this machine's sustained memory (DRAM) bandwidth. Compulsory bytes ÷ this bandwidth
 //!     is the op's **memory-bandwidth bound** (the roofline), the target's yardstick;
-//!   - `copy` of the op's own input (6 MB or less, so it stays in cache): the stricter in-cache
-//!     bandwidth, which an op that is limited by arithmetic cannot approach.
+//!   - `copy` of the op's own input (6 MB or less, so it stays in cache — except cross-entropy's
+//!     103 MB of logits, whose copy is a DRAM copy): the stricter in-cache bandwidth, which an op
+//!     that is limited by arithmetic cannot approach.
 //!
 //! Run: `cargo bench --bench ops` (add `-- matmul`, `-- fused` or `-- memory` to pick a group).
 //! Results and ratios are recorded in docs/performance.md.

@@ -93,6 +93,12 @@ const EXP_LANES: usize = 16;
 /// result does not depend on anything but the input.
 #[inline(always)]
 fn fold_lanes<T: Element, const N: usize>(mut acc: [T; N], op: impl Fn(T, T) -> T) -> T {
+    const {
+        assert!(
+            N.is_power_of_two(),
+            "the halving tree needs a power-of-two lane count"
+        )
+    };
     let mut w = N;
     while w > 1 {
         w /= 2;

@@ -44,6 +44,11 @@ fn log_sum_exp<T: Element>(row: &[T]) -> T {
             s *= (m - bm).exp();
             m = bm;
         }
+        if m == T::neg_infinity() {
+            // Every logit so far is −∞ (masked): they add e^{−∞} = 0, while x − m would be
+            // −∞ − (−∞) = NaN. A later finite block starts the sum.
+            continue;
+        }
         s += sum_exp_shifted(block, m);
     }
     m + s.ln()
@@ -197,5 +202,18 @@ mod lse_tests {
         let m = rising[n - 1];
         let want = m + rising.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
         assert!((log_sum_exp(&rising) - want).abs() < 1e-12);
+        // A first block masked to −∞ contributes nothing (and must not turn the sum into NaN).
+        let masked: Vec<f64> = (0..n)
+            .map(|i| {
+                if i < LSE_BLOCK + 10 {
+                    f64::NEG_INFINITY
+                } else {
+                    (i % 7) as f64
+                }
+            })
+            .collect();
+        let m = 6.0;
+        let want = m + masked.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
+        assert!((log_sum_exp(&masked) - want).abs() < 1e-12);
     }
 }

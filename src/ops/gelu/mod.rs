@@ -13,8 +13,8 @@
 //!
 //! The same function, evaluated with one `exp` and one division — `tanh` would cost an `exp`, a
 //! division *and* a second polynomial for small |u|, where `1 − 2/(e^{2u} + 1)` cancels. Here
-//! nothing cancels (`1 + e^{−2u} ≥ 1`), and the ends come out right: x → −∞ gives
-//! `e^{−2u} = +∞`, s = 0, gelu = −0; x → +∞ gives s = 1, gelu = x.
+//! nothing cancels (`1 + e^{−2u} ≥ 1`), and the ends come out right: a large negative x gives
+//! `e^{−2u} = +∞`, s = 0, gelu = −0; a large positive x gives s = 1, gelu = x.
 //!
 //! **Gradient.** Product rule on `x · σ(2u)`, with `σ'(z) = σ(z)(1 − σ(z))` and
 //! `du/dx = √(2/π)·(1 + 3·0.044715·x²)`:

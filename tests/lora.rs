@@ -38,6 +38,16 @@ fn logits(m: &GptModel) -> Vec<f32> {
         .unwrap()
 }
 
+/// Names of the parameters the optimizer would train (those that require a gradient).
+fn trainable_names(model: &GptModel) -> Vec<String> {
+    model
+        .named_parameters()
+        .into_iter()
+        .filter(|(_, p)| p.requires_grad())
+        .map(|(n, _)| n)
+        .collect()
+}
+
 #[test]
 fn rank_16_alpha_16_on_the_gpt2_small_classifier_trains_2_666_528_parameters() {
     // The book's appendix E count: every Linear of gpt2-small (12 × 6 per block) plus the new
@@ -58,12 +68,7 @@ fn an_adapted_model_starts_equal_to_its_base_and_only_adapters_train() {
     model.add_lora(4, 8.0, 7).unwrap();
     // B = 0: the update is zero, the outputs are the base model's.
     assert_eq!(logits(&model), before);
-    let names: Vec<String> = model
-        .named_parameters()
-        .into_iter()
-        .filter(|(_, p)| p.requires_grad())
-        .map(|(n, _)| n)
-        .collect();
+    let names = trainable_names(&model);
     assert!(names.iter().all(|n| n.contains(".lora.")), "{names:?}");
     assert_eq!(names.len(), 2 * (6 * 2 + 1));
 
@@ -186,12 +191,7 @@ fn lora_on_a_tied_model_unties_the_head_so_its_adapter_trains_and_is_saved() {
     let mut model = base.clone();
     model.add_lora(2, 2.0, 1).unwrap();
     assert!(!model.cfg.tie_weights);
-    let names: Vec<String> = model
-        .named_parameters()
-        .into_iter()
-        .filter(|(_, p)| p.requires_grad())
-        .map(|(n, _)| n)
-        .collect();
+    let names = trainable_names(&model);
     assert!(names.contains(&"out_head.lora.A".to_string()), "{names:?}");
     assert_eq!(names.len(), 2 * (6 * 2 + 1));
     // Same function as the tied base before training.

@@ -3,9 +3,9 @@
 //! `f32::exp` is a call into libm, one element at a time; softmax over a 50,257-word vocabulary,
 //! cross-entropy and attention call it tens of millions of times per training step. These versions
 //! are straight-line code (no branches, no calls) that LLVM turns into SIMD loops. Accuracy: within
-//! 2 ulp of the correctly rounded result over the whole f32 range (tested in this file against
-//! `f64::exp` / `f64::tanh`), and exact at the special values that matter: `exp(-inf) = 0`,
-//! `exp(+inf) = inf`, NaN in → NaN out.
+//! 2 ulp of the correctly rounded result wherever the result is a normal f32 (tested in this file
+//! against `f64::exp` / `f64::tanh`; results below `f32::MIN_POSITIVE` flush to 0), and exact at
+//! the special values that matter: `exp(-inf) = 0`, `exp(+inf) = inf`, NaN in → NaN out.
 //!
 //! The f64 element type does not use these: gradient checks want libm's exact results.
 
@@ -21,8 +21,35 @@ fn madd(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
-/// e^x for one f32, by range reduction: x = n·ln2 + r with |r| ≤ ln2/2, so e^x = 2^n · e^r, and
-/// e^r from a degree-6 minimax polynomial (Cephes' `expf` coefficients).
+// ln 2 split into a part exact in f32 and the rest, so n·LN2_HI has no rounding error.
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// 1.5·2²³: adding it rounds to the nearest integer, and leaves that integer in the low bits.
+const ROUND: f32 = 12_582_912.0;
+/// ln(f32::MIN_POSITIVE) and ln(f32::MAX), rounded inwards: the range where e^x is a normal f32.
+const EXP_LO: f32 = -87.336_54;
+const EXP_HI: f32 = 88.722_83;
+
+/// The core both `exp`s share, for `xc` already inside `[EXP_LO, EXP_HI]`: range reduction
+/// `xc = n·ln2 + r` with |r| ≤ ln2/2, and `e^r` from a degree-6 minimax polynomial (Cephes'
+/// `expf` coefficients). Returns `(e^r, t)` where `t = xc·log₂e + 1.5·2²³` holds n in the low
+/// bits of its representation — each caller applies 2^n in its own way.
+#[inline(always)]
+fn exp_reduced(xc: f32) -> (f32, f32) {
+    let t = madd(xc, std::f32::consts::LOG2_E, ROUND);
+    let n = t - ROUND;
+    let r = madd(n, -LN2_HI, xc);
+    let r = madd(n, -LN2_LO, r);
+    let mut p = 1.987_569_1e-4_f32;
+    p = madd(p, r, 1.398_199_9e-3);
+    p = madd(p, r, 8.333_452e-3);
+    p = madd(p, r, 4.166_579_6e-2);
+    p = madd(p, r, 1.666_666_5e-1);
+    p = madd(p, r, 5e-1); // Cephes: 5.0000001e-1, which rounds to 0.5 in f32
+    (madd(p * r, r, r) + 1.0, t)
+}
+
+/// e^x for one f32: e^x = 2^n · e^r (see [`exp_reduced`]).
 ///
 /// The count of vector instructions is what sets the speed of softmax, GELU, cross-entropy and
 /// attention on the CPU (their inputs sit in cache), so every step here is one instruction:
@@ -36,33 +63,15 @@ fn madd(a: f32, b: f32, c: f32) -> f32 {
 /// denormals-are-zero arithmetic — and x > 88.7228 gives +∞.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    // ln 2 split into a part exact in f32 and the rest, so n·LN2_HI has no rounding error.
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const ROUND: f32 = 12_582_912.0; // 1.5·2²³
-                                     // ln(f32::MIN_POSITIVE) and ln(f32::MAX), rounded inwards.
-    const LO: f32 = -87.336_54;
-    const HI: f32 = 88.722_83;
-    let xc = if x < LO { LO } else { x };
-    let xc = if xc > HI { HI } else { xc };
-    let t = madd(xc, LOG2E, ROUND);
-    let n = t - ROUND;
-    let r = madd(n, -LN2_HI, xc);
-    let r = madd(n, -LN2_LO, r);
-    let mut p = 1.987_569_1e-4_f32;
-    p = madd(p, r, 1.398_199_9e-3);
-    p = madd(p, r, 8.333_452e-3);
-    p = madd(p, r, 4.166_579_6e-2);
-    p = madd(p, r, 1.666_666_5e-1);
-    p = madd(p, r, 5e-1); // Cephes: 5.0000001e-1, which rounds to 0.5 in f32
-    let er = madd(p * r, r, r) + 1.0;
+    let xc = if x < EXP_LO { EXP_LO } else { x };
+    let xc = if xc > EXP_HI { EXP_HI } else { xc };
+    let (er, t) = exp_reduced(xc);
     // e^r ∈ [0.70, 1.42] has biased exponent 126 or 127, and n ∈ [−126, 128] inside [LO, HI];
     // n = 128 only when r < 0 (so e^r < 1), and n = −126 only when r ≥ 0 (so e^r ≥ 1): the
     // shifted exponent stays in 1..=254, a normal float, with no overflow into the sign bit.
     let y = f32::from_bits(er.to_bits().wrapping_add(t.to_bits() << 23));
-    let y = if x < LO { 0.0 } else { y };
-    let y = if x > HI { f32::INFINITY } else { y };
+    let y = if x < EXP_LO { 0.0 } else { y };
+    let y = if x > EXP_HI { f32::INFINITY } else { y };
     // NaN fails both comparisons and the clamps keep it, but its payload bits could reach the
     // exponent add above, so return it explicitly.
     if x.is_nan() {
@@ -73,8 +82,8 @@ pub fn exp_f32(x: f32) -> f32 {
 }
 
 /// e^x for x ≤ 0 — the shifted inputs of softmax, cross-entropy and attention (`x − max`,
-/// `x − lse`), where this is most of the arithmetic. Same reduction and polynomial as
-/// [`exp_f32`], two shortcuts that the sign allows:
+/// `x − lse`), where this is most of the arithmetic. The same [`exp_reduced`] core as
+/// [`exp_f32`], with two shortcuts that the sign allows:
 /// - no upper limit: n = round(x·log₂e) ≤ 0, so 2^n is a normal float built directly from its
 ///   bits and applied with a multiplication;
 /// - no NaN select: a NaN input stays NaN through the multiplication (NaN·s = NaN), where the
@@ -84,28 +93,13 @@ pub fn exp_f32(x: f32) -> f32 {
 /// also right; the callers never pass them.)
 #[inline(always)]
 pub fn exp_f32_nonpositive(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const ROUND: f32 = 12_582_912.0; // 1.5·2²³
-    const LO: f32 = -87.336_54;
-    let xc = if x < LO { LO } else { x };
-    let t = madd(xc, LOG2E, ROUND);
-    let n = t - ROUND;
-    let r = madd(n, -LN2_HI, xc);
-    let r = madd(n, -LN2_LO, r);
-    let mut p = 1.987_569_1e-4_f32;
-    p = madd(p, r, 1.398_199_9e-3);
-    p = madd(p, r, 8.333_452e-3);
-    p = madd(p, r, 4.166_579_6e-2);
-    p = madd(p, r, 1.666_666_5e-1);
-    p = madd(p, r, 5e-1);
-    let er = madd(p * r, r, r) + 1.0;
+    let xc = if x < EXP_LO { EXP_LO } else { x };
+    let (er, t) = exp_reduced(xc);
     // 2^n for n ∈ [−126, 0]: biased exponent n + 127 in 1..=127 (n sits in t's low bits, as in
     // `exp_f32`; adding 127 << 23 after the shift biases it).
     let two_n = f32::from_bits((t.to_bits() << 23).wrapping_add(127 << 23));
     let y = er * two_n;
-    if x < LO {
+    if x < EXP_LO {
         0.0
     } else {
         y

@@ -137,23 +137,23 @@ pub(crate) fn init_from<T>(
     unsafe { &mut *(out as *mut [MaybeUninit<T>] as *mut [T]) }
 }
 
-/// Calls `f(row_index, out_row, scratch)` for every row of length `n` of `out`, in parallel
-/// tasks of [`rows_per_task`] rows when the array is large. Rows are independent, so the result
-/// does not depend on the split. `scratch` is a buffer reused by all rows of one task (so row
-/// kernels need not allocate).
+/// Calls `f(row_index, out_row)` for every row of length `n` of `out`, in parallel tasks of
+/// [`rows_per_task`] rows when `out` is large. Rows are independent, so the result does not
+/// depend on the split. The split is sized by `out`, so use it where the work is proportional to
+/// the output (a kernel whose output is small next to its input — cross-entropy's two numbers per
+/// row of 50,257 logits — must split by its input instead).
 pub(crate) fn for_each_row<T: Element>(
     out: &mut [T],
     n: usize,
-    f: impl Fn(usize, &mut [T], &mut Vec<T>) + Sync + Send,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
 ) {
     if n == 0 {
         return;
     }
     let per = rows_per_task(n);
     let run = |(chunk, rows): (usize, &mut [T])| {
-        let mut scratch = Vec::new();
         for (r, row) in rows.chunks_mut(n).enumerate() {
-            f(chunk * per + r, row, &mut scratch);
+            f(chunk * per + r, row);
         }
     };
     if crate::backend::cpu::should_par(out.len()) {

@@ -121,7 +121,7 @@ impl<T: Element> Tensor<T> {
         let ws = w.as_slice().expect("contiguous");
         let mut out = vec![T::zero(); ids.len() * dim];
         let idv = ids.data.clone();
-        for_each_row(&mut out, dim, |p, row, _| {
+        for_each_row(&mut out, dim, |p, row| {
             let id = idv[p] as usize;
             row.copy_from_slice(&ws[id * dim..(id + 1) * dim]);
         });

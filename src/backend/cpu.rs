@@ -224,6 +224,54 @@ pub fn sum_exp_shifted<T: Element>(x: &[T], shift: T) -> T {
     fold_lanes(acc, |a, b| a + b)
 }
 
+/// `ln Σ_j e^{x_j}` in **one pass** over `x` ("online" log-sum-exp, as in Milakov & Gimelshein's
+/// online softmax), for rows too long to stay in cache (cross-entropy's vocabulary rows).
+///
+/// Each of the [`EXP_LANES`] lanes keeps a running max `m` and a running sum `s = Σ e^{x − m}` of
+/// the elements it has seen. When an element exceeds its lane's max, the lane's sum is first
+/// rescaled to the new max `m'`: `s ← s·e^{m − m'}` (so it is again `Σ e^{x − m'}`), and
+/// `m ← m'`. The rescale is rare (a lane's max rises about ln n times over n random values), so
+/// the steady state is one `exp` per element, in the same loop that streams `x` from memory: the
+/// loads and the arithmetic overlap, where a max pass followed by an exp pass runs them one after
+/// the other. At the end the lanes are merged the same way: `M = max_l m_l`,
+/// `S = Σ_l s_l·e^{m_l − M}`, and the result is `M + ln S`.
+///
+/// The running maxes start at the most negative *finite* value, not −∞, so that a −∞ element
+/// (a masked logit) adds `e^{−∞ − m} = 0` instead of `e^{−∞ − (−∞)} = NaN`. A row of only −∞
+/// gives −∞ (its `S` is 0); a NaN anywhere gives NaN (`x − m` is NaN and flows into the sum).
+pub fn log_sum_exp<T: Element>(x: &[T]) -> T {
+    let mut m = [T::min_value(); EXP_LANES];
+    let mut s = [T::zero(); EXP_LANES];
+    let chunks = x.chunks_exact(EXP_LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        let mut raised = false;
+        for i in 0..EXP_LANES {
+            raised |= c[i] > m[i];
+        }
+        if raised {
+            for i in 0..EXP_LANES {
+                let new_max = if c[i] > m[i] { c[i] } else { m[i] };
+                s[i] *= (m[i] - new_max).exp_nonpositive_inline();
+                m[i] = new_max;
+            }
+        }
+        for i in 0..EXP_LANES {
+            s[i] += (c[i] - m[i]).exp_nonpositive_inline();
+        }
+    }
+    let big = fold_lanes(m, |a, b| if b > a { b } else { a });
+    let big = rest.iter().fold(big, |a, &b| if b > a { b } else { a });
+    let mut total = T::zero();
+    for (&si, &mi) in s.iter().zip(&m) {
+        total += si * (mi - big).exp_nonpositive_inline();
+    }
+    for &v in rest {
+        total += (v - big).exp_nonpositive_inline();
+    }
+    big + total.ln()
+}
+
 /// `y += a·x` over slices.
 #[inline]
 pub fn axpy<T: Element>(a: T, x: &[T], y: &mut [T]) {
@@ -464,5 +512,76 @@ pub fn keep_freed_memory_for_reuse() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
         libc::mallopt(libc::M_TOP_PAD, 256 << 20);
         libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two-pass reference in f64: `m + ln Σ e^{x − m}`.
+    fn two_pass(x: &[f64]) -> f64 {
+        let m = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        m + x.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+    }
+
+    /// The one-pass log-sum-exp against the two-pass formula in f64, with the maximum in the
+    /// first chunk, a middle one, the last full one and the remainder, a max rising at every
+    /// element (a rescale per chunk), and a spread wide enough that a missing rescale is far off.
+    #[test]
+    fn online_log_sum_exp_matches_the_two_pass_formula() {
+        let n = 50 * EXP_LANES + 7;
+        for peak in [0, 5, 17 * EXP_LANES + 3, 50 * EXP_LANES - 1, n - 1] {
+            let row: Vec<f64> = (0..n)
+                .map(|i| {
+                    if i == peak {
+                        40.0
+                    } else {
+                        ((i * 37 % 101) as f64) / 10.0 - 5.0
+                    }
+                })
+                .collect();
+            let (got, want) = (log_sum_exp(&row), two_pass(&row));
+            assert!(
+                (got - want).abs() < 1e-12,
+                "peak at {peak}: {got} vs {want}"
+            );
+        }
+        let rising: Vec<f64> = (0..n).map(|i| i as f64 * 0.25).collect();
+        assert!((log_sum_exp(&rising) - two_pass(&rising)).abs() < 1e-12);
+        let falling: Vec<f64> = rising.iter().rev().cloned().collect();
+        assert!((log_sum_exp(&falling) - two_pass(&falling)).abs() < 1e-12);
+        // Shorter than one chunk: only the remainder path.
+        let short = [0.5, -3.0, 2.25];
+        assert!((log_sum_exp(&short) - two_pass(&short)).abs() < 1e-12);
+        // f32 within a few ulps of the f64 answer.
+        let row32: Vec<f32> = rising.iter().map(|&v| v as f32).collect();
+        let got32 = log_sum_exp(&row32) as f64;
+        assert!((got32 - two_pass(&rising)).abs() < 1e-5 * two_pass(&rising).abs());
+    }
+
+    /// −∞ entries (masked logits) add nothing and must not make NaN, even when a whole lane or
+    /// the whole row is −∞; NaN and +∞ propagate as in the two-pass formula.
+    #[test]
+    fn online_log_sum_exp_handles_infinities_and_nan() {
+        let n = 10 * EXP_LANES + 5;
+        let masked: Vec<f64> = (0..n)
+            .map(|i| {
+                if i < 4 * EXP_LANES + 9 || i % 3 == 0 {
+                    f64::NEG_INFINITY
+                } else {
+                    (i % 7) as f64
+                }
+            })
+            .collect();
+        assert!((log_sum_exp(&masked) - two_pass(&masked)).abs() < 1e-12);
+        assert_eq!(log_sum_exp(&vec![f64::NEG_INFINITY; n]), f64::NEG_INFINITY);
+        assert_eq!(log_sum_exp(&[f32::NEG_INFINITY; 3]), f32::NEG_INFINITY);
+        let mut with_nan = masked.clone();
+        with_nan[n / 2] = f64::NAN;
+        assert!(log_sum_exp(&with_nan).is_nan());
+        let mut with_inf = masked;
+        with_inf[7] = f64::INFINITY;
+        assert!(log_sum_exp(&with_inf).is_nan(), "as two-pass: ∞ − ∞ = NaN");
     }
 }

@@ -16,7 +16,7 @@ use ndarray::IxDyn;
 
 use rayon::prelude::*;
 
-use crate::backend::cpu::{max, should_par, sum_exp_shifted};
+use crate::backend::cpu::{log_sum_exp, should_par};
 use crate::error::{Error, Result};
 use crate::tensor::{CpuArray, Element, Tensor};
 
@@ -25,34 +25,6 @@ use super::{contiguous, init_from, vec_from_rows};
 
 /// PyTorch's default `ignore_index`.
 pub const IGNORE_INDEX: i64 = -100;
-
-/// Logits per block of [`log_sum_exp`]: 16 KB of f32, well inside L1.
-const LSE_BLOCK: usize = 4096;
-
-/// `ln Σ_j e^{x_j}` of one row in a single sweep over memory ("online" log-sum-exp): per block,
-/// its max, then — if that raised the running max from `m` to `m'` — the running sum rescaled
-/// by `e^{m − m'}` (so it stays `Σ e^{x − m'}`), then the block's `Σ e^{x − m'}` read from L1.
-/// A vocabulary row (200 KB) is read from DRAM once, by the max, with the exps following it in
-/// cache; two whole-row passes (max, then exps) read it from L2 the second time and leave no
-/// overlap between the memory-bound pass and the arithmetic-bound one.
-fn log_sum_exp<T: Element>(row: &[T]) -> T {
-    let mut m = T::neg_infinity();
-    let mut s = T::zero();
-    for block in row.chunks(LSE_BLOCK) {
-        let bm = max(block);
-        if bm > m {
-            s *= (m - bm).exp();
-            m = bm;
-        }
-        if m == T::neg_infinity() {
-            // Every logit so far is −∞ (masked): they add e^{−∞} = 0, while x − m would be
-            // −∞ − (−∞) = NaN. A later finite block starts the sum.
-            continue;
-        }
-        s += sum_exp_shifted(block, m);
-    }
-    m + s.ln()
-}
 
 /// One counted row of the backward: `out = (p − y)·scale`, with `p = e^{z − lse}` recomputed from
 /// the saved log-sum-exp and `y` the one-hot of `target` — one pass writing `p·scale`, then the
@@ -166,54 +138,5 @@ impl<T: Element> Tensor<T> {
                 )])
             },
         ))
-    }
-}
-
-#[cfg(test)]
-mod lse_tests {
-    use super::*;
-
-    /// The blocked log-sum-exp against a direct two-pass one in f64, on rows spanning several
-    /// blocks whose maximum sits in the first, a middle or the last block (the rescaling path),
-    /// with a spread of values wide enough that a missing rescale would be far off.
-    #[test]
-    fn blocked_log_sum_exp_matches_the_two_pass_formula() {
-        let n = 3 * LSE_BLOCK + 123;
-        for peak in [5, LSE_BLOCK + 7, n - 1] {
-            let row: Vec<f64> = (0..n)
-                .map(|i| {
-                    if i == peak {
-                        40.0
-                    } else {
-                        ((i * 37 % 101) as f64) / 10.0 - 5.0
-                    }
-                })
-                .collect();
-            let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let want = m + row.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
-            let got = log_sum_exp(&row);
-            assert!(
-                (got - want).abs() < 1e-12,
-                "peak at {peak}: {got} vs {want}"
-            );
-        }
-        // The max rising block after block (every block rescales the running sum).
-        let rising: Vec<f64> = (0..n).map(|i| i as f64 * 1e-3).collect();
-        let m = rising[n - 1];
-        let want = m + rising.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
-        assert!((log_sum_exp(&rising) - want).abs() < 1e-12);
-        // A first block masked to −∞ contributes nothing (and must not turn the sum into NaN).
-        let masked: Vec<f64> = (0..n)
-            .map(|i| {
-                if i < LSE_BLOCK + 10 {
-                    f64::NEG_INFINITY
-                } else {
-                    (i % 7) as f64
-                }
-            })
-            .collect();
-        let m = 6.0;
-        let want = m + masked.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
-        assert!((log_sum_exp(&masked) - want).abs() < 1e-12);
     }
 }

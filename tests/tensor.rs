@@ -122,10 +122,20 @@ fn matmul_matches_a_naive_product() {
 fn fused_attention_equals_the_unfused_book_formula() {
     use scratchgpt::ops::attention::AttentionOptions;
     use scratchgpt::ops::masked_fill::causal_mask;
-    for (tq, tk, p) in [(5, 5, 0.0), (3, 7, 0.0), (6, 6, 0.25), (70, 70, 0.1)] {
-        let q = Tensor::<f64>::randn(&[2, 3, tq, 4], 1);
-        let k = Tensor::<f64>::randn(&[2, 3, tk, 4], 2);
-        let v = Tensor::<f64>::randn(&[2, 3, tk, 4], 3);
+    // Head dim 4 runs only the tile GEMM's edge tiles; 64 (GPT-2's) also its full 4×64 tiles,
+    // with key counts that end mid-tile and a KV-cache-style Tq < Tk.
+    for (tq, tk, p, d) in [
+        (5, 5, 0.0, 4),
+        (3, 7, 0.0, 4),
+        (6, 6, 0.25, 4),
+        (70, 70, 0.1, 4),
+        (70, 70, 0.0, 64),
+        (9, 133, 0.2, 64),
+        (130, 130, 0.0, 80),
+    ] {
+        let q = Tensor::<f64>::randn(&[2, 3, tq, d], 1);
+        let k = Tensor::<f64>::randn(&[2, 3, tk, d], 2);
+        let v = Tensor::<f64>::randn(&[2, 3, tk, d], 3);
         let fused = Tensor::attention(
             &q,
             &k,
@@ -140,7 +150,7 @@ fn fused_attention_equals_the_unfused_book_formula() {
         let scores = q
             .matmul(&k.transpose(-1, -2).unwrap())
             .unwrap()
-            .div_scalar(2.0)
+            .div_scalar((d as f64).sqrt())
             .unwrap();
         let w = scores
             .masked_fill(&causal_mask(tq, tk), f64::NEG_INFINITY)
@@ -155,7 +165,7 @@ fn fused_attention_equals_the_unfused_book_formula() {
             .zip(&b)
             .map(|(x, y)| (x - y).abs())
             .fold(0.0, f64::max);
-        assert!(err < 1e-12, "tq {tq} tk {tk} p {p}: max err {err}");
+        assert!(err < 1e-12, "tq {tq} tk {tk} p {p} d {d}: max err {err}");
     }
 }
 

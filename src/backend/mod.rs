@@ -1,5 +1,7 @@
 //! What ops share per device. `cpu`: parallel loops, vectorisable reductions, the GEMM entry
-//! point. `fast_math`: vectorisable `exp`/`tanh` for f32.
+//! point. `fast_math`: vectorisable `exp`/`tanh` for f32. `tile_gemm`: the packing-free,
+//! mask-aware small matrix multiply inside fused attention.
 
 pub mod cpu;
 pub mod fast_math;
+pub mod tile_gemm;

@@ -524,6 +524,16 @@ pub fn cases() -> Vec<Case> {
     ));
     c.push(case!(
         "attention",
+        "attention causal d=64 Tq<Tk (1,1,5,69,64): full tiles",
+        [
+            randn(&[1, 1, 5, 64], 178),
+            randn(&[1, 1, 69, 64], 179),
+            randn(&[1, 1, 69, 64], 180)
+        ],
+        |x| Tensor::attention(&x[0], &x[1], &x[2], &attn(true, 0.0))
+    ));
+    c.push(case!(
+        "attention",
         "attention transposed (1,4,2,3)→(1,2,4,3)",
         [
             randn(&[1, 4, 2, 3], 175),

@@ -28,10 +28,11 @@
 //! attention-weight tensor — which is how the unfused study modules of chapter 3 are tested
 //! equal to this op, dropout included.
 
-use ndarray::{s, ArrayView2, ArrayViewMut2, IxDyn};
+use ndarray::IxDyn;
 use rayon::prelude::*;
 
-use crate::backend::cpu::{dot, exp_shifted_sum, gemm_serial, max};
+use crate::backend::cpu::{dot, exp_shifted_sum, max};
+use crate::backend::tile_gemm::{tile_gemm, Strided};
 use crate::error::{Error, Result};
 use crate::tensor::rng::hash_uniform;
 use crate::tensor::{CpuArray, Element, Tensor};
@@ -87,6 +88,16 @@ impl Dims {
         }
     }
 
+    /// The first query that sees key `j` (the inverse of [`Dims::key_end`]): query `i` sees
+    /// key `j` iff `j ≤ i + (Tk − Tq)`.
+    fn first_query(&self, j: usize) -> usize {
+        if self.causal {
+            j.saturating_sub(self.tk - self.tq)
+        } else {
+            0
+        }
+    }
+
     /// Dropout multiplier `M_ij/(1−p)` of weight (head, i, j).
     fn drop_mul<T: Element>(&self, head: usize, i: usize, j: usize) -> T {
         let idx = ((head * self.tq + i) * self.tk + j) as u64;
@@ -98,28 +109,41 @@ impl Dims {
     }
 }
 
-fn view2<T>(s: &[T], rows: usize, cols: usize) -> ArrayView2<'_, T> {
-    ArrayView2::from_shape((rows, cols), s).expect("slice sized by caller")
-}
-
 /// A `rows × cols` row-major matrix transposed into a new row-major `cols × rows` one. Q·Kᵀ and
-/// dO·Vᵀ read Kᵀ and Vᵀ: given as transposed views, every block GEMM's packing gathers them with a
-/// stride of d, and small GEMMs spend most of their time packing (35 % of attention's time was
-/// `pack`); one transpose per head makes those operands contiguous (70 → 85 GFLOP/s for a
-/// 64×64·64×256 product on this machine). Packing a transposed view gathers the same elements
-/// once per query block; this gathers them once per head.
+/// dO·Vᵀ need Kᵀ and Vᵀ with contiguous rows (the tile GEMM reads `NR` consecutive elements of a
+/// B row per step), so each head transposes K and V once. Done in 8 × 8 squares: eight source
+/// rows' 8-element pieces are loaded, then written out as eight 8-element pieces of destination
+/// rows, so every load and store is a short contiguous run (LLVM turns the square into vector
+/// shuffles); element-at-a-time transposes were 7–12 % of attention's time.
 fn transposed<T: Element>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
+    const SQ: usize = 8;
     debug_assert_eq!(m.len(), rows * cols);
-    let mut t = Vec::with_capacity(rows * cols);
-    for c in 0..cols {
-        // Column c: every cols-th element from c (an iterator, so no bounds checks).
-        t.extend(m[c..].iter().step_by(cols));
+    let mut t = vec![T::zero(); rows * cols];
+    let (full_r, full_c) = (rows - rows % SQ, cols - cols % SQ);
+    for r0 in (0..full_r).step_by(SQ) {
+        for c0 in (0..full_c).step_by(SQ) {
+            let mut square = [[T::zero(); SQ]; SQ];
+            for (x, row) in square.iter_mut().enumerate() {
+                row.copy_from_slice(&m[(r0 + x) * cols + c0..][..SQ]);
+            }
+            for y in 0..SQ {
+                let dst: &mut [T; SQ] = (&mut t[(c0 + y) * rows + r0..][..SQ])
+                    .try_into()
+                    .expect("SQ long");
+                for x in 0..SQ {
+                    dst[x] = square[x][y];
+                }
+            }
+        }
+    }
+    // The ragged right and bottom strips, element by element.
+    for r in 0..rows {
+        let c_start = if r < full_r { full_c } else { 0 };
+        for c in c_start..cols {
+            t[c * rows + r] = m[r * cols + c];
+        }
     }
     t
-}
-
-fn view2_mut<T>(s: &mut [T], rows: usize, cols: usize) -> ArrayViewMut2<'_, T> {
-    ArrayViewMut2::from_shape((rows, cols), s).expect("slice sized by caller")
 }
 
 /// Computes `P` (softmax of the scaled scores, masked entries 0) for query rows `r0..r1` into
@@ -226,13 +250,18 @@ impl<T: Element> Tensor<T> {
                 let r1 = (r0 + BLOCK).min(tq);
                 let ke = dims.key_end(r1 - 1);
                 let pb = &mut p[..(r1 - r0) * ke];
-                // S = s·Q_blk·K[..ke]ᵀ
-                gemm_serial(
+                let nr = r1 - r0;
+                // The keys the query rows r0 + i0 .. r0 + i1 of this block can see.
+                let seen = |_: usize, i1: usize| dims.key_end(r0 + i1 - 1);
+                // S = s·Q_blk·K[..ke]ᵀ, only the tiles left of the causal diagonal.
+                tile_gemm(
+                    (nr, ke, d),
                     scale,
-                    view2(&qh[r0 * d..r1 * d], r1 - r0, d),
-                    view2(&kt, d, tk).slice_move(s![.., ..ke]),
+                    Strided::rows(&qh[r0 * d..r1 * d], d),
+                    (&kt, tk),
                     T::zero(),
-                    view2_mut(pb, r1 - r0, ke),
+                    (&mut *pb, ke),
+                    |i0, i1| (seen(i0, i1), 0..d),
                 );
                 softmax_block(&dims, r0, r1, ke, pb, Some(l), None);
                 if dims.p > 0.0 {
@@ -242,13 +271,15 @@ impl<T: Element> Tensor<T> {
                         }
                     }
                 }
-                // O_blk = P̃·V[..ke]
-                gemm_serial(
+                // O_blk = P̃·V[..ke], each row band summing only over the keys it sees.
+                tile_gemm(
+                    (nr, d, ke),
                     T::one(),
-                    view2(pb, r1 - r0, ke),
-                    view2(&vh[..ke * d], ke, d),
+                    Strided::rows(pb, ke),
+                    (vh, d),
                     T::zero(),
-                    view2_mut(&mut o[r0 * d..r1 * d], r1 - r0, d),
+                    (&mut o[r0 * d..r1 * d], d),
+                    |i0, i1| (d, 0..seen(i0, i1)),
                 );
             }
         };
@@ -294,33 +325,48 @@ impl<T: Element> Tensor<T> {
                         let r1 = (r0 + BLOCK).min(tq);
                         let (nr, ke) = (r1 - r0, dims.key_end(r1 - 1));
                         let (pb, dpb) = (&mut p[..nr * ke], &mut dp[..nr * ke]);
-                        let (q_blk, do_blk) = (
-                            view2(&qh[r0 * d..r1 * d], nr, d),
-                            view2(&goh[r0 * d..r1 * d], nr, d),
-                        );
-                        let k_used = view2(&kh[..ke * d], ke, d);
-                        gemm_serial(
+                        let (q_blk, do_blk) = (&qh[r0 * d..r1 * d], &goh[r0 * d..r1 * d]);
+                        // Query bands see keys ..seen; key bands are seen from query first_seen.
+                        let seen = |_: usize, i1: usize| dims.key_end(r0 + i1 - 1);
+                        let first_seen = |j0: usize| dims.first_query(j0).saturating_sub(r0);
+                        tile_gemm(
+                            (nr, ke, d),
                             scale,
-                            q_blk,
-                            view2(&kt, d, tk).slice_move(s![.., ..ke]),
+                            Strided::rows(q_blk, d),
+                            (&kt, tk),
                             T::zero(),
-                            view2_mut(pb, nr, ke),
+                            (&mut *pb, ke),
+                            |i0, i1| (seen(i0, i1), 0..d),
                         );
                         softmax_block(&dims, r0, r1, ke, pb, None, Some(lh));
-                        // dP̃ = dO·Vᵀ
-                        gemm_serial(
+                        // dP̃ = dO·Vᵀ (entries right of the diagonal tiles are not computed)
+                        tile_gemm(
+                            (nr, ke, d),
                             T::one(),
-                            do_blk,
-                            view2(&vt, d, tk).slice_move(s![.., ..ke]),
+                            Strided::rows(do_blk, d),
+                            (&vt, tk),
                             T::zero(),
-                            view2_mut(dpb, nr, ke),
+                            (&mut *dpb, ke),
+                            |i0, i1| (seen(i0, i1), 0..d),
                         );
+                        // dV += P̃ᵀ·dO, each key band summing over the queries that see it.
+                        let dv_update = |p_tilde: &[T], dvh: &mut [T]| {
+                            tile_gemm(
+                                (ke, d, nr),
+                                T::one(),
+                                Strided::transposed(p_tilde, ke),
+                                (do_blk, d),
+                                T::one(),
+                                (&mut dvh[..ke * d], d),
+                                |j0, _| (d, first_seen(j0)..nr),
+                            )
+                        };
                         if dims.p > 0.0 {
-                            // dV += P̃ᵀ·dO needs P̃: build it in dp's place after using dP̃.
+                            // dV needs P̃: build it in a copy after dP = dP̃ ⊙ M/(1−p).
                             for i in r0..r1 {
                                 for j in 0..dims.key_end(i) {
                                     let m = dims.drop_mul::<T>(h, i, j);
-                                    dpb[(i - r0) * ke + j] *= m; // dP = dP̃ ⊙ M/(1−p)
+                                    dpb[(i - r0) * ke + j] *= m;
                                 }
                             }
                             p_dropped.clear();
@@ -330,45 +376,42 @@ impl<T: Element> Tensor<T> {
                                     p_dropped[(i - r0) * ke + j] *= dims.drop_mul::<T>(h, i, j);
                                 }
                             }
-                            gemm_serial(
-                                T::one(),
-                                view2(&p_dropped, nr, ke).reversed_axes(),
-                                do_blk,
-                                T::one(),
-                                view2_mut(&mut dvh[..ke * d], ke, d),
-                            );
+                            dv_update(&p_dropped, dvh);
                         } else {
-                            gemm_serial(
-                                T::one(),
-                                view2(pb, nr, ke).reversed_axes(),
-                                do_blk,
-                                T::one(),
-                                view2_mut(&mut dvh[..ke * d], ke, d),
-                            );
+                            dv_update(pb, dvh);
                         }
-                        // dS = P ⊙ (dP − D_i), D_i = dO_i·O_i; written over dp.
+                        // dS = P ⊙ (dP − D_i), D_i = dO_i·O_i, written over dp; masked entries
+                        // are 0 (dp there was never computed, so it is overwritten, not scaled).
                         for i in r0..r1 {
                             let di = dot(&goh[i * d..(i + 1) * d], &oh[i * d..(i + 1) * d]);
                             let row = (i - r0) * ke..(i - r0 + 1) * ke;
+                            let end = dims.key_end(i);
+                            let (live, dead) = dpb[row.clone()].split_at_mut(end);
                             // Zipped, not indexed: no bounds checks, so the loop vectorises.
-                            for (ds, &pij) in dpb[row.clone()].iter_mut().zip(&pb[row]) {
+                            for (ds, &pij) in live.iter_mut().zip(&pb[row]) {
                                 *ds = pij * (*ds - di);
                             }
+                            dead.iter_mut().for_each(|v| *v = T::zero());
                         }
-                        let ds = view2(dpb, nr, ke);
-                        gemm_serial(
+                        // dQ_blk = s·dS·K[..ke]
+                        tile_gemm(
+                            (nr, d, ke),
                             scale,
-                            ds,
-                            k_used,
+                            Strided::rows(dpb, ke),
+                            (kh, d),
                             T::zero(),
-                            view2_mut(&mut dqh[r0 * d..r1 * d], nr, d),
+                            (&mut dqh[r0 * d..r1 * d], d),
+                            |i0, i1| (d, 0..seen(i0, i1)),
                         );
-                        gemm_serial(
+                        // dK[..ke] += s·dSᵀ·Q_blk
+                        tile_gemm(
+                            (ke, d, nr),
                             scale,
-                            ds.reversed_axes(),
-                            q_blk,
+                            Strided::transposed(dpb, ke),
+                            (q_blk, d),
                             T::one(),
-                            view2_mut(&mut dkh[..ke * d], ke, d),
+                            (&mut dkh[..ke * d], d),
+                            |j0, _| (d, first_seen(j0)..nr),
                         );
                     }
                 };

@@ -1,7 +1,8 @@
 //! What ops share per device. `cpu`: parallel loops, vectorisable reductions, the GEMM entry
 //! point. `fast_math`: vectorisable `exp`/`tanh` for f32. `tile_gemm`: the packing-free,
-//! mask-aware small matrix multiply inside fused attention.
+//! mask-aware small matrix multiply inside fused attention; `transpose`: its Kᵀ and Vᵀ copies.
 
 pub mod cpu;
 pub mod fast_math;
 pub mod tile_gemm;
+pub mod transpose;

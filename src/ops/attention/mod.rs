@@ -9,10 +9,16 @@
 //!
 //! **Memory, flash-attention style.** The T×T matrices S and P are never stored. Queries are
 //! processed in blocks of [`BLOCK`] rows; for a block only the keys some row of it can see are
-//! multiplied (blocks above the diagonal are skipped; within the diagonal tile the few masked
-//! entries GEMM produces are overwritten before use, as FlashAttention does), and only the
-//! per-row log-sum-exp `lse_i = m_i + ln Σ_j e^{S_ij − m_i}` is saved for backward, so the op
-//! keeps O(T) extra memory instead of O(T²) per head.
+//! multiplied, and only the per-row log-sum-exp `lse_i = m_i + ln Σ_j e^{S_ij − m_i}` is saved
+//! for backward, so the op keeps O(T) extra memory instead of O(T²) per head.
+//!
+//! **Block products.** The products inside a block run on [`tile_gemm`], a packing-free
+//! register-tile GEMM (see `backend::tile_gemm` for why not `matrixmultiply` here). It is told
+//! the causal structure: each band of 4 query rows computes scores only up to the last key it
+//! sees (rounded up to a whole 64-key tile; softmax overwrites the masked entries of that tile
+//! before use, as FlashAttention does) and sums `P·V` and `dS·K` only over those keys, and each
+//! band of keys sums `Pᵀ·dO` and `dSᵀ·Q` only over the queries that see it — so the masked upper
+//! triangle costs (almost) nothing, not half of every diagonal block.
 //!
 //! **Backward, by recomputation.** From `lse`, `P_ij = e^{S_ij − lse_i}` is recomputed block by
 //! block. Let `M_ij/(1−p)` be the dropout multiplier (regenerated from its seed), `dO = ∂L/∂O`:
@@ -33,6 +39,7 @@ use rayon::prelude::*;
 
 use crate::backend::cpu::{dot, exp_shifted_sum, max};
 use crate::backend::tile_gemm::{tile_gemm, Strided};
+use crate::backend::transpose::transposed;
 use crate::error::{Error, Result};
 use crate::tensor::rng::hash_uniform;
 use crate::tensor::{CpuArray, Element, Tensor};
@@ -107,43 +114,6 @@ impl Dims {
             T::zero()
         }
     }
-}
-
-/// A `rows × cols` row-major matrix transposed into a new row-major `cols × rows` one. Q·Kᵀ and
-/// dO·Vᵀ need Kᵀ and Vᵀ with contiguous rows (the tile GEMM reads `NR` consecutive elements of a
-/// B row per step), so each head transposes K and V once. Done in 8 × 8 squares: eight source
-/// rows' 8-element pieces are loaded, then written out as eight 8-element pieces of destination
-/// rows, so every load and store is a short contiguous run (LLVM turns the square into vector
-/// shuffles); element-at-a-time transposes were 7–12 % of attention's time.
-fn transposed<T: Element>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
-    const SQ: usize = 8;
-    debug_assert_eq!(m.len(), rows * cols);
-    let mut t = vec![T::zero(); rows * cols];
-    let (full_r, full_c) = (rows - rows % SQ, cols - cols % SQ);
-    for r0 in (0..full_r).step_by(SQ) {
-        for c0 in (0..full_c).step_by(SQ) {
-            let mut square = [[T::zero(); SQ]; SQ];
-            for (x, row) in square.iter_mut().enumerate() {
-                row.copy_from_slice(&m[(r0 + x) * cols + c0..][..SQ]);
-            }
-            for y in 0..SQ {
-                let dst: &mut [T; SQ] = (&mut t[(c0 + y) * rows + r0..][..SQ])
-                    .try_into()
-                    .expect("SQ long");
-                for x in 0..SQ {
-                    dst[x] = square[x][y];
-                }
-            }
-        }
-    }
-    // The ragged right and bottom strips, element by element.
-    for r in 0..rows {
-        let c_start = if r < full_r { full_c } else { 0 };
-        for c in c_start..cols {
-            t[c * rows + r] = m[r * cols + c];
-        }
-    }
-    t
 }
 
 /// Computes `P` (softmax of the scaled scores, masked entries 0) for query rows `r0..r1` into

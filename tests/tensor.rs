@@ -118,54 +118,124 @@ fn matmul_matches_a_naive_product() {
     }
 }
 
+/// The book's unfused attention, `dropout(softmax(QKᵀ/√d [+ causal mask]))·V`, from ops that are
+/// each gradient-checked on their own.
+fn unfused_attention(
+    q: &Tensor<f64>,
+    k: &Tensor<f64>,
+    v: &Tensor<f64>,
+    causal: bool,
+    p: f64,
+    seed: u64,
+) -> Tensor<f64> {
+    use scratchgpt::ops::masked_fill::causal_mask;
+    let (tq, tk, d) = (q.shape()[2], k.shape()[2], q.shape()[3]);
+    let mut scores = q
+        .matmul(&k.transpose(-1, -2).unwrap())
+        .unwrap()
+        .div_scalar((d as f64).sqrt())
+        .unwrap();
+    if causal {
+        scores = scores
+            .masked_fill(&causal_mask(tq, tk), f64::NEG_INFINITY)
+            .unwrap();
+    }
+    let w = scores.softmax().unwrap().dropout(p, seed).unwrap();
+    w.matmul(v).unwrap()
+}
+
+/// Shapes for the fused-vs-unfused checks: (Tq, Tk, head dim, causal, dropout p). Head dim 4
+/// keeps the output product on the tile GEMM's edge tiles; 64 (GPT-2's) and 80 run its full 4×64
+/// tiles everywhere. Tq < Tk (a KV cache's case) with an offset that is not a multiple of 64
+/// makes causal bands skip score columns; T = 130 spans three 64-row blocks (dP and P buffers
+/// reused across blocks); non-causal and dropout at full tiles too.
+const ATTENTION_CASES: [(usize, usize, usize, bool, f64); 11] = [
+    (5, 5, 4, true, 0.0),
+    (3, 7, 4, true, 0.0),
+    (6, 6, 4, true, 0.25),
+    (70, 70, 4, true, 0.1),
+    (70, 70, 64, true, 0.0),
+    (9, 133, 64, true, 0.2),
+    (130, 150, 64, true, 0.0),
+    (130, 130, 80, true, 0.15),
+    (70, 70, 64, false, 0.1),
+    (9, 133, 64, false, 0.0),
+    (130, 150, 64, false, 0.0),
+];
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
 #[test]
 fn fused_attention_equals_the_unfused_book_formula() {
     use scratchgpt::ops::attention::AttentionOptions;
-    use scratchgpt::ops::masked_fill::causal_mask;
-    // Head dim 4 runs only the tile GEMM's edge tiles; 64 (GPT-2's) also its full 4×64 tiles,
-    // with key counts that end mid-tile and a KV-cache-style Tq < Tk.
-    for (tq, tk, p, d) in [
-        (5, 5, 0.0, 4),
-        (3, 7, 0.0, 4),
-        (6, 6, 0.25, 4),
-        (70, 70, 0.1, 4),
-        (70, 70, 0.0, 64),
-        (9, 133, 0.2, 64),
-        (130, 130, 0.0, 80),
-    ] {
+    for (tq, tk, d, causal, p) in ATTENTION_CASES {
         let q = Tensor::<f64>::randn(&[2, 3, tq, d], 1);
         let k = Tensor::<f64>::randn(&[2, 3, tk, d], 2);
         let v = Tensor::<f64>::randn(&[2, 3, tk, d], 3);
-        let fused = Tensor::attention(
-            &q,
-            &k,
-            &v,
-            &AttentionOptions {
-                causal: true,
-                dropout_p: p,
-                seed: 11,
-            },
-        )
-        .unwrap();
-        let scores = q
-            .matmul(&k.transpose(-1, -2).unwrap())
-            .unwrap()
-            .div_scalar((d as f64).sqrt())
-            .unwrap();
-        let w = scores
-            .masked_fill(&causal_mask(tq, tk), f64::NEG_INFINITY)
-            .unwrap()
-            .softmax()
-            .unwrap();
-        let w = w.dropout(p, 11).unwrap();
-        let unfused = w.matmul(&v).unwrap();
-        let (a, b) = (fused.to_vec().unwrap(), unfused.to_vec().unwrap());
-        let err = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f64::max);
-        assert!(err < 1e-12, "tq {tq} tk {tk} p {p} d {d}: max err {err}");
+        let opts = AttentionOptions {
+            causal,
+            dropout_p: p,
+            seed: 11,
+        };
+        let fused = Tensor::attention(&q, &k, &v, &opts).unwrap();
+        let unfused = unfused_attention(&q, &k, &v, causal, p, 11);
+        let err = max_abs_diff(&fused.to_vec().unwrap(), &unfused.to_vec().unwrap());
+        assert!(
+            err < 1e-12,
+            "tq {tq} tk {tk} d {d} causal {causal} p {p}: max err {err}"
+        );
+    }
+}
+
+/// The fused backward (recomputed P, tile products restricted to the live keys and queries)
+/// against autograd through the unfused formula, for ∂L/∂Q, ∂L/∂K and ∂L/∂V with a random
+/// upstream gradient, on the same shapes (too large for a numeric gradcheck at head dim 64).
+#[test]
+fn fused_attention_gradients_equal_the_unfused_formula() {
+    use scratchgpt::ops::attention::AttentionOptions;
+    for (tq, tk, d, causal, p) in ATTENTION_CASES {
+        let upstream = Tensor::<f64>::randn(&[1, 2, tq, d], 4);
+        let grads = |fused: bool| {
+            let q = Tensor::<f64>::randn(&[1, 2, tq, d], 1).requires_grad_(true);
+            let k = Tensor::<f64>::randn(&[1, 2, tk, d], 2).requires_grad_(true);
+            let v = Tensor::<f64>::randn(&[1, 2, tk, d], 3).requires_grad_(true);
+            let out = if fused {
+                let opts = AttentionOptions {
+                    causal,
+                    dropout_p: p,
+                    seed: 5,
+                };
+                Tensor::attention(&q, &k, &v, &opts).unwrap()
+            } else {
+                unfused_attention(&q, &k, &v, causal, p, 5)
+            };
+            out.mul(&upstream)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            [q, k, v].map(|x| {
+                x.grad()
+                    .expect("grad")
+                    .iter()
+                    .copied()
+                    .collect::<Vec<f64>>()
+            })
+        };
+        let (got, want) = (grads(true), grads(false));
+        for (name, (g, w)) in ["dQ", "dK", "dV"].iter().zip(got.iter().zip(&want)) {
+            let err = max_abs_diff(g, w);
+            assert!(
+                err < 1e-11,
+                "{name} tq {tq} tk {tk} d {d} causal {causal} p {p}: max err {err}"
+            );
+        }
     }
 }
 

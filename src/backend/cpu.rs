@@ -207,7 +207,8 @@ pub fn exp_shifted_sum<T: Element>(x: &mut [T], shift: T) -> T {
 }
 
 /// Σ exp(x[i] − shift) without writing anything: the log-sum-exp of a row that must stay
-/// untouched (cross-entropy's logits, log-softmax's input). `shift` is the row max.
+/// untouched and is already in cache (log-softmax's input; rows too long for cache use the
+/// one-pass [`log_sum_exp`]). `shift` is the row max.
 #[inline]
 pub fn sum_exp_shifted<T: Element>(x: &[T], shift: T) -> T {
     let mut acc = [T::zero(); EXP_LANES];
@@ -577,6 +578,17 @@ mod tests {
         assert!((log_sum_exp(&masked) - two_pass(&masked)).abs() < 1e-12);
         assert_eq!(log_sum_exp(&vec![f64::NEG_INFINITY; n]), f64::NEG_INFINITY);
         assert_eq!(log_sum_exp(&[f32::NEG_INFINITY; 3]), f32::NEG_INFINITY);
+        // f32 takes the polynomial exp in the lanes: the same cases on rows longer than a chunk.
+        let masked32: Vec<f32> = masked.iter().map(|&v| v as f32).collect();
+        let got32 = log_sum_exp(&masked32) as f64;
+        assert!((got32 - two_pass(&masked)).abs() < 1e-5, "{got32}");
+        assert_eq!(log_sum_exp(&vec![f32::NEG_INFINITY; n]), f32::NEG_INFINITY);
+        let mut nan32 = masked32.clone();
+        nan32[EXP_LANES + 1] = f32::NAN;
+        assert!(log_sum_exp(&nan32).is_nan());
+        let mut inf32 = masked32;
+        inf32[2 * EXP_LANES + 3] = f32::INFINITY;
+        assert!(log_sum_exp(&inf32).is_nan());
         let mut with_nan = masked.clone();
         with_nan[n / 2] = f64::NAN;
         assert!(log_sum_exp(&with_nan).is_nan());

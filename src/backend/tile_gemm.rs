@@ -3,23 +3,27 @@
 //! `matrixmultiply` is built for large products: every call first copies ("packs") panels of A
 //! and B into aligned buffers laid out in the order its micro-kernel reads them. For attention's
 //! block products (64×64·64×256 and the like, a few hundred thousand multiply-adds each) that
-//! packing was a quarter of the op's time, and a causal block product still computes the masked
-//! half of every tile on the diagonal. Here both costs go:
+//! packing was a quarter of the op's time, and a causal block product computes the masked half
+//! of every block on the diagonal. Here both costs go (the second mostly):
 //!
 //! - **No packing.** B must have contiguous rows (a row-major matrix, or Kᵀ/Vᵀ transposed once
 //!   per head), so a micro-kernel loads `NR` consecutive elements of one B row per step; A is
 //!   read in place with any strides (P or Pᵀ). A block's B panel (k × `NR`) and A rows stay in
 //!   L1 across the micro-tiles that reuse them.
 //! - **Masks skip work.** A caller-supplied [`Live`] function says, for each band of `MR` rows
-//!   of C, which columns to compute and which range of the inner index can be non-zero, so the
-//!   tiles above a causal diagonal are never computed and a causal product's inner loop stops at
-//!   the last key the band can see.
+//!   of C, which columns to compute and which range of the inner index can be non-zero. A causal
+//!   product's inner loop stops at the last key (or starts at the first query) the band can see,
+//!   exactly; its columns stop at the band's last visible key rounded up to half a tile
+//!   (`NR/2` = 32 columns), so of a 64-key diagonal block the first half of the bands compute
+//!   half of it. (Narrower tiles would waste less but run slower per FLOP: fewer accumulators
+//!   per broadcast.)
 //!
 //! **The micro-kernel.** C is cut into `MR × NR` tiles held in registers
 //! (`acc[r][x] = Σ_l A[i0 + r, l]·B[l, j0 + x]`, one fused multiply-add per element per `l`),
-//! written as fixed-size array loops that LLVM turns into vector FMAs (`MR·NR/lanes`
-//! accumulator registers, one B load per lane-group and one A broadcast per row per `l`).
-//! Tiles at the right and bottom edges run the same loop with run-time bounds.
+//! written as fixed-size array loops that LLVM turns into vector FMAs. For f32 with AVX-512
+//! (this project's machine) a 4 × 64 tile is 16 accumulator registers plus 4 for the B row, of
+//! 32; with AVX2 only (16 registers) or in f64 LLVM spills some accumulators to the stack — still
+//! correct, slower. Tiles at the right and bottom edges run the same loop with run-time bounds.
 //!
 //! Results are deterministic: each element's sum runs over `l` in order, whatever the thread.
 
@@ -31,6 +35,8 @@ use crate::tensor::Element;
 pub const MR: usize = 4;
 /// Columns of C per micro-tile.
 pub const NR: usize = 64;
+/// Columns of the half-width tiles that finish a band whose live columns end mid-tile.
+const HALF: usize = NR / 2;
 
 /// A matrix read in place: element `(i, l)` is `data[i·row_stride + l·col_stride]`.
 #[derive(Clone, Copy)]
@@ -62,8 +68,8 @@ impl<'a, T> Strided<'a, T> {
 }
 
 /// For the band of C rows `i0..i1`: (columns `0..n_end` of C to compute, range of the inner
-/// index `l` whose terms can be non-zero). Whole `NR`-column tiles are the unit of work, so
-/// columns up to `n_end` rounded up to a multiple of `NR` are computed (the caller ignores or
+/// index `l` whose terms can be non-zero). Tiles are the unit of work, so columns up to `n_end`
+/// rounded up to a multiple of `NR/2` (capped at n) are computed (the caller ignores or
 /// overwrites the extra ones) and the rest are left untouched; terms outside the inner range are
 /// taken to be zero (the caller guarantees it, e.g. masked attention weights).
 pub trait Live: Fn(usize, usize) -> (usize, Range<usize>) {}
@@ -102,32 +108,80 @@ pub fn tile_gemm<T: Element>(
     for i0 in (0..m).step_by(MR) {
         let i1 = (i0 + MR).min(m);
         let (n_end, inner) = live(i0, i1);
-        // Whole tiles are the unit of work: a band's last tile is computed in full.
-        let n_end = n_end.next_multiple_of(NR).min(n);
+        // Tiles are the unit of work: the live columns are rounded up to a half tile.
+        let stop = n_end.next_multiple_of(HALF).min(n);
         let inner = inner.start.min(k)..inner.end.min(k);
-        for j0 in (0..n_end).step_by(NR) {
-            let j1 = (j0 + NR).min(n_end);
+        let rows = i1 - i0;
+        let mut j0 = 0;
+        while j0 < stop {
+            let want = stop - j0;
             let tile = Tile {
                 i0,
                 j0,
                 inner: inner.clone(),
             };
-            let acc = if i1 - i0 == MR && j1 - j0 == NR {
-                tile.full(a, b, ldb)
+            let c_at = |r: usize| (i0 + r) * ldc + j0;
+            let cols = if rows == MR && want >= NR {
+                store(
+                    &tile.full::<T, NR>(a, b, ldb),
+                    rows,
+                    NR,
+                    alpha,
+                    beta,
+                    c,
+                    c_at,
+                );
+                NR
+            } else if rows == MR && want >= HALF {
+                store(
+                    &tile.full::<T, HALF>(a, b, ldb),
+                    rows,
+                    HALF,
+                    alpha,
+                    beta,
+                    c,
+                    c_at,
+                );
+                HALF
             } else {
-                tile.edge(a, b, ldb, i1 - i0, j1 - j0)
+                let cols = want.min(NR);
+                store(
+                    &tile.edge(a, b, ldb, rows, cols),
+                    rows,
+                    cols,
+                    alpha,
+                    beta,
+                    c,
+                    c_at,
+                );
+                cols
             };
-            for (r, acc_row) in acc.iter().enumerate().take(i1 - i0) {
-                let c_row = &mut c[(i0 + r) * ldc + j0..][..j1 - j0];
-                if beta == T::zero() {
-                    for (cv, &s) in c_row.iter_mut().zip(acc_row) {
-                        *cv = alpha * s;
-                    }
-                } else {
-                    for (cv, &s) in c_row.iter_mut().zip(acc_row) {
-                        *cv = alpha * s + beta * *cv;
-                    }
-                }
+            j0 += cols;
+        }
+    }
+}
+
+/// Writes `rows × cols` of a tile's sums into C: `C ← α·acc + β·C` (C not read when β = 0).
+/// `c_at(r)` is the offset of the tile's row `r` in C.
+#[inline(always)]
+fn store<T: Element, const W: usize>(
+    acc: &[[T; W]; MR],
+    rows: usize,
+    cols: usize,
+    alpha: T,
+    beta: T,
+    c: &mut [T],
+    c_at: impl Fn(usize) -> usize,
+) {
+    for (r, acc_row) in acc.iter().enumerate().take(rows) {
+        let c_row = &mut c[c_at(r)..][..cols];
+        if beta == T::zero() {
+            for (cv, &s) in c_row.iter_mut().zip(acc_row) {
+                *cv = alpha * s;
+            }
+        } else {
+            for (cv, &s) in c_row.iter_mut().zip(acc_row) {
+                *cv = alpha * s + beta * *cv;
             }
         }
     }
@@ -152,16 +206,23 @@ struct Tile {
 }
 
 impl Tile {
-    /// A full `MR × NR` tile: constant trip counts, so the accumulators live in registers and
-    /// the `x` loop is vector FMAs.
+    /// A full `MR × W` tile: constant trip counts, so the accumulators live in registers and
+    /// the `x` loop is vector FMAs. The B row is copied into a local array first: read through a
+    /// reference, LLVM folded its loads into every row's FMAs, reloading it `MR` times per `l`
+    /// (20 loads per 16 FMAs, bound by the load ports; 1.5× slower).
     #[inline(always)]
-    fn full<T: Element>(&self, a: Strided<'_, T>, b: &[T], ldb: usize) -> [[T; NR]; MR] {
-        let mut acc = [[T::zero(); NR]; MR];
+    fn full<T: Element, const W: usize>(
+        &self,
+        a: Strided<'_, T>,
+        b: &[T],
+        ldb: usize,
+    ) -> [[T; W]; MR] {
+        let mut acc = [[T::zero(); W]; MR];
         for l in self.inner.clone() {
-            let b_row: [T; NR] = b[l * ldb + self.j0..][..NR].try_into().expect("NR long");
+            let b_row: [T; W] = b[l * ldb + self.j0..][..W].try_into().expect("W long");
             for (r, acc_row) in acc.iter_mut().enumerate() {
                 let av = a.data[(self.i0 + r) * a.row_stride + l * a.col_stride];
-                for x in 0..NR {
+                for x in 0..W {
                     acc_row[x] = madd(av, b_row[x], acc_row[x]);
                 }
             }
@@ -212,7 +273,7 @@ mod tests {
             let i1 = (i0 + MR).min(m);
             let (n_end, inner) = live(i0, i1);
             for i in i0..i1 {
-                for j in 0..n_end.next_multiple_of(NR).min(n) {
+                for j in 0..n_end.next_multiple_of(HALF).min(n) {
                     let s: f64 = inner
                         .clone()
                         .filter(|&l| l < k)

@@ -64,8 +64,13 @@ pub fn transpose_square8_f32(
     dst: &mut [f32],
     ldd: usize,
 ) {
+    assert!(
+        lds >= SQ && ldd >= SQ,
+        "transpose_square8: row strides below 8"
+    );
+    // `cfg!` first: with AVX enabled at compile time (target-cpu=native here) no run-time probe.
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx") {
+    if cfg!(target_feature = "avx") || std::arch::is_x86_feature_detected!("avx") {
         let (r0, c0) = at;
         let rows: [&[f32; SQ]; SQ] = std::array::from_fn(|x| {
             src[(r0 + x) * lds + c0..][..SQ]

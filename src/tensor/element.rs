@@ -99,14 +99,16 @@ pub trait Element:
 
     /// Writes the 8 × 8 square of `src` (row stride `lds`) at `(row, col)` transposed into `dst`
     /// (row stride `ldd`) at `(col, row)`: the step of [`crate::backend::transpose::transposed`].
-    /// f32 uses AVX shuffles where the CPU has them; f64 the portable array form.
+    /// f32 uses AVX shuffles where the CPU has them; the default is the portable array form.
     fn transpose_square8(
         src: &[Self],
         lds: usize,
         at: (usize, usize),
         dst: &mut [Self],
         ldd: usize,
-    );
+    ) {
+        crate::backend::transpose::transpose_square8_portable(src, lds, at, dst, ldd)
+    }
 }
 
 impl Element for f32 {
@@ -185,9 +187,6 @@ impl Element for f64 {
         unsafe {
             matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
         }
-    }
-    fn transpose_square8(src: &[f64], lds: usize, at: (usize, usize), dst: &mut [f64], ldd: usize) {
-        crate::backend::transpose::transpose_square8_portable(src, lds, at, dst, ldd)
     }
     fn exp_slice(x: &mut [f64]) {
         x.iter_mut().for_each(|v| *v = v.exp());

@@ -14,11 +14,12 @@
 //!
 //! **Block products.** The products inside a block run on [`tile_gemm`], a packing-free
 //! register-tile GEMM (see `backend::tile_gemm` for why not `matrixmultiply` here). It is told
-//! the causal structure: each band of 4 query rows computes scores only up to the last key it
-//! sees (rounded up to a whole 64-key tile; softmax overwrites the masked entries of that tile
-//! before use, as FlashAttention does) and sums `P·V` and `dS·K` only over those keys, and each
-//! band of keys sums `Pᵀ·dO` and `dSᵀ·Q` only over the queries that see it — so the masked upper
-//! triangle costs (almost) nothing, not half of every diagonal block.
+//! the causal structure. Each band of 4 query rows computes scores only up to the last key it
+//! sees, rounded up to half a 64-key tile (softmax overwrites the masked entries computed that
+//! way before they are used, as FlashAttention does), and sums `P·V` and `dS·K` only over the
+//! keys it sees; each band of keys sums `Pᵀ·dO` and `dSᵀ·Q` only over the queries that see it.
+//! So of the masked upper triangle only the part of the diagonal blocks between each band's
+//! last visible key and the next multiple of 32 keys is computed (and then discarded).
 //!
 //! **Backward, by recomputation.** From `lse`, `P_ij = e^{S_ij − lse_i}` is recomputed block by
 //! block. Let `M_ij/(1−p)` be the dropout multiplier (regenerated from its seed), `dO = ∂L/∂O`:
@@ -223,7 +224,7 @@ impl<T: Element> Tensor<T> {
                 let nr = r1 - r0;
                 // The keys the query rows r0 + i0 .. r0 + i1 of this block can see.
                 let seen = |_: usize, i1: usize| dims.key_end(r0 + i1 - 1);
-                // S = s·Q_blk·K[..ke]ᵀ, only the tiles left of the causal diagonal.
+                // S = s·Q_blk·K[..ke]ᵀ, each band up to (about) its last visible key.
                 tile_gemm(
                     (nr, ke, d),
                     scale,
@@ -309,7 +310,7 @@ impl<T: Element> Tensor<T> {
                             |i0, i1| (seen(i0, i1), 0..d),
                         );
                         softmax_block(&dims, r0, r1, ke, pb, None, Some(lh));
-                        // dP̃ = dO·Vᵀ (entries right of the diagonal tiles are not computed)
+                        // dP̃ = dO·Vᵀ, the same columns as S (the rest of dp is stale until the dS loop).
                         tile_gemm(
                             (nr, ke, d),
                             T::one(),

@@ -117,37 +117,71 @@ impl Dims {
     }
 }
 
-/// Computes `P` (softmax of the scaled scores, masked entries 0) for query rows `r0..r1` into
-/// `p` (row stride `ke`), from scores already in `p`; returns nothing, writes `lse` if given.
-fn softmax_block<T: Element>(
+/// Where a block's per-row log-sum-exp goes: the forward computes and saves it, the backward
+/// reads it back to recompute `P` without a max or a sum.
+enum Lse<'a, T> {
+    Save(&'a mut [T]),
+    Saved(&'a [T]),
+}
+
+/// `P` (softmax of the scaled scores, masked entries 0) for query rows `r0..r1` of one head into
+/// `p` (row stride `ke`, the keys the block sees): the scores `s·Q_blk·Kᵀ` on the tile GEMM,
+/// each band of rows up to (about) its last visible key, then a stable softmax per row — or,
+/// given the saved log-sum-exp, `P_ij = e^{S_ij − lse_i}` directly. Entries right of each row's
+/// last visible key (including those the GEMM computed for the rest of its tile) become 0.
+#[allow(clippy::too_many_arguments)]
+fn probabilities<T: Element>(
     dims: &Dims,
-    r0: usize,
-    r1: usize,
-    ke: usize,
+    (r0, r1, ke): (usize, usize, usize),
+    scale: T,
+    q_blk: &[T],
+    kt: &[T],
     p: &mut [T],
-    mut lse: Option<&mut [T]>,
-    saved_lse: Option<&[T]>,
+    mut lse: Lse<'_, T>,
 ) {
+    let d = dims.d;
+    tile_gemm(
+        (r1 - r0, ke, d),
+        scale,
+        Strided::rows(q_blk, d),
+        (kt, dims.tk),
+        T::zero(),
+        (&mut *p, ke),
+        |_, i1| (dims.key_end(r0 + i1 - 1), 0..d),
+    );
     for i in r0..r1 {
         let row = &mut p[(i - r0) * ke..(i - r0 + 1) * ke];
-        let end = dims.key_end(i);
-        let (live, dead) = row.split_at_mut(end);
+        let (live, dead) = row.split_at_mut(dims.key_end(i));
         dead.iter_mut().for_each(|v| *v = T::zero());
-        let l = match saved_lse {
-            Some(s) => s[i],
-            None => {
+        match &mut lse {
+            Lse::Saved(saved) => {
+                let l = saved[i];
+                live.iter_mut()
+                    .for_each(|v| *v = (*v - l).exp_nonpositive_inline());
+            }
+            Lse::Save(out) => {
                 let m = max(live);
                 let s = exp_shifted_sum(live, m);
                 let inv = T::one() / s;
                 live.iter_mut().for_each(|v| *v *= inv);
-                if let Some(l) = lse.as_deref_mut() {
-                    l[i] = m + s.ln();
-                }
-                continue;
+                out[i] = m + s.ln();
             }
-        };
-        live.iter_mut()
-            .for_each(|v| *v = (*v - l).exp_nonpositive_inline());
+        }
+    }
+}
+
+/// Calls `f(index in the block, M_ij/(1−p))` for every visible weight of query rows `r0..r1`
+/// (row stride `ke`): the dropout multipliers, drawn once per weight.
+fn for_each_dropout<T: Element>(
+    dims: &Dims,
+    head: usize,
+    (r0, r1, ke): (usize, usize, usize),
+    mut f: impl FnMut(usize, T),
+) {
+    for i in r0..r1 {
+        for j in 0..dims.key_end(i) {
+            f((i - r0) * ke + j, dims.drop_mul::<T>(head, i, j));
+        }
     }
 }
 
@@ -222,26 +256,21 @@ impl<T: Element> Tensor<T> {
                 let ke = dims.key_end(r1 - 1);
                 let pb = &mut p[..(r1 - r0) * ke];
                 let nr = r1 - r0;
+                let block = (r0, r1, ke);
+                probabilities(
+                    &dims,
+                    block,
+                    scale,
+                    &qh[r0 * d..r1 * d],
+                    &kt,
+                    pb,
+                    Lse::Save(&mut *l),
+                );
+                if dims.p > 0.0 {
+                    for_each_dropout(&dims, h, block, |idx, m| pb[idx] *= m);
+                }
                 // The keys the query rows r0 + i0 .. r0 + i1 of this block can see.
                 let seen = |_: usize, i1: usize| dims.key_end(r0 + i1 - 1);
-                // S = s·Q_blk·K[..ke]ᵀ, each band up to (about) its last visible key.
-                tile_gemm(
-                    (nr, ke, d),
-                    scale,
-                    Strided::rows(&qh[r0 * d..r1 * d], d),
-                    (&kt, tk),
-                    T::zero(),
-                    (&mut *pb, ke),
-                    |i0, i1| (seen(i0, i1), 0..d),
-                );
-                softmax_block(&dims, r0, r1, ke, pb, Some(l), None);
-                if dims.p > 0.0 {
-                    for i in r0..r1 {
-                        for j in 0..dims.key_end(i) {
-                            pb[(i - r0) * ke + j] *= dims.drop_mul::<T>(h, i, j);
-                        }
-                    }
-                }
                 // O_blk = P̃·V[..ke], each row band summing only over the keys it sees.
                 tile_gemm(
                     (nr, d, ke),
@@ -300,16 +329,8 @@ impl<T: Element> Tensor<T> {
                         // Query bands see keys ..seen; key bands are seen from query first_seen.
                         let seen = |_: usize, i1: usize| dims.key_end(r0 + i1 - 1);
                         let first_seen = |j0: usize| dims.first_query(j0).saturating_sub(r0);
-                        tile_gemm(
-                            (nr, ke, d),
-                            scale,
-                            Strided::rows(q_blk, d),
-                            (&kt, tk),
-                            T::zero(),
-                            (&mut *pb, ke),
-                            |i0, i1| (seen(i0, i1), 0..d),
-                        );
-                        softmax_block(&dims, r0, r1, ke, pb, None, Some(lh));
+                        let block = (r0, r1, ke);
+                        probabilities(&dims, block, scale, q_blk, &kt, pb, Lse::Saved(lh));
                         // dP̃ = dO·Vᵀ, the same columns as S (the rest of dp is stale until the dS loop).
                         tile_gemm(
                             (nr, ke, d),
@@ -333,20 +354,14 @@ impl<T: Element> Tensor<T> {
                             )
                         };
                         if dims.p > 0.0 {
-                            // dV needs P̃: build it in a copy after dP = dP̃ ⊙ M/(1−p).
-                            for i in r0..r1 {
-                                for j in 0..dims.key_end(i) {
-                                    let m = dims.drop_mul::<T>(h, i, j);
-                                    dpb[(i - r0) * ke + j] *= m;
-                                }
-                            }
+                            // dP = dP̃ ⊙ M/(1−p) in place, and P̃ = P ⊙ M/(1−p) in a copy for
+                            // dV (dS below needs P itself), from one draw of each multiplier.
                             p_dropped.clear();
                             p_dropped.extend_from_slice(pb);
-                            for i in r0..r1 {
-                                for j in 0..dims.key_end(i) {
-                                    p_dropped[(i - r0) * ke + j] *= dims.drop_mul::<T>(h, i, j);
-                                }
-                            }
+                            for_each_dropout(&dims, h, block, |idx, m| {
+                                dpb[idx] *= m;
+                                p_dropped[idx] *= m;
+                            });
                             dv_update(&p_dropped, dvh);
                         } else {
                             dv_update(pb, dvh);

@@ -177,7 +177,8 @@ fn fwd_bwd(
         x.zero_grad();
     }
     let y = f(inputs);
-    y.backward_with(upstream.clone()).unwrap();
+    y.backward_with(&scratchgpt::Tensor::from_array(upstream.clone()))
+        .unwrap();
 }
 
 fn fused(c: &mut Criterion) {

@@ -82,7 +82,9 @@ fn main() -> ExitCode {
         let start = Instant::now();
         if backward {
             inputs.iter().for_each(|x| x.zero_grad());
-            f(&inputs).backward_with(upstream.clone()).unwrap();
+            f(&inputs)
+                .backward_with(&scratchgpt::Tensor::from_array(upstream.clone()))
+                .unwrap();
         } else {
             no_grad(|| std::hint::black_box(f(&inputs)));
         }

@@ -72,20 +72,24 @@ __device__ __forceinline__ float row_logsumexp(const float* row, int cols, float
     return block_m + logf(s);
 }
 
-// A counter-based random number: a 32-bit hash of (seed, index), so dropout needs no stored mask —
-// the backward pass regenerates exactly the forward's mask from the same seed and element index.
-// (The "lowbias32" integer hash finaliser applied twice, mixing in the seed's two halves.)
-__device__ __forceinline__ unsigned int hash_u32(unsigned long long seed, unsigned long long index) {
-    unsigned int x = (unsigned int)index ^ (unsigned int)(index >> 32) * 0x9E3779B9u;
-    x ^= (unsigned int)seed;
-    x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; x ^= x >> 16;
-    x ^= (unsigned int)(seed >> 32) + 0x632BE59Bu;
-    x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; x ^= x >> 16;
-    return x;
+// SplitMix64's output function, the mixer of src/tensor/rng.rs (mix64): bit for bit the same, so a
+// GPU draws exactly the CPU's dropout masks.
+__device__ __forceinline__ unsigned long long mix64(unsigned long long z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+// A counter-based uniform draw u(seed, index) in [0, 1) with 24 random bits: hash_uniform of
+// src/tensor/rng.rs. Dropout needs no stored mask — the backward regenerates exactly the forward's
+// mask from the same seed and element index, on either device.
+__device__ __forceinline__ float hash_uniform(unsigned long long seed, unsigned long long index) {
+    unsigned long long z = mix64(mix64(seed ^ 0x9e3779b97f4a7c15ull) + index * 0x9e3779b97f4a7c15ull);
+    return (float)(z >> 40) * (1.0f / 16777216.0f);
 }
 
 // Dropout's keep decision for element `index`: uniform u in [0, 1) from the top 24 bits, kept when
 // u >= p, so each element is dropped with probability p.
 __device__ __forceinline__ bool dropout_keep(unsigned long long seed, unsigned long long index, float p) {
-    return (float)(hash_u32(seed, index) >> 8) * (1.0f / 16777216.0f) >= p;
+    return hash_uniform(seed, index) >= p;
 }

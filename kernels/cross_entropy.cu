@@ -36,3 +36,20 @@ extern "C" __global__ void cross_entropy_forward_backward(const float* logits, c
         dlogits[base + j] = g;
     }
 }
+
+// The backward of the autograd's mean cross-entropy, with the upstream gradient read on the
+// device (no copy to the host): dlogits[row, j] = (*dloss)·inv_count·(softmax_j − [j = target]),
+// 0 for ignored rows. lse is recomputed (one more read of the row) rather than saved.
+extern "C" __global__ void cross_entropy_backward(const float* logits, const int* targets, const float* dloss,
+                                                  float* dlogits, int cols, float inv_count) {
+    __shared__ float scratch[32];
+    long long base = (long long)blockIdx.x * cols;
+    const float* row = logits + base;
+    float lse = row_logsumexp(row, cols, scratch);
+    int t = targets[blockIdx.x];
+    float scale = dloss[0] * inv_count;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+        float g = t < 0 ? 0.0f : scale * (expf(row[j] - lse) - (j == t ? 1.0f : 0.0f));
+        dlogits[base + j] = g;
+    }
+}

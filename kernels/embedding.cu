@@ -40,3 +40,14 @@ extern "C" __global__ void embedding_backward_positions(const float* dout, float
     for (int b = 0; b < batch; b++) s += dout[(long long)b * seq_len * cols + i];
     dwpe[i] += s;
 }
+
+// A plain row gather (the `embedding` op of the autograd, any table): out[p, :] = w[ids[p], :].
+// Its backward is embedding_backward_tokens above (into a zeroed gradient). Launch: one thread per
+// output element.
+extern "C" __global__ void embedding_gather(const int* ids, const float* w, float* out, long long rows, int cols) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * cols) return;
+    long long r = i / cols;
+    int c = (int)(i % cols);
+    out[i] = w[(long long)ids[r] * cols + c];
+}

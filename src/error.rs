@@ -72,6 +72,14 @@ pub enum Error {
     #[error("{op}: not implemented on device {device}")]
     DeviceUnsupported { op: &'static str, device: String },
 
+    /// An op was given tensors on different devices (move one with `to_device` first).
+    #[error("{op}: tensors on different devices ({lhs} and {rhs}); move one with to_device first")]
+    DeviceMismatch {
+        op: &'static str,
+        lhs: String,
+        rhs: String,
+    },
+
     /// A non-finite number where a finite one is required (a NaN loss, say).
     #[error("{what} is not finite ({value})")]
     NonFinite { what: String, value: f64 },

@@ -12,8 +12,9 @@
 //!   (and gathered in `docs/gradients.md`).
 //! - [`data`]: tokenizers (simple, GPT-2 BPE, BPE trainer), sliding-window dataset and loader.
 //! - [`nn`]: layers with parameters.
-//! - [`backend`]: CPU kernels shared by the ops (GEMM, vectorised reductions, parallel maps).
-//! - [`cuda`]: the CUDA backend — our kernels in `kernels/*.cu`, NVRTC, cudarc, GPU launchers.
+//! - [`backend`]: what ops share per device: CPU kernels (GEMM, vectorised reductions, parallel
+//!   maps) and the CUDA device (buffers, caching allocator, NVRTC, launchers, the emulator).
+//! - [`cuda`]: the retiring hand-scheduled GPU GPT (`GpuGpt`).
 
 pub mod autograd;
 pub mod backend;

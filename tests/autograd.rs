@@ -6,7 +6,7 @@ use scratchgpt::autograd::live_graph_nodes;
 use scratchgpt::{no_grad, Error, Tensor};
 
 fn grad(x: &Tensor<f64>) -> Vec<f64> {
-    x.grad_tensor().expect("has a gradient").to_vec().unwrap()
+    x.grad().expect("has a gradient").to_vec().unwrap()
 }
 
 fn t(v: &[f64], shape: &[usize]) -> Tensor<f64> {
@@ -32,8 +32,8 @@ fn appendix_a_logistic_regression_example() {
         loss.item().unwrap()
     );
     loss.backward().unwrap();
-    let dw1 = w1.grad().unwrap()[[0]];
-    let db = b.grad().unwrap()[[0]];
+    let dw1 = w1.grad().unwrap().value().unwrap()[[0]];
+    let db = b.grad().unwrap().value().unwrap()[[0]];
     assert!((dw1 - (-0.0898)).abs() < 5e-5, "dL/dw1 {dw1}");
     assert!((db - (-0.0817)).abs() < 5e-5, "dL/db {db}");
 }
@@ -111,16 +111,13 @@ fn backward_errors_name_the_problem() {
     assert!(matches!(e, Error::NonScalarBackward { .. }));
     assert!(e.to_string().contains("backward_with"), "{e}");
     // backward_with a gradient of the wrong shape
-    let e = y
-        .backward_with(ndarray::ArrayD::zeros(ndarray::IxDyn(&[3])).into_shared())
-        .unwrap_err();
+    let e = y.backward_with(&Tensor::zeros(&[3])).unwrap_err();
     assert!(
         e.to_string().contains("[2]") && e.to_string().contains("[3]"),
         "{e}"
     );
     // the right one works
-    y.backward_with(ndarray::ArrayD::ones(ndarray::IxDyn(&[2])).into_shared())
-        .unwrap();
+    y.backward_with(&Tensor::ones(&[2])).unwrap();
     assert!(x.grad().is_some());
 }
 

@@ -387,7 +387,7 @@ fn bench_finetune_reports_examples_per_second_and_state_sizes() {
 /// (Skipped on a machine that has a GPU, where the command would start training instead.)
 #[test]
 fn device_cuda_without_a_gpu_is_one_clear_line() {
-    if scratchgpt::cuda::probe().is_ok() {
+    if scratchgpt::backend::cuda::probe().is_ok() {
         eprintln!("a GPU is present; the no-GPU error cannot be shown here");
         return;
     }
@@ -439,7 +439,7 @@ fn device_cuda_without_a_gpu_is_one_clear_line() {
 #[test]
 fn kernels_reports_or_explains_missing_nvrtc() {
     let o = run(&["kernels"]);
-    if scratchgpt::cuda::nvrtc::nvrtc_status().is_ok() {
+    if scratchgpt::backend::cuda::nvrtc::nvrtc_status().is_ok() {
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(
             stdout(&o).contains("| `matmul` | matmul.cu |"),

@@ -4,9 +4,9 @@
 mod common;
 
 use common::cuda_checks as checks;
-use common::emu_gpu::EmuGpu;
-use scratchgpt::cuda::kernels::all_entry_points;
-use scratchgpt::cuda::{DeviceBuffer, KernelArg};
+use scratchgpt::backend::cuda::emu::EmuGpu;
+use scratchgpt::backend::cuda::kernels::all_entry_points;
+use scratchgpt::backend::cuda::{DeviceBuffer, KernelArg};
 
 #[test]
 fn the_kernel_list_matches_the_sources() {
@@ -152,24 +152,30 @@ fn an_unknown_kernel_is_an_error() {
 #[test]
 fn tensors_move_to_the_gpu_and_back() {
     use scratchgpt::{Device, Tensor};
-    let gpu = EmuGpu::shared();
+    scratchgpt::backend::cuda::install_emulator(0);
     let t =
         Tensor::<f32>::from_vec((0..12).map(|v| v as f32 * 0.5 - 2.0).collect(), &[3, 4]).unwrap();
-    let g = t.to_gpu(&gpu).unwrap();
+    let g = t.to_device(Device::Cuda(0)).unwrap();
     assert_eq!(g.device(), Device::Cuda(0));
     assert_eq!(g.shape(), vec![3, 4]);
-    assert_eq!(
-        g.cuda_buffer().unwrap().to_vec().unwrap(),
-        t.to_vec().unwrap()
-    );
+    assert_eq!(g.to_vec().unwrap(), t.to_vec().unwrap());
     let back = g.to_cpu().unwrap();
     assert_eq!(back.device(), Device::Cpu);
     assert_eq!(back.to_vec().unwrap(), t.to_vec().unwrap());
-    // A CPU op on GPU data is a clear error naming the op and the device, not a silent copy.
-    let err = g.add(&g).unwrap_err().to_string();
+    // A CPU array of device data is a clear error naming the op and the device, not a copy.
+    let err = g.value().unwrap_err().to_string();
     assert!(err.contains("cuda:0"), "{err}");
-    assert!(g.to_vec().unwrap_err().to_string().contains("to_vec"));
+    // A view on the device is a view (no copy), and reads back in row-major order.
+    let tt = g.transpose(0, 1).unwrap();
+    assert_eq!(
+        tt.to_vec().unwrap(),
+        t.transpose(0, 1).unwrap().to_vec().unwrap()
+    );
     // f64 is refused rather than rounded to f32.
     let d = Tensor::<f64>::zeros(&[2]);
-    assert!(d.to_gpu(&gpu).unwrap_err().to_string().contains("f32"));
+    assert!(d
+        .to_device(Device::Cuda(0))
+        .unwrap_err()
+        .to_string()
+        .contains("f32"));
 }

@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::emu_gpu::EmuGpu;
 use common::gpt_checks as checks;
+use scratchgpt::backend::cuda::emu::EmuGpu;
 
 #[test]
 fn a_training_step_matches_the_cpu_autograd() {

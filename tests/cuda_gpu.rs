@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use common::cuda_checks as ops;
 use common::gpt_checks as gpt;
-use scratchgpt::cuda::{CudaGpu, Gpu};
+use scratchgpt::backend::cuda::{CudaGpu, Gpu};
 use scratchgpt::gpt::{GptConfig, GptModel};
 
 fn gpu() -> Option<Gpu> {
@@ -92,7 +92,7 @@ fn small_preset_step_with_the_full_vocabulary_matches_the_cpu() {
 #[test]
 fn out_of_memory_is_an_error_with_the_size() {
     if let Some(g) = gpu() {
-        let err = scratchgpt::cuda::DeviceBuffer::<f32>::uninit(&g, 1 << 48)
+        let err = scratchgpt::backend::cuda::DeviceBuffer::<f32>::uninit(&g, 1 << 48)
             .unwrap_err()
             .to_string();
         assert!(err.contains("out of GPU memory"), "{err}");
@@ -108,7 +108,8 @@ fn tensors_move_to_the_gpu_and_back() {
     if let Some(g) = gpu() {
         let t = scratchgpt::Tensor::<f32>::from_vec((0..10).map(|v| v as f32).collect(), &[2, 5])
             .unwrap();
-        let d = t.to_gpu(&g).unwrap();
+        let _ = &g;
+        let d = t.to_device(scratchgpt::Device::Cuda(0)).unwrap();
         assert_eq!(d.device(), scratchgpt::Device::Cuda(0));
         assert_eq!(d.to_cpu().unwrap().to_vec().unwrap(), t.to_vec().unwrap());
     }

@@ -4,8 +4,8 @@
 //! Needs libnvrtc (no GPU): `.ci/run` installs it from PyPI (`nvidia-cuda-nvrtc`) and sets
 //! `SCRATCHGPT_REQUIRE_NVRTC=1`, which turns a missing library into a failure instead of a skip.
 
-use scratchgpt::cuda::kernels::KERNEL_FILES;
-use scratchgpt::cuda::nvrtc::{compile, nvrtc_status, resource_problems, Target};
+use scratchgpt::backend::cuda::kernels::KERNEL_FILES;
+use scratchgpt::backend::cuda::nvrtc::{compile, nvrtc_status, resource_problems, Target};
 
 fn nvrtc_or_skip() -> bool {
     match nvrtc_status() {
@@ -76,7 +76,7 @@ fn a_kernel_that_does_not_compile_reports_the_nvrtc_log() {
     if !nvrtc_or_skip() {
         return;
     }
-    let bad = scratchgpt::cuda::kernels::KernelFile {
+    let bad = scratchgpt::backend::cuda::kernels::KernelFile {
         name: "broken.cu",
         source: "extern \"C\" __global__ void broken(float* x) { x[0] = undefined_name; }",
         entry_points: &["broken"],

@@ -122,9 +122,9 @@ fn token_and_positional_embeddings_make_the_input_embeddings() {
     assert_eq!(input.get(&[0, 1, 5]).unwrap(), want);
     // gradients reach both tables: token rows used, and every position
     input.sum_all().unwrap().backward().unwrap();
-    let gt = tok.weight.grad().unwrap();
+    let gt = tok.weight.grad().unwrap().value().unwrap();
     assert_eq!(gt[[40, 0]], 1.0); // token 40 appears once in this batch
     assert_eq!(gt[[0, 0]], 0.0);
-    assert_eq!(pos.weight.grad().unwrap()[[2, 7]], 8.0); // once per batch row
+    assert_eq!(pos.weight.grad().unwrap().value().unwrap()[[2, 7]], 8.0); // once per batch row
     let _ = Tensor::<f32>::zeros(&[1]);
 }

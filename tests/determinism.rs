@@ -46,7 +46,7 @@ fn run() -> Vec<f32> {
     loss.backward().unwrap();
     let mut out = loss.to_vec().unwrap();
     for p in [&x, &w, &g, &b] {
-        out.extend(p.grad_tensor().unwrap().to_vec().unwrap());
+        out.extend(p.grad().unwrap().to_vec().unwrap());
     }
     out
 }

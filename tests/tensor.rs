@@ -223,6 +223,8 @@ fn fused_attention_gradients_equal_the_unfused_formula() {
             [q, k, v].map(|x| {
                 x.grad()
                     .expect("grad")
+                    .value()
+                    .unwrap()
                     .iter()
                     .copied()
                     .collect::<Vec<f64>>()

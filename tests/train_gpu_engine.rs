@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::emu_gpu::EmuGpu;
+use scratchgpt::backend::cuda::emu::EmuGpu;
 use scratchgpt::data::{split_train_val, BpeTokenizer, DataLoader, GptDataset};
 use scratchgpt::gpt::{GptConfig, GptModel};
 use scratchgpt::optim::{AdamW, AdamWConfig, LrSchedule};
@@ -121,10 +121,16 @@ fn the_gpu_engine_trains_like_the_cpu_engine() {
     for (c, g) in cpu_opt.state.iter().zip(&gpu_opt.state) {
         assert_eq!(c.name, g.name);
         let diff =
-            c.v.iter()
-                .zip(g.v.iter())
+            c.v.to_vec()
+                .unwrap()
+                .iter()
+                .zip(g.v.to_vec().unwrap().iter())
                 .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        let scale = c.v.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale =
+            c.v.to_vec()
+                .unwrap()
+                .iter()
+                .fold(0f32, |m, v| m.max(v.abs()));
         assert!(
             diff <= 1e-3 * scale.max(1e-12),
             "{}: second moments differ by {diff} (scale {scale})",

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use ndarray::{ArrayD, IxDyn};
 
 use crate::error::{Error, Result};
-use crate::tensor::{CpuArray, Element, Tensor};
+use crate::tensor::{Element, Storage, Tensor};
 
 impl<T: Element> Tensor<T> {
     /// Backpropagates from this scalar (a tensor with one element), seeding its gradient with 1.
@@ -26,11 +26,18 @@ impl<T: Element> Tensor<T> {
         if shape.iter().product::<usize>() != 1 {
             return Err(Error::NonScalarBackward { shape });
         }
-        self.backward_with(ArrayD::from_elem(IxDyn(&shape), T::one()).into_shared())
+        let one = Tensor::from_array(ArrayD::from_elem(IxDyn(&shape), T::one()));
+        // The seed lives where the loss does (on a device: a `fill` kernel, not a copy).
+        let seed = match self.device() {
+            crate::tensor::Device::Cpu => one,
+            d => Tensor::full_on(&shape, T::one(), d)?,
+        };
+        self.backward_with(&seed)
     }
 
-    /// Backpropagates from this tensor with an explicit `∂L/∂self` of the same shape.
-    pub fn backward_with(&self, grad: CpuArray<T>) -> Result<()> {
+    /// Backpropagates from this tensor with an explicit `∂L/∂self` of the same shape and device.
+    pub fn backward_with(&self, grad: &Tensor<T>) -> Result<()> {
+        let grad = grad.storage().clone();
         if !self.requires_grad() {
             return Err(Error::NoGradRequired);
         }
@@ -49,7 +56,14 @@ impl<T: Element> Tensor<T> {
         }
 
         let order = topological_order(self);
-        let mut pending: HashMap<u64, CpuArray<T>> = HashMap::new();
+        if grad.device() != self.device() {
+            return Err(Error::DeviceMismatch {
+                op: "backward_with",
+                lhs: self.device().to_string(),
+                rhs: grad.device().to_string(),
+            });
+        }
+        let mut pending: HashMap<u64, Storage<T>> = HashMap::new();
         pending.insert(self.id(), grad);
 
         // Consume the order: each node's handle drops once it is processed, so (with its grad_fn
@@ -91,12 +105,11 @@ impl<T: Element> Tensor<T> {
                         want,
                     });
                 }
-                match pending.get_mut(&input.id()) {
-                    Some(acc) => crate::backend::cpu::add_assign(acc, &ig),
-                    None => {
-                        pending.insert(input.id(), ig);
-                    }
-                }
+                let sum = match pending.remove(&input.id()) {
+                    Some(acc) => acc.add(&ig)?,
+                    None => ig,
+                };
+                pending.insert(input.id(), sum);
             }
         }
         Ok(())

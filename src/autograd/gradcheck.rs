@@ -165,8 +165,11 @@ where
             "the output does not depend on any input that requires grad",
         ));
     }
-    y.backward_with(r.clone())?;
-    let analytic: Vec<Option<CpuArray<f64>>> = xs.iter().map(|x| x.grad()).collect();
+    y.backward_with(&Tensor::from_array(r.clone()))?;
+    let analytic: Vec<Option<CpuArray<f64>>> = xs
+        .iter()
+        .map(|x| x.grad().map(|g| g.cpu("gradcheck")).transpose())
+        .collect::<Result<_>>()?;
 
     let project = |bases: &[ArrayD<f64>]| -> Result<f64> {
         let y = no_grad(|| f(&leaves(bases)))?;

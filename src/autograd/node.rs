@@ -15,8 +15,9 @@ use crate::error::Result;
 use crate::tensor::{CpuArray, Element, Storage, Tensor};
 
 /// The signature of a backward rule: `(∂L/∂out, which inputs need a gradient) → ∂L/∂inputs`.
-/// Return `None` for inputs that need none (or that the op is not differentiable in).
-pub type BackwardFn<T> = Box<dyn FnOnce(&CpuArray<T>, &[bool]) -> Result<Vec<Option<CpuArray<T>>>>>;
+/// Return `None` for inputs that need none (or that the op is not differentiable in). Gradients
+/// are [`Storage`]: they live on the device of the tensor they belong to.
+pub type BackwardFn<T> = Box<dyn FnOnce(&Storage<T>, &[bool]) -> Result<Vec<Option<Storage<T>>>>>;
 
 /// The recorded history of a non-leaf tensor: its op, inputs, and backward rule.
 pub(crate) struct GradFn<T: Element> {
@@ -45,7 +46,7 @@ impl Drop for LiveToken {
 pub(crate) struct Node<T: Element> {
     pub(crate) id: u64,
     pub(crate) value: RefCell<Storage<T>>,
-    pub(crate) grad: RefCell<Option<CpuArray<T>>>,
+    pub(crate) grad: RefCell<Option<Storage<T>>>,
     pub(crate) requires_grad: Cell<bool>,
     pub(crate) retain_grad: Cell<bool>,
     /// The op that made this tensor, `None` for a leaf. Kept after the graph is freed, so a second
@@ -112,18 +113,37 @@ impl<T: Element> Drop for Node<T> {
 }
 
 impl<T: Element> Tensor<T> {
-    /// Makes the output of an op: records `backward` with `inputs` if grad mode is on and any
+    /// Makes the output of a CPU op: records `backward` with `inputs` if grad mode is on and any
     /// input requires grad, otherwise returns a plain leaf and drops `backward` unused.
     ///
-    /// This is the whole interface between an op and autograd; it is public so users can write
-    /// their own differentiable ops (and check them with [`crate::autograd::gradcheck`]).
+    /// This is the whole interface between a CPU-only op and autograd; it is public so users can
+    /// write their own differentiable ops (and check them with [`crate::autograd::gradcheck`]).
+    /// Ops that also run on a device record themselves with [`Tensor::from_storage_op`].
     pub fn from_op(
         op: &'static str,
         value: impl Into<CpuArray<T>>,
         inputs: &[&Tensor<T>],
         backward: impl FnOnce(&CpuArray<T>, &[bool]) -> Result<Vec<Option<CpuArray<T>>>> + 'static,
     ) -> Tensor<T> {
-        let value = Storage::Cpu(value.into());
+        Self::from_storage_op(
+            op,
+            Storage::Cpu(value.into()),
+            inputs,
+            move |g: &Storage<T>, needs: &[bool]| {
+                let grads = backward(g.cpu(op)?, needs)?;
+                Ok(grads.into_iter().map(|g| g.map(Storage::Cpu)).collect())
+            },
+        )
+    }
+
+    /// Makes the output of an op on any device: like [`Tensor::from_op`], with the value, the
+    /// incoming gradient and the input gradients as [`Storage`].
+    pub fn from_storage_op(
+        op: &'static str,
+        value: Storage<T>,
+        inputs: &[&Tensor<T>],
+        backward: impl FnOnce(&Storage<T>, &[bool]) -> Result<Vec<Option<Storage<T>>>> + 'static,
+    ) -> Tensor<T> {
         super::profile::forward_done(op);
         if !Self::should_record(inputs) {
             return Tensor {

@@ -3,6 +3,7 @@
 //! mask-aware small matrix multiply inside fused attention; `transpose`: its Kᵀ and Vᵀ copies.
 
 pub mod cpu;
+pub mod cuda;
 pub mod fast_math;
 pub mod tile_gemm;
 pub mod transpose;

@@ -9,9 +9,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Subcommand;
-use scratchgpt::cuda::ops::{self, AttentionShape, Gemm};
-use scratchgpt::cuda::profile::ProfilingGpu;
-use scratchgpt::cuda::{DeviceBuffer, Gpu, GpuGpt};
+use scratchgpt::backend::cuda::launch::{self as ops, AttentionShape, Gemm};
+use scratchgpt::backend::cuda::profile::ProfilingGpu;
+use scratchgpt::backend::cuda::{DeviceBuffer, Gpu};
+use scratchgpt::cuda::GpuGpt;
 use scratchgpt::optim::AdamWConfig as GpuAdamConfig;
 
 use super::device::{resolve, DeviceChoice};

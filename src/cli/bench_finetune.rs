@@ -122,7 +122,7 @@ pub fn run(a: &FinetuneBenchArgs) -> anyhow::Result<ExitCode> {
     let with_grad: Vec<usize> = model
         .named_parameters()
         .iter()
-        .filter_map(|(_, p)| p.grad().map(|g| g.len()))
+        .filter_map(|(_, p)| p.grad().map(|g| g.numel()))
         .collect();
     println!(
         "bench finetune {:?} ({}, {} on {}): {} parameters, {n_trainable} trainable{}",

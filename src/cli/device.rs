@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use scratchgpt::cuda::{CudaGpu, Gpu};
+use scratchgpt::backend::cuda::{CudaGpu, Gpu};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum DeviceChoice {
@@ -22,7 +22,7 @@ pub fn resolve(choice: DeviceChoice) -> anyhow::Result<Option<Gpu>> {
             let gpu = CudaGpu::new(0).map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?;
             eprintln!(
                 "device: cuda:0 — {}",
-                scratchgpt::cuda::GpuBackend::describe(&gpu)
+                scratchgpt::backend::cuda::GpuBackend::describe(&gpu)
             );
             Ok(Some(Rc::new(gpu)))
         }
@@ -30,7 +30,7 @@ pub fn resolve(choice: DeviceChoice) -> anyhow::Result<Option<Gpu>> {
             Ok(gpu) => {
                 eprintln!(
                     "device: cuda:0 — {}",
-                    scratchgpt::cuda::GpuBackend::describe(&gpu)
+                    scratchgpt::backend::cuda::GpuBackend::describe(&gpu)
                 );
                 Ok(Some(Rc::new(gpu)))
             }

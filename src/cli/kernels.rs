@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use scratchgpt::cuda::kernels::KERNEL_FILES;
-use scratchgpt::cuda::nvrtc::{compile, nvrtc_status, resource_problems, Target};
+use scratchgpt::backend::cuda::kernels::KERNEL_FILES;
+use scratchgpt::backend::cuda::nvrtc::{compile, nvrtc_status, resource_problems, Target};
 
 #[derive(clap::Args)]
 pub struct Args {

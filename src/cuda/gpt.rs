@@ -19,8 +19,8 @@
 //! The only device→host copy of a training step is the loss (one float); parameters, gradients,
 //! activations and optimizer moments stay on the device.
 
-use super::backend::{DeviceBuffer, Gpu};
-use super::ops::{self, AttentionShape, Gemm, LayerNormStats};
+use crate::backend::cuda::launch::{self as ops, AttentionShape, Gemm, LayerNormStats};
+use crate::backend::cuda::{DeviceBuffer, Gpu};
 use crate::error::{Error, Result};
 use crate::gpt::{GptConfig, GptModel};
 use crate::optim::AdamWConfig;
@@ -895,8 +895,7 @@ impl GpuGpt {
                     format!("optimizer state has no entry for {}", p.name),
                 )
             })?;
-            let as_vec = |a: &ndarray::ArrayD<f32>| a.iter().copied().collect::<Vec<f32>>();
-            let (m, v) = (as_vec(&s.m), as_vec(&s.v));
+            let (m, v) = (s.m.to_vec()?, s.v.to_vec()?);
             p.moments = Some((
                 DeviceBuffer::from_slice(&self.gpu, &m)?,
                 DeviceBuffer::from_slice(&self.gpu, &v)?,
@@ -911,10 +910,9 @@ impl GpuGpt {
         for s in &mut opt.state {
             let p = self.param(&s.name)?;
             if let Some((m, v)) = &p.moments {
-                let shape = s.m.shape().to_vec();
-                s.m =
-                    ndarray::ArrayD::from_shape_vec(shape.clone(), m.to_vec()?).expect("same size");
-                s.v = ndarray::ArrayD::from_shape_vec(shape, v.to_vec()?).expect("same size");
+                let shape = s.m.shape();
+                s.m = crate::tensor::Tensor::from_vec(m.to_vec()?, &shape)?;
+                s.v = crate::tensor::Tensor::from_vec(v.to_vec()?, &shape)?;
             }
         }
         opt.t = self.step;

@@ -249,6 +249,21 @@ impl GptModel {
         out
     }
 
+    /// Moves every parameter to `device` in place (`Tensor::to_device_`): the model keeps its
+    /// parameters' identities, so a tied head stays tied, frozen layers stay frozen, and an
+    /// optimizer built before the move still holds them.
+    pub fn to_device(&self, device: crate::tensor::Device) -> Result<()> {
+        for (_, p) in self.named_parameters() {
+            p.to_device_(device)?;
+        }
+        Ok(())
+    }
+
+    /// The device of the parameters.
+    pub fn device(&self) -> crate::tensor::Device {
+        self.tok_emb.weight.device()
+    }
+
     /// The parameters alone.
     pub fn parameters(&self) -> Vec<Tensor> {
         self.named_parameters()

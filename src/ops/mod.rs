@@ -40,7 +40,46 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use crate::tensor::{CpuArray, Element};
+use crate::error::{Error, Result};
+use crate::tensor::{CpuArray, CudaStorage, Element, Storage, Tensor};
+
+/// Runs the CPU or the device version of one step of an op, on whichever device `s` lives: the
+/// dispatch that lets a rule be written once over both.
+pub(crate) fn map_storage<T: Element>(
+    s: &Storage<T>,
+    cpu: impl FnOnce(&CpuArray<T>) -> Result<CpuArray<T>>,
+    cuda: impl FnOnce(&CudaStorage) -> Result<CudaStorage>,
+) -> Result<Storage<T>> {
+    Ok(match s {
+        Storage::Cpu(a) => Storage::Cpu(cpu(a)?),
+        Storage::Cuda(c) => Storage::Cuda(cuda(c)?),
+    })
+}
+
+/// The device storages of `tensors` if they all live on one CUDA device, `None` if they all live
+/// on the CPU, and a [`Error::DeviceMismatch`] naming `op` if they are mixed.
+pub(crate) fn cuda_operands<T: Element>(
+    op: &'static str,
+    tensors: &[&Tensor<T>],
+) -> Result<Option<Vec<CudaStorage>>> {
+    let first = tensors[0].device();
+    if let Some(other) = tensors.iter().find(|t| t.device() != first) {
+        return Err(Error::DeviceMismatch {
+            op,
+            lhs: first.to_string(),
+            rhs: other.device().to_string(),
+        });
+    }
+    Ok(match first {
+        crate::tensor::Device::Cpu => None,
+        _ => Some(
+            tensors
+                .iter()
+                .map(|t| t.cuda_storage().expect("on a device"))
+                .collect(),
+        ),
+    })
+}
 
 /// The same data in C (row-major) order: the array itself if it already is, else a copy.
 /// Row-wise kernels (softmax, layer norm, ...) work on contiguous rows.
@@ -194,4 +233,28 @@ mod tests {
             init_from(head, [1.0f32; 2])
         });
     }
+}
+
+/// The incoming gradient of a device op's backward, which lives on the op's device.
+pub(crate) fn device_grad<T: Element>(op: &'static str, g: &Storage<T>) -> Result<CudaStorage> {
+    match g {
+        Storage::Cuda(c) => Ok(c.clone()),
+        other => Err(Error::DeviceMismatch {
+            op,
+            lhs: "a device".into(),
+            rhs: other.device().to_string(),
+        }),
+    }
+}
+
+/// A dense device output of `shape` (contents unspecified until a kernel writes it).
+pub(crate) fn device_uninit(like: &CudaStorage, shape: &[usize]) -> Result<CudaStorage> {
+    let b = crate::backend::cuda::DeviceBuffer::<f32>::uninit(like.gpu(), shape.iter().product())?;
+    Ok(CudaStorage::from_buffer(b, shape))
+}
+
+/// A dense device tensor of zeros of `shape`.
+pub(crate) fn device_zeros(like: &CudaStorage, shape: &[usize]) -> Result<CudaStorage> {
+    let b = crate::backend::cuda::DeviceBuffer::<f32>::zeros(like.gpu(), shape.iter().product())?;
+    Ok(CudaStorage::from_buffer(b, shape))
 }

@@ -9,12 +9,18 @@
 //!
 //! Weight decay applies to every parameter, as the book does; `exempt_biases_and_norms` skips
 //! biases and LayerNorm scales/shifts (GPT-2's and nanoGPT's choice).
+//!
+//! **Devices.** The moments live on their parameter's device (they are tensors). The decision of
+//! what to update — skip a parameter without a gradient (frozen, unused), exempt it from decay —
+//! is made once, here, for every device; the arithmetic is the loop below on the CPU and the
+//! `adamw_update` kernel (kernels/adamw.cu, the same formula) on a device.
 
-use ndarray::{ArrayD, IxDyn, Zip};
+use ndarray::Zip;
 
 use crate::backend::cpu::should_par;
-use crate::error::Result;
-use crate::tensor::Tensor;
+use crate::backend::cuda::launch;
+use crate::error::{Error, Result};
+use crate::tensor::{Device, Storage, Tensor};
 
 /// AdamW hyperparameters.
 #[derive(Clone, Debug)]
@@ -40,13 +46,13 @@ impl Default for AdamWConfig {
     }
 }
 
-/// One parameter's optimizer state.
+/// One parameter's optimizer state. `m` and `v` live on the parameter's device.
 #[derive(Clone, Debug)]
 pub struct ParamState {
     pub name: String,
     pub param: Tensor,
-    pub m: ArrayD<f32>,
-    pub v: ArrayD<f32>,
+    pub m: Tensor,
+    pub v: Tensor,
     pub decay: bool,
 }
 
@@ -72,16 +78,28 @@ impl AdamW {
                 let is_norm =
                     name.contains("norm") && (name.ends_with(".scale") || name.ends_with(".shift"));
                 let decay = !(cfg.exempt_biases_and_norms && (name.ends_with(".bias") || is_norm));
+                let zeros = || Tensor::full_on(&shape, 0.0, param.device());
                 ParamState {
                     name,
+                    m: zeros().expect("the parameter's device is open"),
+                    v: zeros().expect("the parameter's device is open"),
                     param,
-                    m: ArrayD::zeros(IxDyn(&shape)),
-                    v: ArrayD::zeros(IxDyn(&shape)),
                     decay,
                 }
             })
             .collect();
         AdamW { cfg, state, t: 0 }
+    }
+
+    /// Moves the moments to their parameters' devices (after `model.to_device`, or after
+    /// loading a checkpoint's moments on the CPU).
+    pub fn follow_params(&mut self) -> Result<()> {
+        for s in &mut self.state {
+            let d = s.param.device();
+            s.m = s.m.to_device(d)?;
+            s.v = s.v.to_device(d)?;
+        }
+        Ok(())
     }
 
     /// Clears every parameter's gradient.
@@ -103,28 +121,64 @@ impl AdamW {
         let (b1f, b2f, eps) = (b1 as f32, b2 as f32, self.cfg.eps as f32);
         let bc2_sqrt = bc2_sqrt as f32;
         for s in &mut self.state {
-            let Some(g) = s.param.grad() else { continue };
+            let Some(g) = s.param.grad_storage() else {
+                continue;
+            };
             let decay = if s.decay {
                 (1.0 - lr * self.cfg.weight_decay) as f32
             } else {
                 1.0
             };
-            let (m, v) = (&mut s.m, &mut s.v);
-            s.param.update_value(|p| {
-                let update = |p: &mut f32, m: &mut f32, v: &mut f32, &g: &f32| {
-                    *p *= decay;
-                    *m += (1.0 - b1f) * (g - *m);
-                    *v = *v * b2f + (1.0 - b2f) * g * g;
-                    let denom = v.sqrt() / bc2_sqrt + eps;
-                    *p -= step_size * (*m / denom);
-                };
-                let z = Zip::from(p.view_mut()).and(m).and(v).and(&g);
-                if should_par(g.len()) {
-                    z.par_for_each(update);
-                } else {
-                    z.for_each(update);
+            if s.param.device() != Device::Cpu {
+                if s.m.device() != s.param.device() {
+                    s.m = s.m.to_device(s.param.device())?;
+                    s.v = s.v.to_device(s.param.device())?;
                 }
+                let update = |p: &Tensor, m: &Tensor, v: &Tensor| -> Result<()> {
+                    let g = match &g {
+                        Storage::Cuda(c) => c.dense()?,
+                        other => return Err(device_mismatch(p, other)),
+                    };
+                    let (p, m, v) = (owned_dense(p)?, owned_dense(m)?, owned_dense(v)?);
+                    launch::adamw_update(
+                        &p,
+                        &g,
+                        &m,
+                        &v,
+                        step_size,
+                        decay,
+                        (b1f, b2f),
+                        eps,
+                        bc2_sqrt,
+                    )
+                };
+                update(&s.param, &s.m, &s.v)?;
+                continue;
+            }
+            let g = g.cpu("adamw")?.clone();
+            // The three arrays are updated together, each in place (copy-on-write).
+            let (mut r_v, mut r_p) = (Ok(()), Ok(()));
+            s.m.update_value(|m| {
+                r_v = s.v.update_value(|v| {
+                    r_p = s.param.update_value(|p| {
+                        let update = |p: &mut f32, m: &mut f32, v: &mut f32, &g: &f32| {
+                            *p *= decay;
+                            *m += (1.0 - b1f) * (g - *m);
+                            *v = *v * b2f + (1.0 - b2f) * g * g;
+                            let denom = v.sqrt() / bc2_sqrt + eps;
+                            *p -= step_size * (*m / denom);
+                        };
+                        let z = Zip::from(p.view_mut()).and(m).and(v).and(&g);
+                        if should_par(g.len()) {
+                            z.par_for_each(update);
+                        } else {
+                            z.for_each(update);
+                        }
+                    });
+                });
             })?;
+            r_v?;
+            r_p?;
         }
         Ok(())
     }
@@ -133,4 +187,38 @@ impl AdamW {
     pub fn step(&mut self) -> Result<()> {
         self.step_with_lr(self.cfg.lr)
     }
+}
+
+fn device_mismatch(p: &Tensor, g: &Storage<f32>) -> Error {
+    Error::DeviceMismatch {
+        op: "optimizer step",
+        lhs: p.device().to_string(),
+        rhs: g.device().to_string(),
+    }
+}
+
+/// The dense device buffer of `t` that only `t` holds, so a kernel may update it in place: the
+/// buffer itself when nothing else (a live graph's saved value, a clone) shares it, else a copy
+/// made on the device and swapped in (copy-on-write, as on the CPU).
+pub(crate) fn owned_dense(
+    t: &Tensor,
+) -> Result<std::rc::Rc<crate::backend::cuda::DeviceBuffer<f32>>> {
+    let c = t.cuda_storage().ok_or_else(|| Error::DeviceUnsupported {
+        op: "owned_dense",
+        device: t.device().to_string(),
+    })?;
+    // One handle in the tensor's storage and one in `c`.
+    if c.is_dense() && std::rc::Rc::strong_count(&c.buffer) == 2 {
+        return Ok(c.buffer.clone());
+    }
+    let fresh = crate::backend::cuda::DeviceBuffer::<f32>::uninit(c.gpu(), c.numel())?;
+    fresh.copy_from(&*c.dense()?)?;
+    let fresh = std::rc::Rc::new(fresh);
+    t.set_storage(Storage::Cuda(crate::tensor::CudaStorage {
+        buffer: fresh.clone(),
+        shape: c.shape.clone(),
+        strides: crate::backend::cuda::launch::standard_strides(&c.shape),
+        offset: 0,
+    }))?;
+    Ok(fresh)
 }

@@ -7,28 +7,54 @@ pub mod sgd;
 pub use adamw::{AdamW, AdamWConfig};
 pub use sgd::Sgd;
 
-use crate::tensor::Tensor;
+use crate::backend::cuda::{launch, DeviceBuffer};
+use crate::error::Result;
+use crate::tensor::{CudaStorage, Storage, Tensor};
 
 /// Scales all gradients so their global L2 norm is at most `max_norm` (torch's
-/// `clip_grad_norm_`); returns the norm before clipping.
-pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
-    let total: f64 = params
+/// `clip_grad_norm_`: factor `max_norm / (norm + 1e-6)` when below 1); returns the norm before
+/// clipping. On a device the squares are summed there and only the norm is copied back.
+pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<f64> {
+    let grads: Vec<(&Tensor, Storage<f32>)> = params
         .iter()
-        .filter_map(|p| p.grad())
-        .map(|g| g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
-        .sum::<f64>()
-        .sqrt();
-    let scale = max_norm / (total + 1e-6);
-    if scale < 1.0 {
-        for p in params {
-            if let Some(g) = p.grad() {
-                p.zero_grad();
-                let scaled = g.mapv(|x| x * scale as f32).into_shared();
-                p.accumulate_grad(&scaled).expect("same shape");
+        .filter_map(|p| p.grad_storage().map(|g| (p, g)))
+        .collect();
+    let mut total_sq = 0.0f64;
+    let mut device_sq: Option<DeviceBuffer<f32>> = None;
+    for (_, g) in &grads {
+        match g {
+            Storage::Cpu(a) => total_sq += a.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>(),
+            Storage::Cuda(c) => {
+                let part = DeviceBuffer::<f32>::uninit(c.gpu(), 1)?;
+                launch::sum_squares(&*c.dense()?, &part)?;
+                match &device_sq {
+                    None => device_sq = Some(part),
+                    Some(acc) => launch::accumulate(acc, &part)?,
+                }
             }
         }
     }
-    total
+    if let Some(acc) = device_sq {
+        total_sq += acc.to_vec()?[0] as f64;
+    }
+    let total = total_sq.sqrt();
+    let scale = max_norm / (total + 1e-6);
+    if scale < 1.0 {
+        for (p, g) in grads {
+            let scaled = match g {
+                Storage::Cpu(a) => Storage::Cpu(a.mapv(|x| x * scale as f32).into_shared()),
+                Storage::Cuda(c) => {
+                    let x = c.dense()?;
+                    let out = DeviceBuffer::<f32>::uninit(c.gpu(), x.len())?;
+                    launch::scale(&x, &out, scale as f32)?;
+                    Storage::Cuda(CudaStorage::from_buffer(out, c.shape()))
+                }
+            };
+            p.zero_grad();
+            p.accumulate_grad(&scaled)?;
+        }
+    }
+    Ok(total)
 }
 
 /// Appendix D's schedule: linear warmup from `initial_lr` to `peak_lr` over `warmup_steps`, then

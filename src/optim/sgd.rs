@@ -42,8 +42,8 @@ impl Sgd {
             self.weight_decay as f32,
         );
         for (p, buf) in self.params.iter().zip(&mut self.buffers) {
-            let Some(g) = p.grad() else { continue };
-            let mut d: ArrayD<f32> = g.to_owned();
+            let Some(g) = p.grad_storage() else { continue };
+            let mut d: ArrayD<f32> = g.cpu("sgd")?.to_owned();
             let pv = p.value()?;
             if wd != 0.0 {
                 Zip::from(&mut d).and(&pv).for_each(|d, &p| *d += wd * p);

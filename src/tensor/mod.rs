@@ -20,6 +20,8 @@ use std::rc::Rc;
 pub use element::{DType, Element};
 pub use storage::{CpuArray, CudaStorage, Device, Storage};
 
+mod device;
+
 use crate::autograd::node::Node;
 use crate::error::{Error, Result};
 
@@ -97,8 +99,12 @@ impl<T: Element> Tensor<T> {
         self.cpu("value")
     }
 
-    /// All elements in row-major (C) order.
+    /// All elements in row-major (C) order (copied to the host from a device: a transfer the
+    /// backend counts).
     pub fn to_vec(&self) -> Result<Vec<T>> {
+        if let Storage::Cuda(c) = &*self.storage() {
+            return Ok(c.to_vec()?.into_iter().map(|v| T::of(v as f64)).collect());
+        }
         let a = self.cpu("to_vec")?;
         Ok(match a.as_slice() {
             Some(s) => s.to_vec(),
@@ -106,8 +112,22 @@ impl<T: Element> Tensor<T> {
         })
     }
 
-    /// The single element of a tensor with one element (any shape, e.g. a loss).
+    /// The single element of a tensor with one element (any shape, e.g. a loss). On a device this
+    /// is one 4-byte copy to the host.
     pub fn item(&self) -> Result<T> {
+        if let Storage::Cuda(c) = &*self.storage() {
+            if c.numel() != 1 {
+                return Err(Error::invalid(
+                    "item",
+                    format!(
+                        "needs exactly one element, tensor has shape {:?}",
+                        c.shape()
+                    ),
+                ));
+            }
+            let v = c.buffer.read_range(c.offset, 1)?[0];
+            return Ok(T::of(v as f64));
+        }
         let a = self.cpu("item")?;
         if a.len() != 1 {
             return Err(Error::invalid(
@@ -183,15 +203,17 @@ impl<T: Element> Tensor<T> {
         }
     }
 
-    /// The accumulated gradient (leaves that require grad, and tensors marked with
-    /// [`Tensor::retain_grad`]); `None` before any backward reached it.
-    pub fn grad(&self) -> Option<CpuArray<T>> {
-        self.node.grad.borrow().clone()
+    /// The accumulated gradient as a tensor on this tensor's device (leaves that require grad,
+    /// and tensors marked with [`Tensor::retain_grad`]); `None` before any backward reached it.
+    pub fn grad(&self) -> Option<Tensor<T>> {
+        self.grad_storage().map(|s| Tensor {
+            node: Rc::new(Node::leaf(s, false)),
+        })
     }
 
-    /// The gradient as a leaf tensor, if there is one.
-    pub fn grad_tensor(&self) -> Option<Tensor<T>> {
-        self.grad().map(Tensor::from_array)
+    /// The accumulated gradient's storage (optimizers read it on the parameter's device).
+    pub fn grad_storage(&self) -> Option<Storage<T>> {
+        self.node.grad.borrow().clone()
     }
 
     /// Clears the accumulated gradient.
@@ -220,8 +242,8 @@ impl<T: Element> Tensor<T> {
         self.node.name.borrow().clone()
     }
 
-    /// Replaces the value in place, keeping identity (optimizers, loading weights).
-    /// The new value must have the same shape.
+    /// Replaces the value in place, keeping identity (loading weights). The new value must have
+    /// the same shape; a tensor on a device receives it there (one copy to the device).
     pub fn set_value(&self, value: CpuArray<T>) -> Result<()> {
         let old = self.shape();
         if value.shape() != old.as_slice() {
@@ -232,7 +254,28 @@ impl<T: Element> Tensor<T> {
                 why: "a new value must keep the shape".into(),
             });
         }
-        *self.node.value.borrow_mut() = Storage::Cpu(value);
+        let device = self.device();
+        let new = Storage::Cpu(value);
+        let new = match device {
+            Device::Cpu => new,
+            d => device::storage_to(&new, d)?,
+        };
+        *self.node.value.borrow_mut() = new;
+        Ok(())
+    }
+
+    /// Replaces the storage in place (same shape), keeping identity: how device optimizers and
+    /// `to_device_` swap a parameter's data.
+    pub(crate) fn set_storage(&self, value: Storage<T>) -> Result<()> {
+        if value.shape() != self.shape().as_slice() {
+            return Err(Error::ShapeMismatch {
+                op: "set_storage",
+                lhs: self.shape(),
+                rhs: value.shape().to_vec(),
+                why: "a new value must keep the shape".into(),
+            });
+        }
+        *self.node.value.borrow_mut() = value;
         Ok(())
     }
 
@@ -242,10 +285,10 @@ impl<T: Element> Tensor<T> {
         let mut s = self.node.value.borrow_mut();
         match &mut *s {
             Storage::Cpu(a) => f(a),
-            Storage::Cuda(c) => {
+            other => {
                 return Err(Error::DeviceUnsupported {
                     op: "update_value",
-                    device: Device::Cuda(c.ordinal).to_string(),
+                    device: other.device().to_string(),
                 })
             }
         }
@@ -253,8 +296,8 @@ impl<T: Element> Tensor<T> {
     }
 
     /// Adds `g` into the accumulated gradient (used by backward; public so custom training code
-    /// can accumulate too).
-    pub fn accumulate_grad(&self, g: &CpuArray<T>) -> Result<()> {
+    /// can accumulate too). `g` must have this tensor's shape and device.
+    pub fn accumulate_grad(&self, g: &Storage<T>) -> Result<()> {
         let want = self.shape();
         if g.shape() != want.as_slice() {
             return Err(Error::BadGradientShape {
@@ -264,66 +307,11 @@ impl<T: Element> Tensor<T> {
             });
         }
         let mut slot = self.node.grad.borrow_mut();
-        match slot.as_mut() {
-            None => *slot = Some(g.clone()),
-            Some(acc) => crate::backend::cpu::add_assign(acc, g),
-        }
+        *slot = Some(match slot.take() {
+            None => g.clone(),
+            Some(acc) => acc.add(g)?,
+        });
         Ok(())
-    }
-
-    /// A copy of this tensor in GPU memory (a new leaf: no gradient flows across devices, as with
-    /// [`Tensor::cast`]). GPU tensors hold f32; an f64 tensor is refused rather than silently
-    /// rounded.
-    pub fn to_gpu(&self, gpu: &crate::cuda::Gpu) -> Result<Tensor<T>> {
-        if T::DTYPE != DType::F32 {
-            return Err(Error::invalid(
-                "to_gpu",
-                format!(
-                    "GPU tensors are f32; this tensor is {} (cast it first)",
-                    T::DTYPE
-                ),
-            ));
-        }
-        let data: Vec<f32> = self
-            .to_cpu()?
-            .to_vec()?
-            .iter()
-            .map(|v| v.f64() as f32)
-            .collect();
-        let storage = CudaStorage {
-            buffer: Rc::new(crate::cuda::DeviceBuffer::from_slice(gpu, &data)?),
-            shape: self.shape(),
-            ordinal: gpu.ordinal(),
-        };
-        Ok(Tensor {
-            node: Rc::new(Node::leaf(Storage::Cuda(storage), false)),
-        })
-    }
-
-    /// This tensor on the CPU: itself if it is already there, else a copy from the GPU (a new
-    /// leaf).
-    pub fn to_cpu(&self) -> Result<Tensor<T>> {
-        let storage = self.node.value.borrow().clone();
-        match storage {
-            Storage::Cpu(_) => Ok(self.clone()),
-            Storage::Cuda(c) => {
-                let data: Vec<T> = c
-                    .buffer
-                    .to_vec()?
-                    .iter()
-                    .map(|&v| T::of(v as f64))
-                    .collect();
-                Tensor::from_vec(data, &c.shape)
-            }
-        }
-    }
-
-    /// The device buffer of a GPU tensor (None on the CPU), for code that launches kernels.
-    pub fn cuda_buffer(&self) -> Option<Rc<crate::cuda::DeviceBuffer<f32>>> {
-        match &*self.node.value.borrow() {
-            Storage::Cuda(c) => Some(c.buffer.clone()),
-            Storage::Cpu(_) => None,
-        }
     }
 
     /// Converts to another element type (a new leaf; no gradient flows across the cast).
@@ -332,8 +320,12 @@ impl<T: Element> Tensor<T> {
         Ok(Tensor::from_array(a.mapv(|v| U::of(v.f64()))))
     }
 
-    /// Whether every element is finite (no NaN or infinity).
+    /// Whether every element is finite (no NaN or infinity). On a device the test runs there and
+    /// only its answer is copied back.
     pub fn all_finite(&self) -> Result<bool> {
+        if let Storage::Cuda(c) = &*self.storage() {
+            return device::all_finite(c);
+        }
         Ok(self.cpu("all_finite")?.iter().all(|v| v.is_finite()))
     }
 }
@@ -343,7 +335,7 @@ impl<T: Element> fmt::Display for Tensor<T> {
         let s = self.node.value.borrow();
         match &*s {
             Storage::Cpu(a) => write!(f, "tensor({a:.4}")?,
-            Storage::Cuda(_) => write!(f, "tensor(<data on the GPU>")?,
+            Storage::Cuda(_) => write!(f, "tensor(<data on the device>")?,
         }
         write!(f, ", shape={:?}, dtype={}", s.shape(), T::DTYPE)?;
         if s.device() != Device::Cpu {

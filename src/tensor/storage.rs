@@ -1,18 +1,21 @@
 //! Where a tensor's numbers live.
 //!
-//! `Storage` is an enum over devices. Today it has the CPU variant, an ndarray `ArcArray` (shared,
+//! `Storage` is an enum over devices: the CPU variant is an ndarray `ArcArray` (shared,
 //! copy-on-write, any strides — so transposes and reshapes of contiguous data are views, not
-//! copies). The CUDA backend adds a `Cuda` variant beside it. Ops reach the CPU data through
-//! [`Storage::cpu`], which returns a clear [`Error::DeviceUnsupported`] for any other device: an op
-//! without a CUDA kernel yet fails with its name instead of silently copying, and adding the
-//! variant does not require touching every op at once.
+//! copies); the CUDA variant is a shared device buffer with a shape, strides and an offset, so
+//! views are free on the GPU too. Values, gradients and what backward rules save are all
+//! `Storage`, which is what makes the autograd device-blind: `backward()` only adds gradients
+//! ([`Storage::add`]) and hands them to the rules, and each op's rule dispatches on the variant.
+//!
+//! An op without a path for a device fails with [`Error::DeviceUnsupported`] naming the op and
+//! the device — never a silent copy to the host.
 
 use std::rc::Rc;
 
 use ndarray::{ArcArray, IxDyn};
 
-use crate::cuda::DeviceBuffer;
-
+use crate::backend::cuda::launch::{self, standard_strides};
+use crate::backend::cuda::{DeviceBuffer, Gpu};
 use crate::error::{Error, Result};
 use crate::tensor::Element;
 
@@ -24,7 +27,7 @@ pub type CpuArray<T> = ArcArray<T, IxDyn>;
 pub enum Device {
     /// Host memory, ndarray arrays, rayon parallelism.
     Cpu,
-    /// A CUDA GPU by ordinal (the CUDA backend issue).
+    /// CUDA device `N`: a GPU, or the CPU emulator installed in its place (`--device emu`).
     Cuda(usize),
 }
 
@@ -37,22 +40,119 @@ impl std::fmt::Display for Device {
     }
 }
 
-/// Data in GPU memory: a shared handle to an f32 device buffer (row-major, contiguous) and the
-/// shape. Made by [`crate::Tensor::to_gpu`]; [`crate::Tensor::to_cpu`] copies it back.
+/// f32 data on a CUDA device: a shared buffer, and the view of it this tensor sees (shape, strides
+/// in elements — 0 for a broadcast axis — and offset). Kernels read *dense* operands (row-major,
+/// offset 0, the whole buffer); [`CudaStorage::dense`] gives one, copying a strided view on the
+/// device when it is not dense already.
 #[derive(Clone)]
 pub struct CudaStorage {
-    pub buffer: Rc<DeviceBuffer<f32>>,
-    pub shape: Vec<usize>,
-    pub ordinal: usize,
+    pub(crate) buffer: Rc<DeviceBuffer<f32>>,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) strides: Vec<usize>,
+    pub(crate) offset: usize,
 }
 
 impl std::fmt::Debug for CudaStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "CudaStorage(cuda:{}, shape {:?})",
-            self.ordinal, self.shape
+            "CudaStorage(cuda:{}, shape {:?}, strides {:?}, offset {})",
+            self.ordinal(),
+            self.shape,
+            self.strides,
+            self.offset
         )
+    }
+}
+
+impl CudaStorage {
+    /// A dense (row-major) view of a whole buffer.
+    pub(crate) fn from_buffer(buffer: DeviceBuffer<f32>, shape: &[usize]) -> Self {
+        debug_assert_eq!(buffer.len(), shape.iter().product::<usize>());
+        CudaStorage {
+            buffer: Rc::new(buffer),
+            shape: shape.to_vec(),
+            strides: standard_strides(shape),
+            offset: 0,
+        }
+    }
+
+    /// The device ordinal.
+    pub fn ordinal(&self) -> usize {
+        self.buffer.gpu().ordinal()
+    }
+
+    /// The backend the data lives on.
+    pub fn gpu(&self) -> &Gpu {
+        self.buffer.gpu()
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether this view is the whole buffer in row-major order.
+    pub fn is_dense(&self) -> bool {
+        self.offset == 0
+            && self.buffer.len() == self.numel()
+            && self
+                .shape
+                .iter()
+                .zip(self.strides.iter().zip(standard_strides(&self.shape)))
+                .all(|(&n, (&s, want))| n <= 1 || s == want)
+    }
+
+    /// The data as a dense buffer: this one if the view is dense, else a strided copy on the
+    /// device.
+    pub fn dense(&self) -> Result<Rc<DeviceBuffer<f32>>> {
+        if self.is_dense() {
+            return Ok(self.buffer.clone());
+        }
+        let out = DeviceBuffer::<f32>::uninit(self.gpu(), self.numel())?;
+        launch::strided_copy(
+            &self.buffer,
+            self.offset,
+            &self.strides,
+            &out,
+            0,
+            &standard_strides(&self.shape),
+            &self.shape,
+        )?;
+        Ok(Rc::new(out))
+    }
+
+    /// This data as a dense storage (a copy on the device only if needed).
+    pub fn to_dense(&self) -> Result<CudaStorage> {
+        if self.is_dense() {
+            return Ok(self.clone());
+        }
+        Ok(CudaStorage {
+            buffer: self.dense()?,
+            shape: self.shape.clone(),
+            strides: standard_strides(&self.shape),
+            offset: 0,
+        })
+    }
+
+    /// The same buffer seen through another shape, strides and offset.
+    pub(crate) fn view(&self, shape: Vec<usize>, strides: Vec<usize>, offset: usize) -> Self {
+        CudaStorage {
+            buffer: self.buffer.clone(),
+            shape,
+            strides,
+            offset,
+        }
+    }
+
+    /// The elements in row-major order, copied to the host.
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        self.dense()?.to_vec()
     }
 }
 
@@ -60,8 +160,7 @@ impl std::fmt::Debug for CudaStorage {
 #[derive(Clone, Debug)]
 pub enum Storage<T: Element> {
     Cpu(CpuArray<T>),
-    /// f32 data on a CUDA GPU. The autograd ops read CPU data; on this variant they return
-    /// [`Error::DeviceUnsupported`] naming the op (the GPU's own kernels live in `crate::cuda`).
+    /// f32 data on a CUDA device (tensors of other element types are refused by `to_device`).
     Cuda(CudaStorage),
 }
 
@@ -70,7 +169,7 @@ impl<T: Element> Storage<T> {
     pub fn device(&self) -> Device {
         match self {
             Storage::Cpu(_) => Device::Cpu,
-            Storage::Cuda(c) => Device::Cuda(c.ordinal),
+            Storage::Cuda(c) => Device::Cuda(c.ordinal()),
         }
     }
 
@@ -90,6 +189,35 @@ impl<T: Element> Storage<T> {
         match self {
             Storage::Cpu(a) => a.shape(),
             Storage::Cuda(c) => &c.shape,
+        }
+    }
+
+    /// `self + other` (same shape, same device): how backward sums the gradients a tensor
+    /// receives from each of its uses. On the CPU the sum is made in place when the array is not
+    /// shared; on a device, likewise into a dense, unshared buffer (`accumulate` kernel).
+    pub fn add(self, other: &Storage<T>) -> Result<Storage<T>> {
+        match (self, other) {
+            (Storage::Cpu(mut a), Storage::Cpu(b)) => {
+                crate::backend::cpu::add_assign(&mut a, b);
+                Ok(Storage::Cpu(a))
+            }
+            (Storage::Cuda(a), Storage::Cuda(b)) => {
+                let b = b.dense()?;
+                if a.is_dense() && Rc::strong_count(&a.buffer) == 1 {
+                    launch::accumulate(&a.buffer, &b)?;
+                    Ok(Storage::Cuda(a))
+                } else {
+                    let out = DeviceBuffer::<f32>::uninit(a.gpu(), a.numel())?;
+                    let a_dense = a.dense()?;
+                    launch::add(&a_dense, &b, &out)?;
+                    Ok(Storage::Cuda(CudaStorage::from_buffer(out, &a.shape)))
+                }
+            }
+            (a, b) => Err(Error::DeviceMismatch {
+                op: "gradient accumulation",
+                lhs: a.device().to_string(),
+                rhs: b.device().to_string(),
+            }),
         }
     }
 }

@@ -132,12 +132,12 @@ pub fn save_task_checkpoint(
         tensors.push((
             format!("optimizer.m.{}", s.name),
             shape.clone(),
-            f32_bytes(&s.m.iter().copied().collect::<Vec<_>>()),
+            f32_bytes(&s.m.to_vec()?),
         ));
         tensors.push((
             format!("optimizer.v.{}", s.name),
             shape,
-            f32_bytes(&s.v.iter().copied().collect::<Vec<_>>()),
+            f32_bytes(&s.v.to_vec()?),
         ));
     }
     let views = tensors
@@ -299,6 +299,7 @@ pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
             let mut opt = AdamW::new(trained, cfg);
             opt.t = num(&o, "t")? as u64;
             for s in &mut opt.state {
+                let device = s.param.device();
                 for (which, slot) in [("m", &mut s.m), ("v", &mut s.v)] {
                     let t = tensor(&format!("optimizer.{which}.{}", s.name))?;
                     if t.shape() != slot.shape() {
@@ -307,7 +308,7 @@ pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
                             format!("optimizer.{which}.{} has the wrong shape", s.name),
                         ));
                     }
-                    *slot = t.value()?.into_owned();
+                    *slot = t.to_device(device)?;
                 }
             }
             Some(opt)

@@ -4,7 +4,8 @@
 //! provide them, so one loop — evaluation, samples, checkpoints, resume — serves both devices.
 
 use crate::autograd::no_grad;
-use crate::cuda::{Gpu, GpuGpt};
+use crate::backend::cuda::Gpu;
+use crate::cuda::GpuGpt;
 use crate::data::dataset::Batch;
 use crate::error::{Error, Result};
 use crate::gpt::GptModel;
@@ -86,7 +87,7 @@ impl StepEngine for CpuEngine<'_> {
         }
         loss.backward()?;
         if let Some(max_norm) = clip {
-            clip_grad_norm(&self.params, max_norm);
+            clip_grad_norm(&self.params, max_norm)?;
         }
         self.optimizer.step_with_lr(lr)?;
         Ok(value)

@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use ndarray::ArrayD;
-use scratchgpt::cuda::ops::{self, AttentionShape, Gemm, LayerNormStats};
-use scratchgpt::cuda::{DeviceBuffer, Gpu};
+use scratchgpt::backend::cuda::launch::{self as ops, AttentionShape, Gemm, LayerNormStats};
+use scratchgpt::backend::cuda::{DeviceBuffer, Gpu};
 use scratchgpt::ops::attention::AttentionOptions;
 use scratchgpt::{Ids, Tensor};
 
@@ -61,7 +61,13 @@ fn vec64(t: &Tensor<f64>) -> Vec<f64> {
 }
 
 fn grad64(t: &Tensor<f64>) -> Vec<f64> {
-    t.grad().expect("a gradient").iter().copied().collect()
+    t.grad()
+        .expect("a gradient")
+        .value()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
 }
 
 fn up(gpu: &Gpu, data: &[f32]) -> DeviceBuffer<f32> {
@@ -110,7 +116,10 @@ pub fn check_gelu(gpu: &Gpu) {
     let dy = random(n, 6);
     let xt = leaf(&x, &[n]);
     let y = xt.gelu().unwrap();
-    y.backward_with(arr64(&dy, &[n]).into_shared()).unwrap();
+    y.backward_with(&scratchgpt::Tensor::from_array(
+        arr64(&dy, &[n]).into_shared(),
+    ))
+    .unwrap();
     let (dx_d, out) = (up(gpu, &x), uninit(gpu, n));
     ops::gelu_forward(&dx_d, &out).unwrap();
     assert_close("gelu forward", &out.to_vec().unwrap(), &vec64(&y), TOL);
@@ -309,8 +318,10 @@ pub fn check_softmax(gpu: &Gpu) {
         for log in [false, true] {
             let xt = leaf(&x, &[rows, cols]);
             let y = if log { xt.log_softmax() } else { xt.softmax() }.unwrap();
-            y.backward_with(arr64(&dy, &[rows, cols]).into_shared())
-                .unwrap();
+            y.backward_with(&scratchgpt::Tensor::from_array(
+                arr64(&dy, &[rows, cols]).into_shared(),
+            ))
+            .unwrap();
             let (xd, yd, dxd) = (
                 up(gpu, &x),
                 uninit(gpu, rows * cols),
@@ -396,8 +407,10 @@ pub fn check_layer_norm(gpu: &Gpu) {
         leaf(&shift, &[cols]),
     );
     let y = xt.layer_norm(&st, &sh, 1e-5).unwrap();
-    y.backward_with(arr64(&dy, &[rows, cols]).into_shared())
-        .unwrap();
+    y.backward_with(&scratchgpt::Tensor::from_array(
+        arr64(&dy, &[rows, cols]).into_shared(),
+    ))
+    .unwrap();
     let stats = LayerNormStats {
         mean: uninit(gpu, rows),
         rstd: uninit(gpu, rows),
@@ -534,8 +547,10 @@ pub fn check_embedding(gpu: &Gpu) {
         .unwrap()
         .add(&wpe_t.embedding(&pos).unwrap())
         .unwrap();
-    y.backward_with(arr64(&dout, &[batch, seq, cols]).into_shared())
-        .unwrap();
+    y.backward_with(&scratchgpt::Tensor::from_array(
+        arr64(&dout, &[batch, seq, cols]).into_shared(),
+    ))
+    .unwrap();
     assert_close("embedding forward", &out.to_vec().unwrap(), &vec64(&y), TOL);
     let (dwte, dwpe) = (
         DeviceBuffer::zeros(gpu, vocab * cols).unwrap(),
@@ -580,7 +595,9 @@ pub fn check_attention(gpu: &Gpu) {
         let o = Tensor::attention(&qv, &kv, &vv, &AttentionOptions::default()).unwrap();
         let o_bthd = o.permute(&[0, 2, 1, 3]).unwrap().contiguous().unwrap();
         o_bthd
-            .backward_with(arr64(&dout, &[s.batch, s.seq, s.heads, s.head_dim]).into_shared())
+            .backward_with(&scratchgpt::Tensor::from_array(
+                arr64(&dout, &[s.batch, s.seq, s.heads, s.head_dim]).into_shared(),
+            ))
             .unwrap();
         let (qd, kd, vd) = (up(gpu, &q), up(gpu, &k), up(gpu, &v));
         let (od, lse) = (uninit(gpu, n), uninit(gpu, s.batch * s.heads * s.seq));

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use super::cuda_checks::{assert_close, random};
-use scratchgpt::cuda::Gpu;
+use scratchgpt::backend::cuda::Gpu;
 use scratchgpt::cuda::GpuGpt;
 use scratchgpt::gpt::{GptConfig, GptModel};
 use scratchgpt::nn::ForwardCtx;
@@ -65,7 +65,15 @@ pub fn compare_model_step(gpu: &Gpu, model: &GptModel, b: usize, t: usize) {
         "loss: GPU path {gpu_loss} vs CPU {cpu_loss}"
     );
     for (name, p) in model.named_parameters() {
-        let want = to64(&p.grad().expect("grad").iter().copied().collect::<Vec<_>>());
+        let want = to64(
+            &p.grad()
+                .expect("grad")
+                .value()
+                .unwrap()
+                .iter()
+                .copied()
+                .collect::<Vec<_>>(),
+        );
         let got = g.param(&name).unwrap().grad().unwrap().to_vec().unwrap();
         if name.ends_with("W_key.bias") {
             // Adding b to every key adds q_i·b to all of query i's scores alike, and softmax is
@@ -89,7 +97,14 @@ pub fn compare_model_step(gpu: &Gpu, model: &GptModel, b: usize, t: usize) {
     // GPU side steps with the CPU's gradients (just shown equal): this checks the optimizer's
     // wiring — every parameter, its moments, decay — not the gradients again.
     for (name, p) in model.named_parameters() {
-        let cpu_grad: Vec<f32> = p.grad().expect("grad").iter().copied().collect();
+        let cpu_grad: Vec<f32> = p
+            .grad()
+            .expect("grad")
+            .value()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect();
         g.params
             .iter()
             .find(|q| q.name == name)
@@ -311,7 +326,7 @@ fn classifier_step_with_trained_blocks(gpu: &Gpu, blocks: usize) {
             Some(want) => assert_close(
                 &format!("classifier grad of {name}"),
                 &gp.grad().unwrap().to_vec().unwrap(),
-                &to64(&want.iter().copied().collect::<Vec<_>>()),
+                &to64(&want.to_vec().unwrap()),
                 1e-5,
             ),
             None => assert!(

@@ -2,5 +2,5 @@
 #![allow(dead_code)]
 
 pub mod cuda_checks;
-pub mod emu_gpu;
+
 pub mod gpt_checks;

@@ -35,6 +35,8 @@
 //! attention-weight tensor — which is how the unfused study modules of chapter 3 are tested
 //! equal to this op, dropout included.
 
+mod cuda;
+
 use ndarray::IxDyn;
 use rayon::prelude::*;
 
@@ -195,19 +197,14 @@ impl<T: Element> Tensor<T> {
         v: &Tensor<T>,
         opts: &AttentionOptions,
     ) -> Result<Tensor<T>> {
-        let (qa, ka, va) = (
-            contiguous(&q.cpu("attention")?),
-            contiguous(&k.cpu("attention")?),
-            contiguous(&v.cpu("attention")?),
-        );
-        let (sq, sk) = (qa.shape().to_vec(), ka.shape().to_vec());
+        let (sq, sk) = (q.shape(), k.shape());
         let bad = |why: &str| Error::ShapeMismatch {
             op: "attention",
             lhs: sq.clone(),
             rhs: sk.clone(),
             why: why.into(),
         };
-        if sq.len() != 4 || sk.len() != 4 || va.shape() != sk.as_slice() {
+        if sq.len() != 4 || sk.len() != 4 || v.shape() != sk {
             return Err(bad("q must be (B, H, Tq, d), k and v both (B, H, Tk, d)"));
         }
         if sq[0] != sk[0] || sq[1] != sk[1] || sq[3] != sk[3] {
@@ -222,6 +219,14 @@ impl<T: Element> Tensor<T> {
                 format!("dropout_p must be in [0, 1), got {}", opts.dropout_p),
             ));
         }
+        if let Some(ops) = super::cuda_operands("attention", &[q, k, v])? {
+            return cuda::attention([q, k, v], ops, opts.causal, opts.dropout_p, opts.seed);
+        }
+        let (qa, ka, va) = (
+            contiguous(&q.cpu("attention")?),
+            contiguous(&k.cpu("attention")?),
+            contiguous(&v.cpu("attention")?),
+        );
         let dims = Dims {
             heads: sq[0] * sq[1],
             tq: sq[2],

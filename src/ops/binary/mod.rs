@@ -7,20 +7,98 @@
 //! elementwise local gradient at the output shape and then [`sum_to_shape`]s it back to each
 //! operand's shape.
 
+mod cuda;
+
 use crate::backend::cpu::zip_map;
+use crate::backend::cuda::launch::BinaryOp;
 use crate::error::Result;
+use crate::ops::reduce::cuda::sum_to_shape as cuda_sum_to_shape;
 use crate::tensor::shape::{broadcast_shapes, sum_to_shape};
-use crate::tensor::{CpuArray, Element, Tensor};
+use crate::tensor::{CpuArray, CudaStorage, Element, Storage, Tensor};
+
+/// The device half of each rule: `∂L/∂a`, `∂L/∂b` from `g` and the saved operands, as chains of
+/// `binary_broadcast` launches (the same local gradients as the CPU closures), summed back to
+/// each operand's shape.
+fn cuda_backward(
+    kind: BinaryOp,
+    g: &CudaStorage,
+    needs: &[bool],
+    a: &CudaStorage,
+    b: &CudaStorage,
+) -> Result<Vec<Option<Storage<f32>>>> {
+    let s = g.shape().to_vec();
+    let neg_one = |shape: &[usize]| -> Result<CudaStorage> {
+        let t = crate::Tensor::<f32>::full_on(shape, -1.0, crate::Device::Cuda(g.ordinal()))?;
+        Ok(t.cuda_storage().expect("on a device"))
+    };
+    let ga = if needs[0] {
+        let local = match kind {
+            BinaryOp::Add | BinaryOp::Sub => g.clone(),
+            BinaryOp::Mul => cuda::apply(BinaryOp::Mul, g, b, &s)?,
+            BinaryOp::Div => cuda::apply(BinaryOp::Div, g, b, &s)?,
+        };
+        Some(Storage::Cuda(cuda_sum_to_shape(&local, a.shape())?))
+    } else {
+        None
+    };
+    let gb = if needs[1] {
+        let local = match kind {
+            BinaryOp::Add => g.clone(),
+            BinaryOp::Sub => cuda::apply(BinaryOp::Mul, g, &neg_one(&[])?, &s)?,
+            BinaryOp::Mul => cuda::apply(BinaryOp::Mul, g, a, &s)?,
+            BinaryOp::Div => {
+                // −g·a/b²
+                let ga = cuda::apply(BinaryOp::Mul, g, a, &s)?;
+                let q = cuda::apply(BinaryOp::Div, &ga, b, &s)?;
+                let q = cuda::apply(BinaryOp::Div, &q, b, &s)?;
+                cuda::apply(BinaryOp::Mul, &q, &neg_one(&[])?, &s)?
+            }
+        };
+        Some(Storage::Cuda(cuda_sum_to_shape(&local, b.shape())?))
+    } else {
+        None
+    };
+    Ok(vec![ga, gb])
+}
 
 /// The shared skeleton: broadcast, apply `f`, record `backward`.
 fn binary<T: Element>(
     op: &'static str,
+    kind: BinaryOp,
     a: &Tensor<T>,
     b: &Tensor<T>,
     f: impl Fn(T, T) -> T + Sync + Send,
     backward: impl FnOnce(&CpuArray<T>, &[bool], CpuArray<T>, CpuArray<T>) -> [Option<CpuArray<T>>; 2]
         + 'static,
 ) -> Result<Tensor<T>> {
+    if let Some(ops) = super::cuda_operands(op, &[a, b])? {
+        let (ca, cb) = (ops[0].clone(), ops[1].clone());
+        let shape = broadcast_shapes(op, ca.shape(), cb.shape())?;
+        let y = cuda::apply(kind, &ca, &cb, &shape)?;
+        return Ok(Tensor::from_storage_op(
+            op,
+            Storage::Cuda(y),
+            &[a, b],
+            move |g, needs| {
+                let Storage::Cuda(g) = g else {
+                    return Err(crate::Error::DeviceUnsupported {
+                        op,
+                        device: g.device().to_string(),
+                    });
+                };
+                let grads = cuda_backward(kind, g, needs, &ca, &cb)?;
+                Ok(grads
+                    .into_iter()
+                    .map(|g| {
+                        g.map(|s| match s {
+                            Storage::Cuda(c) => Storage::Cuda(c),
+                            Storage::Cpu(_) => unreachable!("device gradients"),
+                        })
+                    })
+                    .collect())
+            },
+        ));
+    }
     let (av, bv) = (a.cpu(op)?, b.cpu(op)?);
     let shape = broadcast_shapes(op, av.shape(), bv.shape())?;
     let out = zip_map(&av, &bv, &shape, f);
@@ -36,6 +114,7 @@ impl<T: Element> Tensor<T> {
     pub fn add(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
         binary(
             "add",
+            BinaryOp::Add,
             self,
             other,
             |x, y| x + y,
@@ -54,6 +133,7 @@ impl<T: Element> Tensor<T> {
     pub fn sub(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
         binary(
             "sub",
+            BinaryOp::Sub,
             self,
             other,
             |x, y| x - y,
@@ -72,6 +152,7 @@ impl<T: Element> Tensor<T> {
     pub fn mul(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
         binary(
             "mul",
+            BinaryOp::Mul,
             self,
             other,
             |x, y| x * y,
@@ -92,6 +173,7 @@ impl<T: Element> Tensor<T> {
     pub fn div(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
         binary(
             "div",
+            BinaryOp::Div,
             self,
             other,
             |x, y| x / y,

@@ -10,6 +10,8 @@
 //! (predicted distribution minus one-hot target). So `∂L/∂x_j = g·(p_j − y_j)/N` for counted
 //! rows and 0 for ignored rows, with `p_j = e^{x_j − lse}` recomputed from the saved lse.
 
+mod cuda;
+
 use std::mem::MaybeUninit;
 
 use ndarray::IxDyn;
@@ -55,8 +57,7 @@ impl<T: Element> Tensor<T> {
 
     /// [`Tensor::cross_entropy`] with a chosen `ignore_index`.
     pub fn cross_entropy_with(&self, targets: &Ids, ignore_index: i64) -> Result<Tensor<T>> {
-        let x = contiguous(&self.cpu("cross_entropy")?);
-        let shape = x.shape().to_vec();
+        let shape = self.shape();
         let Some((&v, lead)) = shape.split_last() else {
             return Err(Error::invalid(
                 "cross_entropy",
@@ -94,6 +95,10 @@ impl<T: Element> Tensor<T> {
                 ),
             ));
         }
+        if let Some(c) = self.cuda_storage() {
+            return cuda::cross_entropy(self, c, &t, ignore_index, count);
+        }
+        let x = contiguous(&self.cpu("cross_entropy")?);
         let xs = x.as_slice().expect("contiguous");
         // Per row: (lse, loss) — written by row tasks, summed in row order afterwards. One row
         // (a vocabulary of logits) is plenty of work for a task, so the split is by rows and

@@ -10,6 +10,8 @@
 //! `(seed, i)`: it is not stored — the backward regenerates it — it does not depend on how work
 //! is split across threads, and the same seed gives the same mask (and so the same losses).
 
+mod cuda;
+
 use crate::backend::cpu::zip_map;
 use crate::error::{Error, Result};
 use crate::tensor::rng::hash_uniform;
@@ -46,6 +48,15 @@ impl<T: Element> Tensor<T> {
         }
         if p == 0.0 {
             return Ok(self.clone());
+        }
+        if let Some(c) = self.cuda_storage() {
+            if p >= 1.0 {
+                return Err(Error::invalid(
+                    "dropout",
+                    "p = 1 drops everything; the device kernels take p in [0, 1)",
+                ));
+            }
+            return cuda::dropout(self, c, p, seed);
         }
         let x = contiguous(&self.cpu("dropout")?);
         let shape = x.shape().to_vec();

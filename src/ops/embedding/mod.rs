@@ -11,6 +11,8 @@
 //! It is the same as multiplying a one-hot matrix by W, without ever building the one-hot matrix.
 //! The scatter-add runs positions in order, so repeated ids accumulate deterministically.
 
+mod cuda;
+
 use ndarray::{ArrayD, IxDyn};
 
 use crate::backend::cpu::axpy;
@@ -106,6 +108,20 @@ impl Ids {
 impl<T: Element> Tensor<T> {
     /// Looks up rows of this `(vocab, dim)` weight: the result has shape `ids.shape() + [dim]`.
     pub fn embedding(&self, ids: &Ids) -> Result<Tensor<T>> {
+        if let Some(c) = self.cuda_storage() {
+            if c.shape().len() != 2 {
+                return Err(Error::invalid(
+                    "embedding",
+                    format!(
+                        "the weight must be 2-D (vocab, dim), got shape {:?}",
+                        c.shape()
+                    ),
+                ));
+            }
+            ids.check_range("embedding", c.shape()[0])?;
+            let shape = [ids.shape(), &[c.shape()[1]]].concat();
+            return cuda::embedding(self, c, ids.data.clone(), shape);
+        }
         let w = contiguous(&self.cpu("embedding")?);
         if w.ndim() != 2 {
             return Err(Error::invalid(

@@ -30,6 +30,8 @@
 
 use std::mem::MaybeUninit;
 
+mod cuda;
+
 use crate::backend::cpu::PAR_MIN_ELEMS;
 use crate::error::Result;
 use crate::tensor::{CpuArray, Element, Tensor};
@@ -79,6 +81,9 @@ const CHUNK: usize = PAR_MIN_ELEMS;
 impl<T: Element> Tensor<T> {
     /// GELU (tanh approximation). See the module docs for the derivative.
     pub fn gelu(&self) -> Result<Tensor<T>> {
+        if let Some(c) = self.cuda_storage() {
+            return cuda::gelu(self, c);
+        }
         let x = super::contiguous(&self.cpu("gelu")?);
         let xs = x.as_slice().expect("contiguous");
         let y = vec_from_rows(xs.len(), CHUNK, |i, out| {

@@ -22,6 +22,8 @@
 //! (depending only on the row length), each chunk sums its rows, and the chunk sums are added
 //! in order — the same bits on every run and with any number of threads.
 
+mod cuda;
+
 use rayon::prelude::*;
 
 use crate::backend::cpu::{should_par, sum, sum_sq_dev};
@@ -84,13 +86,13 @@ impl<T: Element> Tensor<T> {
     /// `LayerNorm(x) = scale ⊙ (x − mean) / √(var + eps) + shift` over the last axis; `scale` and
     /// `shift` have shape `[n]` where n is the size of the last axis.
     pub fn layer_norm(&self, scale: &Tensor<T>, shift: &Tensor<T>, eps: f64) -> Result<Tensor<T>> {
-        let x = contiguous(&self.cpu("layer_norm")?);
-        let n = match x.shape().last() {
+        let in_shape = self.shape();
+        let n = match in_shape.last() {
             Some(&n) if n > 0 => n,
             _ => {
                 return Err(Error::invalid(
                     "layer_norm",
-                    format!("needs a non-empty last axis, got {:?}", x.shape()),
+                    format!("needs a non-empty last axis, got {in_shape:?}"),
                 ))
             }
         };
@@ -98,7 +100,7 @@ impl<T: Element> Tensor<T> {
             if p.shape() != [n] {
                 return Err(Error::ShapeMismatch {
                     op: "layer_norm",
-                    lhs: x.shape().to_vec(),
+                    lhs: in_shape.clone(),
                     rhs: p.shape(),
                     why: format!("{what} must have shape [{n}] (the last axis of the input)"),
                 });
@@ -110,6 +112,10 @@ impl<T: Element> Tensor<T> {
                 format!("eps must be positive, got {eps}"),
             ));
         }
+        if let Some(ops) = super::cuda_operands("layer_norm", &[self, scale, shift])? {
+            return cuda::layer_norm([self, scale, shift], ops, eps);
+        }
+        let x = contiguous(&self.cpu("layer_norm")?);
         let gamma = contiguous(&scale.cpu("layer_norm")?);
         let beta = contiguous(&shift.cpu("layer_norm")?);
         let (xs, gs, bs) = (

@@ -22,6 +22,8 @@
 //! The products are the matmul rules of `ops::matmul` (docs/gradients.md); each is one GEMM on
 //! transposed strides, never a copy. The gradcheck suite checks this op in f64 (family `linear`).
 
+mod cuda;
+
 use ndarray::{ArrayView2, Axis, Ix2, IxDyn, Zip};
 
 use crate::backend::cpu::{gemm, gemm_uninit, should_par};
@@ -92,6 +94,15 @@ impl<T: Element> Tensor<T> {
                 ));
             }
         }
+        let mut inputs: Vec<&Tensor<T>> = vec![self, weight];
+        inputs.extend(bias);
+        if let Some(l) = &lora {
+            inputs.push(l.a);
+            inputs.push(l.b);
+        }
+        if let Some(ops) = super::cuda_operands("linear", &inputs)? {
+            return cuda::linear(inputs, ops, bias.is_some(), lora.as_ref().map(|l| l.scale));
+        }
         let rows = xs[..xs.len() - 1].iter().product::<usize>();
         let xv = super::contiguous(&self.cpu("linear")?);
         let x2 = xv
@@ -128,12 +139,6 @@ impl<T: Element> Tensor<T> {
         let y = y
             .into_shape_with_order(IxDyn(&out_shape))
             .expect("same size");
-        let mut inputs: Vec<&Tensor<T>> = vec![self, weight];
-        inputs.extend(bias);
-        if let Some(l) = &lora {
-            inputs.push(l.a);
-            inputs.push(l.b);
-        }
         let has_bias = bias.is_some();
         Ok(Tensor::from_op("linear", y, &inputs, move |g, needs| {
             let g = super::contiguous(g);

@@ -11,8 +11,11 @@
 //! whole gradient flows to the maximal element (the first one, on ties — PyTorch's `max(dim)`
 //! picks one index too), and the others get zero.
 
+pub(crate) mod cuda;
+
 use ndarray::{ArrayD, Axis, IxDyn, Zip};
 
+use super::map_storage;
 use crate::backend::cpu::sum;
 use crate::error::{Error, Result};
 use crate::tensor::shape::normalize_axis;
@@ -59,23 +62,30 @@ fn spread<T: Element>(g: &CpuArray<T>, kept: &[usize], shape: &[usize], scale: T
 impl<T: Element> Tensor<T> {
     /// Sum of every element, a scalar of shape `[]`. Backward: `∂L/∂x = g·1`.
     pub fn sum_all(&self) -> Result<Tensor<T>> {
-        let x = self.cpu("sum_all")?;
-        let s = match x.as_slice() {
-            Some(s) => sum(s),
-            None => sum(&super::to_contiguous_vec(&x)),
-        };
-        let shape = x.shape().to_vec();
-        Ok(Tensor::from_op(
+        let shape = self.shape();
+        let all: Vec<usize> = (0..shape.len()).collect();
+        let y = map_storage(
+            &self.storage(),
+            |x| {
+                let s = match x.as_slice() {
+                    Some(s) => sum(s),
+                    None => sum(&super::to_contiguous_vec(x)),
+                };
+                Ok(ArrayD::from_elem(IxDyn(&[]), s).into_shared())
+            },
+            |c| cuda::sum_axes(c, &all, 1.0),
+        )?;
+        let ones = vec![1; shape.len()];
+        Ok(Tensor::from_storage_op(
             "sum_all",
-            ArrayD::from_elem(IxDyn(&[]), s),
+            y,
             &[self],
             move |g, _| {
-                Ok(vec![Some(spread(
+                Ok(vec![Some(map_storage(
                     g,
-                    &vec![1; shape.len()],
-                    &shape,
-                    T::one(),
-                ))])
+                    |g| Ok(spread(g, &ones, &shape, T::one())),
+                    |g| cuda::spread(g, &ones, &shape, 1.0),
+                )?)])
             },
         ))
     }
@@ -107,8 +117,7 @@ impl<T: Element> Tensor<T> {
         keepdim: bool,
         mean: bool,
     ) -> Result<Tensor<T>> {
-        let x = self.cpu(op)?;
-        let shape = x.shape().to_vec();
+        let shape = self.shape();
         let axes = reduce_axes(op, axes, shape.len())?;
         let count: usize = axes.iter().map(|&a| shape[a]).product();
         if mean && count == 0 {
@@ -122,21 +131,46 @@ impl<T: Element> Tensor<T> {
         } else {
             T::one()
         };
-        let mut y: ArrayD<T> = x.to_owned();
-        for &a in axes.iter().rev() {
-            y = y.sum_axis(Axis(a));
-        }
-        if mean {
-            y.mapv_inplace(|v| v * scale);
-        }
         let kept = kept_shape(&shape, &axes);
-        let y = if keepdim {
-            y.into_shape_with_order(IxDyn(&kept)).expect("same size")
+        let out_shape = if keepdim {
+            kept.clone()
         } else {
-            y
+            shape
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !axes.contains(i))
+                .map(|(_, &n)| n)
+                .collect()
         };
-        Ok(Tensor::from_op(op, y, &[self], move |g, _| {
-            Ok(vec![Some(spread(g, &kept, &shape, scale))])
+        let y = map_storage(
+            &self.storage(),
+            |x| {
+                let mut y: ArrayD<T> = x.to_owned();
+                for &a in axes.iter().rev() {
+                    y = y.sum_axis(Axis(a));
+                }
+                if mean {
+                    y.mapv_inplace(|v| v * scale);
+                }
+                Ok(y.into_shape_with_order(IxDyn(&out_shape))
+                    .expect("same size")
+                    .into_shared())
+            },
+            |c| {
+                let s = cuda::sum_axes(c, &axes, scale.f64() as f32)?;
+                Ok(s.view(
+                    out_shape.clone(),
+                    crate::backend::cuda::launch::standard_strides(&out_shape),
+                    0,
+                ))
+            },
+        )?;
+        Ok(Tensor::from_storage_op(op, y, &[self], move |g, _| {
+            Ok(vec![Some(map_storage(
+                g,
+                |g| Ok(spread(g, &kept, &shape, scale)),
+                |g| cuda::spread(g, &kept, &shape, scale.f64() as f32),
+            )?)])
         }))
     }
 

@@ -17,14 +17,37 @@
 //! `permute`, `transpose`, `narrow`, `select`, `squeeze`/`unsqueeze` and `reshape` of contiguous
 //! data are **views**: they share the input's buffer and only change shape/strides (ndarray's
 //! `ArcArray`), so `x.transpose(-1, -2)?.matmul(..)` hands transposed strides straight to GEMM.
+//! On a device they are views too (`cuda.rs`: a buffer with shape, strides and offset); each rule
+//! below is written once and runs its data movement through [`map_storage`] on either device.
+
+mod cuda;
 
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
 use crate::error::{Error, Result};
 use crate::tensor::shape::{broadcast_shapes, normalize_axis, numel, sum_to_shape};
-use crate::tensor::{CpuArray, Element, Tensor};
+use crate::tensor::{CpuArray, Element, Storage, Tensor};
 
-use super::contiguous;
+use super::{contiguous, map_storage};
+
+/// Records a view op whose forward and backward are each one data movement per device.
+fn view_op<T: Element>(
+    op: &'static str,
+    x: &Tensor<T>,
+    forward: (
+        impl FnOnce(&CpuArray<T>) -> Result<CpuArray<T>>,
+        impl FnOnce(&crate::tensor::CudaStorage) -> Result<crate::tensor::CudaStorage>,
+    ),
+    backward: (
+        impl FnOnce(&CpuArray<T>) -> Result<CpuArray<T>> + 'static,
+        impl FnOnce(&crate::tensor::CudaStorage) -> Result<crate::tensor::CudaStorage> + 'static,
+    ),
+) -> Result<Tensor<T>> {
+    let y = map_storage(&x.storage(), forward.0, forward.1)?;
+    Ok(Tensor::from_storage_op(op, y, &[x], move |g, _| {
+        Ok(vec![Some(map_storage(g, backward.0, backward.1)?)])
+    }))
+}
 
 /// Reshapes an array, as a view when its data is contiguous, else via one copy.
 fn reshape_array<T: Element>(a: &CpuArray<T>, shape: &[usize]) -> CpuArray<T> {
@@ -36,28 +59,31 @@ fn reshape_array<T: Element>(a: &CpuArray<T>, shape: &[usize]) -> CpuArray<T> {
 impl<T: Element> Tensor<T> {
     /// The same elements in row-major order with a new shape (same element count).
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor<T>> {
-        let x = self.cpu("reshape")?;
-        if numel(shape) != x.len() {
+        let in_shape = self.shape();
+        if numel(shape) != numel(&in_shape) {
             return Err(Error::ShapeMismatch {
                 op: "reshape",
-                lhs: x.shape().to_vec(),
+                lhs: in_shape,
                 rhs: shape.to_vec(),
                 why: "reshape must keep the number of elements".into(),
             });
         }
-        let in_shape = x.shape().to_vec();
-        Ok(Tensor::from_op(
+        let (s1, s2) = (in_shape.clone(), in_shape);
+        view_op(
             "reshape",
-            reshape_array(&x, shape),
-            &[self],
-            move |g, _| Ok(vec![Some(reshape_array(g, &in_shape))]),
-        ))
+            self,
+            (|x| Ok(reshape_array(x, shape)), |c| cuda::reshape(c, shape)),
+            (
+                move |g| Ok(reshape_array(g, &s1)),
+                move |g| cuda::reshape(g, &s2),
+            ),
+        )
     }
 
     /// Reorders the axes: output axis `i` is input axis `perm[i]` (a strided view, no copy).
     pub fn permute(&self, perm: &[usize]) -> Result<Tensor<T>> {
-        let x = self.cpu("permute")?;
-        let n = x.ndim();
+        let shape = self.shape();
+        let n = shape.len();
         let mut seen = vec![false; n];
         if perm.len() != n
             || perm
@@ -66,20 +92,26 @@ impl<T: Element> Tensor<T> {
         {
             return Err(Error::invalid(
                 "permute",
-                format!(
-                    "{perm:?} is not a permutation of the {n} axes of shape {:?}",
-                    x.shape()
-                ),
+                format!("{perm:?} is not a permutation of the {n} axes of shape {shape:?}"),
             ));
         }
         let mut inverse = vec![0; n];
         for (i, &p) in perm.iter().enumerate() {
             inverse[p] = i;
         }
-        let y = x.permuted_axes(IxDyn(perm));
-        Ok(Tensor::from_op("permute", y, &[self], move |g, _| {
-            Ok(vec![Some(g.clone().permuted_axes(IxDyn(&inverse)))])
-        }))
+        let inv2 = inverse.clone();
+        view_op(
+            "permute",
+            self,
+            (
+                |x| Ok(x.clone().permuted_axes(IxDyn(perm))),
+                |c| Ok(cuda::permute(c, perm)),
+            ),
+            (
+                move |g| Ok(g.clone().permuted_axes(IxDyn(&inverse))),
+                move |g| Ok(cuda::permute(g, &inv2)),
+            ),
+        )
     }
 
     /// Swaps two axes (negative axes count from the end). A view.
@@ -96,28 +128,40 @@ impl<T: Element> Tensor<T> {
 
     /// Elements `start..start+len` along `axis` (a view).
     pub fn narrow(&self, axis: isize, start: usize, len: usize) -> Result<Tensor<T>> {
-        let x = self.cpu("narrow")?;
-        let ax = normalize_axis("narrow", axis, x.ndim())?;
-        let size = x.shape()[ax];
+        let shape = self.shape();
+        let ax = normalize_axis("narrow", axis, shape.len())?;
+        let size = shape[ax];
         if start + len > size {
             return Err(Error::invalid(
                 "narrow",
                 format!(
-                    "range {start}..{} exceeds size {size} of axis {ax} (shape {:?})",
+                    "range {start}..{} exceeds size {size} of axis {ax} (shape {shape:?})",
                     start + len,
-                    x.shape()
                 ),
             ));
         }
-        let mut y = x.clone();
-        y.slice_axis_inplace(Axis(ax), Slice::from(start..start + len));
-        let shape = x.shape().to_vec();
-        Ok(Tensor::from_op("narrow", y, &[self], move |g, _| {
-            let mut dx = ArrayD::<T>::zeros(IxDyn(&shape));
-            dx.slice_axis_mut(Axis(ax), Slice::from(start..start + len))
-                .assign(g);
-            Ok(vec![Some(dx.into_shared())])
-        }))
+        let shape2 = shape.clone();
+        view_op(
+            "narrow",
+            self,
+            (
+                |x| {
+                    let mut y = x.clone();
+                    y.slice_axis_inplace(Axis(ax), Slice::from(start..start + len));
+                    Ok(y)
+                },
+                |c| Ok(cuda::narrow(c, ax, start, len)),
+            ),
+            (
+                move |g| {
+                    let mut dx = ArrayD::<T>::zeros(IxDyn(&shape));
+                    dx.slice_axis_mut(Axis(ax), Slice::from(start..start + len))
+                        .assign(g);
+                    Ok(dx.into_shared())
+                },
+                move |g| cuda::pad_into(g, &shape2, ax, start, true),
+            ),
+        )
     }
 
     /// Joins tensors along an existing axis; all other axes must agree.
@@ -126,14 +170,11 @@ impl<T: Element> Tensor<T> {
             .first()
             .ok_or_else(|| Error::invalid("concat", "needs at least one tensor"))?;
         let ax = normalize_axis("concat", axis, first.ndim())?;
-        let arrays = tensors
-            .iter()
-            .map(|t| t.cpu("concat"))
-            .collect::<Result<Vec<_>>>()?;
-        let s0 = arrays[0].shape().to_vec();
-        for a in &arrays[1..] {
-            let ok = a.ndim() == s0.len()
-                && a.shape()
+        let s0 = first.shape();
+        for t in &tensors[1..] {
+            let shape = t.shape();
+            let ok = shape.len() == s0.len()
+                && shape
                     .iter()
                     .zip(&s0)
                     .enumerate()
@@ -142,11 +183,44 @@ impl<T: Element> Tensor<T> {
                 return Err(Error::ShapeMismatch {
                     op: "concat",
                     lhs: s0,
-                    rhs: a.shape().to_vec(),
+                    rhs: shape,
                     why: format!("all axes but {ax} must agree"),
                 });
             }
         }
+        if let Some(parts) = super::cuda_operands("concat", tensors)? {
+            let sizes: Vec<usize> = parts.iter().map(|p| p.shape()[ax]).collect();
+            let mut shape = s0;
+            shape[ax] = sizes.iter().sum();
+            let y = cuda::concat(&parts, ax, &shape)?;
+            return Ok(Tensor::from_storage_op(
+                "concat",
+                Storage::Cuda(y),
+                tensors,
+                move |g, needs| {
+                    let Storage::Cuda(g) = g else {
+                        return Err(Error::DeviceUnsupported {
+                            op: "concat backward",
+                            device: g.device().to_string(),
+                        });
+                    };
+                    let mut start = 0;
+                    Ok(sizes
+                        .iter()
+                        .zip(needs)
+                        .map(|(&n, &need)| {
+                            let part = cuda::narrow(g, ax, start, n);
+                            start += n;
+                            need.then_some(Storage::Cuda(part))
+                        })
+                        .collect())
+                },
+            ));
+        }
+        let arrays = tensors
+            .iter()
+            .map(|t| t.cpu("concat"))
+            .collect::<Result<Vec<_>>>()?;
         let views: Vec<_> = arrays.iter().map(|a| a.view()).collect();
         let y = ndarray::concatenate(Axis(ax), &views).expect("shapes checked");
         let sizes: Vec<usize> = arrays.iter().map(|a| a.shape()[ax]).collect();
@@ -211,53 +285,79 @@ impl<T: Element> Tensor<T> {
 
     /// The slice at `index` along `axis`, with that axis removed (`x[.., index, ..]`). A view.
     pub fn select(&self, axis: isize, index: usize) -> Result<Tensor<T>> {
-        let x = self.cpu("select")?;
-        let ax = normalize_axis("select", axis, x.ndim())?;
-        if index >= x.shape()[ax] {
+        let shape = self.shape();
+        let ax = normalize_axis("select", axis, shape.len())?;
+        if index >= shape[ax] {
             return Err(Error::IndexOutOfRange {
                 op: "select",
                 index: index as i64,
-                size: x.shape()[ax],
+                size: shape[ax],
             });
         }
-        let y = x.clone().index_axis_move(Axis(ax), index);
-        let shape = x.shape().to_vec();
-        Ok(Tensor::from_op("select", y, &[self], move |g, _| {
-            let mut dx = ArrayD::<T>::zeros(IxDyn(&shape));
-            dx.index_axis_mut(Axis(ax), index).assign(g);
-            Ok(vec![Some(dx.into_shared())])
-        }))
+        let shape2 = shape.clone();
+        view_op(
+            "select",
+            self,
+            (
+                |x| Ok(x.clone().index_axis_move(Axis(ax), index)),
+                |c| Ok(cuda::select(c, ax, index)),
+            ),
+            (
+                move |g| {
+                    let mut dx = ArrayD::<T>::zeros(IxDyn(&shape));
+                    dx.index_axis_mut(Axis(ax), index).assign(g);
+                    Ok(dx.into_shared())
+                },
+                move |g| cuda::pad_into(g, &shape2, ax, index, false),
+            ),
+        )
     }
 
     /// Broadcasts to `shape` (NumPy rules; materialised). Backward sums over the broadcast axes.
     pub fn broadcast_to(&self, shape: &[usize]) -> Result<Tensor<T>> {
-        let x = self.cpu("broadcast_to")?;
-        if broadcast_shapes("broadcast_to", x.shape(), shape)? != shape {
+        let in_shape = self.shape();
+        if broadcast_shapes("broadcast_to", &in_shape, shape)? != shape {
             return Err(Error::Broadcast {
                 op: "broadcast_to",
-                lhs: x.shape().to_vec(),
+                lhs: in_shape,
                 rhs: shape.to_vec(),
             });
         }
-        let y = x.broadcast(IxDyn(shape)).expect("checked").to_owned();
-        let in_shape = x.shape().to_vec();
-        Ok(Tensor::from_op("broadcast_to", y, &[self], move |g, _| {
-            Ok(vec![Some(sum_to_shape(g, &in_shape))])
-        }))
+        let s2 = in_shape.clone();
+        view_op(
+            "broadcast_to",
+            self,
+            (
+                |x| {
+                    Ok(x.broadcast(IxDyn(shape))
+                        .expect("checked")
+                        .to_owned()
+                        .into_shared())
+                },
+                |c| Ok(cuda::broadcast(c, shape)),
+            ),
+            (
+                move |g| Ok(sum_to_shape(g, &in_shape)),
+                move |g| super::reduce::cuda::sum_to_shape(g, &s2),
+            ),
+        )
     }
 
     /// The same values laid out in row-major order (a copy only if they were not). Identity
     /// gradient.
     pub fn contiguous(&self) -> Result<Tensor<T>> {
-        let x = self.cpu("contiguous")?;
-        if x.is_standard_layout() {
+        let dense = match &*self.storage() {
+            Storage::Cpu(x) => x.is_standard_layout(),
+            Storage::Cuda(c) => c.is_dense(),
+        };
+        if dense {
             return Ok(self.clone());
         }
-        Ok(Tensor::from_op(
+        view_op(
             "contiguous",
-            contiguous(&x),
-            &[self],
-            |g, _| Ok(vec![Some(g.clone())]),
-        ))
+            self,
+            (|x| Ok(contiguous(x)), |c| c.to_dense()),
+            (|g| Ok(g.clone()), |g| Ok(g.clone())),
+        )
     }
 }

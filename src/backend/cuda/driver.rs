@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use cudarc::driver::{result, sys, CudaContext, CudaFunction, CudaModule};
 use cudarc::nvrtc::Ptx;
 
-use super::backend::{GpuBackend, KernelArg, PackedArgs};
+use super::gpu::{GpuBackend, KernelArg, PackedArgs};
 use super::kernels::KERNEL_FILES;
 use super::nvrtc::{self, Target};
 use crate::error::{Error, Result};

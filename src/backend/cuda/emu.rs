@@ -1,15 +1,17 @@
-//! The CPU emulator (crates/cuda-emu) behind scratchgpt's `GpuBackend` trait: "device memory" is
-//! host memory, poisoned with NaN bits on allocation so a kernel that reads before it writes shows.
+//! [`EmuGpu`]: the CPU emulator (`crates/cuda-emu`, feature `cuda-emu`) behind the same
+//! [`GpuBackend`] trait as a real GPU. "Device memory" is host memory, poisoned with NaN bits on
+//! allocation (and on reuse by the caching allocator) so a kernel that reads before it writes
+//! shows; a device pointer is a host address. `--device emu` runs every command on it.
 
 use std::alloc::{alloc, dealloc, Layout};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use scratchgpt::cuda::backend::PackedArgs;
-use scratchgpt::cuda::{Gpu, GpuBackend, KernelArg};
-use scratchgpt::{Error, Result};
+use super::gpu::{Gpu, GpuBackend, KernelArg, PackedArgs};
+use crate::error::{Error, Result};
 
+/// The emulated device.
 pub struct EmuGpu {
     allocations: RefCell<HashMap<u64, Layout>>,
     workers: u32,
@@ -72,6 +74,12 @@ impl GpuBackend for EmuGpu {
     unsafe fn copy_device(&self, dst: u64, src: u64, bytes: usize) -> Result<()> {
         // SAFETY: the caller guarantees both ranges.
         unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, bytes) };
+        Ok(())
+    }
+
+    unsafe fn poison(&self, dst: u64, bytes: usize) -> Result<()> {
+        // SAFETY: the caller guarantees the range. 0xFF bytes are NaN as f32.
+        unsafe { std::ptr::write_bytes(dst as *mut u8, 0xFF, bytes) };
         Ok(())
     }
 

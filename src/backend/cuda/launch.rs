@@ -4,7 +4,7 @@
 //! kernel, and is the same as the CPU ops' (see `src/ops/*`, whose gradients are gradchecked); the
 //! tests compare every launcher with the CPU op on random inputs.
 
-use super::backend::{DeviceBuffer, Gpu, KernelArg};
+use super::gpu::{DeviceBuffer, Gpu, KernelArg};
 use crate::error::{Error, Result};
 
 const THREADS: u32 = 256;
@@ -276,6 +276,26 @@ pub fn matmul(
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
+    let (sa, sb) = (g.m * g.k, g.k * g.n);
+    a.check_len("cuda matmul (A)", g.batch * sa)?;
+    b.check_len("cuda matmul (B)", g.batch * sb)?;
+    matmul_strided(a, b, c, bias, g, alpha, beta, sa, sb)
+}
+
+/// [`matmul`] with explicit batch strides of A and B (in elements): 0 broadcasts one matrix
+/// over the batch. C is dense, `batch·m·n`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_strided(
+    a: &DeviceBuffer<f32>,
+    b: &DeviceBuffer<f32>,
+    c: &DeviceBuffer<f32>,
+    bias: Option<&DeviceBuffer<f32>>,
+    g: Gemm,
+    alpha: f32,
+    beta: f32,
+    stride_a: usize,
+    stride_b: usize,
+) -> Result<()> {
     let Gemm {
         m,
         n,
@@ -292,8 +312,23 @@ pub fn matmul(
             ));
         }
     }
-    a.check_len("cuda matmul (A)", batch * m * k)?;
-    b.check_len("cuda matmul (B)", batch * k * n)?;
+    if batch > 65535 {
+        return Err(Error::invalid(
+            "cuda matmul",
+            format!("batch {batch} exceeds the 65535 grid limit"),
+        ));
+    }
+    let need = |stride: usize, size: usize| batch.saturating_sub(1) * stride + size;
+    if a.len() < need(stride_a, m * k) || b.len() < need(stride_b, k * n) {
+        return Err(Error::invalid(
+            "cuda matmul",
+            format!(
+                "operands of {} and {} elements are too small for {batch} products of {m}×{k}·{k}×{n} (batch strides {stride_a}, {stride_b})",
+                a.len(),
+                b.len()
+            ),
+        ));
+    }
     c.check_len("cuda matmul (C)", batch * m * n)?;
     if let Some(bias) = bias {
         bias.check_len("cuda matmul (bias)", n)?;
@@ -317,8 +352,8 @@ pub fn matmul(
             KernelArg::I32(k as i32),
             KernelArg::I32(trans_a as i32),
             KernelArg::I32(trans_b as i32),
-            KernelArg::I64((m * k) as i64),
-            KernelArg::I64((k * n) as i64),
+            KernelArg::I64(stride_a as i64),
+            KernelArg::I64(stride_b as i64),
             KernelArg::I64((m * n) as i64),
             KernelArg::F32(alpha),
             KernelArg::F32(beta),
@@ -1077,6 +1112,343 @@ pub fn adamw_update(
             KernelArg::F32(betas.1),
             KernelArg::F32(eps),
             KernelArg::F32(bias_correction2_sqrt),
+        ],
+    )
+}
+
+// ---- strided views ------------------------------------------------------------------------------
+
+/// Row-major strides of `shape`, in elements.
+pub fn standard_strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![0; shape.len()];
+    let mut acc = 1;
+    for i in (0..shape.len()).rev() {
+        s[i] = acc;
+        acc *= shape[i];
+    }
+    s
+}
+
+/// The most axes a strided kernel takes (view.cu, binary.cu).
+pub const MAX_RANK: usize = 6;
+
+/// Merges neighbouring axes that are contiguous with each other in every one of `strides` (and
+/// drops size-1 axes), so a view of any rank whose irregular axes are few fits in [`MAX_RANK`].
+pub fn merge_axes(shape: &[usize], strides: &[&[usize]]) -> (Vec<usize>, Vec<Vec<usize>>) {
+    let mut out_shape: Vec<usize> = Vec::new();
+    let mut out_strides: Vec<Vec<usize>> = vec![Vec::new(); strides.len()];
+    for ax in 0..shape.len() {
+        let n = shape[ax];
+        if n == 1 {
+            continue;
+        }
+        let mergeable = !out_shape.is_empty()
+            && strides.iter().zip(&out_strides).all(|(s, o)| {
+                let last = *o.last().expect("same length as out_shape");
+                last == s[ax] * n
+            });
+        if mergeable {
+            *out_shape.last_mut().expect("non-empty") *= n;
+            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
+                *o.last_mut().expect("non-empty") = s[ax];
+            }
+        } else {
+            out_shape.push(n);
+            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
+                o.push(s[ax]);
+            }
+        }
+    }
+    (out_shape, out_strides)
+}
+
+/// The highest element a view reads (offset + Σ (n−1)·stride), for the bounds check.
+fn view_end(offset: usize, shape: &[usize], strides: &[usize]) -> usize {
+    offset
+        + shape
+            .iter()
+            .zip(strides)
+            .map(|(&n, &s)| n.saturating_sub(1) * s)
+            .sum::<usize>()
+}
+
+fn check_view(
+    op: &'static str,
+    buf: &DeviceBuffer<f32>,
+    offset: usize,
+    shape: &[usize],
+    strides: &[usize],
+) -> Result<()> {
+    if shape.iter().product::<usize>() > 0 && view_end(offset, shape, strides) >= buf.len() {
+        return Err(Error::invalid(
+            op,
+            format!(
+                "view (offset {offset}, shape {shape:?}, strides {strides:?}) reaches past a buffer of {}",
+                buf.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn padded(v: &[usize], fill: usize) -> [KernelArg; MAX_RANK] {
+    std::array::from_fn(|i| KernelArg::I64(v.get(i).copied().unwrap_or(fill) as i64))
+}
+
+fn too_many_axes(op: &'static str, shape: &[usize]) -> Error {
+    Error::invalid(
+        op,
+        format!(
+            "a strided view of shape {shape:?} has more than {MAX_RANK} irregular axes; make it contiguous in steps"
+        ),
+    )
+}
+
+/// Copies the view (`src_off`, `src_strides`) of `src` into the view (`dst_off`, `dst_strides`) of
+/// `dst`, both of `shape` (strides in elements).
+pub fn strided_copy(
+    src: &DeviceBuffer<f32>,
+    src_off: usize,
+    src_strides: &[usize],
+    dst: &DeviceBuffer<f32>,
+    dst_off: usize,
+    dst_strides: &[usize],
+    shape: &[usize],
+) -> Result<()> {
+    check_view("cuda strided_copy (src)", src, src_off, shape, src_strides)?;
+    check_view("cuda strided_copy (dst)", dst, dst_off, shape, dst_strides)?;
+    let n: usize = shape.iter().product();
+    if n == 0 {
+        return Ok(());
+    }
+    let (m, s) = merge_axes(shape, &[src_strides, dst_strides]);
+    if m.len() > MAX_RANK {
+        return Err(too_many_axes("cuda strided_copy", shape));
+    }
+    let mut args = vec![
+        src.arg(),
+        KernelArg::I64(src_off as i64),
+        dst.arg(),
+        KernelArg::I64(dst_off as i64),
+        KernelArg::I64(n as i64),
+        KernelArg::I32(m.len() as i32),
+    ];
+    args.extend(padded(&m, 1));
+    args.extend(padded(&s[0], 0));
+    args.extend(padded(&s[1], 0));
+    elementwise(src.gpu(), "strided_copy", n, &args)
+}
+
+/// The op of [`binary_broadcast`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    Add = 0,
+    Sub = 1,
+    Mul = 2,
+    Div = 3,
+}
+
+/// One operand of [`binary_broadcast`]: a buffer seen as a view of the output's shape (stride 0 on
+/// broadcast axes).
+pub struct Operand<'a> {
+    pub buffer: &'a DeviceBuffer<f32>,
+    pub offset: usize,
+    pub strides: &'a [usize],
+}
+
+/// out (dense, `shape`) = a ∘ b elementwise.
+pub fn binary_broadcast(
+    op: BinaryOp,
+    a: Operand<'_>,
+    b: Operand<'_>,
+    out: &DeviceBuffer<f32>,
+    shape: &[usize],
+) -> Result<()> {
+    check_view("cuda binary (a)", a.buffer, a.offset, shape, a.strides)?;
+    check_view("cuda binary (b)", b.buffer, b.offset, shape, b.strides)?;
+    let n: usize = shape.iter().product();
+    out.check_len("cuda binary (out)", n)?;
+    if n == 0 {
+        return Ok(());
+    }
+    let dense = standard_strides(shape);
+    let (m, s) = merge_axes(shape, &[a.strides, b.strides, &dense]);
+    if m.len() > MAX_RANK {
+        return Err(too_many_axes("cuda binary", shape));
+    }
+    let mut args = vec![
+        KernelArg::I32(op as i32),
+        a.buffer.arg(),
+        KernelArg::I64(a.offset as i64),
+        b.buffer.arg(),
+        KernelArg::I64(b.offset as i64),
+        out.arg(),
+        KernelArg::I64(n as i64),
+        KernelArg::I32(m.len() as i32),
+    ];
+    args.extend(padded(&m, 1));
+    args.extend(padded(&s[0], 0));
+    args.extend(padded(&s[1], 0));
+    elementwise(out.gpu(), "binary_broadcast", n, &args)
+}
+
+// ---- unary --------------------------------------------------------------------------------------
+
+/// y = f(x) for the op code of unary.cu.
+pub fn unary_forward(
+    code: i32,
+    x: &DeviceBuffer<f32>,
+    y: &DeviceBuffer<f32>,
+    c: f32,
+) -> Result<()> {
+    let n = x.len();
+    same_len("cuda unary", n, &[y])?;
+    elementwise(
+        x.gpu(),
+        "unary_forward",
+        n,
+        &[
+            KernelArg::I32(code),
+            x.arg(),
+            y.arg(),
+            KernelArg::I64(n as i64),
+            KernelArg::F32(c),
+        ],
+    )
+}
+
+/// dx = g ⊙ f'(s) for the op code of unary.cu (`s` the saved input or output).
+pub fn unary_backward(
+    code: i32,
+    s: &DeviceBuffer<f32>,
+    g: &DeviceBuffer<f32>,
+    dx: &DeviceBuffer<f32>,
+    c: f32,
+) -> Result<()> {
+    let n = s.len();
+    same_len("cuda unary_backward", n, &[g, dx])?;
+    elementwise(
+        s.gpu(),
+        "unary_backward",
+        n,
+        &[
+            KernelArg::I32(code),
+            s.arg(),
+            g.arg(),
+            dx.arg(),
+            KernelArg::I64(n as i64),
+            KernelArg::F32(c),
+        ],
+    )
+}
+
+// ---- gather, loss -------------------------------------------------------------------------------
+
+/// out[p, :] = w[ids[p], :] for a (vocab, cols) table; ids checked on the host before upload.
+pub fn embedding_gather(
+    ids: &DeviceBuffer<i32>,
+    w: &DeviceBuffer<f32>,
+    out: &DeviceBuffer<f32>,
+    vocab: usize,
+    cols: usize,
+) -> Result<()> {
+    let rows = ids.len();
+    w.check_len("cuda embedding_gather (table)", vocab * cols)?;
+    out.check_len("cuda embedding_gather (out)", rows * cols)?;
+    elementwise(
+        w.gpu(),
+        "embedding_gather",
+        rows * cols,
+        &[
+            ids.arg(),
+            w.arg(),
+            out.arg(),
+            KernelArg::I64(rows as i64),
+            KernelArg::I32(cols as i32),
+        ],
+    )
+}
+
+/// dw[v] += Σ_{p : ids[p] = v} dout[p] for a (vocab, cols) table, in a fixed order (no atomics):
+/// the positions are grouped by id on the host, where the ids are.
+pub fn embedding_scatter_add(
+    ids: &[i32],
+    dout: &DeviceBuffer<f32>,
+    dw: &DeviceBuffer<f32>,
+    vocab: usize,
+    cols: usize,
+) -> Result<()> {
+    let rows = ids.len();
+    check_token_ids(ids, vocab)?;
+    dout.check_len("cuda embedding_scatter_add (dout)", rows * cols)?;
+    dw.check_len("cuda embedding_scatter_add (dw)", vocab * cols)?;
+    if rows == 0 {
+        return Ok(());
+    }
+    let gpu = dout.gpu();
+    let mut order: Vec<i32> = (0..rows as i32).collect();
+    order.sort_by_key(|&p| (ids[p as usize], p));
+    let mut uniq = Vec::new();
+    let mut offsets = Vec::new();
+    for (n, &p) in order.iter().enumerate() {
+        let id = ids[p as usize];
+        if uniq.last() != Some(&id) {
+            uniq.push(id);
+            offsets.push(n as i32);
+        }
+    }
+    offsets.push(rows as i32);
+    let uniq_d = DeviceBuffer::from_slice(gpu, &uniq)?;
+    let off_d = DeviceBuffer::from_slice(gpu, &offsets)?;
+    let pos_d = DeviceBuffer::from_slice(gpu, &order)?;
+    launch(
+        gpu,
+        "embedding_backward_tokens",
+        [uniq.len() as u32, 1, 1],
+        [row_block(cols).min(THREADS), 1, 1],
+        &[
+            uniq_d.arg(),
+            off_d.arg(),
+            pos_d.arg(),
+            dout.arg(),
+            dw.arg(),
+            KernelArg::I32(cols as i32),
+        ],
+    )
+}
+
+/// dlogits = dloss[0] · inv_count · (softmax − onehot) per row (0 where the target is negative).
+pub fn cross_entropy_backward(
+    logits: &DeviceBuffer<f32>,
+    targets: &DeviceBuffer<i32>,
+    dloss: &DeviceBuffer<f32>,
+    dlogits: &DeviceBuffer<f32>,
+    rows: usize,
+    cols: usize,
+    inv_count: f32,
+) -> Result<()> {
+    same_len(
+        "cuda cross_entropy_backward",
+        rows * cols,
+        &[logits, dlogits],
+    )?;
+    check_targets(targets, rows)?;
+    dloss.check_len("cuda cross_entropy_backward (dloss)", 1)?;
+    if rows == 0 {
+        return Ok(());
+    }
+    launch(
+        logits.gpu(),
+        "cross_entropy_backward",
+        [blocks_for(rows, 1)?, 1, 1],
+        [row_block(cols), 1, 1],
+        &[
+            logits.arg(),
+            targets.arg(),
+            dloss.arg(),
+            dlogits.arg(),
+            KernelArg::I32(cols as i32),
+            KernelArg::F32(inv_count),
         ],
     )
 }

@@ -3,7 +3,7 @@
 //! [`GpuBackend`] is deliberately small — allocate, copy, launch by name — the shape of the CUDA
 //! driver API. Two things implement it: [`super::driver::CudaGpu`] (a real GPU through cudarc) and,
 //! in the tests, the CPU emulator of `crates/cuda-emu`, whose "device pointers" are host
-//! addresses. Because the op launchers in [`super::ops`] only talk to this trait, the emulator
+//! addresses. Because the op launchers in [`super::launch`] only talk to this trait, the emulator
 //! tests exercise exactly the host code (launch shapes, argument order, scratch buffers) that runs
 //! on a GPU.
 
@@ -112,7 +112,7 @@ pub trait GpuBackend {
     /// # Safety
     /// `args` match the kernel's parameter list in number and type, and every buffer the kernel
     /// touches for these arguments lies inside live allocations of this backend. The launchers in
-    /// [`super::ops`] check buffer lengths against the sizes before calling this.
+    /// [`super::launch`] check buffer lengths against the sizes before calling this.
     unsafe fn launch(
         &self,
         name: &str,
@@ -123,6 +123,20 @@ pub trait GpuBackend {
 
     /// Wait until every queued kernel and copy has finished (and report any asynchronous error).
     fn synchronize(&self) -> Result<()>;
+
+    /// Mark `bytes` at `dst` as uninitialised again. A no-op on a GPU; the emulator fills them
+    /// with NaN bits, so a kernel reading a reused buffer before writing it shows as on a fresh one.
+    ///
+    /// # Safety
+    /// `dst .. dst + bytes` lies inside one live allocation of this backend.
+    unsafe fn poison(&self, _dst: u64, _bytes: usize) -> Result<()> {
+        Ok(())
+    }
+
+    /// The caching allocator's statistics, if this backend has one.
+    fn memory_stats(&self) -> Option<super::MemoryStats> {
+        None
+    }
 }
 
 /// Element types a [`DeviceBuffer`] can hold.
@@ -177,6 +191,7 @@ impl<T: DeviceElem> DeviceBuffer<T> {
     /// Overwrite the whole buffer with `data` (same length).
     pub fn write(&self, data: &[T]) -> Result<()> {
         self.check_len("DeviceBuffer::write", data.len())?;
+        super::count_to_device();
         // SAFETY: T is a plain number type (f32/i32); viewing it as bytes is valid. The
         // destination range is this buffer's allocation, whose length was just checked.
         unsafe {
@@ -189,6 +204,7 @@ impl<T: DeviceElem> DeviceBuffer<T> {
     /// The contents, copied to the host.
     pub fn to_vec(&self) -> Result<Vec<T>> {
         let mut out = vec![T::default(); self.len];
+        super::count_to_host(std::mem::size_of_val(out.as_slice()));
         // SAFETY: as in `write`; `out` has exactly `len` elements.
         unsafe {
             let bytes = std::slice::from_raw_parts_mut(
@@ -214,6 +230,7 @@ impl<T: DeviceElem> DeviceBuffer<T> {
         }
         let mut out = vec![T::default(); len];
         let size = std::mem::size_of::<T>();
+        super::count_to_host(len * size);
         // SAFETY: the range was just checked against this buffer's length.
         unsafe {
             let bytes = std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, len * size);

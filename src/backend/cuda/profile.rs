@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::backend::{Gpu, GpuBackend, KernelArg};
+use super::gpu::{Gpu, GpuBackend, KernelArg};
 use crate::error::Result;
 
 /// Kernel-time accounting around another backend.

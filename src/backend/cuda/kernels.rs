@@ -6,7 +6,7 @@
 //! emulator's preprocessor scan finds, so this list cannot drift from the sources.
 
 /// Helpers shared by all kernel files (warp/block reductions, the dropout hash).
-pub const COMMON_HEADER: &str = include_str!("../../kernels/common.cuh");
+pub const COMMON_HEADER: &str = include_str!("../../../kernels/common.cuh");
 
 /// One `kernels/*.cu` file: its name, source and `extern "C"` entry points.
 #[derive(Clone, Copy, Debug)]
@@ -30,7 +30,7 @@ macro_rules! kernel_file {
     ($name:literal, [$($k:literal),* $(,)?]) => {
         KernelFile {
             name: $name,
-            source: include_str!(concat!("../../kernels/", $name)),
+            source: include_str!(concat!("../../../kernels/", $name)),
             entry_points: &[$($k),*],
         }
     };
@@ -58,9 +58,14 @@ pub const KERNEL_FILES: &[KernelFile] = &[
         "attention_naive.cu",
         ["attention_naive_output", "attention_naive_scores"]
     ),
+    kernel_file!("binary.cu", ["binary_broadcast"]),
     kernel_file!(
         "cross_entropy.cu",
-        ["cross_entropy_forward", "cross_entropy_forward_backward"]
+        [
+            "cross_entropy_backward",
+            "cross_entropy_forward",
+            "cross_entropy_forward_backward",
+        ]
     ),
     kernel_file!(
         "elementwise.cu",
@@ -82,6 +87,7 @@ pub const KERNEL_FILES: &[KernelFile] = &[
             "embedding_backward_positions",
             "embedding_backward_tokens",
             "embedding_forward",
+            "embedding_gather",
         ]
     ),
     kernel_file!(
@@ -111,6 +117,8 @@ pub const KERNEL_FILES: &[KernelFile] = &[
             "softmax_forward",
         ]
     ),
+    kernel_file!("unary.cu", ["unary_backward", "unary_forward"]),
+    kernel_file!("view.cu", ["strided_copy"]),
 ];
 
 /// All entry points, sorted.

@@ -1,0 +1,50 @@
+// unary.cu — elementwise y = f(x) (with a scalar c where f has one) and its backward
+// dx = g ⊙ f'(·), for the ops of src/ops/unary/mod.rs. The op codes, f and f':
+//   0 add_scalar  y = x + c      f' = 1
+//   1 mul_scalar  y = c·x        f' = c
+//   2 powf        y = x^c        f' = c·x^(c−1)   (from the saved input x)
+//   3 exp         y = eˣ         f' = y           (from the saved output y)
+//   4 log         y = ln x       f' = 1/x
+//   5 sqrt        y = √x         f' = 1/(2y)
+//   6 tanh        y = tanh x     f' = 1 − y²
+//   7 relu        y = max(x, 0)  f' = [x > 0]
+//   8 sigmoid     y = σ(x)       f' = y(1 − y)
+// The backward receives `s`, the input or the output as the CPU op saves it (its table says which).
+
+// Launch: one thread per element.
+extern "C" __global__ void unary_forward(int op, const float* x, float* y, long long n, float c) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float v = x[i], r;
+    switch (op) {
+        case 0: r = v + c; break;
+        case 1: r = c * v; break;
+        case 2: r = powf(v, c); break;
+        case 3: r = expf(v); break;
+        case 4: r = logf(v); break;
+        case 5: r = sqrtf(v); break;
+        case 6: r = tanhf(v); break;
+        case 7: r = v > 0.0f ? v : 0.0f; break;
+        default: r = v >= 0.0f ? 1.0f / (1.0f + expf(-v)) : expf(v) / (1.0f + expf(v)); break;
+    }
+    y[i] = r;
+}
+
+// Launch: one thread per element. dx = g ⊙ f'(s).
+extern "C" __global__ void unary_backward(int op, const float* s, const float* g, float* dx, long long n, float c) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float v = s[i], d;
+    switch (op) {
+        case 0: d = 1.0f; break;
+        case 1: d = c; break;
+        case 2: d = c * powf(v, c - 1.0f); break;
+        case 3: d = v; break;
+        case 4: d = 1.0f / v; break;
+        case 5: d = 1.0f / (v + v); break;
+        case 6: d = 1.0f - v * v; break;
+        case 7: d = v > 0.0f ? 1.0f : 0.0f; break;
+        default: d = v * (1.0f - v); break;
+    }
+    dx[i] = g[i] * d;
+}

@@ -1,0 +1,97 @@
+//! Fused causal self-attention on a device: kernels/attention.cu (flash-style forward saving one
+//! log-sum-exp per query row, backward by recomputation in a Δ pass, a dq pass and a dk/dv pass),
+//! the rule of the module docs. The kernels read q, k, v in the `(B, T, H, d)` layout the model's
+//! head split is a view of, so `reshape → transpose(1, 2)` costs nothing here either; the output
+//! and the gradients come back as the same kind of view.
+
+use crate::backend::cuda::launch::{self, AttentionShape};
+use crate::backend::cuda::DeviceBuffer;
+use crate::error::{Error, Result};
+use crate::ops::{device_grad, device_uninit};
+use crate::tensor::{CudaStorage, Element, Storage, Tensor};
+
+/// A `(B, H, T, d)` tensor as a dense `(B, T, H, d)` buffer (free when it is the head-split view
+/// of one).
+fn bthd(c: &CudaStorage) -> Result<CudaStorage> {
+    let s = c.shape();
+    let as_bthd = c.view(
+        vec![s[0], s[2], s[1], s[3]],
+        vec![c.strides[0], c.strides[2], c.strides[1], c.strides[3]],
+        c.offset,
+    );
+    as_bthd.to_dense()
+}
+
+/// A dense `(B, T, H, d)` buffer seen as `(B, H, T, d)`.
+fn bhtd(c: CudaStorage) -> CudaStorage {
+    let s = c.shape().to_vec();
+    let st = c.strides.clone();
+    c.view(
+        vec![s[0], s[2], s[1], s[3]],
+        vec![st[0], st[2], st[1], st[3]],
+        c.offset,
+    )
+}
+
+pub(super) fn attention<T: Element>(
+    inputs: [&Tensor<T>; 3],
+    ops: Vec<CudaStorage>,
+    causal: bool,
+    dropout_p: f64,
+    seed: u64,
+) -> Result<Tensor<T>> {
+    let sq = ops[0].shape().to_vec();
+    let sk = ops[1].shape().to_vec();
+    if !causal || sq[2] != sk[2] {
+        return Err(Error::DeviceUnsupported {
+            op: "attention (non-causal, or fewer queries than keys: the KV cache)",
+            device: inputs[0].device().to_string(),
+        });
+    }
+    let shape = AttentionShape {
+        batch: sq[0],
+        heads: sq[1],
+        seq: sq[2],
+        head_dim: sq[3],
+    };
+    let (q, k, v) = (bthd(&ops[0])?, bthd(&ops[1])?, bthd(&ops[2])?);
+    let o = device_uninit(&q, q.shape())?;
+    let lse = DeviceBuffer::<f32>::uninit(q.gpu(), shape.batch * shape.heads * shape.seq)?;
+    let p = dropout_p as f32;
+    launch::attention_forward(
+        &q.buffer, &k.buffer, &v.buffer, &o.buffer, &lse, shape, p, seed,
+    )?;
+    let o_saved = o.clone();
+    Ok(Tensor::from_storage_op(
+        "attention",
+        Storage::Cuda(bhtd(o)),
+        &inputs,
+        move |g, _| {
+            let dout = bthd(&device_grad("attention", g)?)?;
+            let (dq, dk, dv) = (
+                device_uninit(&q, q.shape())?,
+                device_uninit(&q, q.shape())?,
+                device_uninit(&q, q.shape())?,
+            );
+            launch::attention_backward(
+                &q.buffer,
+                &k.buffer,
+                &v.buffer,
+                &o_saved.buffer,
+                &lse,
+                &dout.buffer,
+                &dq.buffer,
+                &dk.buffer,
+                &dv.buffer,
+                shape,
+                p,
+                seed,
+            )?;
+            Ok(vec![
+                Some(Storage::Cuda(bhtd(dq))),
+                Some(Storage::Cuda(bhtd(dk))),
+                Some(Storage::Cuda(bhtd(dv))),
+            ])
+        },
+    ))
+}

@@ -106,7 +106,7 @@ impl<T: Element> Tensor<T> {
                     });
                 }
                 let sum = match pending.remove(&input.id()) {
-                    Some(acc) => acc.add(&ig)?,
+                    Some(acc) => acc.sum_with(&ig)?,
                     None => ig,
                 };
                 pending.insert(input.id(), sum);

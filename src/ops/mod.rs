@@ -202,6 +202,30 @@ pub(crate) fn for_each_row<T: Element>(
     }
 }
 
+/// The incoming gradient of a device op's backward, which lives on the op's device.
+pub(crate) fn device_grad<T: Element>(op: &'static str, g: &Storage<T>) -> Result<CudaStorage> {
+    match g {
+        Storage::Cuda(c) => Ok(c.clone()),
+        other => Err(Error::DeviceMismatch {
+            op,
+            lhs: "a device".into(),
+            rhs: other.device().to_string(),
+        }),
+    }
+}
+
+/// A dense device output of `shape` (contents unspecified until a kernel writes it).
+pub(crate) fn device_uninit(like: &CudaStorage, shape: &[usize]) -> Result<CudaStorage> {
+    let b = crate::backend::cuda::DeviceBuffer::<f32>::uninit(like.gpu(), shape.iter().product())?;
+    Ok(CudaStorage::from_buffer(b, shape))
+}
+
+/// A dense device tensor of zeros of `shape`.
+pub(crate) fn device_zeros(like: &CudaStorage, shape: &[usize]) -> Result<CudaStorage> {
+    let b = crate::backend::cuda::DeviceBuffer::<f32>::zeros(like.gpu(), shape.iter().product())?;
+    Ok(CudaStorage::from_buffer(b, shape))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,28 +257,4 @@ mod tests {
             init_from(head, [1.0f32; 2])
         });
     }
-}
-
-/// The incoming gradient of a device op's backward, which lives on the op's device.
-pub(crate) fn device_grad<T: Element>(op: &'static str, g: &Storage<T>) -> Result<CudaStorage> {
-    match g {
-        Storage::Cuda(c) => Ok(c.clone()),
-        other => Err(Error::DeviceMismatch {
-            op,
-            lhs: "a device".into(),
-            rhs: other.device().to_string(),
-        }),
-    }
-}
-
-/// A dense device output of `shape` (contents unspecified until a kernel writes it).
-pub(crate) fn device_uninit(like: &CudaStorage, shape: &[usize]) -> Result<CudaStorage> {
-    let b = crate::backend::cuda::DeviceBuffer::<f32>::uninit(like.gpu(), shape.iter().product())?;
-    Ok(CudaStorage::from_buffer(b, shape))
-}
-
-/// A dense device tensor of zeros of `shape`.
-pub(crate) fn device_zeros(like: &CudaStorage, shape: &[usize]) -> Result<CudaStorage> {
-    let b = crate::backend::cuda::DeviceBuffer::<f32>::zeros(like.gpu(), shape.iter().product())?;
-    Ok(CudaStorage::from_buffer(b, shape))
 }

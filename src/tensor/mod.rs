@@ -309,7 +309,7 @@ impl<T: Element> Tensor<T> {
         let mut slot = self.node.grad.borrow_mut();
         *slot = Some(match slot.take() {
             None => g.clone(),
-            Some(acc) => acc.add(g)?,
+            Some(acc) => acc.sum_with(g)?,
         });
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! copies); the CUDA variant is a shared device buffer with a shape, strides and an offset, so
 //! views are free on the GPU too. Values, gradients and what backward rules save are all
 //! `Storage`, which is what makes the autograd device-blind: `backward()` only adds gradients
-//! ([`Storage::add`]) and hands them to the rules, and each op's rule dispatches on the variant.
+//! ([`Storage::sum_with`]) and hands them to the rules, and each op's rule dispatches on the variant.
 //!
 //! An op without a path for a device fails with [`Error::DeviceUnsupported`] naming the op and
 //! the device — never a silent copy to the host.
@@ -195,7 +195,7 @@ impl<T: Element> Storage<T> {
     /// `self + other` (same shape, same device): how backward sums the gradients a tensor
     /// receives from each of its uses. On the CPU the sum is made in place when the array is not
     /// shared; on a device, likewise into a dense, unshared buffer (`accumulate` kernel).
-    pub fn add(self, other: &Storage<T>) -> Result<Storage<T>> {
+    pub fn sum_with(self, other: &Storage<T>) -> Result<Storage<T>> {
         match (self, other) {
             (Storage::Cpu(mut a), Storage::Cpu(b)) => {
                 crate::backend::cpu::add_assign(&mut a, b);

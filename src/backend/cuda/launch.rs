@@ -817,43 +817,8 @@ pub fn embedding_backward(
             "position gradient too small",
         ));
     }
+    embedding_scatter_add(ids, dout, dwte, vocab, cols)?;
     let gpu = dout.gpu();
-    // Counting sort of positions by id: unique ids ascending, positions ascending within each.
-    let mut order: Vec<i32> = (0..rows as i32).collect();
-    order.sort_by_key(|&p| (ids[p as usize], p));
-    let mut uniq = Vec::new();
-    let mut offsets = vec![0i32];
-    for (n, &p) in order.iter().enumerate() {
-        let id = ids[p as usize];
-        if uniq.last() != Some(&id) {
-            if n > 0 {
-                offsets.push(n as i32);
-            }
-            uniq.push(id);
-        }
-    }
-    offsets.push(rows as i32);
-    if !uniq.is_empty() {
-        let uniq_d = DeviceBuffer::from_slice(gpu, &uniq)?;
-        let off_d = DeviceBuffer::from_slice(gpu, &offsets)?;
-        let pos_d = DeviceBuffer::from_slice(gpu, &order)?;
-        launch(
-            gpu,
-            "embedding_backward_tokens",
-            [uniq.len() as u32, 1, 1],
-            [row_block(cols).min(THREADS), 1, 1],
-            &[
-                uniq_d.arg(),
-                off_d.arg(),
-                pos_d.arg(),
-                dout.arg(),
-                dwte.arg(),
-                KernelArg::I32(cols as i32),
-            ],
-        )?;
-        // The small index buffers are freed when this function returns; a real GPU frees them
-        // only after queued work that uses them, since `free` is stream-ordered (see driver.rs).
-    }
     elementwise(
         gpu,
         "embedding_backward_positions",
@@ -1386,6 +1351,7 @@ pub fn embedding_scatter_add(
         return Ok(());
     }
     let gpu = dout.gpu();
+    // Counting sort of positions by id: unique ids ascending, positions ascending within each.
     let mut order: Vec<i32> = (0..rows as i32).collect();
     order.sort_by_key(|&p| (ids[p as usize], p));
     let mut uniq = Vec::new();
@@ -1415,6 +1381,8 @@ pub fn embedding_scatter_add(
             KernelArg::I32(cols as i32),
         ],
     )
+    // The small index buffers are freed when this function returns; a real GPU frees them only
+    // after queued work that uses them, since `free` is stream-ordered (see driver.rs).
 }
 
 /// dlogits = dloss[0] · inv_count · (softmax − onehot) per row (0 where the target is negative).

@@ -13,6 +13,8 @@
 //! `(batch·M × K)·(K × N)` GEMM forward, one for `∂L/∂A`, and `∂L/∂B = A_flatᵀ·G_flat` as a
 //! single GEMM that sums over the whole batch at once.
 
+mod cuda;
+
 use ndarray::{ArrayD, ArrayView2, ArrayViewD, Axis, Ix2, IxDyn};
 use rayon::prelude::*;
 
@@ -60,8 +62,7 @@ impl<T: Element> Tensor<T> {
 
 /// `(batch_a…, M, K) @ (batch_b…, K, N)`, both operands at least 2-D.
 fn matmul_nd<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
-    let (av, bv) = (a.cpu("matmul")?, b.cpu("matmul")?);
-    let (sa, sb) = (av.shape().to_vec(), bv.shape().to_vec());
+    let (sa, sb) = (a.shape(), b.shape());
     let (m, k) = (sa[sa.len() - 2], sa[sa.len() - 1]);
     let (k2, n) = (sb[sb.len() - 2], sb[sb.len() - 1]);
     if k != k2 {
@@ -74,6 +75,10 @@ fn matmul_nd<T: Element>(a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
     }
     let batch = broadcast_shapes("matmul", &sa[..sa.len() - 2], &sb[..sb.len() - 2])?;
     let nb = numel(&batch);
+    if let Some(ops) = super::cuda_operands("matmul", &[a, b])? {
+        return cuda::matmul([a, b], ops, batch, (m, k, n));
+    }
+    let (av, bv) = (a.cpu("matmul")?, b.cpu("matmul")?);
     let out_shape = [batch.as_slice(), &[m, n]].concat();
 
     let out = if sb.len() == 2 && (sa.len() == 2 || av.is_standard_layout()) {

@@ -11,6 +11,8 @@
 //! **Log-softmax backward.** `∂(log y_i)/∂x_j = δ_ij − y_j`, so
 //! `∂L/∂x_j = g_j − y_j·Σ_i g_i` with `y = softmax(x) = exp(log_softmax(x))`.
 
+mod cuda;
+
 use std::mem::MaybeUninit;
 
 use crate::backend::cpu::{dot, max, sum, sum_exp_shifted};
@@ -36,12 +38,12 @@ fn log_softmax_row_into<'a, T: Element>(x: &[T], out: &'a mut [MaybeUninit<T>]) 
     init_from(out, x.iter().map(|&v| v - lse))
 }
 
-fn last_axis<T2: Element>(op: &'static str, x: &CpuArray<T2>) -> Result<usize> {
-    match x.shape().last() {
+fn last_axis(op: &'static str, shape: &[usize]) -> Result<usize> {
+    match shape.last() {
         Some(&n) if n > 0 => Ok(n),
         _ => Err(Error::invalid(
             op,
-            format!("needs a non-empty last axis, got shape {:?}", x.shape()),
+            format!("needs a non-empty last axis, got shape {shape:?}"),
         )),
     }
 }
@@ -60,8 +62,11 @@ fn row_op<T: Element>(
     forward_row: ForwardRow<T>,
     backward_row: BackwardRow<T>,
 ) -> Result<Tensor<T>> {
+    let n = last_axis(op, &x.shape())?;
+    if let Some(c) = x.cuda_storage() {
+        return cuda::row_op(x, c, op, op == "log_softmax");
+    }
     let xa = contiguous(&x.cpu(op)?);
-    let n = last_axis(op, &xa)?;
     let xs = xa.as_slice().expect("contiguous");
     let y = vec_from_rows(xs.len(), n, |r, out| forward_row(&xs[r * n..][..n], out));
     let y = CpuArray::from_shape_vec(xa.raw_dim(), y).expect("same size");

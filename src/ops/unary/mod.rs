@@ -6,6 +6,8 @@
 //! `y`) the backward uses; using `y` where `f'` is expressible in it (exp, tanh, sqrt, sigmoid)
 //! saves recomputing `f`.
 
+mod cuda;
+
 use rayon::prelude::*;
 
 use crate::backend::cpu::{map, should_par, zip_map, PAR_MIN_ELEMS};
@@ -37,13 +39,23 @@ fn times<T: Element>(
 
 impl<T: Element> Tensor<T> {
     /// Records a unary op whose backward needs only `g` and one saved array.
+    /// `(code, c)` selects the same op in kernels/unary.cu for device tensors.
     fn unary(
         &self,
         op: &'static str,
+        (code, c): (i32, f64),
         forward: impl FnOnce(&CpuArray<T>) -> CpuArray<T>,
         save_output: bool,
         local_grad: impl Fn(T) -> T + Sync + Send + 'static,
     ) -> Result<Tensor<T>> {
+        if let Some(s) = self.cuda_storage() {
+            let k = cuda::Kernel {
+                code,
+                c: c as f32,
+                saves_output: save_output,
+            };
+            return cuda::unary(self, s, op, k);
+        }
         let x = self.cpu(op)?;
         let y = forward(&x);
         let saved = if save_output { y.clone() } else { x };
@@ -54,7 +66,7 @@ impl<T: Element> Tensor<T> {
 
     /// `−x`. f'(x) = −1.
     pub fn neg(&self) -> Result<Tensor<T>> {
-        self.unary("neg", |x| map(x, |v| -v), false, |_| -T::one())
+        self.unary("neg", (1, -1.0), |x| map(x, |v| -v), false, |_| -T::one())
     }
 
     /// `x + c`. f'(x) = 1.
@@ -62,6 +74,7 @@ impl<T: Element> Tensor<T> {
         let c = T::of(c);
         self.unary(
             "add_scalar",
+            (0, c.f64()),
             |x| map(x, move |v| v + c),
             false,
             |_| T::one(),
@@ -71,7 +84,13 @@ impl<T: Element> Tensor<T> {
     /// `c·x`. f'(x) = c.
     pub fn mul_scalar(&self, c: f64) -> Result<Tensor<T>> {
         let c = T::of(c);
-        self.unary("mul_scalar", |x| map(x, move |v| v * c), false, move |_| c)
+        self.unary(
+            "mul_scalar",
+            (1, c.f64()),
+            |x| map(x, move |v| v * c),
+            false,
+            move |_| c,
+        )
     }
 
     /// `x / c`. f'(x) = 1/c.
@@ -79,6 +98,7 @@ impl<T: Element> Tensor<T> {
         let c = T::of(c);
         self.unary(
             "div_scalar",
+            (1, 1.0 / c.f64()),
             |x| map(x, move |v| v / c),
             false,
             move |_| T::one() / c,
@@ -90,6 +110,7 @@ impl<T: Element> Tensor<T> {
         let pt = T::of(p);
         self.unary(
             "powf",
+            (2, p),
             |x| map(x, move |v| v.powf(pt)),
             false,
             move |x| pt * x.powf(pt - T::one()),
@@ -98,18 +119,31 @@ impl<T: Element> Tensor<T> {
 
     /// `eˣ`. f'(x) = eˣ = y, so the backward reuses the output: `∂L/∂x = g ⊙ y`.
     pub fn exp(&self) -> Result<Tensor<T>> {
-        self.unary("exp", |x| map_slices(x, T::exp_slice), true, |y| y)
+        self.unary(
+            "exp",
+            (3, 0.0),
+            |x| map_slices(x, T::exp_slice),
+            true,
+            |y| y,
+        )
     }
 
     /// `ln x`. f'(x) = 1/x.
     pub fn log(&self) -> Result<Tensor<T>> {
-        self.unary("log", |x| map(x, |v| v.ln()), false, |x| T::one() / x)
+        self.unary(
+            "log",
+            (4, 0.0),
+            |x| map(x, |v| v.ln()),
+            false,
+            |x| T::one() / x,
+        )
     }
 
     /// `√x`. f'(x) = 1/(2√x) = 1/(2y).
     pub fn sqrt(&self) -> Result<Tensor<T>> {
         self.unary(
             "sqrt",
+            (5, 0.0),
             |x| map(x, |v| v.sqrt()),
             true,
             |y| T::one() / (y + y),
@@ -120,6 +154,7 @@ impl<T: Element> Tensor<T> {
     pub fn tanh(&self) -> Result<Tensor<T>> {
         self.unary(
             "tanh",
+            (6, 0.0),
             |x| map_slices(x, T::tanh_slice),
             true,
             |y| T::one() - y * y,
@@ -130,6 +165,7 @@ impl<T: Element> Tensor<T> {
     pub fn relu(&self) -> Result<Tensor<T>> {
         self.unary(
             "relu",
+            (7, 0.0),
             |x| map(x, |v| v.max(T::zero())),
             false,
             |x| {
@@ -146,6 +182,7 @@ impl<T: Element> Tensor<T> {
     pub fn sigmoid(&self) -> Result<Tensor<T>> {
         self.unary(
             "sigmoid",
+            (8, 0.0),
             |x| {
                 map(x, |v| {
                     // Stable on both tails: never exponentiate a large positive number.

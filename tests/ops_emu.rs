@@ -1,0 +1,257 @@
+//! Every op with a device path against the CPU op (whose backward is gradchecked in f64): the
+//! same inputs on emulated `cuda:0` and on the CPU, the same upstream gradient; the outputs and
+//! every input gradient must agree to f32 rounding (relative to the largest reference value).
+//! Odd sizes, strided views as inputs, broadcasting both ways.
+
+use scratchgpt::backend::cuda;
+use scratchgpt::ops::attention::AttentionOptions;
+use scratchgpt::{Device, Ids, Result, Tensor};
+
+const DEV: Device = Device::Cuda(0);
+
+fn close(what: &str, want: &[f32], got: &[f32], tol: f64) {
+    assert_eq!(want.len(), got.len(), "{what}: lengths");
+    let scale = want.iter().fold(1e-6f64, |m, &v| m.max((v as f64).abs()));
+    let worst = want
+        .iter()
+        .zip(got)
+        .map(|(&a, &b)| ((a as f64) - (b as f64)).abs())
+        .fold(0.0f64, f64::max);
+    assert!(
+        worst / scale <= tol,
+        "{what}: worst difference {worst:e} against a scale of {scale:e}"
+    );
+}
+
+/// Runs `f` on fresh leaves (requiring grad) on both devices, backpropagates the same random
+/// upstream gradient, and compares the output and each input's gradient.
+fn check(name: &str, inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Result<Tensor>) {
+    check_tol(name, inputs, 2e-5, f)
+}
+
+fn check_tol(name: &str, inputs: &[Tensor], tol: f64, f: impl Fn(&[Tensor]) -> Result<Tensor>) {
+    cuda::install_emulator(0);
+    let cpu: Vec<Tensor> = inputs
+        .iter()
+        .map(|t| t.detach().requires_grad_(true))
+        .collect();
+    let dev: Vec<Tensor> = inputs
+        .iter()
+        .map(|t| t.to_device(DEV).unwrap().requires_grad_(true))
+        .collect();
+    let yc = f(&cpu).unwrap();
+    let yd = f(&dev).unwrap_or_else(|e| panic!("{name} on the device: {e}"));
+    assert_eq!(yd.device(), DEV, "{name}: output device");
+    assert_eq!(yc.shape(), yd.shape(), "{name}: output shape");
+    close(
+        &format!("{name} output"),
+        &yc.to_vec().unwrap(),
+        &yd.to_vec().unwrap(),
+        tol,
+    );
+    let r = Tensor::<f32>::randn(&yc.shape(), 99);
+    yc.backward_with(&r).unwrap();
+    yd.backward_with(&r.to_device(DEV).unwrap()).unwrap();
+    for (i, (c, d)) in cpu.iter().zip(&dev).enumerate() {
+        let (gc, gd) = (c.grad().unwrap(), d.grad().unwrap());
+        assert_eq!(gd.device(), DEV);
+        close(
+            &format!("{name} ∂/∂input{i}"),
+            &gc.to_vec().unwrap(),
+            &gd.to_vec().unwrap(),
+            tol,
+        );
+    }
+}
+
+fn rnd(shape: &[usize], seed: u64) -> Tensor {
+    Tensor::<f32>::randn(shape, seed)
+}
+
+#[test]
+fn views() {
+    check("reshape of a transposed view", &[rnd(&[3, 5, 7], 1)], |x| {
+        x[0].transpose(0, 2)?.reshape(&[7, 15])?.mul_scalar(2.0)
+    });
+    check("permute", &[rnd(&[2, 3, 4, 5], 2)], |x| {
+        x[0].permute(&[3, 1, 0, 2])?.contiguous()
+    });
+    check("narrow", &[rnd(&[4, 9], 3)], |x| {
+        x[0].narrow(1, 2, 5)?.mul_scalar(1.0)
+    });
+    check("select", &[rnd(&[4, 9, 3], 4)], |x| {
+        x[0].select(1, 7)?.mul_scalar(1.0)
+    });
+    check("squeeze/unsqueeze", &[rnd(&[4, 1, 3], 5)], |x| {
+        x[0].squeeze(1)?.unsqueeze(0)?.mul_scalar(1.0)
+    });
+    check("concat", &[rnd(&[2, 3, 4], 6), rnd(&[2, 5, 4], 7)], |x| {
+        Tensor::concat(&[&x[0], &x[1]], 1)?.mul_scalar(1.0)
+    });
+    check("broadcast_to", &[rnd(&[3, 1], 8)], |x| {
+        x[0].broadcast_to(&[2, 3, 5])?.mul_scalar(1.0)
+    });
+}
+
+#[test]
+fn binary_ops_with_broadcasting() {
+    let (a, b) = (rnd(&[2, 3, 5], 10), rnd(&[3, 1], 11));
+    check("add", &[a.clone(), b.clone()], |x| x[0].add(&x[1]));
+    check("sub", &[b.clone(), a.clone()], |x| x[0].sub(&x[1]));
+    check("mul", &[a.clone(), b.clone()], |x| x[0].mul(&x[1]));
+    let pos = rnd(&[3, 1], 12).mul_scalar(0.1).unwrap().exp().unwrap();
+    check("div", &[a.clone(), pos], |x| x[0].div(&x[1]));
+    check(
+        "add of a strided view",
+        &[a.clone(), rnd(&[5, 3], 13)],
+        |x| x[0].add(&x[1].transpose(0, 1)?),
+    );
+}
+
+#[test]
+fn unary_ops() {
+    let x = rnd(&[7, 13], 20);
+    let pos = x.mul_scalar(0.5).unwrap().exp().unwrap();
+    check("neg", &[x.clone()], |x| x[0].neg());
+    check("add_scalar", &[x.clone()], |x| x[0].add_scalar(1.5));
+    check("mul_scalar", &[x.clone()], |x| x[0].mul_scalar(-3.0));
+    check("div_scalar", &[x.clone()], |x| x[0].div_scalar(4.0));
+    check("exp", &[x.clone()], |x| x[0].exp());
+    check("tanh", &[x.clone()], |x| x[0].tanh());
+    check("relu", &[x.clone()], |x| x[0].relu());
+    check("sigmoid", &[x.clone()], |x| x[0].sigmoid());
+    check("log", &[pos.clone()], |x| x[0].log());
+    check("sqrt", &[pos.clone()], |x| x[0].sqrt());
+    check_tol("powf", &[pos], 1e-4, |x| x[0].powf(1.7));
+    check("gelu", &[x], |x| x[0].gelu());
+}
+
+#[test]
+fn reductions() {
+    let x = rnd(&[3, 4, 5], 30);
+    check("sum_all", &[x.clone()], |x| x[0].sum_all());
+    check("mean_all", &[x.clone()], |x| x[0].mean_all());
+    check("sum over 0 and 2", &[x.clone()], |x| {
+        x[0].sum(&[0, 2], false)
+    });
+    check("mean over 1, keepdim", &[x.clone()], |x| {
+        x[0].mean(&[1], true)
+    });
+    check("sum of a transposed view", &[x], |x| {
+        x[0].transpose(0, 2)?.sum(&[-1], false)
+    });
+}
+
+#[test]
+fn matmul_batched_broadcast_and_transposed() {
+    check("2-D", &[rnd(&[5, 7], 40), rnd(&[7, 3], 41)], |x| {
+        x[0].matmul(&x[1])
+    });
+    check(
+        "batched",
+        &[rnd(&[2, 3, 5, 7], 42), rnd(&[2, 3, 7, 4], 43)],
+        |x| x[0].matmul(&x[1]),
+    );
+    check(
+        "batch × matrix",
+        &[rnd(&[2, 3, 5, 7], 44), rnd(&[7, 4], 45)],
+        |x| x[0].matmul(&x[1]),
+    );
+    check(
+        "matrix × batch",
+        &[rnd(&[5, 7], 46), rnd(&[3, 7, 4], 47)],
+        |x| x[0].matmul(&x[1]),
+    );
+    check(
+        "broadcast batch",
+        &[rnd(&[2, 1, 5, 7], 48), rnd(&[3, 7, 4], 49)],
+        |x| x[0].matmul(&x[1]),
+    );
+    check(
+        "transposed operand",
+        &[rnd(&[2, 7, 5], 50), rnd(&[2, 7, 4], 51)],
+        |x| x[0].transpose(-1, -2)?.matmul(&x[1]),
+    );
+    check("vectors", &[rnd(&[7], 52), rnd(&[7, 4], 53)], |x| {
+        x[0].matmul(&x[1])
+    });
+}
+
+#[test]
+fn row_ops() {
+    let x = rnd(&[6, 37], 60);
+    check("softmax", &[x.clone()], |x| x[0].softmax());
+    check("log_softmax", &[x.clone()], |x| x[0].log_softmax());
+    check(
+        "layer_norm",
+        &[x.clone(), rnd(&[37], 61), rnd(&[37], 62)],
+        |x| x[0].layer_norm(&x[1], &x[2], 1e-5),
+    );
+    let targets = Ids::new(
+        (0..6).map(|i| if i == 2 { -100 } else { i * 5 }).collect(),
+        &[6],
+    )
+    .unwrap();
+    check("cross_entropy with ignore_index", &[x.clone()], |x| {
+        x[0].cross_entropy(&targets)
+    });
+    let t7 = Ids::new(vec![1, 7, 7, 0, 3, 36], &[6]).unwrap();
+    check("cross_entropy with ignore_index 7", &[x], |x| {
+        x[0].cross_entropy_with(&t7, 7)
+    });
+}
+
+#[test]
+fn embedding_dropout_linear() {
+    let ids = Ids::new(vec![3, 0, 3, 9, 1, 3], &[2, 3]).unwrap();
+    check("embedding (repeated ids)", &[rnd(&[10, 6], 70)], |x| {
+        x[0].embedding(&ids)
+    });
+    check("dropout 0.3", &[rnd(&[5, 41], 71)], |x| {
+        x[0].dropout(0.3, 1234)
+    });
+    let (x, w, b) = (rnd(&[2, 3, 8], 72), rnd(&[5, 8], 73), rnd(&[5], 74));
+    check("linear", &[x.clone(), w.clone(), b.clone()], |x| {
+        x[0].linear(&x[1], Some(&x[2]), None)
+    });
+    check("linear without bias", &[x.clone(), w.clone()], |x| {
+        x[0].linear(&x[1], None, None)
+    });
+    check(
+        "linear with LoRA",
+        &[x, w, b, rnd(&[8, 2], 75), rnd(&[2, 5], 76)],
+        |x| {
+            x[0].linear(
+                &x[1],
+                Some(&x[2]),
+                Some(scratchgpt::ops::linear::LoraOperands {
+                    a: &x[3],
+                    b: &x[4],
+                    scale: 1.5,
+                }),
+            )
+        },
+    );
+}
+
+#[test]
+fn attention_causal_with_dropout() {
+    let (b, h, t, d) = (2, 3, 13, 8);
+    let qkv = [
+        rnd(&[b, t, h, d], 80),
+        rnd(&[b, t, h, d], 81),
+        rnd(&[b, t, h, d], 82),
+    ];
+    for p in [0.0, 0.2] {
+        let opts = AttentionOptions {
+            causal: true,
+            dropout_p: p,
+            seed: 5,
+        };
+        check(&format!("attention p={p}"), &qkv, |x| {
+            // The model's head split: (B, T, H, d) → (B, H, T, d), a strided view.
+            let v: Vec<Tensor> = x.iter().map(|t| t.transpose(1, 2).unwrap()).collect();
+            Tensor::attention(&v[0], &v[1], &v[2], &opts)
+        });
+    }
+}

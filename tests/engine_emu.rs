@@ -165,9 +165,31 @@ fn gpt_step_on_emulated_cuda_matches_cpu_with_lora() {
 fn a_device_tensor_refuses_an_op_without_a_device_path_by_name() {
     cuda::install_emulator(0);
     let x = Tensor::<f32>::randn(&[3, 4], 1).to_device(DEV).unwrap();
-    let e = x.softmax().unwrap_err().to_string();
-    assert!(e.contains("softmax") && e.contains("cuda:0"), "{e}");
+    let e = x.max(-1, false).unwrap_err().to_string();
+    assert!(e.contains("max") && e.contains("cuda:0"), "{e}");
     let y = Tensor::<f32>::randn(&[3, 4], 2);
     let e = x.add(&y).unwrap_err().to_string();
     assert!(e.contains("different devices"), "{e}");
+}
+
+#[test]
+fn greedy_generation_on_the_device_gives_the_cpu_tokens_with_and_without_the_kv_cache() {
+    use scratchgpt::gpt::generate::{generate, Sampling};
+    use scratchgpt::gpt::kv_cache::generate_cached;
+    cuda::install_emulator(0);
+    let cpu = tiny(0.1, true, true);
+    let dev = tiny(0.1, true, true);
+    dev.to_device(DEV).unwrap();
+    let prompt = [5u32, 17, 3, 99, 42];
+    let s = Sampling::default();
+    // 40 new tokens with a context of 32: the cache fills and re-encodes the cropped window.
+    let want = generate(&cpu, &prompt, 40, 32, &s).unwrap();
+    assert_eq!(generate(&dev, &prompt, 40, 32, &s).unwrap(), want);
+    assert_eq!(generate_cached(&cpu, &prompt, 40, 32, &s).unwrap(), want);
+    let before = transfers();
+    assert_eq!(generate_cached(&dev, &prompt, 40, 32, &s).unwrap(), want);
+    // Device→host: the last position's logits, once per generated token (sampling is on the
+    // host); the cache never leaves the device.
+    let t = transfers().since(before);
+    assert!(t.to_host <= 40, "{t:?}");
 }

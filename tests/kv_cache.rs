@@ -15,7 +15,7 @@ fn model() -> GptModel {
 fn cached_logits_equal_the_full_forward() {
     let m = model();
     let ids: Vec<u32> = vec![464, 3290, 318, 257, 1332, 11, 290, 340, 373];
-    let mut cache = KvCache::new(&m, 32);
+    let mut cache = KvCache::new(&m, 32).unwrap();
     // prefill 5, then one at a time
     let mut got = vec![m.forward_cached(&ids[..5], &mut cache).unwrap()];
     for &t in &ids[5..] {
@@ -48,7 +48,7 @@ fn cached_logits_equal_the_full_forward() {
         );
     }
     // Overfilling is an error, not a silent wrap.
-    let mut small = KvCache::new(&m, 4);
+    let mut small = KvCache::new(&m, 4).unwrap();
     assert!(m.forward_cached(&ids[..5], &mut small).is_err());
 }
 

@@ -255,3 +255,52 @@ fn attention_causal_with_dropout() {
         });
     }
 }
+
+#[test]
+fn attention_with_a_kv_cache_non_causal_and_wide_heads() {
+    // Fewer queries than keys (the KV cache), causal: composed from device ops.
+    for (tq, p) in [(1, 0.0), (4, 0.0), (4, 0.25)] {
+        let opts = AttentionOptions {
+            causal: true,
+            dropout_p: p,
+            seed: 9,
+        };
+        check(
+            &format!("attention Tq={tq} Tk=9 p={p}"),
+            &[
+                rnd(&[2, 3, tq, 8], 90),
+                rnd(&[2, 3, 9, 8], 91),
+                rnd(&[2, 3, 9, 8], 92),
+            ],
+            |x| Tensor::attention(&x[0], &x[1], &x[2], &opts),
+        );
+    }
+    let opts = AttentionOptions {
+        causal: false,
+        dropout_p: 0.0,
+        seed: 0,
+    };
+    check(
+        "attention non-causal",
+        &[
+            rnd(&[1, 2, 5, 8], 93),
+            rnd(&[1, 2, 7, 8], 94),
+            rnd(&[1, 2, 7, 8], 95),
+        ],
+        |x| Tensor::attention(&x[0], &x[1], &x[2], &opts),
+    );
+    let causal = AttentionOptions {
+        causal: true,
+        dropout_p: 0.1,
+        seed: 3,
+    };
+    check(
+        "attention head dim 80",
+        &[
+            rnd(&[1, 2, 6, 80], 96),
+            rnd(&[1, 2, 6, 80], 97),
+            rnd(&[1, 2, 6, 80], 98),
+        ],
+        |x| Tensor::attention(&x[0], &x[1], &x[2], &causal),
+    );
+}

@@ -24,28 +24,32 @@ use crate::ops::embedding::Ids;
 use crate::tensor::rng::Rng;
 use crate::tensor::Tensor;
 
-/// Keys and values of every layer, preallocated for `capacity` tokens, stored token-major
-/// (`[token][head][head_dim]` = the layout the projections produce), so appending is a copy of
-/// contiguous rows.
+/// Keys and values of every layer, preallocated for `capacity` tokens on the model's device,
+/// stored token-major (`(capacity, heads·head_dim)` = the layout the projections produce), so
+/// appending is a copy of contiguous rows ([`Tensor::write_rows`]) — on a GPU, a copy on the
+/// device.
 pub struct KvCache {
-    keys: Vec<Vec<f32>>,
-    values: Vec<Vec<f32>>,
+    keys: Vec<Tensor>,
+    values: Vec<Tensor>,
     len: usize,
     capacity: usize,
 }
 
 impl KvCache {
-    /// An empty cache for `model` holding up to `capacity` tokens (at most its context length).
-    pub fn new(model: &GptModel, capacity: usize) -> Self {
+    /// An empty cache for `model` holding up to `capacity` tokens (at most its context length),
+    /// on the model's device.
+    pub fn new(model: &GptModel, capacity: usize) -> Result<Self> {
         let capacity = capacity.min(model.cfg.context_length).max(1);
         let width = model.cfg.emb_dim;
         let layers = model.cfg.n_layers;
-        KvCache {
-            keys: (0..layers).map(|_| vec![0.0; capacity * width]).collect(),
-            values: (0..layers).map(|_| vec![0.0; capacity * width]).collect(),
+        let device = model.device();
+        let zeros = || Tensor::full_on(&[capacity, width], 0.0, device);
+        Ok(KvCache {
+            keys: (0..layers).map(|_| zeros()).collect::<Result<_>>()?,
+            values: (0..layers).map(|_| zeros()).collect::<Result<_>>()?,
             len: 0,
             capacity,
-        }
+        })
     }
 
     /// Tokens cached.
@@ -99,20 +103,14 @@ impl GptModel {
                 let a = &block.att;
                 let hin = block.norm1.forward(&x)?;
                 let q = a.w_query.forward(&hin)?;
-                let k_new = a.w_key.forward(&hin)?.to_vec()?;
-                let v_new = a.w_value.forward(&hin)?.to_vec()?;
-                cache.keys[l][start * d..(start + n) * d].copy_from_slice(&k_new);
-                cache.values[l][start * d..(start + n) * d].copy_from_slice(&v_new);
+                let k_new = a.w_key.forward(&hin)?.reshape(&[n, d])?;
+                let v_new = a.w_value.forward(&hin)?.reshape(&[n, d])?;
+                cache.keys[l].write_rows(start, &k_new)?;
+                cache.values[l].write_rows(start, &v_new)?;
                 let total = start + n;
                 let heads = |t: Tensor, len: usize| t.reshape(&[1, len, h, hd])?.transpose(1, 2);
-                let k_all = heads(
-                    Tensor::from_vec(cache.keys[l][..total * d].to_vec(), &[1, total, d])?,
-                    total,
-                )?;
-                let v_all = heads(
-                    Tensor::from_vec(cache.values[l][..total * d].to_vec(), &[1, total, d])?,
-                    total,
-                )?;
+                let k_all = heads(cache.keys[l].narrow(0, 0, total)?, total)?;
+                let v_all = heads(cache.values[l].narrow(0, 0, total)?, total)?;
                 // Queries are the last n of `total` positions: the op's causal mask is aligned to
                 // the bottom right, as a cache needs.
                 let o =
@@ -167,7 +165,7 @@ pub fn generate_cached_streaming(
     }
     sampling.validate()?;
     let context_size = context_size.min(model.cfg.context_length).max(1);
-    let mut cache = KvCache::new(model, context_size);
+    let mut cache = KvCache::new(model, context_size)?;
     let mut rng = Rng::new(sampling.seed);
     let mut ids = prompt.to_vec();
     let window = |ids: &[u32]| ids[ids.len().saturating_sub(context_size)..].to_vec();

@@ -6,7 +6,7 @@
 
 use crate::backend::cuda::launch::{self, AttentionShape};
 use crate::backend::cuda::DeviceBuffer;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ops::{device_grad, device_uninit};
 use crate::tensor::{CudaStorage, Element, Storage, Tensor};
 
@@ -42,11 +42,8 @@ pub(super) fn attention<T: Element>(
 ) -> Result<Tensor<T>> {
     let sq = ops[0].shape().to_vec();
     let sk = ops[1].shape().to_vec();
-    if !causal || sq[2] != sk[2] {
-        return Err(Error::DeviceUnsupported {
-            op: "attention (non-causal, or fewer queries than keys: the KV cache)",
-            device: inputs[0].device().to_string(),
-        });
+    if !causal || sq[2] != sk[2] || sq[3] > 64 {
+        return composed(inputs, causal, dropout_p, seed);
     }
     let shape = AttentionShape {
         batch: sq[0],
@@ -94,4 +91,41 @@ pub(super) fn attention<T: Element>(
             ])
         },
     ))
+}
+
+/// The cases the fused kernels do not cover — fewer queries than keys (a KV cache: the new
+/// queries sit at the end, query i sees keys j ≤ i + Tk − Tq), no causal mask, head dims over
+/// 64 — composed from device ops, each with its own backward:
+/// `softmax(Q·Kᵀ/√d + M)·V` with `M` 0 where visible and −∞ where masked, and dropout on the
+/// weights with the same counter (the weight's index in `(B, H, Tq, Tk)`) as the fused op, so
+/// its masks are the CPU's.
+fn composed<T: Element>(
+    inputs: [&Tensor<T>; 3],
+    causal: bool,
+    dropout_p: f64,
+    seed: u64,
+) -> Result<Tensor<T>> {
+    let [q, k, v] = inputs;
+    let (sq, sk) = (q.shape(), k.shape());
+    let (tq, tk, d) = (sq[2], sk[2], sq[3]);
+    let mut scores = q
+        .matmul(&k.transpose(-1, -2)?)?
+        .mul_scalar(1.0 / (d as f64).sqrt())?;
+    let offset = tk - tq;
+    if causal && offset + 1 < tk {
+        let mask: Vec<T> = (0..tq * tk)
+            .map(|n| {
+                let (i, j) = (n / tk, n % tk);
+                if j <= i + offset {
+                    T::zero()
+                } else {
+                    T::of(f64::NEG_INFINITY)
+                }
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, &[tq, tk])?.to_device(q.device())?;
+        scores = scores.add(&mask)?;
+    }
+    let weights = scores.softmax()?.dropout(dropout_p, seed)?;
+    weights.matmul(v)
 }

@@ -360,4 +360,41 @@ impl<T: Element> Tensor<T> {
             (|g| Ok(g.clone()), |g| Ok(g.clone())),
         )
     }
+
+    /// Overwrites rows `start..start + n` of this tensor (along axis 0) with `src` (`n` rows of
+    /// the same trailing shape), in place and outside the graph: how a KV cache appends. On a
+    /// device it is one copy on the device.
+    pub fn write_rows(&self, start: usize, src: &Tensor<T>) -> Result<()> {
+        let (shape, s) = (self.shape(), src.shape());
+        if shape.is_empty()
+            || s.len() != shape.len()
+            || s[1..] != shape[1..]
+            || start + s[0] > shape[0]
+        {
+            return Err(Error::ShapeMismatch {
+                op: "write_rows",
+                lhs: shape,
+                rhs: s,
+                why: format!("rows {start}.. must fit and share the trailing shape"),
+            });
+        }
+        if self.device() != src.device() {
+            return Err(Error::DeviceMismatch {
+                op: "write_rows",
+                lhs: self.device().to_string(),
+                rhs: src.device().to_string(),
+            });
+        }
+        let n = s[0];
+        match (self.cuda_storage(), src.cuda_storage()) {
+            (Some(dst), Some(src)) => cuda::copy_into(&src, &cuda::narrow(&dst, 0, start, n)),
+            _ => {
+                let src = src.cpu("write_rows")?;
+                self.update_value(|a| {
+                    a.slice_axis_mut(Axis(0), Slice::from(start..start + n))
+                        .assign(&src)
+                })
+            }
+        }
+    }
 }

@@ -14,11 +14,10 @@
 //! - [`nn`]: layers with parameters.
 //! - [`backend`]: what ops share per device: CPU kernels (GEMM, vectorised reductions, parallel
 //!   maps) and the CUDA device (buffers, caching allocator, NVRTC, launchers, the emulator).
-//! - [`cuda`]: the retiring hand-scheduled GPU GPT (`GpuGpt`).
 
 pub mod autograd;
 pub mod backend;
-pub mod cuda;
+
 pub mod data;
 pub mod error;
 pub mod finetune;

@@ -192,7 +192,7 @@ fn train_classifier_simple_learns_prints_the_book_lines_and_is_deterministic() {
     use scratchgpt::finetune::classify_train::{
         train_classifier_simple, ClassifierEvent, ClassifierTrainOptions,
     };
-    use scratchgpt::train::CpuEngine;
+    use scratchgpt::train::Engine;
     let tok = BpeTokenizer::gpt2();
     let train = SpamDataset::new(&synthetic(48), tok, None).unwrap();
     let val = SpamDataset::new(&synthetic(16), tok, Some(train.max_length)).unwrap();
@@ -206,7 +206,7 @@ fn train_classifier_simple_learns_prints_the_book_lines_and_is_deterministic() {
                 ..AdamWConfig::default()
             },
         );
-        let mut engine = CpuEngine::new(&c.model, &mut opt);
+        let mut engine = Engine::new(&c.model, &mut opt);
         let opts = ClassifierTrainOptions {
             num_epochs: 3,
             eval_freq: 4,

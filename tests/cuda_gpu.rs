@@ -1,5 +1,6 @@
-//! The CUDA ops and a whole GPT training step on a real GPU, compared with the CPU engine — the
-//! same checks the emulator runs, plus the GPT-2 head size (D = 64, vocab 50257).
+//! The CUDA kernels and the one engine on a real GPU — a whole GPT training step with the model on
+//! `cuda:0`, compared with the CPU engine — the same checks the emulator runs, plus the GPT-2
+//! head size (D = 64, vocab 50257).
 //!
 //! Without a usable GPU (no driver, no device, no NVRTC) every test prints why and passes; set
 //! `SCRATCHGPT_REQUIRE_GPU=1` to make that a failure instead (the device-machine runs do).
@@ -53,39 +54,65 @@ gpu_test!(
     ops::check_attention_dropout
 );
 gpu_test!(adamw_matches_the_cpu_optimizer, ops::check_adamw);
-gpu_test!(
+/// `cuda:0` through the registry (the real GPU behind the caching allocator), for the engine
+/// checks.
+fn device() -> Option<scratchgpt::Device> {
+    gpu().map(|_| {
+        scratchgpt::backend::cuda::device(0).expect("the GPU just opened");
+        scratchgpt::Device::Cuda(0)
+    })
+}
+
+macro_rules! engine_test {
+    ($name:ident, $check:path) => {
+        #[test]
+        fn $name() {
+            if let Some(d) = device() {
+                $check(d);
+            }
+        }
+    };
+}
+
+engine_test!(
     gpt_dropout_is_seeded,
     gpt::dropout_is_seeded_and_changes_the_loss
 );
-gpu_test!(
+engine_test!(
     gpt_training_steps_lower_the_loss,
     gpt::training_steps_lower_the_loss
 );
-gpu_test!(
+engine_test!(
     gpt_bad_batches_are_clear_errors,
     gpt::bad_batches_are_clear_errors
 );
-gpu_test!(
+engine_test!(
+    gpt_generation_matches_the_cpu,
+    gpt::generation_matches_the_cpu
+);
+engine_test!(
     gpt_classifier_step_with_frozen_blocks_matches_the_cpu,
     gpt::classifier_step_matches_the_cpu
 );
 
 #[test]
 fn gpt_training_step_matches_the_cpu_autograd() {
-    if let Some(g) = gpu() {
-        gpt::compare_step(&g, false, false);
-        gpt::compare_step(&g, true, true);
+    if let Some(d) = device() {
+        gpt::compare_step(d, || gpt::tiny(0.0, false, false), gpt::batch(2, 11, 101));
+        gpt::compare_step(d, || gpt::tiny(0.1, true, true), gpt::batch(2, 11, 101));
     }
 }
 
 #[test]
 fn small_preset_step_with_the_full_vocabulary_matches_the_cpu() {
     // emb 256, 4 layers, 4 heads of 64 (GPT-2's head size), vocabulary 50257.
-    if let Some(g) = gpu() {
-        let mut cfg = GptConfig::preset("small").unwrap();
-        cfg.drop_rate = 0.0;
-        let model = GptModel::new(&cfg, 3).unwrap();
-        gpt::compare_model_step(&g, &model, 2, 64);
+    if let Some(d) = device() {
+        let build = || {
+            let mut cfg = GptConfig::preset("small").unwrap();
+            cfg.drop_rate = 0.1;
+            GptModel::new(&cfg, 3).unwrap()
+        };
+        gpt::compare_step(d, build, gpt::batch(2, 64, 50257));
     }
 }
 
@@ -108,7 +135,7 @@ fn tensors_move_to_the_gpu_and_back() {
     if let Some(g) = gpu() {
         let t = scratchgpt::Tensor::<f32>::from_vec((0..10).map(|v| v as f32).collect(), &[2, 5])
             .unwrap();
-        let _ = &g;
+        let _ = (&g, device());
         let d = t.to_device(scratchgpt::Device::Cuda(0)).unwrap();
         assert_eq!(d.device(), scratchgpt::Device::Cuda(0));
         assert_eq!(d.to_cpu().unwrap().to_vec().unwrap(), t.to_vec().unwrap());

@@ -15,7 +15,7 @@ use scratchgpt::finetune::instruct_train::{
 use scratchgpt::finetune::instruction_data::{format_input, InstructionEntry};
 use scratchgpt::gpt::{GptConfig, GptModel};
 use scratchgpt::optim::{AdamW, AdamWConfig};
-use scratchgpt::train::{CpuEngine, TrainEvent};
+use scratchgpt::train::{Engine, TrainEvent};
 
 fn entries(n: usize) -> Vec<InstructionEntry> {
     (0..n)
@@ -81,7 +81,7 @@ fn a_short_run_learns_and_answers() {
             ..AdamWConfig::default()
         },
     );
-    let mut engine = CpuEngine::new(&m, &mut opt);
+    let mut engine = Engine::new(&m, &mut opt);
     let opts = InstructTrainOptions {
         num_epochs: 10,
         batch_size: 8,

@@ -1,16 +1,14 @@
-//! The book's training loop on the GPU engine (GpuGpt through the CPU emulator), against the same
-//! loop on the CPU engine: same losses step for step (dropout off), evaluation lines, and the CPU
-//! model and optimizer synced afterwards, so checkpoints and resume work from a GPU run.
+//! The book's training loop with the model on a device (the engine on emulated `cuda:0`), against
+//! the same loop on the CPU: the same losses step for step — with dropout, whose masks are the
+//! same on both devices — the same evaluation lines, and weights and optimizer state that
+//! checkpoints read where they live.
 
-mod common;
-
-use scratchgpt::backend::cuda::emu::EmuGpu;
+use scratchgpt::backend::cuda;
 use scratchgpt::data::{split_train_val, BpeTokenizer, DataLoader, GptDataset};
 use scratchgpt::gpt::{GptConfig, GptModel};
 use scratchgpt::optim::{AdamW, AdamWConfig, LrSchedule};
-use scratchgpt::train::{
-    train_with_engine, CpuEngine, GpuEngine, StepEngine, TrainEvent, TrainOptions, TrainState,
-};
+use scratchgpt::train::{engine_for, train_with_engine, TrainEvent, TrainOptions, TrainState};
+use scratchgpt::Device;
 
 const VERDICT: &str = include_str!("../data/the-verdict.txt");
 
@@ -24,11 +22,11 @@ fn loaders(ctx: usize) -> (DataLoader, DataLoader) {
     )
 }
 
-/// Step losses and eval losses of 4 steps of the tiny model (context 16) on either engine.
-fn run(on_gpu: bool) -> (Vec<f64>, Vec<f64>, GptModel, AdamW) {
+/// Step losses and eval losses of 4 steps of the tiny model (context 16) on either device.
+fn run(on_gpu: bool, drop_rate: f64) -> (Vec<f64>, Vec<f64>, GptModel, AdamW) {
     let mut cfg = GptConfig::preset("tiny").unwrap();
     cfg.context_length = 16;
-    cfg.drop_rate = 0.0;
+    cfg.drop_rate = drop_rate;
     let model = GptModel::new(&cfg, 11).unwrap();
     let mut opt = AdamW::new(
         model.named_parameters(),
@@ -52,18 +50,15 @@ fn run(on_gpu: bool) -> (Vec<f64>, Vec<f64>, GptModel, AdamW) {
     let (mut steps, mut evals) = (Vec::new(), Vec::new());
     let mut state = TrainState::default();
     {
-        let gpu = EmuGpu::shared();
-        let mut cpu_engine;
-        let mut gpu_engine;
-        let engine: &mut dyn StepEngine = if on_gpu {
-            gpu_engine = GpuEngine::new(&gpu, &model, &mut opt).unwrap();
-            &mut gpu_engine
+        let device = if on_gpu {
+            cuda::install_emulator(0);
+            Device::Cuda(0)
         } else {
-            cpu_engine = CpuEngine::new(&model, &mut opt);
-            &mut cpu_engine
+            Device::Cpu
         };
+        let mut engine = engine_for(device, &model, &mut opt).unwrap();
         train_with_engine(
-            engine,
+            engine.as_mut(),
             &model,
             &mut tl,
             &mut vl,
@@ -82,9 +77,19 @@ fn run(on_gpu: bool) -> (Vec<f64>, Vec<f64>, GptModel, AdamW) {
 }
 
 #[test]
-fn the_gpu_engine_trains_like_the_cpu_engine() {
-    let (cpu_steps, cpu_evals, cpu_model, cpu_opt) = run(false);
-    let (gpu_steps, gpu_evals, gpu_model, gpu_opt) = run(true);
+fn the_engine_on_a_device_trains_like_on_the_cpu() {
+    check(0.0);
+}
+
+#[test]
+fn the_engine_on_a_device_trains_like_on_the_cpu_with_dropout() {
+    check(0.1);
+}
+
+fn check(drop_rate: f64) {
+    let (cpu_steps, cpu_evals, cpu_model, cpu_opt) = run(false, drop_rate);
+    let (gpu_steps, gpu_evals, gpu_model, gpu_opt) = run(true, drop_rate);
+    assert_eq!(gpu_model.device(), Device::Cuda(0));
     assert_eq!(cpu_steps.len(), 4);
     assert_eq!(gpu_steps.len(), 4);
     for (c, g) in cpu_steps
@@ -97,7 +102,7 @@ fn the_gpu_engine_trains_like_the_cpu_engine() {
             "losses: cpu {cpu_steps:?} {cpu_evals:?} vs gpu {gpu_steps:?} {gpu_evals:?}"
         );
     }
-    // The GPU run synced the weights and the optimizer state back to the CPU side. Adam moves a
+    // The device run's weights and optimizer state read back from the device. Adam moves a
     // weight by about lr per step whatever the gradient's size, so weights whose gradients are
     // rounding noise may differ by up to that; a missing sync or a skipped update would differ by
     // several steps' worth (4 steps × lr).

@@ -1,7 +1,8 @@
 //! `scratchgpt bench train-step`: time full training steps (forward, backward, AdamW) on random
 //! token batches — ms/step, tokens/s, model GFLOP/s and peak memory — to set beside the PyTorch
-//! reference (`../shared/bench/torch_ch5.py`) on the same machine; with `--device cuda`, the whole
-//! step runs on the GPU (`GpuGpt`), to set beside `benches/reference/torch_gpu_step.py`.
+//! reference (`../shared/bench/torch_ch5.py`) on the same machine; with `--device cuda` the same
+//! engine runs the step on the GPU, to set beside `benches/reference/torch_gpu_step.py`, and
+//! reports kernel launches, host↔device copies and device memory per step.
 //! `bench gpu-kernels` times the matmul kernel (TFLOP/s) and the fused attention against the
 //! naive one.
 
@@ -11,9 +12,8 @@ use std::time::Instant;
 use clap::Subcommand;
 use scratchgpt::backend::cuda::launch::{self as ops, AttentionShape, Gemm};
 use scratchgpt::backend::cuda::profile::ProfilingGpu;
-use scratchgpt::backend::cuda::{DeviceBuffer, Gpu};
-use scratchgpt::cuda::GpuGpt;
-use scratchgpt::optim::AdamWConfig as GpuAdamConfig;
+use scratchgpt::backend::cuda::{self, DeviceBuffer, Gpu};
+use scratchgpt::Device;
 
 use super::device::{resolve, DeviceChoice};
 use scratchgpt::gpt::{GptConfig, GptModel};
@@ -106,16 +106,19 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     let mut cfg = GptConfig::preset_with_context(&a.preset, a.context)?;
     cfg.drop_rate = a.drop_rate;
     let model = GptModel::new(&cfg, 123)?;
-    if let Some(gpu) = resolve(a.device)? {
-        gpu_train_step(&gpu, &model, a)?;
-        if a.profile {
-            let prof = std::rc::Rc::new(ProfilingGpu::new(gpu));
+    let device = resolve(a.device)?;
+    let kernel_profile = match device {
+        Device::Cuda(o) if a.profile => {
+            // Every launch of the step goes through the profiler (installed before the model
+            // moves, so its buffers use it); each kernel is synchronised, so steps run slower.
+            let prof = std::rc::Rc::new(ProfilingGpu::new(cuda::device(o)?));
             let as_gpu: Gpu = prof.clone();
-            println!("per-kernel profile (each kernel synchronised, one step after a warm-up):");
-            gpu_train_step_profiled(&as_gpu, &model, a, &prof)?;
+            cuda::install(o, as_gpu);
+            Some(prof)
         }
-        return Ok(ExitCode::SUCCESS);
-    }
+        _ => None,
+    };
+    model.to_device(device)?;
     let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::default());
     let mut rng = Rng::new(7);
     let tokens = a.batch_size * a.context;
@@ -129,8 +132,18 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         Ok((Ids::from_rows(&inputs)?, Ids::from_rows(&targets)?))
     };
     let mut times = Vec::new();
+    let mut per_step = (cuda::transfers(), cuda::transfers());
+    let mut last_loss = 0.0;
     for step in 0..=a.steps {
         let (x, y) = batch(&mut rng)?;
+        if step == a.steps {
+            per_step.0 = cuda::transfers();
+        }
+        if step == 1 {
+            if let Some(p) = &kernel_profile {
+                p.reset();
+            }
+        }
         let t0 = Instant::now();
         opt.zero_grad();
         let loss = model
@@ -138,10 +151,13 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
             .cross_entropy(&y)?;
         loss.backward()?;
         opt.step()?;
+        // The loss's copy to the host waits for the step's queued kernels on a device.
+        last_loss = loss.item()?;
         if step > 0 {
             times.push(t0.elapsed().as_secs_f64());
         }
     }
+    per_step.1 = cuda::transfers();
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     let min = times[0];
@@ -164,6 +180,35 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         None
     };
     let flops_per_token = flops_per_token(&model, a.context);
+    if let Device::Cuda(o) = device {
+        let t = per_step.1.since(per_step.0);
+        let gpu = cuda::device(o)?;
+        let mem = gpu.memory_stats().unwrap_or_default();
+        println!(
+            "{} context {} batch {} on {} ({} parameters): median {:.1} ms/step (min {:.1}), {:.0} tokens/s, {:.2} TFLOP/s; per step {} kernel launches, {} copies to the device, {} to the host ({} B); device memory: peak in use {:.2} GiB, held {:.2} GiB; last loss {:.3}",
+            a.preset,
+            a.context,
+            a.batch_size,
+            gpu.describe(),
+            model.num_parameters(),
+            median * 1e3,
+            min * 1e3,
+            tokens as f64 / median,
+            flops_per_token * tokens as f64 / median / 1e12,
+            t.launches,
+            t.to_device,
+            t.to_host,
+            t.to_host_bytes,
+            mem.peak_in_use_bytes as f64 / (1u64 << 30) as f64,
+            mem.reserved_bytes as f64 / (1u64 << 30) as f64,
+            last_loss
+        );
+        if let Some(p) = &kernel_profile {
+            println!("per-kernel profile of the timed steps (each kernel synchronised):");
+            print_kernel_profile(p);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "{} context {} batch {} ({} parameters, {} threads): median {:.1} ms/step (min {:.1}), {:.0} tokens/s, {:.1} GFLOP/s, peak RSS {:.2} GiB",
         a.preset,
@@ -224,18 +269,6 @@ fn time_gpu(
     Ok((times[times.len() / 2], times[0]))
 }
 
-/// Random inputs and targets of `tokens` ids each (seed 7), for the GPU benchmarks.
-fn random_gpu_batch(vocab: usize, tokens: usize) -> (Vec<i32>, Vec<i32>) {
-    let mut rng = Rng::new(7);
-    let mut draw = || {
-        (0..tokens)
-            .map(|_| rng.below(vocab as u64) as i32)
-            .collect::<Vec<i32>>()
-    };
-    let x = draw();
-    (x, draw())
-}
-
 /// Model FLOPs per token: 6 per matmul parameter (forward 2, backward 4) plus attention's
 /// 6·2·L·T·d (scores and weighted sum; the causal half is not subtracted, as PaLM counts).
 /// With untied weights the token embedding (a lookup) is not a matmul but the head is; with
@@ -252,57 +285,7 @@ fn flops_per_token(model: &GptModel, context: usize) -> f64 {
     6.0 * matmul_params as f64 + 12.0 * (cfg.n_layers * context * cfg.emb_dim) as f64
 }
 
-fn gpu_train_step(gpu: &Gpu, model: &GptModel, a: &TrainStepArgs) -> anyhow::Result<()> {
-    let cfg = &model.cfg;
-    let mut g = GpuGpt::from_model(gpu, model)?;
-    let adam = GpuAdamConfig::default();
-    let tokens = a.batch_size * a.context;
-    let (x, y) = random_gpu_batch(cfg.vocab_size, tokens);
-    let mut step = 0u64;
-    let mut last_loss = 0.0;
-    let (median, min) = time_gpu(gpu, a.steps, || {
-        step += 1;
-        g.zero_grad()?;
-        last_loss = g.forward_backward(&x, &y, a.batch_size, a.context, Some(step))?;
-        g.adamw_step(&adam, adam.lr)
-    })?;
-    let flops_per_token = flops_per_token(model, a.context);
-    println!(
-        "{} context {} batch {} on {} ({} parameters): median {:.1} ms/step (min {:.1}), {:.0} tokens/s, {:.2} TFLOP/s, device memory held {:.2} GiB, last loss {:.3}",
-        a.preset,
-        a.context,
-        a.batch_size,
-        gpu.describe(),
-        model.num_parameters(),
-        median * 1e3,
-        min * 1e3,
-        tokens as f64 / median,
-        flops_per_token * tokens as f64 / median / 1e12,
-        g.device_bytes() as f64 / (1u64 << 30) as f64,
-        last_loss
-    );
-    Ok(())
-}
-
-fn gpu_train_step_profiled(
-    gpu: &Gpu,
-    model: &GptModel,
-    a: &TrainStepArgs,
-    prof: &ProfilingGpu,
-) -> anyhow::Result<()> {
-    let cfg = &model.cfg;
-    let mut g = GpuGpt::from_model(gpu, model)?;
-    let adam = GpuAdamConfig::default();
-    let (x, y) = random_gpu_batch(cfg.vocab_size, a.batch_size * a.context);
-    for step in 0..2 {
-        if step == 1 {
-            prof.reset();
-        }
-        g.zero_grad()?;
-        g.forward_backward(&x, &y, a.batch_size, a.context, Some(step))?;
-        g.adamw_step(&adam, adam.lr)?;
-    }
-    gpu.synchronize()?;
+fn print_kernel_profile(prof: &ProfilingGpu) {
     let report = prof.report();
     let total: f64 = report.iter().map(|r| r.2).sum();
     for (name, n, secs) in &report {
@@ -320,11 +303,11 @@ fn gpu_train_step_profiled(
         "",
         total * 1e3
     );
-    Ok(())
 }
 
 fn gpu_kernels(k: &GpuKernelArgs) -> anyhow::Result<ExitCode> {
-    let gpu = resolve(DeviceChoice::Cuda)?.expect("cuda resolves to a GPU or errors");
+    resolve(DeviceChoice::Cuda)?;
+    let gpu = cuda::device(0)?;
     let rand = |n: usize, seed: u64| -> anyhow::Result<DeviceBuffer<f32>> {
         let mut r = Rng::new(seed);
         let v: Vec<f32> = (0..n).map(|_| r.uniform() as f32 * 2.0 - 1.0).collect();

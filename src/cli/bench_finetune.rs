@@ -108,8 +108,8 @@ pub fn run(a: &FinetuneBenchArgs) -> anyhow::Result<ExitCode> {
     }
     let n_trainable = model.num_trainable_parameters();
     let mut optimizer = AdamW::new(model.named_parameters(), AdamWConfig::default());
-    let gpu = resolve(a.device)?;
-    let mut engine = engine_for(gpu.as_ref(), &model, &mut optimizer)?;
+    let device = resolve(a.device)?;
+    let mut engine = engine_for(device, &model, &mut optimizer)?;
     let engine = engine.as_mut();
     engine.train_step(&batches[0], 1, None, 5e-5)?; // warm-up
     let t0 = Instant::now();

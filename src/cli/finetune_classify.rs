@@ -102,13 +102,13 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     );
 
     let mut optimizer = a.common.optimizer(&model);
-    let gpu = super::device::resolve(a.common.device)?;
+    let device = super::device::resolve(a.common.device)?;
     let dir = out_dir(&a.common.out, "classify")?;
     let mut metrics = std::fs::File::create(dir.join("metrics.jsonl"))
         .with_context(|| format!("creating {}/metrics.jsonl", dir.display()))?;
     // The engine borrows the model; the block ends that borrow before adapters are merged.
     let (run, wall, [tr, va, te]) = {
-        let mut engine = engine_for(gpu.as_ref(), &model, &mut optimizer)?;
+        let mut engine = engine_for(device, &model, &mut optimizer)?;
         let engine = engine.as_mut();
         let opts = ClassifierTrainOptions {
             num_epochs: a.epochs,

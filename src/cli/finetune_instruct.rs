@@ -109,8 +109,8 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let run = {
         let mut optimizer = a.common.optimizer(&model);
-        let gpu = super::device::resolve(a.common.device)?;
-        let mut engine = engine_for(gpu.as_ref(), &model, &mut optimizer)?;
+        let device = super::device::resolve(a.common.device)?;
+        let mut engine = engine_for(device, &model, &mut optimizer)?;
         let engine = engine.as_mut();
         train_instructions(engine, &model, &train, &val, tok, &opts, |e| {
             if let TrainEvent::Step {

@@ -6,10 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use scratchgpt::autograd::no_grad;
-use scratchgpt::cuda::GpuGpt;
 use scratchgpt::data::text_file::read_text;
 use scratchgpt::data::BpeTokenizer;
-use scratchgpt::gpt::{generate, generate_cached, generate_with, GptModel, Sampling};
+use scratchgpt::gpt::{generate, generate_cached, GptModel, Sampling};
 use scratchgpt::nn::ForwardCtx;
 use scratchgpt::train::checkpoint::{load_checkpoint, Task};
 use scratchgpt::Ids;
@@ -79,10 +78,6 @@ pub struct GenerateArgs {
     device: super::device::DeviceChoice,
 }
 
-fn to_i32(ids: &[u32]) -> Vec<i32> {
-    ids.iter().map(|&t| t as i32).collect()
-}
-
 pub fn run_generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
     let model = args.source.load()?;
     let tok = BpeTokenizer::gpt2();
@@ -105,19 +100,11 @@ pub fn run_generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
         },
         seed: args.seed,
     };
-    let ids = match super::device::resolve(args.device)? {
-        Some(gpu) => {
-            let mut g = GpuGpt::from_model(&gpu, &model)?;
-            generate_with(
-                |w| g.next_token_logits(&to_i32(w)),
-                &prompt,
-                args.max_new_tokens,
-                ctx,
-                &sampling,
-            )?
-        }
-        None if args.no_kv_cache => generate(&model, &prompt, args.max_new_tokens, ctx, &sampling)?,
-        None => generate_cached(&model, &prompt, args.max_new_tokens, ctx, &sampling)?,
+    model.to_device(super::device::resolve(args.device)?)?;
+    let ids = if args.no_kv_cache {
+        generate(&model, &prompt, args.max_new_tokens, ctx, &sampling)?
+    } else {
+        generate_cached(&model, &prompt, args.max_new_tokens, ctx, &sampling)?
     };
     println!("{}", tok.decode(&ids)?);
     Ok(ExitCode::SUCCESS)
@@ -162,32 +149,17 @@ pub fn run_eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     }
     let ctx_len = model.cfg.context_length;
     let eval = ForwardCtx::eval();
-    let mut gpu_model = match super::device::resolve(args.device)? {
-        Some(gpu) => Some(GpuGpt::from_model(&gpu, model)?),
-        None => None,
-    };
+    model.to_device(super::device::resolve(args.device)?)?;
     // Every next-token prediction once, in windows of at most the context length.
     let (mut total, mut count) = (0.0f64, 0usize);
     let mut start = 0;
     while start + 1 < ids.len() {
         let end = (start + ctx_len).min(ids.len() - 1);
         let n = end - start;
-        let loss = match gpu_model.as_mut() {
-            Some(g) => {
-                let as_i32 = |r: &[i64]| r.iter().map(|&v| v as i32).collect::<Vec<_>>();
-                g.eval_loss(
-                    &as_i32(&ids[start..end]),
-                    &as_i32(&ids[start + 1..end + 1]),
-                    1,
-                    n,
-                )? as f64
-            }
-            None => {
-                let inputs = Ids::new(ids[start..end].to_vec(), &[1, n])?;
-                let targets = Ids::new(ids[start + 1..end + 1].to_vec(), &[1, n])?;
-                no_grad(|| model.forward(&inputs, &eval)?.cross_entropy(&targets))?.item()? as f64
-            }
-        };
+        let inputs = Ids::new(ids[start..end].to_vec(), &[1, n])?;
+        let targets = Ids::new(ids[start + 1..end + 1].to_vec(), &[1, n])?;
+        let loss =
+            no_grad(|| model.forward(&inputs, &eval)?.cross_entropy(&targets))?.item()? as f64;
         total += loss * n as f64;
         count += n;
         start = end;
@@ -195,16 +167,12 @@ pub fn run_eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let loss = total / count as f64;
     // top-5 next tokens after the whole text
     let tail = &ids[ids.len().saturating_sub(ctx_len)..];
-    let last = match gpu_model.as_mut() {
-        Some(g) => g.next_token_logits(&tail.iter().map(|&v| v as i32).collect::<Vec<_>>())?,
-        None => {
-            let logits =
-                no_grad(|| model.forward(&Ids::new(tail.to_vec(), &[1, tail.len()])?, &eval))?;
-            logits
-                .select(1, tail.len() - 1)?
-                .reshape(&[model.cfg.vocab_size])?
-                .to_vec()?
-        }
+    let last = {
+        let logits = no_grad(|| model.forward(&Ids::new(tail.to_vec(), &[1, tail.len()])?, &eval))?;
+        logits
+            .select(1, tail.len() - 1)?
+            .reshape(&[model.cfg.vocab_size])?
+            .to_vec()?
     };
     let mut order: Vec<usize> = (0..last.len()).collect();
     order.sort_by(|&a, &b| last[b].total_cmp(&last[a]).then(a.cmp(&b)));

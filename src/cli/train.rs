@@ -301,8 +301,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         )
         .expect("valid template"),
     );
-    let gpu = super::device::resolve(args.device)?;
-    let mut engine = engine_for(gpu.as_ref(), &model, &mut optimizer)?;
+    let device = super::device::resolve(args.device)?;
+    let mut engine = engine_for(device, &model, &mut optimizer)?;
     let started = Instant::now();
     let result = train_with_engine(
         engine.as_mut(),

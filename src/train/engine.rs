@@ -1,17 +1,17 @@
 //! What a training run steps: [`StepEngine`]. The book's loop (`train_model_simple`) only needs
-//! "take a step on this batch", "the loss of this batch" and "make the CPU model current"; the
-//! CPU autograd ([`CpuEngine`]) and the GPU's explicit forward/backward ([`GpuEngine`]) both
-//! provide them, so one loop — evaluation, samples, checkpoints, resume — serves both devices.
+//! "take a step on this batch", "the loss of this batch" and "make the CPU model current".
+//! [`Engine`] provides them over the autograd model on whichever device its tensors live — the
+//! same code on the CPU, a GPU or the emulator — so one loop (evaluation, samples, checkpoints,
+//! resume) serves every device. On a device a step copies three scalars to the host: the loss,
+//! and (with clipping) the gradient norm.
 
 use crate::autograd::no_grad;
-use crate::backend::cuda::Gpu;
-use crate::cuda::GpuGpt;
 use crate::data::dataset::Batch;
 use crate::error::{Error, Result};
 use crate::gpt::GptModel;
 use crate::nn::ForwardCtx;
 use crate::optim::{clip_grad_norm, AdamW};
-use crate::tensor::Tensor;
+use crate::tensor::{Device, Tensor};
 
 /// One optimizer step, one evaluation, and syncing back to the CPU model.
 pub trait StepEngine {
@@ -40,29 +40,28 @@ pub trait StepEngine {
     fn describe(&self) -> String;
 }
 
-/// The engine for `gpu` (a [`GpuEngine`]) or, without one, the CPU ([`CpuEngine`]), over
-/// `model` and `optimizer` — what every command that trains builds.
+/// The engine over `model` and `optimizer` on `device`: moves the model's parameters (in place)
+/// and the optimizer's moments there first — what every command that trains builds.
 pub fn engine_for<'a>(
-    gpu: Option<&Gpu>,
+    device: Device,
     model: &'a GptModel,
     optimizer: &'a mut AdamW,
 ) -> Result<Box<dyn StepEngine + 'a>> {
-    Ok(match gpu {
-        Some(g) => Box::new(GpuEngine::new(g, model, optimizer)?),
-        None => Box::new(CpuEngine::new(model, optimizer)),
-    })
+    model.to_device(device)?;
+    optimizer.follow_params()?;
+    Ok(Box::new(Engine::new(model, optimizer)))
 }
 
-/// The CPU engine: the autograd model and the CPU AdamW.
-pub struct CpuEngine<'a> {
+/// The engine: the autograd model and AdamW, on the model's device.
+pub struct Engine<'a> {
     model: &'a GptModel,
     optimizer: &'a mut AdamW,
     params: Vec<Tensor>,
 }
 
-impl<'a> CpuEngine<'a> {
+impl<'a> Engine<'a> {
     pub fn new(model: &'a GptModel, optimizer: &'a mut AdamW) -> Self {
-        CpuEngine {
+        Engine {
             params: model.parameters(),
             model,
             optimizer,
@@ -70,7 +69,7 @@ impl<'a> CpuEngine<'a> {
     }
 }
 
-impl StepEngine for CpuEngine<'_> {
+impl StepEngine for Engine<'_> {
     fn train_step(
         &mut self,
         batch: &Batch,
@@ -101,21 +100,38 @@ impl StepEngine for CpuEngine<'_> {
     fn logits_at(&mut self, inputs: &crate::Ids, positions: &[usize]) -> Result<Vec<Vec<f32>>> {
         let (b, t) = batch_shape(inputs)?;
         check_positions(positions, b, t)?;
-        let logits = no_grad(|| self.model.forward(inputs, &ForwardCtx::eval()))?.to_vec()?;
         let k = self.model.cfg.out_dim();
-        Ok(positions
-            .iter()
-            .enumerate()
-            .map(|(row, &p)| logits[(row * t + p) * k..][..k].to_vec())
-            .collect())
+        no_grad(|| {
+            let logits = self.model.forward(inputs, &ForwardCtx::eval())?;
+            // Only the wanted rows leave the device.
+            positions
+                .iter()
+                .enumerate()
+                .map(|(row, &p)| logits.select(0, row)?.select(0, p)?.to_vec())
+                .collect::<Result<Vec<_>>>()
+        })
+        .map(|rows| {
+            debug_assert!(rows.iter().all(|r| r.len() == k));
+            rows
+        })
     }
 
     fn sync_to_cpu(&mut self) -> Result<()> {
+        // Checkpoints, samples and evaluation read device tensors where they are.
         Ok(())
     }
 
     fn describe(&self) -> String {
-        format!("cpu ({} threads)", rayon::current_num_threads())
+        match self.model.device() {
+            Device::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),
+            d => match crate::backend::cuda::device(match d {
+                Device::Cuda(o) => o,
+                Device::Cpu => unreachable!(),
+            }) {
+                Ok(g) => format!("{d} — {}", g.describe()),
+                Err(_) => d.to_string(),
+            },
+        }
     }
 }
 
@@ -144,92 +160,4 @@ fn check_positions(positions: &[usize], b: usize, t: usize) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// The GPU engine: a [`GpuGpt`] copy of the model with the AdamW moments on the device. The CPU
-/// model and optimizer are updated only by [`StepEngine::sync_to_cpu`].
-pub struct GpuEngine<'a> {
-    model: &'a GptModel,
-    optimizer: &'a mut AdamW,
-    gpu: GpuGpt,
-}
-
-fn ids_i32(ids: &crate::Ids) -> Result<Vec<i32>> {
-    ids.data()
-        .iter()
-        .map(|&v| {
-            i32::try_from(v).map_err(|_| Error::IndexOutOfRange {
-                op: "GPU batch",
-                index: v,
-                size: i32::MAX as usize,
-            })
-        })
-        .collect()
-}
-
-impl<'a> GpuEngine<'a> {
-    /// Upload the model, and the optimizer's moments if it has taken steps (a resumed run).
-    pub fn new(gpu: &Gpu, model: &'a GptModel, optimizer: &'a mut AdamW) -> Result<Self> {
-        let mut g = GpuGpt::from_model(gpu, model)?;
-        if optimizer.t > 0 {
-            g.load_adam_state(optimizer)?;
-        }
-        Ok(GpuEngine {
-            model,
-            optimizer,
-            gpu: g,
-        })
-    }
-
-    fn shape(batch: &Batch) -> Result<(usize, usize)> {
-        batch_shape(&batch.inputs)
-    }
-}
-
-impl StepEngine for GpuEngine<'_> {
-    fn train_step(
-        &mut self,
-        batch: &Batch,
-        dropout_seed: u64,
-        clip: Option<f64>,
-        lr: f64,
-    ) -> Result<f64> {
-        let (b, t) = Self::shape(batch)?;
-        let (x, y) = (ids_i32(&batch.inputs)?, ids_i32(&batch.targets)?);
-        self.gpu.zero_grad()?;
-        let loss = match self.gpu.forward_backward(&x, &y, b, t, Some(dropout_seed)) {
-            Ok(l) => l as f64,
-            Err(Error::NonFinite { value, .. }) => return Ok(value),
-            Err(e) => return Err(e),
-        };
-        if let Some(max_norm) = clip {
-            self.gpu.clip_grad_norm(max_norm)?;
-        }
-        let cfg = self.optimizer.cfg.clone();
-        self.gpu.adamw_step(&cfg, lr)?;
-        Ok(loss)
-    }
-
-    fn eval_loss(&mut self, batch: &Batch) -> Result<f64> {
-        let (b, t) = Self::shape(batch)?;
-        Ok(self
-            .gpu
-            .eval_loss(&ids_i32(&batch.inputs)?, &ids_i32(&batch.targets)?, b, t)?
-            as f64)
-    }
-
-    fn logits_at(&mut self, inputs: &crate::Ids, positions: &[usize]) -> Result<Vec<Vec<f32>>> {
-        let (b, t) = batch_shape(inputs)?;
-        check_positions(positions, b, t)?;
-        self.gpu.logits_at(&ids_i32(inputs)?, b, t, positions)
-    }
-
-    fn sync_to_cpu(&mut self) -> Result<()> {
-        self.gpu.write_to_model(self.model)?;
-        self.gpu.store_adam_state(self.optimizer)
-    }
-
-    fn describe(&self) -> String {
-        self.gpu.gpu().describe()
-    }
 }

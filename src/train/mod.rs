@@ -9,7 +9,7 @@ pub mod checkpoint;
 pub mod engine;
 pub mod plot;
 
-pub use engine::{engine_for, CpuEngine, GpuEngine, StepEngine};
+pub use engine::{engine_for, Engine, StepEngine};
 
 use crate::autograd::no_grad;
 use crate::data::dataset::Batch;
@@ -151,7 +151,7 @@ pub fn train_model_simple(
     state: &mut TrainState,
     on_event: impl FnMut(&TrainEvent),
 ) -> Result<()> {
-    let mut engine = CpuEngine::new(model, optimizer);
+    let mut engine = Engine::new(model, optimizer);
     train_with_engine(
         &mut engine,
         model,

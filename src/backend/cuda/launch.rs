@@ -30,6 +30,7 @@ fn launch(
             format!("{name}: grid {grid:?} exceeds the 65535 limit of the y/z dimensions"),
         ));
     }
+    super::count_launch();
     // SAFETY: every public launcher below checks each buffer's length against the sizes that the
     // kernel derives its indices from before calling this, and passes arguments in the order and
     // types of the kernel's parameter list (the emulator tests run each launcher).

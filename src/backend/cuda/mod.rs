@@ -41,7 +41,7 @@ use crate::error::Result;
 
 thread_local! {
     static DEVICES: RefCell<HashMap<usize, Gpu>> = RefCell::new(HashMap::new());
-    static TRANSFERS: Cell<Transfers> = const { Cell::new(Transfers { to_device: 0, to_host: 0, to_host_bytes: 0 }) };
+    static TRANSFERS: Cell<Transfers> = const { Cell::new(Transfers { to_device: 0, to_host: 0, to_host_bytes: 0, launches: 0 }) };
 }
 
 /// The backend behind `cuda:ordinal` on this thread: the one installed with [`install`] (e.g. the
@@ -71,8 +71,8 @@ pub fn install_emulator(ordinal: usize) -> Gpu {
     gpu
 }
 
-/// Host↔device copies made on this thread since it started (every copy goes through
-/// [`DeviceBuffer`], which counts them).
+/// Host↔device copies and kernel launches made on this thread since it started (every copy goes
+/// through [`DeviceBuffer`] and every launch through [`launch`], which count them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Transfers {
     /// Host → device copies.
@@ -81,6 +81,8 @@ pub struct Transfers {
     pub to_host: u64,
     /// Bytes copied device → host.
     pub to_host_bytes: u64,
+    /// Kernel launches (through [`launch`]).
+    pub launches: u64,
 }
 
 impl Transfers {
@@ -90,6 +92,7 @@ impl Transfers {
             to_device: self.to_device - earlier.to_device,
             to_host: self.to_host - earlier.to_host,
             to_host_bytes: self.to_host_bytes - earlier.to_host_bytes,
+            launches: self.launches - earlier.launches,
         }
     }
 }
@@ -103,6 +106,14 @@ pub(crate) fn count_to_device() {
     TRANSFERS.with(|t| {
         let mut v = t.get();
         v.to_device += 1;
+        t.set(v)
+    });
+}
+
+pub(crate) fn count_launch() {
+    TRANSFERS.with(|t| {
+        let mut v = t.get();
+        v.launches += 1;
         t.set(v)
     });
 }

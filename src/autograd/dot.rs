@@ -46,10 +46,14 @@ impl<T: Element> Tensor<T> {
             };
             let _ = writeln!(
                 out,
-                "  t{id} [shape=record, style=filled, fillcolor={fill}, label=\"{{ {} | {:?} {} | {} | {} }}\"];",
+                "  t{id} [shape=record, style=filled, fillcolor={fill}, label=\"{{ {} | {:?} {}{} | {} | {} }}\"];",
                 escape(&title),
                 t.shape(),
                 t.dtype(),
+                match t.device() {
+                    crate::tensor::Device::Cpu => String::new(),
+                    d => format!(" {d}"),
+                },
                 flags.join(" "),
                 grad
             );

@@ -30,6 +30,9 @@ pub struct Args {
     /// checkpoint written by `finetune instruct`.
     #[arg(long)]
     alpaca: bool,
+    /// Where the model runs: cpu, cuda, auto, or emu (the KV cache lives there too).
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: super::device::DeviceChoice,
 }
 
 /// The book's instruction template (ch. 7) around a prompt.
@@ -44,6 +47,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     if model.cfg.num_classes.is_some() {
         anyhow::bail!("this checkpoint is a classifier: use `scratchgpt classify`");
     }
+    model.to_device(super::device::resolve(a.device)?)?;
     // An instruction-tuned checkpoint learned the Alpaca template: use it without being asked.
     let alpaca = a.alpaca || task == scratchgpt::train::checkpoint::Task::Instruct;
     let tok = BpeTokenizer::gpt2();

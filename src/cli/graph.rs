@@ -21,12 +21,17 @@ pub struct Args {
     /// Output file.
     #[arg(long, default_value = "graph.dot")]
     out: PathBuf,
+    /// Where the loss is computed: cpu, cuda, auto or emu — the graph is the same on every device
+    /// (the boxes say where each tensor lives).
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: super::device::DeviceChoice,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut cfg = GptConfig::preset(&args.preset)?;
     cfg.drop_rate = 0.0;
     let model = GptModel::new(&cfg, 123)?;
+    model.to_device(super::device::resolve(args.device)?)?;
     for (name, p) in model.named_parameters() {
         p.set_name(name);
     }

@@ -1,0 +1,202 @@
+//! Every command that takes `--device`, on `--device emu` (the CUDA kernels emulated on the CPU,
+//! the same code path as a GPU) against `--device cpu`: the same printed losses, tokens and
+//! files.
+
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_scratchgpt"))
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The numbers in the `Ep … Train loss …, Val loss …` lines.
+fn epoch_losses(out: &str) -> Vec<f64> {
+    out.lines()
+        .filter(|l| l.starts_with("Ep "))
+        .flat_map(|l| {
+            l.split(|c: char| c == ' ' || c == ',')
+                .filter_map(|w| w.parse::<f64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn same_losses(cpu: &str, emu: &str) {
+    let (c, e) = (epoch_losses(cpu), epoch_losses(emu));
+    assert!(!c.is_empty() && c.len() == e.len(), "{cpu}\n---\n{emu}");
+    for (a, b) in c.iter().zip(&e) {
+        assert!((a - b).abs() <= 2e-3, "cpu {c:?} vs emu {e:?}");
+    }
+}
+
+#[test]
+fn train_generate_eval_chat_and_graph_on_the_emulated_device_match_the_cpu() {
+    let dir = std::env::temp_dir().join(format!("scratchgpt-cli-emu-{}", std::process::id()));
+    let train = |device: &str| {
+        let out = dir.join(device);
+        let o = run(&[
+            "train",
+            "--device",
+            device,
+            "--preset",
+            "tiny",
+            "--context-length",
+            "32",
+            "--max-steps",
+            "3",
+            "--eval-freq",
+            "1",
+            "--eval-iter",
+            "1",
+            "--sample-tokens",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        (ok(o), out.join("checkpoint.safetensors"))
+    };
+    let (cpu, ck) = train("cpu");
+    let (emu, ck_emu) = train("emu");
+    same_losses(&cpu, &emu);
+    assert!(ck_emu.exists());
+    let ck = ck.to_str().unwrap();
+
+    let gen = |device: &str, extra: &[&str]| {
+        ok(run(&[
+            &["generate", "--checkpoint", ck, "--prompt", "Every effort"][..],
+            &["--max-new-tokens", "6", "--device", device][..],
+            extra,
+        ]
+        .concat()))
+    };
+    assert_eq!(gen("cpu", &[]), gen("emu", &[]));
+    assert_eq!(
+        gen("cpu", &["--no-kv-cache"]),
+        gen("emu", &["--no-kv-cache"])
+    );
+
+    let eval = |device: &str| {
+        let out = ok(run(&[
+            "eval",
+            "--checkpoint",
+            ck,
+            "--text",
+            "I had always thought Jack Gisburn",
+            "--json",
+            "--device",
+            device,
+        ]));
+        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()
+    };
+    let (c, e) = (eval("cpu"), eval("emu"));
+    assert!((c["loss"].as_f64().unwrap() - e["loss"].as_f64().unwrap()).abs() < 1e-4);
+    assert_eq!(c["next_top5"][0]["id"], e["next_top5"][0]["id"]);
+
+    let chat = |device: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scratchgpt"))
+            .args(["chat", "--checkpoint", ck, "--temperature", "0"])
+            .args(["--max-new-tokens", "4", "--device", device])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"Every effort\n")
+            .unwrap();
+        ok(child.wait_with_output().unwrap())
+    };
+    assert_eq!(chat("cpu"), chat("emu"));
+
+    let dot = dir.join("g.dot");
+    ok(run(&[
+        "graph",
+        "--device",
+        "emu",
+        "--out",
+        dot.to_str().unwrap(),
+    ]));
+    let g = std::fs::read_to_string(&dot).unwrap();
+    assert!(
+        g.contains("attention") && g.contains("cuda:0") && g.contains("grad"),
+        "{g}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn finetune_classify_and_lora_instruct_on_the_emulated_device() {
+    let dir = std::env::temp_dir().join(format!("scratchgpt-cli-emu-ft-{}", std::process::id()));
+    let classify = |device: &str| {
+        ok(run(&[
+            "finetune",
+            "classify",
+            "--random-init",
+            "--preset",
+            "tiny",
+            "--max-steps",
+            "2",
+            "--eval-freq",
+            "1",
+            "--eval-iter",
+            "1",
+            "--device",
+            device,
+            "--out",
+            dir.join(format!("cls-{device}")).to_str().unwrap(),
+        ]))
+    };
+    let (c, e) = (classify("cpu"), classify("emu"));
+    same_losses(&c, &e);
+    assert!(e.contains("Test accuracy: "), "{e}");
+    let hf = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf-gpt2-tiny");
+    let instruct = |device: &str| {
+        ok(run(&[
+            "finetune",
+            "instruct",
+            "--gpt2",
+            hf,
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "1",
+            "--eval-freq",
+            "1",
+            "--eval-iter",
+            "1",
+            "--test-limit",
+            "1",
+            "--max-new-tokens",
+            "2",
+            "--lora-rank",
+            "4",
+            "--device",
+            device,
+            "--out",
+            dir.join(format!("ins-{device}")).to_str().unwrap(),
+        ]))
+    };
+    let (c, e) = (instruct("cpu"), instruct("emu"));
+    same_losses(&c, &e);
+    let responses = |device: &str| {
+        std::fs::read_to_string(
+            dir.join(format!("ins-{device}"))
+                .join("instruction-data-with-response.json"),
+        )
+        .unwrap()
+    };
+    assert_eq!(responses("cpu"), responses("emu"));
+    assert!(dir.join("ins-emu").join("adapters.safetensors").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

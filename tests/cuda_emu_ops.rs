@@ -142,6 +142,90 @@ fn a_missing_barrier_gives_a_wrong_answer() {
 }
 
 #[test]
+fn every_schedule_runs_a_correct_reduction_and_some_schedule_catches_each_missing_barrier() {
+    use scratchgpt::backend::cuda::emu::Schedule;
+    let mut caught_first = Vec::new();
+    let mut caught_last = Vec::new();
+    for s in Schedule::ALL {
+        let gpu = EmuGpu::with_schedule(s);
+        let x = DeviceBuffer::from_slice(&gpu, &vec![1.0f32; 256]).unwrap();
+        let out = DeviceBuffer::<f32>::uninit(&gpu, 1).unwrap();
+        let run = |name: &str| {
+            // SAFETY: 256 threads read x[0..256] and write out[0].
+            unsafe { gpu.launch(name, [1, 1, 1], [256, 1, 1], &[x.arg(), out.arg()]) }.unwrap();
+            out.to_vec().unwrap()[0]
+        };
+        assert_eq!(run("emu_selftest_block_sum"), 256.0, "{s:?}");
+        if run("emu_selftest_missing_barrier") != 256.0 {
+            caught_first.push(s);
+        }
+        if run("emu_selftest_missing_barrier_last_reads_first") != 1.0 {
+            caught_last.push(s);
+        }
+    }
+    // Thread 0 reading everyone's slot shows when thread 0 runs first; the last thread reading
+    // thread 0's slot shows when the last thread runs first.
+    assert!(
+        caught_first.contains(&Schedule::Forward),
+        "{caught_first:?}"
+    );
+    assert!(caught_last.contains(&Schedule::Reverse), "{caught_last:?}");
+}
+
+#[test]
+fn shared_memory_is_poisoned_at_every_launch() {
+    let gpu = EmuGpu::shared();
+    let x = DeviceBuffer::from_slice(&gpu, &[2.5f32; 32]).unwrap();
+    let out = DeviceBuffer::<f32>::uninit(&gpu, 32).unwrap();
+    for write in [1, 0] {
+        // SAFETY: 32 threads read x[0..32] and write out[0..32].
+        unsafe {
+            gpu.launch(
+                "emu_selftest_stale_shared",
+                [1, 1, 1],
+                [32, 1, 1],
+                &[x.arg(), out.arg(), KernelArg::I32(write)],
+            )
+        }
+        .unwrap();
+        let got = out.to_vec().unwrap();
+        if write == 1 {
+            assert_eq!(got, vec![2.5; 32]);
+        } else {
+            assert!(
+                got.iter().all(|v| v.is_nan()),
+                "stale shared memory: {got:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_launch_with_the_wrong_arguments_names_the_argument() {
+    let gpu = EmuGpu::shared();
+    let out = DeviceBuffer::<f32>::uninit(&gpu, 4).unwrap();
+    // fill(float* out, float value, long long n)
+    let launch = |args: &[KernelArg]| {
+        // SAFETY: the emulator refuses these launches before running the kernel.
+        unsafe { gpu.launch("fill", [1, 1, 1], [32, 1, 1], args) }
+            .unwrap_err()
+            .to_string()
+    };
+    let e = launch(&[out.arg(), KernelArg::F32(1.0), KernelArg::I32(4)]);
+    assert!(
+        e.contains("argument 3 is a 64-bit integer in the kernel, a 32-bit integer at the launch"),
+        "{e}"
+    );
+    let e = launch(&[out.arg(), KernelArg::F32(1.0)]);
+    assert!(
+        e.contains("fill takes 3 arguments, the launch passed 2"),
+        "{e}"
+    );
+    let e = launch(&[KernelArg::I64(0), KernelArg::F32(1.0), KernelArg::I64(4)]);
+    assert!(e.contains("argument 1 is a pointer"), "{e}");
+}
+
+#[test]
 fn an_unknown_kernel_is_an_error() {
     let err = launch("no_such_kernel", 32, &[]).unwrap_err();
     assert!(err.contains("no kernel named no_such_kernel"), "{err}");

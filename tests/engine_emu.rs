@@ -143,3 +143,12 @@ fn a_second_training_step_allocates_nothing_from_the_driver() {
     assert_eq!(t.to_host, 2, "{t:?}");
     assert_eq!(t.to_host_bytes, 8, "{t:?}");
 }
+
+#[test]
+fn a_gpt_step_matches_the_cpu_under_every_thread_schedule() {
+    use scratchgpt::backend::cuda::emu::Schedule;
+    for s in Schedule::ALL {
+        cuda::install_emulator_with(0, s);
+        checks::compare_step(DEV, || tiny(0.1, true, true), batch(2, 11, 101));
+    }
+}

@@ -1,7 +1,8 @@
 //! Every op with a device path against the CPU op (whose backward is gradchecked in f64): the
 //! same inputs on emulated `cuda:0` and on the CPU, the same upstream gradient; the outputs and
 //! every input gradient must agree to f32 rounding (relative to the largest reference value).
-//! Odd sizes, strided views as inputs, broadcasting both ways.
+//! Odd sizes, strided views as inputs, broadcasting both ways; every case under each of the
+//! emulator's four thread schedules.
 
 use scratchgpt::backend::cuda;
 use scratchgpt::ops::attention::AttentionOptions;
@@ -29,8 +30,20 @@ fn check(name: &str, inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Result<Tensor>)
     check_tol(name, inputs, 2e-5, f)
 }
 
+/// Under each of the emulator's thread schedules (a kernel missing a barrier fails under one).
 fn check_tol(name: &str, inputs: &[Tensor], tol: f64, f: impl Fn(&[Tensor]) -> Result<Tensor>) {
-    cuda::install_emulator(0);
+    for s in cuda::emu::Schedule::ALL {
+        cuda::install_emulator_with(0, s);
+        check_on_device(&format!("{name} ({s:?} schedule)"), inputs, tol, &f);
+    }
+}
+
+fn check_on_device(
+    name: &str,
+    inputs: &[Tensor],
+    tol: f64,
+    f: &impl Fn(&[Tensor]) -> Result<Tensor>,
+) {
     let cpu: Vec<Tensor> = inputs
         .iter()
         .map(|t| t.detach().requires_grad_(true))

@@ -4,6 +4,10 @@
 //! Kernel names are found by preprocessing each file (so kernels stamped out by macros are found
 //! too) and collecting the `extern "C" void NAME(` definitions that come from the kernels folder.
 //! Set `CUDA_EMU_ASAN=1` to build with AddressSanitizer (out-of-bounds kernel accesses then abort).
+//!
+//! Each file is compiled from a copy in which every `__shared__` declaration is followed by
+//! `EMU_POISON_SHARED(name)` (a `#line` directive keeps diagnostics and the name scan pointing at
+//! the original): the emulator then fills shared memory with NaN bits at the start of every block.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -65,9 +69,20 @@ fn main() {
             .unwrap()
             .to_string_lossy()
             .replace(['-', '.'], "_");
+        let source = std::fs::read_to_string(f).unwrap();
+        let poisoned_path = out.join(format!("poisoned_{stem}.cu"));
+        std::fs::write(
+            &poisoned_path,
+            format!(
+                "#line 1 \"{}\"\n{}",
+                f.display(),
+                poison_shared_declarations(&source)
+            ),
+        )
+        .unwrap();
         let prelude = format!(
             "#include \"cuda_emu.h\"\n#include \"common.cuh\"\n#include \"{}\"\n",
-            f.display()
+            poisoned_path.display()
         );
         let pre_path = out.join(format!("pre_{stem}.cpp"));
         std::fs::write(&pre_path, &prelude).unwrap();
@@ -83,7 +98,7 @@ fn main() {
         for n in &names {
             writeln!(
                 wrap,
-                "    {{\"{n}\", (void*)&{n}, emu::trampoline_of(&{n})}},"
+                "    {{\"{n}\", (void*)&{n}, emu::trampoline_of(&{n}), emu::kinds_of(&{n})}},"
             )
             .unwrap();
         }
@@ -124,9 +139,10 @@ static const emu::KernelEntry* find(const char* name) {
 
 // 0 on success; otherwise writes a message into err (NUL-terminated, truncated to err_len).
 extern "C" int emu_launch(const char* name, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
-                          unsigned bz, void** args, unsigned workers, char* err, unsigned long err_len) {
+                          unsigned bz, void** args, const char* arg_kinds, unsigned workers, unsigned schedule,
+                          char* err, unsigned long err_len) {
     const emu::KernelEntry* k = find(name);
-    std::string e = k ? emu::launch(*k, dim3(gx, gy, gz), dim3(bx, by, bz), args, workers)
+    std::string e = k ? emu::launch(*k, dim3(gx, gy, gz), dim3(bx, by, bz), args, arg_kinds, workers, schedule)
                       : std::string("no kernel named ") + name;
     if (e.empty()) return 0;
     std::strncpy(err, e.c_str(), err_len - 1);
@@ -191,4 +207,41 @@ fn kernel_names(expanded: &str, kernels: &Path) -> Vec<String> {
     names.sort();
     names.dedup();
     names
+}
+
+/// `source` with `EMU_POISON_SHARED(name);` after every `__shared__` declaration (outside
+/// comments), on the same line so line numbers stay right.
+fn poison_shared_declarations(source: &str) -> String {
+    let mut out = String::with_capacity(source.len() + 256);
+    for line in source.lines() {
+        let code = line.split("//").next().unwrap_or("");
+        match code.find("__shared__") {
+            Some(start) => {
+                let decl_end = code[start..]
+                    .find(';')
+                    .map(|i| start + i)
+                    .unwrap_or_else(|| {
+                        panic!("a __shared__ declaration must end on its line: {line}")
+                    });
+                let decl = &code[start + "__shared__".len()..decl_end];
+                let before_dims = decl.split(['[', '=']).next().unwrap();
+                let name: String = before_dims
+                    .trim_end()
+                    .chars()
+                    .rev()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                assert!(!name.is_empty(), "no variable name in: {line}");
+                out.push_str(&line[..=decl_end]);
+                out.push_str(&format!(" EMU_POISON_SHARED({name});"));
+                out.push_str(&line[decl_end + 1..]);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }

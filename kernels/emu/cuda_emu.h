@@ -12,7 +12,16 @@
 //   * warp shuffles are a rendezvous of the warp's lanes: each lane publishes its value, waits for
 //     the others, reads its partner's, waits again,
 //   * __shared__ variables are `static thread_local`: one copy per OS thread, i.e. per block in
-//     flight, shared by that block's fibers — exactly CUDA's scope,
+//     flight, shared by that block's fibers — exactly CUDA's scope; the build rewrites every
+//     declaration to be followed by EMU_POISON_SHARED, which fills the variable with NaN bits
+//     (0xFF bytes) when the first thread of each block reaches it, so a read before any write
+//     shows as on fresh hardware, never as the last block's leftovers,
+//   * the order in which a block's ready threads run is a schedule: forward, reverse, or one of
+//     two seeded shuffles (deterministic); a kernel missing a __syncthreads gives a wrong result
+//     under at least one of them,
+//   * each launch's argument kinds (pointer, 32/64-bit integer, float) are checked against the
+//     kernel's parameter list, so a launcher passing the wrong number or type of arguments is
+//     an error naming the argument, not a silent misread,
 //   * atomics are real atomics (blocks run in parallel), math intrinsics map to <cmath>.
 // Not modelled: memory-model subtleties between warps without barriers, timing, and warp-level
 // lockstep (a kernel that relies on implicit warp synchrony without __syncwarp is wrong on Volta+
@@ -28,6 +37,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <ucontext.h>
 #include <utility>
 #include <vector>
@@ -42,6 +52,10 @@
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 #define __shared__ static thread_local
+// Follows every __shared__ declaration (inserted by crates/cuda-emu/build.rs): see poison_shared.
+#define EMU_POISON_SHARED(name)                                        \
+    static thread_local unsigned long long emu_epoch_##name = 0;      \
+    emu::poison_shared((void*)&(name), sizeof(name), emu_epoch_##name)
 
 struct uint3 { unsigned int x, y, z; };
 struct alignas(16) float4 { float x, y, z, w; };
@@ -123,7 +137,17 @@ struct Block {
     void (*body)(void*) = nullptr;
     void* body_arg = nullptr;
     std::string error;
+    unsigned schedule = 0;          // 0 forward, 1 reverse, 2 and 3 seeded shuffles
+    unsigned long long epoch = 0;   // unique per block run: when shared memory is re-poisoned
+    std::vector<unsigned> order;    // the schedule's order of the block's threads
 };
+
+// Block runs get distinct epochs, process-wide, so a shared variable's per-OS-thread epoch tells
+// whether it was already poisoned for the block now running.
+inline std::atomic<unsigned long long>& epoch_counter() {
+    static std::atomic<unsigned long long> c{1};
+    return c;
+}
 
 inline thread_local Block* tl_block = nullptr;
 constexpr size_t kStackBytes = 128 * 1024;
@@ -169,6 +193,15 @@ inline StackCache& stack_cache() {
 }
 
 inline Block& block() { return *tl_block; }
+
+// The first thread of a block to reach a __shared__ declaration fills the variable with 0xFF
+// bytes (NaN as a float, −1 as an int); `seen` is that variable's epoch on this OS thread.
+inline void poison_shared(void* p, size_t bytes, unsigned long long& seen) {
+    if (seen != block().epoch) {
+        std::memset(p, 0xFF, bytes);
+        seen = block().epoch;
+    }
+}
 inline Fiber& fiber() { return *tl_block->current; }
 
 // Give control back to the scheduler (the fiber's state says why).
@@ -248,6 +281,22 @@ inline bool run_block(Block& b) {
         b.stacks_bytes = s.second;
     }
     b.warp_slots.assign(n, 0);
+    b.epoch = epoch_counter().fetch_add(1);
+    b.order.resize(n);
+    for (unsigned t = 0; t < n; t++) b.order[t] = b.schedule == 1 ? n - 1 - t : t;
+    if (b.schedule >= 2) {
+        // Fisher–Yates with SplitMix64, seeded by the schedule and the block's index.
+        unsigned long long s = 0x9e3779b97f4a7c15ull * b.schedule ^
+                               ((unsigned long long)b.block_idx.x << 32 | b.block_idx.y << 16 | b.block_idx.z);
+        for (unsigned t = n; t > 1; t--) {
+            s += 0x9e3779b97f4a7c15ull;
+            unsigned long long z = s;
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+            z ^= z >> 31;
+            std::swap(b.order[t - 1], b.order[z % t]);
+        }
+    }
     tl_block = &b;
     for (unsigned t = 0; t < n; t++) {
         Fiber& f = b.fibers[t];
@@ -257,8 +306,8 @@ inline bool run_block(Block& b) {
         init_fiber(f, b.stacks + (size_t)t * kStackBytes, kStackBytes);
     }
     for (;;) {
-        // Run every ready fiber until it blocks or ends.
-        for (unsigned t = 0; t < n; t++) {
+        // Run every ready fiber, in the schedule's order, until it blocks or ends.
+        for (unsigned t : b.order) {
             Fiber& f = b.fibers[t];
             if (f.state != State::Ready) continue;
             b.current = &f;
@@ -385,10 +434,51 @@ inline void trampoline_for(void* kernel, void** args) {
 template <class... A>
 inline Trampoline trampoline_of(void (*)(A...)) { return &trampoline_for<A...>; }
 
+// A parameter's kind as the launch checks it: 'p' pointer, 'i' 32-bit integer, 'l' 64-bit
+// integer, 'f' float, 'd' double, '?' anything else.
+template <class T> constexpr char kind_of() {
+    using U = std::remove_cv_t<std::remove_reference_t<T>>;
+    if constexpr (std::is_pointer_v<U>) return 'p';
+    else if constexpr (std::is_floating_point_v<U>) return sizeof(U) == 4 ? 'f' : 'd';
+    else if constexpr (std::is_integral_v<U>) return sizeof(U) == 8 ? 'l' : sizeof(U) == 4 ? 'i' : '?';
+    else return '?';
+}
+template <class... A>
+inline const char* kinds_of(void (*)(A...)) {
+    static const char s[] = {kind_of<A>()..., 0};
+    return s;
+}
+
+inline const char* kind_name(char k) {
+    switch (k) {
+        case 'p': return "a pointer";
+        case 'i': return "a 32-bit integer";
+        case 'l': return "a 64-bit integer";
+        case 'f': return "a float";
+        case 'd': return "a double";
+        default: return "an unsupported type";
+    }
+}
+
+// An error naming the first argument whose kind differs from the kernel's parameter, or the
+// counts; empty when they agree.
+inline std::string check_args(const char* kernel, const char* want, const char* got) {
+    size_t nw = std::strlen(want), ng = std::strlen(got);
+    if (nw != ng)
+        return std::string(kernel) + " takes " + std::to_string(nw) + " arguments, the launch passed " +
+               std::to_string(ng);
+    for (size_t i = 0; i < nw; i++)
+        if (want[i] != got[i])
+            return std::string(kernel) + ": argument " + std::to_string(i + 1) + " is " + kind_name(want[i]) +
+                   " in the kernel, " + kind_name(got[i]) + " at the launch";
+    return {};
+}
+
 struct KernelEntry {
     const char* name;
     void* kernel;
     Trampoline trampoline;
+    const char* kinds;
 };
 
 struct LaunchCall {
@@ -404,7 +494,11 @@ inline void launch_body(void* p) {
 
 // Run the grid: blocks are handed to `workers` OS threads through an atomic counter. Returns an
 // empty string on success, else the first block's error.
-inline std::string launch(const KernelEntry& k, dim3 grid, dim3 block_dim, void** args, unsigned workers) {
+inline std::string launch(const KernelEntry& k, dim3 grid, dim3 block_dim, void** args, const char* arg_kinds,
+                          unsigned workers, unsigned schedule) {
+    std::string bad = check_args(k.name, k.kinds, arg_kinds);
+    if (!bad.empty()) return bad;
+    if (schedule > 3) return "schedule " + std::to_string(schedule) + " (must be 0..=3)";
     const unsigned long long n_blocks = (unsigned long long)grid.x * grid.y * grid.z;
     if (block_dim.x * block_dim.y * block_dim.z == 0 || block_dim.x * block_dim.y * block_dim.z > 1024)
         return "block of " + std::to_string(block_dim.x * block_dim.y * block_dim.z) + " threads (must be 1..=1024)";
@@ -419,6 +513,7 @@ inline std::string launch(const KernelEntry& k, dim3 grid, dim3 block_dim, void*
         b.grid_dim = grid;
         b.body = launch_body;
         b.body_arg = &call;
+        b.schedule = schedule;
         for (;;) {
             unsigned long long i = next.fetch_add(1);
             if (i >= n_blocks || failed.load()) break;

@@ -19,15 +19,45 @@ extern "C" {
         by: u32,
         bz: u32,
         args: *mut *mut c_void,
+        arg_kinds: *const c_char,
         workers: u32,
+        schedule: u32,
         err: *mut c_char,
         err_len: usize,
     ) -> i32;
     fn emu_kernel_name(index: u32) -> *const c_char;
 }
 
+/// The order in which a block's ready threads run between synchronisation points. A correct
+/// kernel gives the same result under every schedule; one missing a `__syncthreads` does not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Schedule {
+    /// Thread 0 first.
+    #[default]
+    Forward = 0,
+    /// The last thread first.
+    Reverse = 1,
+    /// A seeded shuffle (per block).
+    ShuffleA = 2,
+    /// Another seeded shuffle.
+    ShuffleB = 3,
+}
+
+impl Schedule {
+    /// All four, for tests that run a kernel under each.
+    pub const ALL: [Schedule; 4] = [
+        Schedule::Forward,
+        Schedule::Reverse,
+        Schedule::ShuffleA,
+        Schedule::ShuffleB,
+    ];
+}
+
 /// Launch kernel `name` over `grid` blocks of `block` threads. `args` holds one pointer to each
-/// kernel argument's value, in order, exactly as `cuLaunchKernel` takes them.
+/// kernel argument's value, in order, exactly as `cuLaunchKernel` takes them; `arg_kinds` says
+/// what each is (`p` pointer, `i` 32-bit integer, `l` 64-bit integer, `f` float), and the
+/// launch fails with a message naming the first argument that does not match the kernel's
+/// parameter list.
 ///
 /// # Safety
 /// Each pointer in `args` must point to a live value of the type the kernel's parameter has, and
@@ -38,9 +68,20 @@ pub unsafe fn launch(
     grid: [u32; 3],
     block: [u32; 3],
     args: &mut [*mut c_void],
+    arg_kinds: &str,
     workers: u32,
+    schedule: Schedule,
 ) -> Result<(), String> {
     let cname = CString::new(name).map_err(|_| format!("kernel name {name:?} contains NUL"))?;
+    let ckinds =
+        CString::new(arg_kinds).map_err(|_| format!("argument kinds {arg_kinds:?} contain NUL"))?;
+    if ckinds.as_bytes().len() != args.len() {
+        return Err(format!(
+            "{name}: {} argument kinds for {} arguments",
+            arg_kinds.len(),
+            args.len()
+        ));
+    }
     let mut err = vec![0 as c_char; 1024];
     // SAFETY: forwarded from the caller's contract; the error buffer is valid for its length.
     let rc = unsafe {
@@ -53,7 +94,9 @@ pub unsafe fn launch(
             block[1],
             block[2],
             args.as_mut_ptr(),
+            ckinds.as_ptr(),
             workers,
+            schedule as u32,
             err.as_mut_ptr(),
             err.len(),
         )

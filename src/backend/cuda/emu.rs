@@ -10,16 +10,23 @@ use std::rc::Rc;
 
 use super::gpu::{Gpu, GpuBackend, KernelArg, PackedArgs};
 use crate::error::{Error, Result};
+pub use cuda_emu::Schedule;
 
 /// The emulated device.
 pub struct EmuGpu {
     allocations: RefCell<HashMap<u64, Layout>>,
     workers: u32,
+    schedule: Schedule,
 }
 
 impl EmuGpu {
-    /// A new emulator, as a shared backend handle.
+    /// A new emulator running each block's threads in the forward order, as a shared handle.
     pub fn shared() -> Gpu {
+        Self::with_schedule(Schedule::Forward)
+    }
+
+    /// A new emulator whose blocks run their threads in `schedule`'s order.
+    pub fn with_schedule(schedule: Schedule) -> Gpu {
         let workers = std::env::var("RAYON_NUM_THREADS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -27,13 +34,17 @@ impl EmuGpu {
         Rc::new(EmuGpu {
             allocations: RefCell::new(HashMap::new()),
             workers,
+            schedule,
         })
     }
 }
 
 impl GpuBackend for EmuGpu {
     fn describe(&self) -> String {
-        format!("CPU emulator ({} worker threads)", self.workers)
+        format!(
+            "CPU emulator ({} worker threads, {:?} thread schedule)",
+            self.workers, self.schedule
+        )
     }
 
     fn alloc(&self, bytes: usize) -> Result<u64> {
@@ -98,8 +109,21 @@ impl GpuBackend for EmuGpu {
     ) -> Result<()> {
         let mut packed = PackedArgs::new(args);
         let mut ptrs = packed.pointers();
-        // SAFETY: forwarded from the caller's contract.
-        unsafe { cuda_emu::launch(name, grid, block, &mut ptrs, self.workers) }.map_err(Error::Cuda)
+        let kinds: String = args.iter().map(KernelArg::kind).collect();
+        // SAFETY: forwarded from the caller's contract (and the emulator checks the argument
+        // kinds against the kernel's parameter list before running it).
+        unsafe {
+            cuda_emu::launch(
+                name,
+                grid,
+                block,
+                &mut ptrs,
+                &kinds,
+                self.workers,
+                self.schedule,
+            )
+        }
+        .map_err(Error::Cuda)
     }
 
     fn synchronize(&self) -> Result<()> {

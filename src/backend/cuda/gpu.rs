@@ -31,6 +31,19 @@ pub enum KernelArg {
     F32(f32),
 }
 
+impl KernelArg {
+    /// The parameter kind the emulator checks against the kernel's signature: `p` pointer, `i`
+    /// 32-bit integer, `l` 64-bit integer, `f` float.
+    pub fn kind(&self) -> char {
+        match self {
+            KernelArg::Ptr(_) => 'p',
+            KernelArg::I32(_) => 'i',
+            KernelArg::I64(_) | KernelArg::U64(_) => 'l',
+            KernelArg::F32(_) => 'f',
+        }
+    }
+}
+
 // The packing below stores 4-byte values in the low half of an 8-byte word, which is where a
 // kernel's `int`/`float` parameter reads it only on a little-endian host.
 const _: () = assert!(cfg!(target_endian = "little"));

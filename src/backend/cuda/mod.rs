@@ -66,7 +66,13 @@ pub fn install(ordinal: usize, gpu: Gpu) {
 /// thread: `--device emu`. Everything above runs exactly as on a GPU.
 #[cfg(feature = "cuda-emu")]
 pub fn install_emulator(ordinal: usize) -> Gpu {
-    let gpu: Gpu = Rc::new(CachingAllocator::new(emu::EmuGpu::shared()));
+    install_emulator_with(ordinal, emu::Schedule::Forward)
+}
+
+/// [`install_emulator`] with the emulator running each block's threads in `schedule`'s order.
+#[cfg(feature = "cuda-emu")]
+pub fn install_emulator_with(ordinal: usize, schedule: emu::Schedule) -> Gpu {
+    let gpu: Gpu = Rc::new(CachingAllocator::new(emu::EmuGpu::with_schedule(schedule)));
     install(ordinal, gpu.clone());
     gpu
 }

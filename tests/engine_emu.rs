@@ -152,3 +152,35 @@ fn a_gpt_step_matches_the_cpu_under_every_thread_schedule() {
         checks::compare_step(DEV, || tiny(0.1, true, true), batch(2, 11, 101));
     }
 }
+
+#[test]
+fn sgd_with_momentum_and_weight_decay_on_the_device_matches_the_cpu() {
+    use scratchgpt::optim::Sgd;
+    emu();
+    let init = Tensor::<f32>::randn(&[5, 7], 3);
+    let grads = [
+        Tensor::<f32>::randn(&[5, 7], 4),
+        Tensor::<f32>::randn(&[5, 7], 5),
+    ];
+    let run = |device: Device| {
+        // A fresh leaf: on the CPU `to_device` returns the tensor itself, as torch's `.to` does.
+        let p = init
+            .detach()
+            .to_device(device)
+            .unwrap()
+            .requires_grad_(true);
+        let mut opt = Sgd::new(vec![p.clone()], 0.1, 0.9, 0.01);
+        for g in &grads {
+            opt.zero_grad();
+            p.accumulate_grad(&g.to_device(device).unwrap().storage())
+                .unwrap();
+            opt.step().unwrap();
+        }
+        assert_eq!(p.device(), device);
+        p.to_vec().unwrap()
+    };
+    let (c, d) = (run(Device::Cpu), run(DEV));
+    for (a, b) in c.iter().zip(&d) {
+        assert!((a - b).abs() < 1e-6, "{c:?} vs {d:?}");
+    }
+}

@@ -13,12 +13,13 @@
 //! **Devices.** The moments live on their parameter's device (they are tensors). The decision of
 //! what to update — skip a parameter without a gradient (frozen, unused), exempt it from decay —
 //! is made once, here, for every device; the arithmetic is the loop below on the CPU and the
-//! `adamw_update` kernel (kernels/adamw.cu, the same formula) on a device.
+//! `adamw_update_multi` kernel (kernels/adamw.cu, the same formula) on a device — one launch for
+//! every tensor of the model, as PyTorch's multi-tensor ("foreach") AdamW.
 
 use ndarray::Zip;
 
 use crate::backend::cpu::should_par;
-use crate::backend::cuda::launch;
+use crate::backend::cuda::{launch, DeviceBuffer};
 use crate::error::{Error, Result};
 use crate::tensor::{Device, Storage, Tensor};
 
@@ -120,6 +121,9 @@ impl AdamW {
         let step_size = (lr / bc1) as f32;
         let (b1f, b2f, eps) = (b1 as f32, b2 as f32, self.cfg.eps as f32);
         let bc2_sqrt = bc2_sqrt as f32;
+        // Device tensors are gathered and updated in one launch per device after the loop.
+        type Bufs = [std::rc::Rc<DeviceBuffer<f32>>; 4];
+        let mut on_device: Vec<(Device, Bufs, f32)> = Vec::new();
         for s in &mut self.state {
             let Some(g) = s.param.grad_storage() else {
                 continue;
@@ -129,30 +133,23 @@ impl AdamW {
             } else {
                 1.0
             };
-            if s.param.device() != Device::Cpu {
-                if s.m.device() != s.param.device() {
-                    s.m = s.m.to_device(s.param.device())?;
-                    s.v = s.v.to_device(s.param.device())?;
+            let device = s.param.device();
+            if device != Device::Cpu {
+                if s.m.device() != device {
+                    s.m = s.m.to_device(device)?;
+                    s.v = s.v.to_device(device)?;
                 }
-                let update = |p: &Tensor, m: &Tensor, v: &Tensor| -> Result<()> {
-                    let g = match &g {
-                        Storage::Cuda(c) => c.dense()?,
-                        other => return Err(device_mismatch(p, other)),
-                    };
-                    let (p, m, v) = (owned_dense(p)?, owned_dense(m)?, owned_dense(v)?);
-                    launch::adamw_update(
-                        &p,
-                        &g,
-                        &m,
-                        &v,
-                        step_size,
-                        decay,
-                        (b1f, b2f),
-                        eps,
-                        bc2_sqrt,
-                    )
+                let g = match &g {
+                    Storage::Cuda(c) => c.dense()?,
+                    other => return Err(device_mismatch(&s.param, other)),
                 };
-                update(&s.param, &s.m, &s.v)?;
+                let bufs = [
+                    owned_dense(&s.param)?,
+                    g,
+                    owned_dense(&s.m)?,
+                    owned_dense(&s.v)?,
+                ];
+                on_device.push((device, bufs, decay));
                 continue;
             }
             let g = g.cpu("adamw")?.clone();
@@ -179,6 +176,26 @@ impl AdamW {
             })?;
             r_v?;
             r_p?;
+        }
+        let mut devices: Vec<Device> = Vec::new();
+        for (d, ..) in &on_device {
+            if !devices.contains(d) {
+                devices.push(*d);
+            }
+        }
+        for d in devices {
+            let tensors: Vec<launch::AdamwTensor<'_>> = on_device
+                .iter()
+                .filter(|(dev, ..)| *dev == d)
+                .map(|(_, [p, g, m, v], decay)| launch::AdamwTensor {
+                    param: p,
+                    grad: g,
+                    m,
+                    v,
+                    decay: *decay,
+                })
+                .collect();
+            launch::adamw_update_multi(&tensors, step_size, (b1f, b2f), eps, bc2_sqrt)?;
         }
         Ok(())
     }
@@ -211,7 +228,7 @@ pub(crate) fn owned_dense(
     if c.is_dense() && std::rc::Rc::strong_count(&c.buffer) == 2 {
         return Ok(c.buffer.clone());
     }
-    let fresh = crate::backend::cuda::DeviceBuffer::<f32>::uninit(c.gpu(), c.numel())?;
+    let fresh = DeviceBuffer::<f32>::uninit(c.gpu(), c.numel())?;
     fresh.copy_from(&*c.dense()?)?;
     let fresh = std::rc::Rc::new(fresh);
     t.set_storage(Storage::Cuda(crate::tensor::CudaStorage {

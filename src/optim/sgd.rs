@@ -1,8 +1,10 @@
 //! SGD as `torch.optim.SGD` (weight decay added to the gradient, optional momentum without
 //! dampening): `g ← g + λp; b ← μb + g (b = g at the first step); p ← p − lr·b`.
+//!
+//! Written once, on the engine's ops (under `no_grad`), so it runs wherever the parameters live:
+//! on a device each line is a kernel (`mul_scalar`, `add`), and the momentum buffer stays there.
 
-use ndarray::{ArrayD, IxDyn, Zip};
-
+use crate::autograd::no_grad;
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -13,7 +15,7 @@ pub struct Sgd {
     pub momentum: f64,
     pub weight_decay: f64,
     params: Vec<Tensor>,
-    buffers: Vec<Option<ArrayD<f32>>>,
+    buffers: Vec<Option<Tensor>>,
 }
 
 impl Sgd {
@@ -36,35 +38,27 @@ impl Sgd {
 
     /// One update; parameters without a gradient are skipped.
     pub fn step(&mut self) -> Result<()> {
-        let (lr, mu, wd) = (
-            self.lr as f32,
-            self.momentum as f32,
-            self.weight_decay as f32,
-        );
-        for (p, buf) in self.params.iter().zip(&mut self.buffers) {
-            let Some(g) = p.grad_storage() else { continue };
-            let mut d: ArrayD<f32> = g.cpu("sgd")?.to_owned();
-            let pv = p.value()?;
-            if wd != 0.0 {
-                Zip::from(&mut d).and(&pv).for_each(|d, &p| *d += wd * p);
-            }
-            if mu != 0.0 {
-                let b = buf.get_or_insert_with(|| ArrayD::zeros(IxDyn(&[0])));
-                if b.len() != d.len() {
-                    *b = d.clone(); // first step: b = g
-                } else {
-                    Zip::from(&mut *b)
-                        .and(&d)
-                        .for_each(|b, &d| *b = mu * *b + d);
+        let (lr, mu, wd) = (self.lr, self.momentum, self.weight_decay);
+        no_grad(|| {
+            for (p, buf) in self.params.iter().zip(&mut self.buffers) {
+                let Some(g) = p.grad() else { continue };
+                let value = p.detach();
+                let mut d = g;
+                if wd != 0.0 {
+                    d = d.add(&value.mul_scalar(wd)?)?;
                 }
-                d = b.clone();
+                if mu != 0.0 {
+                    let b = match buf.take() {
+                        None => d, // first step: b = g
+                        Some(b) => b.mul_scalar(mu)?.add(&d)?,
+                    };
+                    *buf = Some(b.clone());
+                    d = b;
+                }
+                let updated = value.sub(&d.mul_scalar(lr)?)?;
+                p.set_storage(updated.storage().clone())?;
             }
-            p.update_value(|pv| {
-                Zip::from(pv.view_mut())
-                    .and(&d)
-                    .for_each(|p, &d| *p -= lr * d)
-            })?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }

@@ -162,6 +162,12 @@ impl DeviceElem for f32 {
 impl DeviceElem for i32 {
     const NAME: &'static str = "i32";
 }
+impl DeviceElem for i64 {
+    const NAME: &'static str = "i64";
+}
+impl DeviceElem for u64 {
+    const NAME: &'static str = "u64";
+}
 
 /// An owned array of `T` in device memory, freed on drop. All transfers are bounds-checked, which
 /// is what makes the backend's unsafe primitives safe to use through it.

@@ -38,7 +38,7 @@ macro_rules! kernel_file {
 
 /// Every kernel file and its entry points.
 pub const KERNEL_FILES: &[KernelFile] = &[
-    kernel_file!("adamw.cu", ["adamw_update"]),
+    kernel_file!("adamw.cu", ["adamw_update", "adamw_update_multi"]),
     kernel_file!(
         "attention.cu",
         [

@@ -1421,3 +1421,64 @@ pub fn cross_entropy_backward(
         ],
     )
 }
+
+/// One tensor's buffers for [`adamw_update_multi`] (all of the same length).
+pub struct AdamwTensor<'a> {
+    pub param: &'a DeviceBuffer<f32>,
+    pub grad: &'a DeviceBuffer<f32>,
+    pub m: &'a DeviceBuffer<f32>,
+    pub v: &'a DeviceBuffer<f32>,
+    /// 1 − lr·λ, or 1 for a tensor exempt from weight decay.
+    pub decay: f32,
+}
+
+/// [`adamw_update`] of many tensors in one launch. The table of addresses, offsets and decays is
+/// three small copies to the device.
+#[allow(clippy::too_many_arguments)]
+pub fn adamw_update_multi(
+    tensors: &[AdamwTensor<'_>],
+    step_size: f32,
+    betas: (f32, f32),
+    eps: f32,
+    bias_correction2_sqrt: f32,
+) -> Result<()> {
+    let Some(first) = tensors.first() else {
+        return Ok(());
+    };
+    let gpu = first.param.gpu();
+    let mut ptrs = Vec::with_capacity(4 * tensors.len());
+    let mut offsets = vec![0i64];
+    let mut decays = Vec::with_capacity(tensors.len());
+    for t in tensors {
+        let n = t.param.len();
+        same_len("cuda adamw_multi", n, &[t.grad, t.m, t.v])?;
+        ptrs.extend([t.param.ptr(), t.grad.ptr(), t.m.ptr(), t.v.ptr()]);
+        offsets.push(offsets.last().expect("non-empty") + n as i64);
+        decays.push(t.decay);
+    }
+    let total = *offsets.last().expect("non-empty") as usize;
+    if total == 0 {
+        return Ok(());
+    }
+    let ptrs_d = DeviceBuffer::from_slice(gpu, &ptrs)?;
+    let offsets_d = DeviceBuffer::from_slice(gpu, &offsets)?;
+    let decays_d = DeviceBuffer::from_slice(gpu, &decays)?;
+    elementwise(
+        gpu,
+        "adamw_update_multi",
+        total,
+        &[
+            ptrs_d.arg(),
+            offsets_d.arg(),
+            decays_d.arg(),
+            KernelArg::I32(tensors.len() as i32),
+            KernelArg::F32(step_size),
+            KernelArg::F32(betas.0),
+            KernelArg::F32(betas.1),
+            KernelArg::F32(eps),
+            KernelArg::F32(bias_correction2_sqrt),
+        ],
+    )
+    // The table buffers are freed on return; on a GPU the stream-ordered free (or the caching
+    // allocator's reuse on the same stream) waits for the launch.
+}

@@ -48,3 +48,34 @@ extern "C" __global__ void sum_finish(const float* partial, float* out, int n) {
     s = block_sum(s, scratch);
     if (threadIdx.x == 0) out[0] = s;
 }
+
+// Maximum over the middle axis of an [outer, n, inner] tensor, with its index (the first maximum;
+// a NaN counts as maximal, as the CPU op). One thread per (outer, inner) lane.
+extern "C" __global__ void max_axis_forward(const float* x, float* y, int* index, long long outer, int n,
+                                            long long inner) {
+    long long lane = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (lane >= outer * inner) return;
+    long long o = lane / inner, i = lane % inner;
+    const float* p = x + o * n * inner + i;
+    int best = 0;
+    float bv = p[0];
+    for (int j = 1; j < n; j++) {
+        float v = p[(long long)j * inner];
+        if (v > bv || (v != v && bv == bv)) {
+            best = j;
+            bv = v;
+        }
+    }
+    y[lane] = bv;
+    index[lane] = best;
+}
+
+// Its backward: dx is g at each lane's maximum and 0 elsewhere. One thread per element of dx.
+extern "C" __global__ void max_axis_backward(const float* g, const int* index, float* dx, long long outer, int n,
+                                             long long inner) {
+    long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= outer * n * inner) return;
+    long long o = e / ((long long)n * inner), j = (e / inner) % n, i = e % inner;
+    long long lane = o * inner + i;
+    dx[e] = index[lane] == j ? g[lane] : 0.0f;
+}

@@ -100,8 +100,12 @@ fn small_preset_step_with_the_full_vocabulary_matches_the_cpu() {
 fn a_device_tensor_refuses_an_op_without_a_device_path_by_name() {
     emu();
     let x = Tensor::<f32>::randn(&[3, 4], 1).to_device(DEV).unwrap();
-    let e = x.max(-1, false).unwrap_err().to_string();
-    assert!(e.contains("max") && e.contains("cuda:0"), "{e}");
+    // Every op of the engine has a device path now; a CPU-only step — a cast (device tensors
+    // are f32), or a user's own op reading the CPU array — is refused by name, never copied.
+    let e = x.cast::<f64>().unwrap_err().to_string();
+    assert!(e.contains("cast") && e.contains("cuda:0"), "{e}");
+    let e = x.cpu("my_op").unwrap_err().to_string();
+    assert!(e.contains("my_op") && e.contains("cuda:0"), "{e}");
     let y = Tensor::<f32>::randn(&[3, 4], 2);
     let e = x.add(&y).unwrap_err().to_string();
     assert!(e.contains("different devices"), "{e}");

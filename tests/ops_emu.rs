@@ -317,3 +317,28 @@ fn attention_with_a_kv_cache_non_causal_and_wide_heads() {
         |x| Tensor::attention(&x[0], &x[1], &x[2], &causal),
     );
 }
+
+#[test]
+fn max_argmax_and_masked_fill() {
+    use scratchgpt::ops::masked_fill::causal_mask;
+    let x = rnd(&[3, 4, 5], 101);
+    check("max over the middle axis", &[x.clone()], |x| {
+        x[0].max(1, false)
+    });
+    check("max over the last axis, keepdim", &[x.clone()], |x| {
+        x[0].max(-1, true)
+    });
+    cuda::install_emulator(0);
+    for ax in [0, 1, 2] {
+        assert_eq!(
+            x.to_device(DEV).unwrap().argmax(ax).unwrap(),
+            x.argmax(ax).unwrap(),
+            "argmax over axis {ax}"
+        );
+    }
+    check(
+        "masked_fill (causal, broadcast)",
+        &[rnd(&[2, 5, 5], 100)],
+        |x| x[0].masked_fill(&causal_mask(5, 5), -1e9),
+    );
+}

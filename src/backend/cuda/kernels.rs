@@ -98,12 +98,18 @@ pub const KERNEL_FILES: &[KernelFile] = &[
             "layer_norm_forward",
         ]
     ),
+    kernel_file!(
+        "masked_fill.cu",
+        ["masked_fill_backward", "masked_fill_forward"]
+    ),
     kernel_file!("matmul.cu", ["matmul"]),
     kernel_file!(
         "reduce.cu",
         [
             "column_sum_finish",
             "column_sum_partial",
+            "max_axis_backward",
+            "max_axis_forward",
             "sum_finish",
             "sum_partial",
         ]

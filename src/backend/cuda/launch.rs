@@ -1482,3 +1482,97 @@ pub fn adamw_update_multi(
     // The table buffers are freed on return; on a GPU the stream-ordered free (or the caching
     // allocator's reuse on the same stream) waits for the launch.
 }
+
+// ---- max over an axis, masked_fill --------------------------------------------------------------
+
+/// y[o, i] = max_j x[o, j, i] and index[o, i] = its first argmax (NaN maximal).
+pub fn max_axis_forward(
+    x: &DeviceBuffer<f32>,
+    y: &DeviceBuffer<f32>,
+    index: &DeviceBuffer<i32>,
+    (outer, n, inner): (usize, usize, usize),
+) -> Result<()> {
+    x.check_len("cuda max (x)", outer * n * inner)?;
+    y.check_len("cuda max (y)", outer * inner)?;
+    index.check_len("cuda max (index)", outer * inner)?;
+    if n == 0 || n > i32::MAX as usize {
+        return Err(Error::invalid("cuda max", format!("axis of {n} elements")));
+    }
+    elementwise(
+        x.gpu(),
+        "max_axis_forward",
+        outer * inner,
+        &[
+            x.arg(),
+            y.arg(),
+            index.arg(),
+            KernelArg::I64(outer as i64),
+            KernelArg::I32(n as i32),
+            KernelArg::I64(inner as i64),
+        ],
+    )
+}
+
+/// dx[o, j, i] = g[o, i] where j = index[o, i], else 0.
+pub fn max_axis_backward(
+    g: &DeviceBuffer<f32>,
+    index: &DeviceBuffer<i32>,
+    dx: &DeviceBuffer<f32>,
+    (outer, n, inner): (usize, usize, usize),
+) -> Result<()> {
+    g.check_len("cuda max_backward (g)", outer * inner)?;
+    index.check_len("cuda max_backward (index)", outer * inner)?;
+    dx.check_len("cuda max_backward (dx)", outer * n * inner)?;
+    elementwise(
+        g.gpu(),
+        "max_axis_backward",
+        outer * n * inner,
+        &[
+            g.arg(),
+            index.arg(),
+            dx.arg(),
+            KernelArg::I64(outer as i64),
+            KernelArg::I32(n as i32),
+            KernelArg::I64(inner as i64),
+        ],
+    )
+}
+
+/// out = mask ? value : x (mask 1.0 / 0.0 per element).
+pub fn masked_fill_forward(
+    x: &DeviceBuffer<f32>,
+    mask: &DeviceBuffer<f32>,
+    out: &DeviceBuffer<f32>,
+    value: f32,
+) -> Result<()> {
+    let n = x.len();
+    same_len("cuda masked_fill", n, &[mask, out])?;
+    elementwise(
+        x.gpu(),
+        "masked_fill_forward",
+        n,
+        &[
+            x.arg(),
+            mask.arg(),
+            out.arg(),
+            KernelArg::I64(n as i64),
+            KernelArg::F32(value),
+        ],
+    )
+}
+
+/// dx = mask ? 0 : g.
+pub fn masked_fill_backward(
+    g: &DeviceBuffer<f32>,
+    mask: &DeviceBuffer<f32>,
+    dx: &DeviceBuffer<f32>,
+) -> Result<()> {
+    let n = g.len();
+    same_len("cuda masked_fill_backward", n, &[mask, dx])?;
+    elementwise(
+        g.gpu(),
+        "masked_fill_backward",
+        n,
+        &[g.arg(), mask.arg(), dx.arg(), KernelArg::I64(n as i64)],
+    )
+}

@@ -5,6 +5,8 @@
 //! `∂L/∂x_i = g_i·[¬mask_i]`. With a mask that broadcasts over x, each x element has its own
 //! (broadcast) mask bit, so no summing is needed.
 
+mod cuda;
+
 use ndarray::{ArrayD, IxDyn, Zip};
 
 use crate::error::{Error, Result};
@@ -22,6 +24,9 @@ impl<T: Element> Tensor<T> {
     /// `x` with `value` wherever `mask` (broadcastable to x's shape) is true — e.g.
     /// `scores.masked_fill(&causal_mask(t, t), f64::NEG_INFINITY)` as in the book.
     pub fn masked_fill(&self, mask: &ArrayD<bool>, value: f64) -> Result<Tensor<T>> {
+        if let Some(c) = self.cuda_storage() {
+            return cuda::masked_fill(self, c, mask, value);
+        }
         let x = self.cpu("masked_fill")?;
         if broadcast_shapes("masked_fill", x.shape(), mask.shape())? != x.shape() {
             return Err(Error::Broadcast {

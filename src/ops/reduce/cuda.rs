@@ -70,3 +70,28 @@ pub(crate) fn spread(
     let b = g.view(shape.to_vec(), strides, 0);
     scaled(&b.to_dense()?, scale)
 }
+
+/// The maximum over axis `ax` and the index of each lane's (first) maximum, on the device:
+/// `(values with the axis removed, indices, (outer, n, inner))`.
+pub(crate) fn max_axis(
+    x: &CudaStorage,
+    ax: usize,
+) -> Result<(CudaStorage, DeviceBuffer<i32>, (usize, usize, usize))> {
+    let s = x.shape();
+    let dims = (
+        s[..ax].iter().product::<usize>(),
+        s[ax],
+        s[ax + 1..].iter().product::<usize>(),
+    );
+    let out_shape: Vec<usize> = s
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != ax)
+        .map(|(_, &n)| n)
+        .collect();
+    let data = x.dense()?;
+    let y = DeviceBuffer::<f32>::uninit(x.gpu(), dims.0 * dims.2)?;
+    let index = DeviceBuffer::<i32>::uninit(x.gpu(), dims.0 * dims.2)?;
+    launch::max_axis_forward(&data, &y, &index, dims)?;
+    Ok((CudaStorage::from_buffer(y, &out_shape), index, dims))
+}

@@ -177,8 +177,7 @@ impl<T: Element> Tensor<T> {
     /// Maximum over one axis (values only; see [`Tensor::argmax`] for indices). Backward routes
     /// `g` to the (first) maximal element of each lane.
     pub fn max(&self, axis: isize, keepdim: bool) -> Result<Tensor<T>> {
-        let x = self.cpu("max")?;
-        let shape = x.shape().to_vec();
+        let shape = self.shape();
         let ax = normalize_axis("max", axis, shape.len())?;
         if shape[ax] == 0 {
             return Err(Error::invalid(
@@ -186,6 +185,36 @@ impl<T: Element> Tensor<T> {
                 format!("max over an empty axis of shape {shape:?}"),
             ));
         }
+        if let Some(c) = self.cuda_storage() {
+            let (y, index, dims) = cuda::max_axis(&c, ax)?;
+            let out_shape = if keepdim {
+                kept_shape(&shape, &[ax])
+            } else {
+                y.shape().to_vec()
+            };
+            let y = y.view(
+                out_shape.clone(),
+                crate::backend::cuda::launch::standard_strides(&out_shape),
+                0,
+            );
+            return Ok(Tensor::from_storage_op(
+                "max",
+                crate::tensor::Storage::Cuda(y),
+                &[self],
+                move |g, _| {
+                    let g = super::device_grad("max", g)?;
+                    let dx = super::device_uninit(&g, &shape)?;
+                    crate::backend::cuda::launch::max_axis_backward(
+                        &*g.dense()?,
+                        &index,
+                        &dx.buffer,
+                        dims,
+                    )?;
+                    Ok(vec![Some(crate::tensor::Storage::Cuda(dx))])
+                },
+            ));
+        }
+        let x = self.cpu("max")?;
         let arg = argmax_lanes(&x, ax);
         let mut y = ArrayD::<T>::zeros(arg.raw_dim());
         Zip::from(&mut y)
@@ -210,12 +239,19 @@ impl<T: Element> Tensor<T> {
     }
 
     /// Index of the maximum along `axis` (first on ties; NaN counts as maximal). Not differentiable.
+    /// On a device the search runs there and only the indices are copied back.
     pub fn argmax(&self, axis: isize) -> Result<ArrayD<usize>> {
-        let x = self.cpu("argmax")?;
-        let ax = normalize_axis("argmax", axis, x.ndim())?;
-        if x.shape()[ax] == 0 {
+        let shape = self.shape();
+        let ax = normalize_axis("argmax", axis, shape.len())?;
+        if shape[ax] == 0 {
             return Err(Error::invalid("argmax", "argmax over an empty axis"));
         }
+        if let Some(c) = self.cuda_storage() {
+            let (y, index, _) = cuda::max_axis(&c, ax)?;
+            let idx = index.to_vec()?.into_iter().map(|i| i as usize).collect();
+            return Ok(ArrayD::from_shape_vec(IxDyn(y.shape()), idx).expect("lane count"));
+        }
+        let x = self.cpu("argmax")?;
         Ok(argmax_lanes(&x, ax))
     }
 }

@@ -21,7 +21,7 @@ fn epoch_losses(out: &str) -> Vec<f64> {
     out.lines()
         .filter(|l| l.starts_with("Ep "))
         .flat_map(|l| {
-            l.split(|c: char| c == ' ' || c == ',')
+            l.split([' ', ','])
                 .filter_map(|w| w.parse::<f64>().ok())
                 .collect::<Vec<_>>()
         })

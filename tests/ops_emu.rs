@@ -26,15 +26,15 @@ fn close(what: &str, want: &[f32], got: &[f32], tol: f64) {
 
 /// Runs `f` on fresh leaves (requiring grad) on both devices, backpropagates the same random
 /// upstream gradient, and compares the output and each input's gradient.
-fn check(name: &str, inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Result<Tensor>) {
+fn check(name: &str, inputs: Vec<Tensor>, f: impl Fn(&[Tensor]) -> Result<Tensor>) {
     check_tol(name, inputs, 2e-5, f)
 }
 
 /// Under each of the emulator's thread schedules (a kernel missing a barrier fails under one).
-fn check_tol(name: &str, inputs: &[Tensor], tol: f64, f: impl Fn(&[Tensor]) -> Result<Tensor>) {
+fn check_tol(name: &str, inputs: Vec<Tensor>, tol: f64, f: impl Fn(&[Tensor]) -> Result<Tensor>) {
     for s in cuda::emu::Schedule::ALL {
         cuda::install_emulator_with(0, s);
-        check_on_device(&format!("{name} ({s:?} schedule)"), inputs, tol, &f);
+        check_on_device(&format!("{name} ({s:?} schedule)"), &inputs, tol, &f);
     }
 }
 
@@ -83,25 +83,29 @@ fn rnd(shape: &[usize], seed: u64) -> Tensor {
 
 #[test]
 fn views() {
-    check("reshape of a transposed view", &[rnd(&[3, 5, 7], 1)], |x| {
-        x[0].transpose(0, 2)?.reshape(&[7, 15])?.mul_scalar(2.0)
-    });
-    check("permute", &[rnd(&[2, 3, 4, 5], 2)], |x| {
+    check(
+        "reshape of a transposed view",
+        vec![rnd(&[3, 5, 7], 1)],
+        |x| x[0].transpose(0, 2)?.reshape(&[7, 15])?.mul_scalar(2.0),
+    );
+    check("permute", vec![rnd(&[2, 3, 4, 5], 2)], |x| {
         x[0].permute(&[3, 1, 0, 2])?.contiguous()
     });
-    check("narrow", &[rnd(&[4, 9], 3)], |x| {
+    check("narrow", vec![rnd(&[4, 9], 3)], |x| {
         x[0].narrow(1, 2, 5)?.mul_scalar(1.0)
     });
-    check("select", &[rnd(&[4, 9, 3], 4)], |x| {
+    check("select", vec![rnd(&[4, 9, 3], 4)], |x| {
         x[0].select(1, 7)?.mul_scalar(1.0)
     });
-    check("squeeze/unsqueeze", &[rnd(&[4, 1, 3], 5)], |x| {
+    check("squeeze/unsqueeze", vec![rnd(&[4, 1, 3], 5)], |x| {
         x[0].squeeze(1)?.unsqueeze(0)?.mul_scalar(1.0)
     });
-    check("concat", &[rnd(&[2, 3, 4], 6), rnd(&[2, 5, 4], 7)], |x| {
-        Tensor::concat(&[&x[0], &x[1]], 1)?.mul_scalar(1.0)
-    });
-    check("broadcast_to", &[rnd(&[3, 1], 8)], |x| {
+    check(
+        "concat",
+        vec![rnd(&[2, 3, 4], 6), rnd(&[2, 5, 4], 7)],
+        |x| Tensor::concat(&[&x[0], &x[1]], 1)?.mul_scalar(1.0),
+    );
+    check("broadcast_to", vec![rnd(&[3, 1], 8)], |x| {
         x[0].broadcast_to(&[2, 3, 5])?.mul_scalar(1.0)
     });
 }
@@ -109,14 +113,14 @@ fn views() {
 #[test]
 fn binary_ops_with_broadcasting() {
     let (a, b) = (rnd(&[2, 3, 5], 10), rnd(&[3, 1], 11));
-    check("add", &[a.clone(), b.clone()], |x| x[0].add(&x[1]));
-    check("sub", &[b.clone(), a.clone()], |x| x[0].sub(&x[1]));
-    check("mul", &[a.clone(), b.clone()], |x| x[0].mul(&x[1]));
+    check("add", vec![a.clone(), b.clone()], |x| x[0].add(&x[1]));
+    check("sub", vec![b.clone(), a.clone()], |x| x[0].sub(&x[1]));
+    check("mul", vec![a.clone(), b.clone()], |x| x[0].mul(&x[1]));
     let pos = rnd(&[3, 1], 12).mul_scalar(0.1).unwrap().exp().unwrap();
-    check("div", &[a.clone(), pos], |x| x[0].div(&x[1]));
+    check("div", vec![a.clone(), pos], |x| x[0].div(&x[1]));
     check(
         "add of a strided view",
-        &[a.clone(), rnd(&[5, 3], 13)],
+        vec![a.clone(), rnd(&[5, 3], 13)],
         |x| x[0].add(&x[1].transpose(0, 1)?),
     );
 }
@@ -125,67 +129,67 @@ fn binary_ops_with_broadcasting() {
 fn unary_ops() {
     let x = rnd(&[7, 13], 20);
     let pos = x.mul_scalar(0.5).unwrap().exp().unwrap();
-    check("neg", &[x.clone()], |x| x[0].neg());
-    check("add_scalar", &[x.clone()], |x| x[0].add_scalar(1.5));
-    check("mul_scalar", &[x.clone()], |x| x[0].mul_scalar(-3.0));
-    check("div_scalar", &[x.clone()], |x| x[0].div_scalar(4.0));
-    check("exp", &[x.clone()], |x| x[0].exp());
-    check("tanh", &[x.clone()], |x| x[0].tanh());
-    check("relu", &[x.clone()], |x| x[0].relu());
-    check("sigmoid", &[x.clone()], |x| x[0].sigmoid());
-    check("log", &[pos.clone()], |x| x[0].log());
-    check("sqrt", &[pos.clone()], |x| x[0].sqrt());
-    check_tol("powf", &[pos], 1e-4, |x| x[0].powf(1.7));
-    check("gelu", &[x], |x| x[0].gelu());
+    check("neg", vec![x.clone()], |x| x[0].neg());
+    check("add_scalar", vec![x.clone()], |x| x[0].add_scalar(1.5));
+    check("mul_scalar", vec![x.clone()], |x| x[0].mul_scalar(-3.0));
+    check("div_scalar", vec![x.clone()], |x| x[0].div_scalar(4.0));
+    check("exp", vec![x.clone()], |x| x[0].exp());
+    check("tanh", vec![x.clone()], |x| x[0].tanh());
+    check("relu", vec![x.clone()], |x| x[0].relu());
+    check("sigmoid", vec![x.clone()], |x| x[0].sigmoid());
+    check("log", vec![pos.clone()], |x| x[0].log());
+    check("sqrt", vec![pos.clone()], |x| x[0].sqrt());
+    check_tol("powf", vec![pos], 1e-4, |x| x[0].powf(1.7));
+    check("gelu", vec![x], |x| x[0].gelu());
 }
 
 #[test]
 fn reductions() {
     let x = rnd(&[3, 4, 5], 30);
-    check("sum_all", &[x.clone()], |x| x[0].sum_all());
-    check("mean_all", &[x.clone()], |x| x[0].mean_all());
-    check("sum over 0 and 2", &[x.clone()], |x| {
+    check("sum_all", vec![x.clone()], |x| x[0].sum_all());
+    check("mean_all", vec![x.clone()], |x| x[0].mean_all());
+    check("sum over 0 and 2", vec![x.clone()], |x| {
         x[0].sum(&[0, 2], false)
     });
-    check("mean over 1, keepdim", &[x.clone()], |x| {
+    check("mean over 1, keepdim", vec![x.clone()], |x| {
         x[0].mean(&[1], true)
     });
-    check("sum of a transposed view", &[x], |x| {
+    check("sum of a transposed view", vec![x], |x| {
         x[0].transpose(0, 2)?.sum(&[-1], false)
     });
 }
 
 #[test]
 fn matmul_batched_broadcast_and_transposed() {
-    check("2-D", &[rnd(&[5, 7], 40), rnd(&[7, 3], 41)], |x| {
+    check("2-D", vec![rnd(&[5, 7], 40), rnd(&[7, 3], 41)], |x| {
         x[0].matmul(&x[1])
     });
     check(
         "batched",
-        &[rnd(&[2, 3, 5, 7], 42), rnd(&[2, 3, 7, 4], 43)],
+        vec![rnd(&[2, 3, 5, 7], 42), rnd(&[2, 3, 7, 4], 43)],
         |x| x[0].matmul(&x[1]),
     );
     check(
         "batch × matrix",
-        &[rnd(&[2, 3, 5, 7], 44), rnd(&[7, 4], 45)],
+        vec![rnd(&[2, 3, 5, 7], 44), rnd(&[7, 4], 45)],
         |x| x[0].matmul(&x[1]),
     );
     check(
         "matrix × batch",
-        &[rnd(&[5, 7], 46), rnd(&[3, 7, 4], 47)],
+        vec![rnd(&[5, 7], 46), rnd(&[3, 7, 4], 47)],
         |x| x[0].matmul(&x[1]),
     );
     check(
         "broadcast batch",
-        &[rnd(&[2, 1, 5, 7], 48), rnd(&[3, 7, 4], 49)],
+        vec![rnd(&[2, 1, 5, 7], 48), rnd(&[3, 7, 4], 49)],
         |x| x[0].matmul(&x[1]),
     );
     check(
         "transposed operand",
-        &[rnd(&[2, 7, 5], 50), rnd(&[2, 7, 4], 51)],
+        vec![rnd(&[2, 7, 5], 50), rnd(&[2, 7, 4], 51)],
         |x| x[0].transpose(-1, -2)?.matmul(&x[1]),
     );
-    check("vectors", &[rnd(&[7], 52), rnd(&[7, 4], 53)], |x| {
+    check("vectors", vec![rnd(&[7], 52), rnd(&[7, 4], 53)], |x| {
         x[0].matmul(&x[1])
     });
 }
@@ -193,11 +197,11 @@ fn matmul_batched_broadcast_and_transposed() {
 #[test]
 fn row_ops() {
     let x = rnd(&[6, 37], 60);
-    check("softmax", &[x.clone()], |x| x[0].softmax());
-    check("log_softmax", &[x.clone()], |x| x[0].log_softmax());
+    check("softmax", vec![x.clone()], |x| x[0].softmax());
+    check("log_softmax", vec![x.clone()], |x| x[0].log_softmax());
     check(
         "layer_norm",
-        &[x.clone(), rnd(&[37], 61), rnd(&[37], 62)],
+        vec![x.clone(), rnd(&[37], 61), rnd(&[37], 62)],
         |x| x[0].layer_norm(&x[1], &x[2], 1e-5),
     );
     let targets = Ids::new(
@@ -205,11 +209,11 @@ fn row_ops() {
         &[6],
     )
     .unwrap();
-    check("cross_entropy with ignore_index", &[x.clone()], |x| {
+    check("cross_entropy with ignore_index", vec![x.clone()], |x| {
         x[0].cross_entropy(&targets)
     });
     let t7 = Ids::new(vec![1, 7, 7, 0, 3, 36], &[6]).unwrap();
-    check("cross_entropy with ignore_index 7", &[x], |x| {
+    check("cross_entropy with ignore_index 7", vec![x], |x| {
         x[0].cross_entropy_with(&t7, 7)
     });
 }
@@ -217,22 +221,22 @@ fn row_ops() {
 #[test]
 fn embedding_dropout_linear() {
     let ids = Ids::new(vec![3, 0, 3, 9, 1, 3], &[2, 3]).unwrap();
-    check("embedding (repeated ids)", &[rnd(&[10, 6], 70)], |x| {
+    check("embedding (repeated ids)", vec![rnd(&[10, 6], 70)], |x| {
         x[0].embedding(&ids)
     });
-    check("dropout 0.3", &[rnd(&[5, 41], 71)], |x| {
+    check("dropout 0.3", vec![rnd(&[5, 41], 71)], |x| {
         x[0].dropout(0.3, 1234)
     });
     let (x, w, b) = (rnd(&[2, 3, 8], 72), rnd(&[5, 8], 73), rnd(&[5], 74));
-    check("linear", &[x.clone(), w.clone(), b.clone()], |x| {
+    check("linear", vec![x.clone(), w.clone(), b.clone()], |x| {
         x[0].linear(&x[1], Some(&x[2]), None)
     });
-    check("linear without bias", &[x.clone(), w.clone()], |x| {
+    check("linear without bias", vec![x.clone(), w.clone()], |x| {
         x[0].linear(&x[1], None, None)
     });
     check(
         "linear with LoRA",
-        &[x, w, b, rnd(&[8, 2], 75), rnd(&[2, 5], 76)],
+        vec![x, w, b, rnd(&[8, 2], 75), rnd(&[2, 5], 76)],
         |x| {
             x[0].linear(
                 &x[1],
@@ -261,7 +265,7 @@ fn attention_causal_with_dropout() {
             dropout_p: p,
             seed: 5,
         };
-        check(&format!("attention p={p}"), &qkv, |x| {
+        check(&format!("attention p={p}"), qkv.to_vec(), |x| {
             // The model's head split: (B, T, H, d) → (B, H, T, d), a strided view.
             let v: Vec<Tensor> = x.iter().map(|t| t.transpose(1, 2).unwrap()).collect();
             Tensor::attention(&v[0], &v[1], &v[2], &opts)
@@ -280,7 +284,7 @@ fn attention_with_a_kv_cache_non_causal_and_wide_heads() {
         };
         check(
             &format!("attention Tq={tq} Tk=9 p={p}"),
-            &[
+            vec![
                 rnd(&[2, 3, tq, 8], 90),
                 rnd(&[2, 3, 9, 8], 91),
                 rnd(&[2, 3, 9, 8], 92),
@@ -295,7 +299,7 @@ fn attention_with_a_kv_cache_non_causal_and_wide_heads() {
     };
     check(
         "attention non-causal",
-        &[
+        vec![
             rnd(&[1, 2, 5, 8], 93),
             rnd(&[1, 2, 7, 8], 94),
             rnd(&[1, 2, 7, 8], 95),
@@ -309,7 +313,7 @@ fn attention_with_a_kv_cache_non_causal_and_wide_heads() {
     };
     check(
         "attention head dim 80",
-        &[
+        vec![
             rnd(&[1, 2, 6, 80], 96),
             rnd(&[1, 2, 6, 80], 97),
             rnd(&[1, 2, 6, 80], 98),
@@ -322,10 +326,10 @@ fn attention_with_a_kv_cache_non_causal_and_wide_heads() {
 fn max_argmax_and_masked_fill() {
     use scratchgpt::ops::masked_fill::causal_mask;
     let x = rnd(&[3, 4, 5], 101);
-    check("max over the middle axis", &[x.clone()], |x| {
+    check("max over the middle axis", vec![x.clone()], |x| {
         x[0].max(1, false)
     });
-    check("max over the last axis, keepdim", &[x.clone()], |x| {
+    check("max over the last axis, keepdim", vec![x.clone()], |x| {
         x[0].max(-1, true)
     });
     cuda::install_emulator(0);
@@ -338,7 +342,7 @@ fn max_argmax_and_masked_fill() {
     }
     check(
         "masked_fill (causal, broadcast)",
-        &[rnd(&[2, 5, 5], 100)],
+        vec![rnd(&[2, 5, 5], 100)],
         |x| x[0].masked_fill(&causal_mask(5, 5), -1e9),
     );
 }

@@ -71,12 +71,16 @@ pub(crate) fn spread(
     scaled(&b.to_dense()?, scale)
 }
 
-/// The maximum over axis `ax` and the index of each lane's (first) maximum, on the device:
-/// `(values with the axis removed, indices, (outer, n, inner))`.
-pub(crate) fn max_axis(
-    x: &CudaStorage,
-    ax: usize,
-) -> Result<(CudaStorage, DeviceBuffer<i32>, (usize, usize, usize))> {
+/// What [`max_axis`] returns: the values (the axis removed), each lane's index of its maximum,
+/// and the `(outer, n, inner)` split of the input around the axis.
+pub(crate) struct MaxAxis {
+    pub values: CudaStorage,
+    pub index: DeviceBuffer<i32>,
+    pub dims: (usize, usize, usize),
+}
+
+/// The maximum over axis `ax` and the index of each lane's (first) maximum, on the device.
+pub(crate) fn max_axis(x: &CudaStorage, ax: usize) -> Result<MaxAxis> {
     let s = x.shape();
     let dims = (
         s[..ax].iter().product::<usize>(),
@@ -93,5 +97,9 @@ pub(crate) fn max_axis(
     let y = DeviceBuffer::<f32>::uninit(x.gpu(), dims.0 * dims.2)?;
     let index = DeviceBuffer::<i32>::uninit(x.gpu(), dims.0 * dims.2)?;
     launch::max_axis_forward(&data, &y, &index, dims)?;
-    Ok((CudaStorage::from_buffer(y, &out_shape), index, dims))
+    Ok(MaxAxis {
+        values: CudaStorage::from_buffer(y, &out_shape),
+        index,
+        dims,
+    })
 }

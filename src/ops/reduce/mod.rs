@@ -186,7 +186,11 @@ impl<T: Element> Tensor<T> {
             ));
         }
         if let Some(c) = self.cuda_storage() {
-            let (y, index, dims) = cuda::max_axis(&c, ax)?;
+            let cuda::MaxAxis {
+                values: y,
+                index,
+                dims,
+            } = cuda::max_axis(&c, ax)?;
             let out_shape = if keepdim {
                 kept_shape(&shape, &[ax])
             } else {
@@ -247,9 +251,9 @@ impl<T: Element> Tensor<T> {
             return Err(Error::invalid("argmax", "argmax over an empty axis"));
         }
         if let Some(c) = self.cuda_storage() {
-            let (y, index, _) = cuda::max_axis(&c, ax)?;
-            let idx = index.to_vec()?.into_iter().map(|i| i as usize).collect();
-            return Ok(ArrayD::from_shape_vec(IxDyn(y.shape()), idx).expect("lane count"));
+            let m = cuda::max_axis(&c, ax)?;
+            let idx = m.index.to_vec()?.into_iter().map(|i| i as usize).collect();
+            return Ok(ArrayD::from_shape_vec(IxDyn(m.values.shape()), idx).expect("lane count"));
         }
         let x = self.cpu("argmax")?;
         Ok(argmax_lanes(&x, ax))

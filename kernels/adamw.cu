@@ -17,15 +17,6 @@ __device__ __forceinline__ void adamw_element(float* param, const float* grad, f
     param[i] = p - step_size * (mi / denom);
 }
 
-// One tensor. One thread per parameter element.
-extern "C" __global__ void adamw_update(float* param, const float* grad, float* m, float* v, long long n,
-                                        float step_size, float decay, float beta1, float beta2, float eps,
-                                        float bias_correction2_sqrt) {
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    adamw_element(param, grad, m, v, i, step_size, decay, beta1, beta2, eps, bias_correction2_sqrt);
-}
-
 // Every tensor of a model in one launch (PyTorch's "foreach"/multi-tensor apply): `ptrs` holds
 // 4·n_tensors device addresses (param, grad, m, v of tensor 0, then tensor 1, …), `offsets` the
 // running element counts (n_tensors + 1 of them, offsets[0] = 0) and `decays` each tensor's decay

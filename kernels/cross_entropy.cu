@@ -17,26 +17,6 @@ extern "C" __global__ void cross_entropy_forward(const float* logits, const int*
     if (threadIdx.x == 0) losses[blockIdx.x] = t < 0 ? 0.0f : lse - row[t];
 }
 
-// Forward and backward in one pass pair: losses[row] = ℓ and
-// dlogits[row, j] = grad_scale · (softmax_j − [j = target]). dlogits may alias logits (the logits
-// are dead after the loss), which saves a [rows, vocab] buffer — the largest activation of a GPT.
-extern "C" __global__ void cross_entropy_forward_backward(const float* logits, const int* targets, float* losses,
-                                                          float* dlogits, int cols, float grad_scale) {
-    __shared__ float scratch[32];
-    long long base = (long long)blockIdx.x * cols;
-    const float* row = logits + base;
-    float lse = row_logsumexp(row, cols, scratch);
-    int t = targets[blockIdx.x];
-    // Read the target logit before any thread overwrites the row (dlogits may alias logits).
-    float x_t = t < 0 ? 0.0f : row[t];
-    __syncthreads();
-    if (threadIdx.x == 0) losses[blockIdx.x] = t < 0 ? 0.0f : lse - x_t;
-    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
-        float g = t < 0 ? 0.0f : grad_scale * (expf(row[j] - lse) - (j == t ? 1.0f : 0.0f));
-        dlogits[base + j] = g;
-    }
-}
-
 // The backward of the autograd's mean cross-entropy, with the upstream gradient read on the
 // device (no copy to the host): dlogits[row, j] = (*dloss)·inv_count·(softmax_j − [j = target]),
 // 0 for ignored rows. lse is recomputed (one more read of the row) rather than saved.

@@ -27,13 +27,6 @@ extern "C" __global__ void fill(float* out, float value, long long n) {
     if (i < n) out[i] = value;
 }
 
-// Broadcast add over rows: x[m, n] += bias[n] for an [rows, cols] matrix.
-// Backward: dbias[n] = Σ_m dout[m, n] (see reduce.cu: column_sum).
-extern "C" __global__ void add_bias_rows(float* x, const float* bias, long long rows, int cols) {
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < rows * cols) x[i] += bias[i % cols];
-}
-
 #define GELU_SQRT_2_OVER_PI 0.7978845608028654f
 #define GELU_COEF 0.044715f
 

@@ -18,7 +18,7 @@ fn the_kernel_list_matches_the_sources() {
     let listed: Vec<String> = all_entry_points().iter().map(|s| s.to_string()).collect();
     assert_eq!(
         emu, listed,
-        "src/cuda/kernels.rs must list exactly the entry points of kernels/*.cu"
+        "src/backend/cuda/kernels.rs must list exactly the entry points of kernels/*.cu"
     );
 }
 

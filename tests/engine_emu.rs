@@ -188,3 +188,47 @@ fn sgd_with_momentum_and_weight_decay_on_the_device_matches_the_cpu() {
         assert!((a - b).abs() < 1e-6, "{c:?} vs {d:?}");
     }
 }
+
+#[test]
+fn tensors_of_two_backends_on_one_ordinal_are_refused_not_mixed() {
+    let a = {
+        emu();
+        Tensor::<f32>::randn(&[2, 3], 1).to_device(DEV).unwrap()
+    };
+    // A new backend for cuda:0: tensors made before keep the old one.
+    emu();
+    let b = Tensor::<f32>::randn(&[2, 3], 2).to_device(DEV).unwrap();
+    let e = a.add(&b).unwrap_err().to_string();
+    assert!(e.contains("another backend"), "{e}");
+    let p = a.detach().requires_grad_(true);
+    let e = p.accumulate_grad(&b.storage()).unwrap_err().to_string();
+    assert!(e.contains("another backend"), "{e}");
+}
+
+#[test]
+fn writing_rows_in_place_on_the_device_leaves_other_views_unchanged() {
+    emu();
+    let base = Tensor::<f32>::zeros(&[4, 3]);
+    let t = base.to_device(DEV).unwrap();
+    let view = t.narrow(0, 0, 2).unwrap(); // shares t's buffer
+    let rows = Tensor::<f32>::ones(&[2, 3]).to_device(DEV).unwrap();
+    t.write_rows(1, &rows).unwrap();
+    assert_eq!(
+        view.to_vec().unwrap(),
+        vec![0.0; 6],
+        "the view kept the old data (copy-on-write)"
+    );
+    assert_eq!(
+        t.to_vec().unwrap(),
+        [vec![0.0; 3], vec![1.0; 6], vec![0.0; 3]].concat()
+    );
+    // Rows of the tensor itself, overlapping the destination: staged, as on the CPU.
+    let cpu = Tensor::<f32>::arange(0.0, 12.0, 1.0)
+        .unwrap()
+        .reshape(&[4, 3])
+        .unwrap();
+    let dev = cpu.to_device(DEV).unwrap();
+    cpu.write_rows(0, &cpu.narrow(0, 1, 3).unwrap()).unwrap();
+    dev.write_rows(0, &dev.narrow(0, 1, 3).unwrap()).unwrap();
+    assert_eq!(dev.to_vec().unwrap(), cpu.to_vec().unwrap());
+}

@@ -346,3 +346,14 @@ fn max_argmax_and_masked_fill() {
         |x| x[0].masked_fill(&causal_mask(5, 5), -1e9),
     );
 }
+
+#[test]
+fn matmul_with_a_batch_beyond_the_grid_limit_folds_into_one_product() {
+    // 70 000 products of (1 × 3)·(3 × 2): the CPU folds a shared B into the rows; so does the
+    // device (a batched launch would exceed the grid's 65 535 limit).
+    check(
+        "batch 70000 × matrix",
+        vec![rnd(&[70_000, 1, 3], 110), rnd(&[3, 2], 111)],
+        |x| x[0].matmul(&x[1]),
+    );
+}

@@ -210,37 +210,91 @@ fn kernel_names(expanded: &str, kernels: &Path) -> Vec<String> {
 }
 
 /// `source` with `EMU_POISON_SHARED(name);` after every `__shared__` declaration (outside
-/// comments), on the same line so line numbers stay right.
+/// comments), on the same line so line numbers stay right. The kernels declare one array per
+/// statement, on one line; anything else (several declarators, `extern __shared__`, a
+/// declaration across lines or inside a block comment) stops the build with a message rather
+/// than leaving a variable unpoisoned.
 fn poison_shared_declarations(source: &str) -> String {
     let mut out = String::with_capacity(source.len() + 256);
+    let mut in_block_comment = false;
     for line in source.lines() {
-        let code = line.split("//").next().unwrap_or("");
-        match code.find("__shared__") {
-            Some(start) => {
-                let decl_end = code[start..]
-                    .find(';')
-                    .map(|i| start + i)
-                    .unwrap_or_else(|| {
-                        panic!("a __shared__ declaration must end on its line: {line}")
-                    });
-                let decl = &code[start + "__shared__".len()..decl_end];
-                let before_dims = decl.split(['[', '=']).next().unwrap();
-                let name: String = before_dims
-                    .trim_end()
-                    .chars()
-                    .rev()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
-                assert!(!name.is_empty(), "no variable name in: {line}");
-                out.push_str(&line[..=decl_end]);
-                out.push_str(&format!(" EMU_POISON_SHARED({name});"));
-                out.push_str(&line[decl_end + 1..]);
+        // Blank out comments, keeping columns, to find code only.
+        let mut code = String::with_capacity(line.len());
+        let mut rest = line;
+        while !rest.is_empty() {
+            if in_block_comment {
+                match rest.find("*/") {
+                    Some(i) => {
+                        code.push_str(&" ".repeat(i + 2));
+                        rest = &rest[i + 2..];
+                        in_block_comment = false;
+                    }
+                    None => {
+                        code.push_str(&" ".repeat(rest.len()));
+                        rest = "";
+                    }
+                }
+            } else {
+                let (line_c, block_c) = (rest.find("//"), rest.find("/*"));
+                match (line_c, block_c) {
+                    (Some(l), b) if b.is_none_or(|b| l < b) => {
+                        code.push_str(&rest[..l]);
+                        rest = "";
+                    }
+                    (_, Some(b)) => {
+                        code.push_str(&rest[..b]);
+                        code.push_str("  ");
+                        rest = &rest[b + 2..];
+                        in_block_comment = true;
+                    }
+                    _ => {
+                        code.push_str(rest);
+                        rest = "";
+                    }
+                }
             }
-            None => out.push_str(line),
         }
+        let Some(start) = code.find("__shared__") else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        assert!(
+            !code[..start].contains("extern"),
+            "cuda-emu: dynamic `extern __shared__` memory is not supported: {line}"
+        );
+        let decl_end = code[start..]
+            .find(';')
+            .map(|i| start + i)
+            .unwrap_or_else(|| {
+                panic!("cuda-emu: a __shared__ declaration must end on its line: {line}")
+            });
+        let decl = &code[start + "__shared__".len()..decl_end];
+        let mut depth = 0i32;
+        for c in decl.chars() {
+            match c {
+                '[' | '(' => depth += 1,
+                ']' | ')' => depth -= 1,
+                ',' if depth == 0 => panic!(
+                    "cuda-emu: declare one __shared__ variable per statement (each is poisoned by name): {line}"
+                ),
+                _ => {}
+            }
+        }
+        let before_dims = decl.split(['[', '=']).next().unwrap();
+        let name: String = before_dims
+            .trim_end()
+            .chars()
+            .rev()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        assert!(!name.is_empty(), "cuda-emu: no variable name in: {line}");
+        out.push_str(&line[..=decl_end]);
+        out.push_str(&format!(" EMU_POISON_SHARED({name});"));
+        out.push_str(&line[decl_end + 1..]);
         out.push('\n');
     }
     out

@@ -26,11 +26,13 @@ impl<T: Element> Tensor<T> {
         if shape.iter().product::<usize>() != 1 {
             return Err(Error::NonScalarBackward { shape });
         }
-        let one = Tensor::from_array(ArrayD::from_elem(IxDyn(&shape), T::one()));
-        // The seed lives where the loss does (on a device: a `fill` kernel, not a copy).
-        let seed = match self.device() {
-            crate::tensor::Device::Cpu => one,
-            d => Tensor::full_on(&shape, T::one(), d)?,
+        // The seed lives where the loss does (on a device: a `fill` kernel on the loss's backend,
+        // not a copy).
+        let seed = match self.cuda_storage() {
+            None => Tensor::from_array(ArrayD::from_elem(IxDyn(&shape), T::one())),
+            Some(c) => {
+                Tensor::from_storage(Storage::Cuda(crate::ops::device_full(&c, &shape, 1.0)?))
+            }
         };
         self.backward_with(&seed)
     }
@@ -56,12 +58,16 @@ impl<T: Element> Tensor<T> {
         }
 
         let order = topological_order(self);
-        if grad.device() != self.device() {
-            return Err(Error::DeviceMismatch {
-                op: "backward_with",
-                lhs: self.device().to_string(),
-                rhs: grad.device().to_string(),
-            });
+        let same_backend = match (&grad, self.cuda_storage()) {
+            (Storage::Cuda(g), Some(c)) => g.same_backend(&c),
+            (g, _) => g.device() == self.device(),
+        };
+        if !same_backend {
+            return Err(crate::tensor::device_mismatch(
+                "backward_with",
+                self.device(),
+                grad.device(),
+            ));
         }
         let mut pending: HashMap<u64, Storage<T>> = HashMap::new();
         pending.insert(self.id(), grad);
@@ -104,6 +110,13 @@ impl<T: Element> Tensor<T> {
                         got: ig.shape().to_vec(),
                         want,
                     });
+                }
+                if ig.device() != input.device() {
+                    return Err(crate::tensor::device_mismatch(
+                        op,
+                        input.device(),
+                        ig.device(),
+                    ));
                 }
                 let sum = match pending.remove(&input.id()) {
                     Some(acc) => acc.sum_with(&ig)?,

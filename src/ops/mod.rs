@@ -64,21 +64,19 @@ pub(crate) fn cuda_operands<T: Element>(
 ) -> Result<Option<Vec<CudaStorage>>> {
     let first = tensors[0].device();
     if let Some(other) = tensors.iter().find(|t| t.device() != first) {
-        return Err(Error::DeviceMismatch {
-            op,
-            lhs: first.to_string(),
-            rhs: other.device().to_string(),
-        });
+        return Err(crate::tensor::device_mismatch(op, first, other.device()));
     }
-    Ok(match first {
-        crate::tensor::Device::Cpu => None,
-        _ => Some(
-            tensors
-                .iter()
-                .map(|t| t.cuda_storage().expect("on a device"))
-                .collect(),
-        ),
-    })
+    if first == crate::tensor::Device::Cpu {
+        return Ok(None);
+    }
+    let ops: Vec<CudaStorage> = tensors
+        .iter()
+        .map(|t| t.cuda_storage().expect("on a device"))
+        .collect();
+    if ops.iter().any(|c| !c.same_backend(&ops[0])) {
+        return Err(crate::tensor::device_mismatch(op, first, first));
+    }
+    Ok(Some(ops))
 }
 
 /// The same data in C (row-major) order: the array itself if it already is, else a copy.
@@ -212,6 +210,13 @@ pub(crate) fn device_grad<T: Element>(op: &'static str, g: &Storage<T>) -> Resul
             rhs: other.device().to_string(),
         }),
     }
+}
+
+/// A dense device tensor of `shape` filled with `value`, on `like`'s backend.
+pub(crate) fn device_full(like: &CudaStorage, shape: &[usize], value: f32) -> Result<CudaStorage> {
+    let out = device_uninit(like, shape)?;
+    crate::backend::cuda::launch::fill(&out.buffer, value)?;
+    Ok(out)
 }
 
 /// A dense device output of `shape` (contents unspecified until a kernel writes it).

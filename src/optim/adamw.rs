@@ -79,11 +79,18 @@ impl AdamW {
                 let is_norm =
                     name.contains("norm") && (name.ends_with(".scale") || name.ends_with(".shift"));
                 let decay = !(cfg.exempt_biases_and_norms && (name.ends_with(".bias") || is_norm));
-                let zeros = || Tensor::full_on(&shape, 0.0, param.device());
+                // On the parameter's backend (a `fill`, no copy). If the device has no room, they
+                // start on the host and the first step's move reports the error as a `Result`.
+                let zeros = || match param.cuda_storage() {
+                    Some(c) => crate::ops::device_full(&c, &shape, 0.0)
+                        .map(|z| Tensor::from_storage(Storage::Cuda(z)))
+                        .unwrap_or_else(|_| Tensor::zeros(&shape)),
+                    None => Tensor::zeros(&shape),
+                };
                 ParamState {
                     name,
-                    m: zeros().expect("the parameter's device is open"),
-                    v: zeros().expect("the parameter's device is open"),
+                    m: zeros(),
+                    v: zeros(),
                     param,
                     decay,
                 }
@@ -96,9 +103,8 @@ impl AdamW {
     /// loading a checkpoint's moments on the CPU).
     pub fn follow_params(&mut self) -> Result<()> {
         for s in &mut self.state {
-            let d = s.param.device();
-            s.m = s.m.to_device(d)?;
-            s.v = s.v.to_device(d)?;
+            s.m = s.m.to_device_like(&s.param)?;
+            s.v = s.v.to_device_like(&s.param)?;
         }
         Ok(())
     }
@@ -121,9 +127,9 @@ impl AdamW {
         let step_size = (lr / bc1) as f32;
         let (b1f, b2f, eps) = (b1 as f32, b2 as f32, self.cfg.eps as f32);
         let bc2_sqrt = bc2_sqrt as f32;
-        // Device tensors are gathered and updated in one launch per device after the loop.
+        // Device tensors are gathered and updated in one launch per backend after the loop.
         type Bufs = [std::rc::Rc<DeviceBuffer<f32>>; 4];
-        let mut on_device: Vec<(Device, Bufs, f32)> = Vec::new();
+        let mut on_device: Vec<(Bufs, f32)> = Vec::new();
         for s in &mut self.state {
             let Some(g) = s.param.grad_storage() else {
                 continue;
@@ -133,14 +139,14 @@ impl AdamW {
             } else {
                 1.0
             };
+            // The moments follow the parameter (to its device, or back to the CPU).
+            s.m = s.m.to_device_like(&s.param)?;
+            s.v = s.v.to_device_like(&s.param)?;
             let device = s.param.device();
             if device != Device::Cpu {
-                if s.m.device() != device {
-                    s.m = s.m.to_device(device)?;
-                    s.v = s.v.to_device(device)?;
-                }
+                let p = s.param.cuda_storage().expect("on a device");
                 let g = match &g {
-                    Storage::Cuda(c) => c.dense()?,
+                    Storage::Cuda(c) if c.same_backend(&p) => c.dense()?,
                     other => return Err(device_mismatch(&s.param, other)),
                 };
                 let bufs = [
@@ -149,7 +155,7 @@ impl AdamW {
                     owned_dense(&s.m)?,
                     owned_dense(&s.v)?,
                 ];
-                on_device.push((device, bufs, decay));
+                on_device.push((bufs, decay));
                 continue;
             }
             let g = g.cpu("adamw")?.clone();
@@ -177,17 +183,17 @@ impl AdamW {
             r_v?;
             r_p?;
         }
-        let mut devices: Vec<Device> = Vec::new();
-        for (d, ..) in &on_device {
-            if !devices.contains(d) {
-                devices.push(*d);
+        let mut backends: Vec<&crate::backend::cuda::Gpu> = Vec::new();
+        for ([p, ..], _) in &on_device {
+            if !backends.iter().any(|b| std::rc::Rc::ptr_eq(b, p.gpu())) {
+                backends.push(p.gpu());
             }
         }
-        for d in devices {
+        for backend in backends {
             let tensors: Vec<launch::AdamwTensor<'_>> = on_device
                 .iter()
-                .filter(|(dev, ..)| *dev == d)
-                .map(|(_, [p, g, m, v], decay)| launch::AdamwTensor {
+                .filter(|([p, ..], _)| std::rc::Rc::ptr_eq(p.gpu(), backend))
+                .map(|([p, g, m, v], decay)| launch::AdamwTensor {
                     param: p,
                     grad: g,
                     m,
@@ -207,11 +213,7 @@ impl AdamW {
 }
 
 fn device_mismatch(p: &Tensor, g: &Storage<f32>) -> Error {
-    Error::DeviceMismatch {
-        op: "optimizer step",
-        lhs: p.device().to_string(),
-        rhs: g.device().to_string(),
-    }
+    crate::tensor::device_mismatch("optimizer step", p.device(), g.device())
 }
 
 /// The dense device buffer of `t` that only `t` holds, so a kernel may update it in place: the
@@ -225,17 +227,10 @@ pub(crate) fn owned_dense(
         device: t.device().to_string(),
     })?;
     // One handle in the tensor's storage and one in `c`.
-    if c.is_dense() && std::rc::Rc::strong_count(&c.buffer) == 2 {
+    if c.writable_in_place(1) {
         return Ok(c.buffer.clone());
     }
-    let fresh = DeviceBuffer::<f32>::uninit(c.gpu(), c.numel())?;
-    fresh.copy_from(&*c.dense()?)?;
-    let fresh = std::rc::Rc::new(fresh);
-    t.set_storage(Storage::Cuda(crate::tensor::CudaStorage {
-        buffer: fresh.clone(),
-        shape: c.shape.clone(),
-        strides: crate::backend::cuda::launch::standard_strides(&c.shape),
-        offset: 0,
-    }))?;
-    Ok(fresh)
+    let fresh = c.fresh_copy()?;
+    t.set_storage(Storage::Cuda(fresh.clone()))?;
+    Ok(fresh.buffer)
 }

@@ -100,6 +100,34 @@ impl<T: Element> Tensor<T> {
         Ok(())
     }
 
+    /// A copy of this tensor where `other` lives — on `other`'s very backend, not only its
+    /// ordinal (or the tensor itself if it is there already).
+    pub fn to_device_like(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        let Some(target) = other.cuda_storage() else {
+            return self.to_device(Device::Cpu);
+        };
+        if let Some(c) = self.cuda_storage() {
+            if c.same_backend(&target) {
+                return Ok(self.clone());
+            }
+        }
+        let host = self.to_device(Device::Cpu)?;
+        if T::DTYPE != DType::F32 {
+            return Err(Error::invalid(
+                "to_device",
+                format!(
+                    "device tensors are f32; this tensor is {} (cast it first)",
+                    T::DTYPE
+                ),
+            ));
+        }
+        let data: Vec<f32> = host.to_vec()?.iter().map(|v| v.f64() as f32).collect();
+        let buf = DeviceBuffer::from_slice(target.gpu(), &data)?;
+        Ok(Tensor::from_storage(Storage::Cuda(
+            CudaStorage::from_buffer(buf, &host.shape()),
+        )))
+    }
+
     /// This tensor on the CPU: itself if it is already there, else a copy (a new leaf).
     pub fn to_cpu(&self) -> Result<Tensor<T>> {
         self.to_device(Device::Cpu)
@@ -134,6 +162,13 @@ impl<T: Element> Tensor<T> {
         match &*self.storage() {
             Storage::Cuda(c) => Some(c.clone()),
             Storage::Cpu(_) => None,
+        }
+    }
+
+    /// A leaf holding `storage` (how ops and the autograd make device tensors of their own).
+    pub(crate) fn from_storage(storage: Storage<T>) -> Tensor<T> {
+        Tensor {
+            node: Rc::new(Node::leaf(storage, false)),
         }
     }
 }

@@ -18,6 +18,7 @@ use std::fmt;
 use std::rc::Rc;
 
 pub use element::{DType, Element};
+pub(crate) use storage::device_mismatch;
 pub use storage::{CpuArray, CudaStorage, Device, Storage};
 
 mod device;
@@ -305,6 +306,17 @@ impl<T: Element> Tensor<T> {
                 got: g.shape().to_vec(),
                 want,
             });
+        }
+        let same_backend = match (g, self.cuda_storage()) {
+            (Storage::Cuda(g), Some(c)) => g.same_backend(&c),
+            (g, c) => g.device() == Device::Cpu && c.is_none(),
+        };
+        if !same_backend {
+            return Err(device_mismatch(
+                "accumulate_grad",
+                self.device(),
+                g.device(),
+            ));
         }
         let mut slot = self.node.grad.borrow_mut();
         *slot = Some(match slot.take() {

@@ -40,6 +40,20 @@ impl std::fmt::Display for Device {
     }
 }
 
+/// The error for an op handed tensors on two devices — or on two backends of one ordinal (a
+/// backend installed for `cuda:N` after the other tensor was made there).
+pub(crate) fn device_mismatch(op: &'static str, a: Device, b: Device) -> Error {
+    Error::DeviceMismatch {
+        op,
+        lhs: a.to_string(),
+        rhs: if a == b {
+            format!("{b} on another backend (installed since)")
+        } else {
+            b.to_string()
+        },
+    }
+}
+
 /// f32 data on a CUDA device: a shared buffer, and the view of it this tensor sees (shape, strides
 /// in elements — 0 for a broadcast axis — and offset). Kernels read *dense* operands (row-major,
 /// offset 0, the whole buffer); [`CudaStorage::dense`] gives one, copying a strided view on the
@@ -140,6 +154,64 @@ impl CudaStorage {
         })
     }
 
+    /// Whether `other` lives on the same backend (not only the same ordinal: installing another
+    /// backend for `cuda:N` leaves tensors made before on the old one, and a kernel must never
+    /// receive pointers from two backends).
+    pub fn same_backend(&self, other: &CudaStorage) -> bool {
+        Rc::ptr_eq(self.gpu(), other.gpu())
+    }
+
+    /// This data seen as an operand of `shape` (NumPy broadcasting: leading axes added, size-1
+    /// axes stretched), with stride 0 on every broadcast axis — no copy.
+    pub(crate) fn broadcast_view(&self, shape: &[usize]) -> CudaStorage {
+        let lead = shape.len() - self.shape.len();
+        let strides = (0..shape.len())
+            .map(|i| {
+                if i < lead || (self.shape[i - lead] == 1 && shape[i] != 1) {
+                    0
+                } else {
+                    self.strides[i - lead]
+                }
+            })
+            .collect();
+        self.view(shape.to_vec(), strides, self.offset)
+    }
+
+    /// Output axis i is input axis `perm[i]` (a view).
+    pub(crate) fn permuted(&self, perm: &[usize]) -> CudaStorage {
+        let shape = perm.iter().map(|&p| self.shape[p]).collect();
+        let strides = perm.iter().map(|&p| self.strides[p]).collect();
+        self.view(shape, strides, self.offset)
+    }
+
+    /// A dense copy of this data in a new buffer that nothing else shares.
+    pub(crate) fn fresh_copy(&self) -> Result<CudaStorage> {
+        let out = DeviceBuffer::<f32>::uninit(self.gpu(), self.numel())?;
+        if self.is_dense() {
+            out.copy_from(&self.buffer)?;
+        } else {
+            launch::strided_copy(
+                &self.buffer,
+                self.offset,
+                &self.strides,
+                &out,
+                0,
+                &standard_strides(&self.shape),
+                &self.shape,
+            )?;
+        }
+        Ok(CudaStorage::from_buffer(out, &self.shape))
+    }
+
+    /// Whether a kernel may write this tensor's data in place: a dense view of a buffer that no
+    /// other handle shares (`extra` counts the handles the caller itself holds besides the
+    /// tensor's own storage). Otherwise writing would change every tensor sharing the buffer —
+    /// views, detached clones, values a live graph saved — so the caller copies first
+    /// (copy-on-write, as ndarray does on the CPU).
+    pub(crate) fn writable_in_place(&self, extra: usize) -> bool {
+        self.is_dense() && Rc::strong_count(&self.buffer) == 1 + extra
+    }
+
     /// The same buffer seen through another shape, strides and offset.
     pub(crate) fn view(&self, shape: Vec<usize>, strides: Vec<usize>, offset: usize) -> Self {
         CudaStorage {
@@ -201,9 +273,9 @@ impl<T: Element> Storage<T> {
                 crate::backend::cpu::add_assign(&mut a, b);
                 Ok(Storage::Cpu(a))
             }
-            (Storage::Cuda(a), Storage::Cuda(b)) => {
+            (Storage::Cuda(a), Storage::Cuda(b)) if a.same_backend(b) => {
                 let b = b.dense()?;
-                if a.is_dense() && Rc::strong_count(&a.buffer) == 1 {
+                if a.writable_in_place(0) {
                     launch::accumulate(&a.buffer, &b)?;
                     Ok(Storage::Cuda(a))
                 } else {
@@ -213,11 +285,11 @@ impl<T: Element> Storage<T> {
                     Ok(Storage::Cuda(CudaStorage::from_buffer(out, &a.shape)))
                 }
             }
-            (a, b) => Err(Error::DeviceMismatch {
-                op: "gradient accumulation",
-                lhs: a.device().to_string(),
-                rhs: b.device().to_string(),
-            }),
+            (a, b) => Err(device_mismatch(
+                "gradient accumulation",
+                a.device(),
+                b.device(),
+            )),
         }
     }
 }

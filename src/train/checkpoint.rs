@@ -299,7 +299,7 @@ pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
             let mut opt = AdamW::new(trained, cfg);
             opt.t = num(&o, "t")? as u64;
             for s in &mut opt.state {
-                let device = s.param.device();
+                let param = s.param.clone();
                 for (which, slot) in [("m", &mut s.m), ("v", &mut s.v)] {
                     let t = tensor(&format!("optimizer.{which}.{}", s.name))?;
                     if t.shape() != slot.shape() {
@@ -308,7 +308,7 @@ pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
                             format!("optimizer.{which}.{} has the wrong shape", s.name),
                         ));
                     }
-                    *slot = t.to_device(device)?;
+                    *slot = t.to_device_like(&param)?;
                 }
             }
             Some(opt)

@@ -2,8 +2,8 @@
 //! "take a step on this batch", "the loss of this batch" and "make the CPU model current".
 //! [`Engine`] provides them over the autograd model on whichever device its tensors live — the
 //! same code on the CPU, a GPU or the emulator — so one loop (evaluation, samples, checkpoints,
-//! resume) serves every device. On a device a step copies three scalars to the host: the loss,
-//! and (with clipping) the gradient norm.
+//! resume) serves every device. On a device a step copies two scalars to the host: the loss and
+//! (with clipping) the gradient norm.
 
 use crate::autograd::no_grad;
 use crate::data::dataset::Batch;

@@ -38,7 +38,7 @@ macro_rules! kernel_file {
 
 /// Every kernel file and its entry points.
 pub const KERNEL_FILES: &[KernelFile] = &[
-    kernel_file!("adamw.cu", ["adamw_update", "adamw_update_multi"]),
+    kernel_file!("adamw.cu", ["adamw_update_multi"]),
     kernel_file!(
         "attention.cu",
         [
@@ -61,17 +61,12 @@ pub const KERNEL_FILES: &[KernelFile] = &[
     kernel_file!("binary.cu", ["binary_broadcast"]),
     kernel_file!(
         "cross_entropy.cu",
-        [
-            "cross_entropy_backward",
-            "cross_entropy_forward",
-            "cross_entropy_forward_backward",
-        ]
+        ["cross_entropy_backward", "cross_entropy_forward"]
     ),
     kernel_file!(
         "elementwise.cu",
         [
             "accumulate",
-            "add_bias_rows",
             "add_forward",
             "dropout_backward",
             "dropout_forward",
@@ -83,12 +78,7 @@ pub const KERNEL_FILES: &[KernelFile] = &[
     ),
     kernel_file!(
         "embedding.cu",
-        [
-            "embedding_backward_positions",
-            "embedding_backward_tokens",
-            "embedding_forward",
-            "embedding_gather",
-        ]
+        ["embedding_backward_tokens", "embedding_gather"]
     ),
     kernel_file!(
         "layer_norm.cu",

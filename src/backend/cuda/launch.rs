@@ -37,6 +37,14 @@ fn launch(
     unsafe { gpu.launch(name, grid, block, args) }
 }
 
+/// A size as a kernel's `int` parameter, or an error if it does not fit (a wrapped negative
+/// size would make a kernel return at once and leave its output unwritten).
+fn i32_arg(v: usize) -> Result<KernelArg> {
+    i32::try_from(v)
+        .map(KernelArg::I32)
+        .map_err(|_| Error::invalid("cuda launch", format!("size {v} exceeds a kernel's int")))
+}
+
 fn elementwise(gpu: &Gpu, name: &str, n: usize, args: &[KernelArg]) -> Result<()> {
     launch(
         gpu,
@@ -107,28 +115,6 @@ pub fn fill(x: &DeviceBuffer<f32>, value: f32) -> Result<()> {
         "fill",
         n,
         &[x.arg(), KernelArg::F32(value), KernelArg::I64(n as i64)],
-    )
-}
-
-/// x[r, c] += bias[c] for an [rows, cols] matrix.
-pub fn add_bias_rows(
-    x: &DeviceBuffer<f32>,
-    bias: &DeviceBuffer<f32>,
-    rows: usize,
-    cols: usize,
-) -> Result<()> {
-    x.check_len("cuda add_bias_rows", rows * cols)?;
-    bias.check_len("cuda add_bias_rows (bias)", cols)?;
-    elementwise(
-        x.gpu(),
-        "add_bias_rows",
-        rows * cols,
-        &[
-            x.arg(),
-            bias.arg(),
-            KernelArg::I64(rows as i64),
-            KernelArg::I32(cols as i32),
-        ],
     )
 }
 
@@ -349,7 +335,7 @@ pub fn matmul_strided(
             c.arg(),
             KernelArg::Ptr(bias.map_or(0, |b| b.ptr())),
             KernelArg::I32(m as i32),
-            KernelArg::I32(n as i32),
+            i32_arg(n)?,
             KernelArg::I32(k as i32),
             KernelArg::I32(trans_a as i32),
             KernelArg::I32(trans_b as i32),
@@ -391,8 +377,8 @@ pub fn column_sum(
             x.arg(),
             partial.arg(),
             KernelArg::I64(rows as i64),
-            KernelArg::I32(cols as i32),
-            KernelArg::I32(per as i32),
+            i32_arg(cols)?,
+            i32_arg(per)?,
         ],
     )?;
     column_sum_finish(&partial, out, chunks, cols, accumulate)
@@ -413,8 +399,8 @@ fn column_sum_finish(
         &[
             partial.arg(),
             out.arg(),
-            KernelArg::I32(chunks as i32),
-            KernelArg::I32(cols as i32),
+            i32_arg(chunks)?,
+            i32_arg(cols)?,
             KernelArg::I32(accumulate as i32),
         ],
     )
@@ -473,7 +459,7 @@ fn row_op(
         c.check_len("cuda softmax", rows * cols)?;
         args.push(c.arg());
     }
-    args.push(KernelArg::I32(cols as i32));
+    args.push(i32_arg(cols)?);
     if rows == 0 {
         return Ok(());
     }
@@ -566,7 +552,7 @@ pub fn layer_norm_forward(
             stats.mean.arg(),
             stats.rstd.arg(),
             KernelArg::I64(rows as i64),
-            KernelArg::I32(cols as i32),
+            i32_arg(cols)?,
             KernelArg::F32(eps),
         ],
     )
@@ -612,7 +598,7 @@ pub fn layer_norm_backward(
             dy.arg(),
             dx.arg(),
             KernelArg::I64(rows as i64),
-            KernelArg::I32(cols as i32),
+            i32_arg(cols)?,
             KernelArg::I32(accumulate_dx as i32),
         ],
     )?;
@@ -633,8 +619,8 @@ pub fn layer_norm_backward(
             ps.arg(),
             pb.arg(),
             KernelArg::I64(rows as i64),
-            KernelArg::I32(cols as i32),
-            KernelArg::I32(per as i32),
+            i32_arg(cols)?,
+            i32_arg(per)?,
         ],
     )?;
     column_sum_finish(&ps, dscale, chunks, cols, true)?;
@@ -648,7 +634,7 @@ fn check_targets(targets: &DeviceBuffer<i32>, rows: usize) -> Result<()> {
 }
 
 /// losses[r] = −log softmax(logits[r])[targets[r]] (0 where the target is negative: ignored).
-/// Targets must lie in 0..cols or be negative; [`cross_entropy_targets`] checks that on the host.
+/// Targets must lie in 0..cols or be negative (the autograd op checks them on the host first).
 pub fn cross_entropy_forward(
     logits: &DeviceBuffer<f32>,
     targets: &DeviceBuffer<i32>,
@@ -667,114 +653,11 @@ pub fn cross_entropy_forward(
         "cross_entropy_forward",
         [blocks_for(rows, 1)?, 1, 1],
         [row_block(cols), 1, 1],
-        &[
-            logits.arg(),
-            targets.arg(),
-            losses.arg(),
-            KernelArg::I32(cols as i32),
-        ],
+        &[logits.arg(), targets.arg(), losses.arg(), i32_arg(cols)?],
     )
-}
-
-/// The fused loss and gradient, in place: on return `logits` holds
-/// grad_scale · (softmax − onehot) per row (0 for ignored rows) and `losses` each row's loss.
-pub fn cross_entropy_forward_backward_in_place(
-    logits: &DeviceBuffer<f32>,
-    targets: &DeviceBuffer<i32>,
-    losses: &DeviceBuffer<f32>,
-    rows: usize,
-    cols: usize,
-    grad_scale: f32,
-) -> Result<()> {
-    logits.check_len("cuda cross_entropy", rows * cols)?;
-    check_targets(targets, rows)?;
-    losses.check_len("cuda cross_entropy (losses)", rows)?;
-    if rows == 0 {
-        return Ok(());
-    }
-    launch(
-        logits.gpu(),
-        "cross_entropy_forward_backward",
-        [blocks_for(rows, 1)?, 1, 1],
-        [row_block(cols), 1, 1],
-        &[
-            logits.arg(),
-            targets.arg(),
-            losses.arg(),
-            logits.arg(),
-            KernelArg::I32(cols as i32),
-            KernelArg::F32(grad_scale),
-        ],
-    )
-}
-
-/// Checks targets on the host (each in 0..vocab, or −100 to ignore) and returns how many count.
-pub fn cross_entropy_targets(targets: &[i32], vocab: usize) -> Result<usize> {
-    let mut counted = 0;
-    for &t in targets {
-        if t >= 0 {
-            if t as usize >= vocab {
-                return Err(Error::IndexOutOfRange {
-                    op: "cuda cross_entropy (target)",
-                    index: t as i64,
-                    size: vocab,
-                });
-            }
-            counted += 1;
-        } else if t != -100 {
-            return Err(Error::IndexOutOfRange {
-                op: "cuda cross_entropy (target; -100 ignores)",
-                index: t as i64,
-                size: vocab,
-            });
-        }
-    }
-    Ok(counted)
 }
 
 // ---- embeddings -------------------------------------------------------------------------------
-
-/// out[b, t] = wte[ids[b, t]] + wpe[t]. `ids` is [batch·seq_len]; ids must be checked on the host
-/// ([`check_token_ids`]) before upload.
-#[allow(clippy::too_many_arguments)]
-pub fn embedding_forward(
-    ids: &DeviceBuffer<i32>,
-    wte: &DeviceBuffer<f32>,
-    wpe: &DeviceBuffer<f32>,
-    out: &DeviceBuffer<f32>,
-    batch: usize,
-    seq_len: usize,
-    vocab: usize,
-    cols: usize,
-) -> Result<()> {
-    let rows = batch * seq_len;
-    ids.check_len("cuda embedding (ids)", rows)?;
-    wte.check_len("cuda embedding (wte)", vocab * cols)?;
-    if wpe.len() < seq_len * cols || !wpe.len().is_multiple_of(cols) {
-        return Err(Error::invalid(
-            "cuda embedding",
-            format!(
-                "position table of {} values is too small for {seq_len} positions of {cols}",
-                wpe.len()
-            ),
-        ));
-    }
-    out.check_len("cuda embedding (out)", rows * cols)?;
-    elementwise(
-        wte.gpu(),
-        "embedding_forward",
-        rows * cols,
-        &[
-            ids.arg(),
-            wte.arg(),
-            wpe.arg(),
-            out.arg(),
-            KernelArg::I64(rows as i64),
-            KernelArg::I32(seq_len as i32),
-            KernelArg::I32(cols as i32),
-        ],
-    )
-}
 
 /// An error unless every id is in 0..vocab.
 pub fn check_token_ids(ids: &[i32], vocab: usize) -> Result<()> {
@@ -786,52 +669,6 @@ pub fn check_token_ids(ids: &[i32], vocab: usize) -> Result<()> {
         }),
         None => Ok(()),
     }
-}
-
-/// Gradients of the embeddings: dwte[v] += Σ_{positions p with id v} dout[p], dwpe[t] +=
-/// Σ_b dout[b, t]. The grouping by id is built on the host from `ids` (which the host has anyway:
-/// they come from the data loader), so the GPU sums in a fixed order without atomics.
-#[allow(clippy::too_many_arguments)]
-pub fn embedding_backward(
-    ids: &[i32],
-    dout: &DeviceBuffer<f32>,
-    dwte: &DeviceBuffer<f32>,
-    dwpe: &DeviceBuffer<f32>,
-    batch: usize,
-    seq_len: usize,
-    vocab: usize,
-    cols: usize,
-) -> Result<()> {
-    let rows = batch * seq_len;
-    if ids.len() != rows {
-        return Err(Error::invalid(
-            "cuda embedding_backward",
-            format!("{} ids for {rows} positions", ids.len()),
-        ));
-    }
-    check_token_ids(ids, vocab)?;
-    dout.check_len("cuda embedding_backward (dout)", rows * cols)?;
-    dwte.check_len("cuda embedding_backward (dwte)", vocab * cols)?;
-    if dwpe.len() < seq_len * cols {
-        return Err(Error::invalid(
-            "cuda embedding_backward",
-            "position gradient too small",
-        ));
-    }
-    embedding_scatter_add(ids, dout, dwte, vocab, cols)?;
-    let gpu = dout.gpu();
-    elementwise(
-        gpu,
-        "embedding_backward_positions",
-        seq_len * cols,
-        &[
-            dout.arg(),
-            dwpe.arg(),
-            KernelArg::I32(batch as i32),
-            KernelArg::I32(seq_len as i32),
-            KernelArg::I32(cols as i32),
-        ],
-    )
 }
 
 // ---- attention --------------------------------------------------------------------------------
@@ -853,10 +690,10 @@ impl AttentionShape {
             heads,
             head_dim,
         } = *self;
-        if batch > 65535 || heads > 65535 {
+        if batch > 65535 || heads > 65535 || seq > i32::MAX as usize {
             return Err(Error::invalid(
                 "cuda attention",
-                format!("batch {batch} and heads {heads} must be ≤ 65535"),
+                format!("batch {batch} and heads {heads} must be ≤ 65535, seq {seq} fit an int"),
             ));
         }
         match head_dim {
@@ -884,6 +721,7 @@ impl AttentionShape {
     }
     fn ints(&self) -> [KernelArg; 3] {
         [
+            // Bounded by `check` (seq ≤ i32::MAX, heads ≤ 65535, head dim ≤ 64).
             KernelArg::I32(self.seq as i32),
             KernelArg::I32(self.heads as i32),
             KernelArg::I32(self.head_dim as i32),
@@ -966,15 +804,7 @@ pub fn attention_backward(
         gpu,
         "attention_backward_delta",
         s.rows(),
-        &[
-            o.arg(),
-            dout.arg(),
-            delta.arg(),
-            KernelArg::I32(s.batch as i32),
-            t,
-            h,
-            d,
-        ],
+        &[o.arg(), dout.arg(), delta.arg(), i32_arg(s.batch)?, t, h, d],
     )?;
     let common = [
         q.arg(),
@@ -1022,7 +852,7 @@ pub fn attention_naive_forward(
     scores.check_len("cuda attention_naive (scores)", s.rows() * s.seq)?;
     let gpu = q.gpu();
     let [t, h, d] = s.ints();
-    let b = KernelArg::I32(s.batch as i32);
+    let b = i32_arg(s.batch)?;
     elementwise(
         gpu,
         "attention_naive_scores",
@@ -1034,51 +864,13 @@ pub fn attention_naive_forward(
         "softmax_forward",
         [blocks_for(s.rows(), 1)?, 1, 1],
         [row_block(s.seq), 1, 1],
-        &[scores.arg(), scores.arg(), KernelArg::I32(s.seq as i32)],
+        &[scores.arg(), scores.arg(), i32_arg(s.seq)?],
     )?;
     elementwise(
         gpu,
         "attention_naive_output",
         s.numel(),
         &[scores.arg(), v.arg(), o.arg(), b, t, h, d],
-    )
-}
-
-// ---- optimizer --------------------------------------------------------------------------------
-
-/// One fused AdamW update of `param` in place. `step_size` = lr / (1 − β₁ᵗ), `decay` = 1 − lr·λ
-/// (1 for parameters exempt from weight decay), `bias_correction2_sqrt` = √(1 − β₂ᵗ).
-#[allow(clippy::too_many_arguments)]
-pub fn adamw_update(
-    param: &DeviceBuffer<f32>,
-    grad: &DeviceBuffer<f32>,
-    m: &DeviceBuffer<f32>,
-    v: &DeviceBuffer<f32>,
-    step_size: f32,
-    decay: f32,
-    betas: (f32, f32),
-    eps: f32,
-    bias_correction2_sqrt: f32,
-) -> Result<()> {
-    let n = param.len();
-    same_len("cuda adamw", n, &[grad, m, v])?;
-    elementwise(
-        param.gpu(),
-        "adamw_update",
-        n,
-        &[
-            param.arg(),
-            grad.arg(),
-            m.arg(),
-            v.arg(),
-            KernelArg::I64(n as i64),
-            KernelArg::F32(step_size),
-            KernelArg::F32(decay),
-            KernelArg::F32(betas.0),
-            KernelArg::F32(betas.1),
-            KernelArg::F32(eps),
-            KernelArg::F32(bias_correction2_sqrt),
-        ],
     )
 }
 
@@ -1330,7 +1122,7 @@ pub fn embedding_gather(
             w.arg(),
             out.arg(),
             KernelArg::I64(rows as i64),
-            KernelArg::I32(cols as i32),
+            i32_arg(cols)?,
         ],
     )
 }
@@ -1379,7 +1171,7 @@ pub fn embedding_scatter_add(
             pos_d.arg(),
             dout.arg(),
             dw.arg(),
-            KernelArg::I32(cols as i32),
+            i32_arg(cols)?,
         ],
     )
     // The small index buffers are freed when this function returns; a real GPU frees them only
@@ -1416,7 +1208,7 @@ pub fn cross_entropy_backward(
             targets.arg(),
             dloss.arg(),
             dlogits.arg(),
-            KernelArg::I32(cols as i32),
+            i32_arg(cols)?,
             KernelArg::F32(inv_count),
         ],
     )
@@ -1432,7 +1224,9 @@ pub struct AdamwTensor<'a> {
     pub decay: f32,
 }
 
-/// [`adamw_update`] of many tensors in one launch. The table of addresses, offsets and decays is
+/// The fused AdamW update (kernels/adamw.cu) of many tensors in one launch: `step_size` =
+/// lr / (1 − β₁ᵗ), each tensor's `decay` = 1 − lr·λ (1 when exempt),
+/// `bias_correction2_sqrt` = √(1 − β₂ᵗ). The table of addresses, offsets and decays is
 /// three small copies to the device.
 #[allow(clippy::too_many_arguments)]
 pub fn adamw_update_multi(
@@ -1471,7 +1265,7 @@ pub fn adamw_update_multi(
             ptrs_d.arg(),
             offsets_d.arg(),
             decays_d.arg(),
-            KernelArg::I32(tensors.len() as i32),
+            i32_arg(tensors.len())?,
             KernelArg::F32(step_size),
             KernelArg::F32(betas.0),
             KernelArg::F32(betas.1),
@@ -1507,7 +1301,7 @@ pub fn max_axis_forward(
             y.arg(),
             index.arg(),
             KernelArg::I64(outer as i64),
-            KernelArg::I32(n as i32),
+            i32_arg(n)?,
             KernelArg::I64(inner as i64),
         ],
     )
@@ -1532,7 +1326,7 @@ pub fn max_axis_backward(
             index.arg(),
             dx.arg(),
             KernelArg::I64(outer as i64),
-            KernelArg::I32(n as i32),
+            i32_arg(n)?,
             KernelArg::I64(inner as i64),
         ],
     )

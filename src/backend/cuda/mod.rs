@@ -70,9 +70,18 @@ pub fn install_emulator(ordinal: usize) -> Gpu {
 }
 
 /// [`install_emulator`] with the emulator running each block's threads in `schedule`'s order.
+///
+/// With `CUDA_EMU_ASAN=1` in the environment (an AddressSanitizer build of the emulator, see
+/// docs/cuda.md) the caching allocator is left out: every buffer is then allocated at its exact
+/// size, so ASan sees an overrun by a single element instead of one hidden in a bucket's slack.
 #[cfg(feature = "cuda-emu")]
 pub fn install_emulator_with(ordinal: usize, schedule: emu::Schedule) -> Gpu {
-    let gpu: Gpu = Rc::new(CachingAllocator::new(emu::EmuGpu::with_schedule(schedule)));
+    let emu = emu::EmuGpu::with_schedule(schedule);
+    let gpu: Gpu = if std::env::var("CUDA_EMU_ASAN").is_ok_and(|v| v == "1") {
+        emu
+    } else {
+        Rc::new(CachingAllocator::new(emu))
+    };
     install(ordinal, gpu.clone());
     gpu
 }

@@ -91,4 +91,14 @@ impl GpuBackend for ProfilingGpu {
     fn synchronize(&self) -> Result<()> {
         self.inner.synchronize()
     }
+    fn ordinal(&self) -> usize {
+        self.inner.ordinal()
+    }
+    unsafe fn poison(&self, dst: u64, bytes: usize) -> Result<()> {
+        // SAFETY: forwarded unchanged.
+        unsafe { self.inner.poison(dst, bytes) }
+    }
+    fn memory_stats(&self) -> Option<super::MemoryStats> {
+        self.inner.memory_stats()
+    }
 }

@@ -10,27 +10,18 @@ use crate::error::Result;
 use crate::ops::{device_grad, device_uninit};
 use crate::tensor::{CudaStorage, Element, Storage, Tensor};
 
+/// Swaps the head and time axes: `(B, H, T, d)` ↔ `(B, T, H, d)`.
+const HEADS_TIME: [usize; 4] = [0, 2, 1, 3];
+
 /// A `(B, H, T, d)` tensor as a dense `(B, T, H, d)` buffer (free when it is the head-split view
 /// of one).
 fn bthd(c: &CudaStorage) -> Result<CudaStorage> {
-    let s = c.shape();
-    let as_bthd = c.view(
-        vec![s[0], s[2], s[1], s[3]],
-        vec![c.strides[0], c.strides[2], c.strides[1], c.strides[3]],
-        c.offset,
-    );
-    as_bthd.to_dense()
+    c.permuted(&HEADS_TIME).to_dense()
 }
 
 /// A dense `(B, T, H, d)` buffer seen as `(B, H, T, d)`.
 fn bhtd(c: CudaStorage) -> CudaStorage {
-    let s = c.shape().to_vec();
-    let st = c.strides.clone();
-    c.view(
-        vec![s[0], s[2], s[1], s[3]],
-        vec![st[0], st[2], st[1], st[3]],
-        c.offset,
-    )
+    c.permuted(&HEADS_TIME)
 }
 
 pub(super) fn attention<T: Element>(
@@ -123,7 +114,7 @@ fn composed<T: Element>(
                 }
             })
             .collect();
-        let mask = Tensor::from_vec(mask, &[tq, tk])?.to_device(q.device())?;
+        let mask = Tensor::from_vec(mask, &[tq, tk])?.to_device_like(q)?;
         scores = scores.add(&mask)?;
     }
     let weights = scores.softmax()?.dropout(dropout_p, seed)?;

@@ -7,21 +7,6 @@ use crate::backend::cuda::DeviceBuffer;
 use crate::error::Result;
 use crate::tensor::CudaStorage;
 
-/// The view of `c` as an operand of the output `shape` (stride 0 where it broadcasts).
-fn as_operand_view(c: &CudaStorage, shape: &[usize]) -> CudaStorage {
-    let lead = shape.len() - c.shape().len();
-    let strides = (0..shape.len())
-        .map(|i| {
-            if i < lead || (c.shape()[i - lead] == 1 && shape[i] != 1) {
-                0
-            } else {
-                c.strides[i - lead]
-            }
-        })
-        .collect();
-    c.view(shape.to_vec(), strides, c.offset)
-}
-
 /// out (dense, `shape`) = a ∘ b.
 pub(super) fn apply(
     op: BinaryOp,
@@ -29,7 +14,7 @@ pub(super) fn apply(
     b: &CudaStorage,
     shape: &[usize],
 ) -> Result<CudaStorage> {
-    let (va, vb) = (as_operand_view(a, shape), as_operand_view(b, shape));
+    let (va, vb) = (a.broadcast_view(shape), b.broadcast_view(shape));
     let out = DeviceBuffer::<f32>::uninit(a.gpu(), shape.iter().product())?;
     launch::binary_broadcast(
         op,

@@ -12,7 +12,7 @@ mod cuda;
 use crate::backend::cpu::zip_map;
 use crate::backend::cuda::launch::BinaryOp;
 use crate::error::Result;
-use crate::ops::reduce::cuda::sum_to_shape as cuda_sum_to_shape;
+use crate::ops::reduce::cuda::{scaled, sum_to_shape as cuda_sum_to_shape};
 use crate::tensor::shape::{broadcast_shapes, sum_to_shape};
 use crate::tensor::{CpuArray, CudaStorage, Element, Storage, Tensor};
 
@@ -25,40 +25,35 @@ fn cuda_backward(
     needs: &[bool],
     a: &CudaStorage,
     b: &CudaStorage,
-) -> Result<Vec<Option<Storage<f32>>>> {
+) -> Result<[Option<CudaStorage>; 2]> {
     let s = g.shape().to_vec();
-    let neg_one = |shape: &[usize]| -> Result<CudaStorage> {
-        let t = crate::Tensor::<f32>::full_on(shape, -1.0, crate::Device::Cuda(g.ordinal()))?;
-        Ok(t.cuda_storage().expect("on a device"))
-    };
     let ga = if needs[0] {
         let local = match kind {
             BinaryOp::Add | BinaryOp::Sub => g.clone(),
             BinaryOp::Mul => cuda::apply(BinaryOp::Mul, g, b, &s)?,
             BinaryOp::Div => cuda::apply(BinaryOp::Div, g, b, &s)?,
         };
-        Some(Storage::Cuda(cuda_sum_to_shape(&local, a.shape())?))
+        Some(cuda_sum_to_shape(&local, a.shape())?)
     } else {
         None
     };
     let gb = if needs[1] {
         let local = match kind {
             BinaryOp::Add => g.clone(),
-            BinaryOp::Sub => cuda::apply(BinaryOp::Mul, g, &neg_one(&[])?, &s)?,
+            BinaryOp::Sub => scaled(g, -1.0)?,
             BinaryOp::Mul => cuda::apply(BinaryOp::Mul, g, a, &s)?,
             BinaryOp::Div => {
                 // −g·a/b²
-                let ga = cuda::apply(BinaryOp::Mul, g, a, &s)?;
-                let q = cuda::apply(BinaryOp::Div, &ga, b, &s)?;
+                let q = cuda::apply(BinaryOp::Mul, g, a, &s)?;
                 let q = cuda::apply(BinaryOp::Div, &q, b, &s)?;
-                cuda::apply(BinaryOp::Mul, &q, &neg_one(&[])?, &s)?
+                scaled(&cuda::apply(BinaryOp::Div, &q, b, &s)?, -1.0)?
             }
         };
-        Some(Storage::Cuda(cuda_sum_to_shape(&local, b.shape())?))
+        Some(cuda_sum_to_shape(&local, b.shape())?)
     } else {
         None
     };
-    Ok(vec![ga, gb])
+    Ok([ga, gb])
 }
 
 /// The shared skeleton: broadcast, apply `f`, record `backward`.
@@ -80,22 +75,9 @@ fn binary<T: Element>(
             Storage::Cuda(y),
             &[a, b],
             move |g, needs| {
-                let Storage::Cuda(g) = g else {
-                    return Err(crate::Error::DeviceUnsupported {
-                        op,
-                        device: g.device().to_string(),
-                    });
-                };
-                let grads = cuda_backward(kind, g, needs, &ca, &cb)?;
-                Ok(grads
-                    .into_iter()
-                    .map(|g| {
-                        g.map(|s| match s {
-                            Storage::Cuda(c) => Storage::Cuda(c),
-                            Storage::Cpu(_) => unreachable!("device gradients"),
-                        })
-                    })
-                    .collect())
+                let g = super::device_grad(op, g)?;
+                let grads = cuda_backward(kind, &g, needs, &ca, &cb)?;
+                Ok(grads.into_iter().map(|g| g.map(Storage::Cuda)).collect())
             },
         ));
     }

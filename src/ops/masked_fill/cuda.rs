@@ -1,8 +1,9 @@
-//! masked_fill on a device: the mask is broadcast to x's shape on the host (where it is made)
-//! and copied to the device as 1.0 / 0.0, then `masked_fill_forward` / `masked_fill_backward`
-//! (kernels/masked_fill.cu) apply the rule of the module docs.
+//! masked_fill on a device: the mask is copied to the device in its own shape (as 1.0 / 0.0 —
+//! for a causal mask, T² values, not the B·H·T² of the scores), broadcast there to x's shape
+//! (a stride-0 view made dense by `strided_copy`), then `masked_fill_forward` /
+//! `masked_fill_backward` (kernels/masked_fill.cu) apply the rule of the module docs.
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::ArrayD;
 
 use crate::backend::cuda::{launch, DeviceBuffer};
 use crate::error::{Error, Result};
@@ -24,13 +25,9 @@ pub(super) fn masked_fill<T: Element>(
             rhs: mask.shape().to_vec(),
         });
     }
-    let m: Vec<f32> = mask
-        .broadcast(IxDyn(&shape))
-        .expect("checked")
-        .iter()
-        .map(|&b| if b { 1.0 } else { 0.0 })
-        .collect();
-    let m = DeviceBuffer::from_slice(c.gpu(), &m)?;
+    let small: Vec<f32> = mask.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
+    let small = CudaStorage::from_buffer(DeviceBuffer::from_slice(c.gpu(), &small)?, mask.shape());
+    let m = small.broadcast_view(&shape).dense()?;
     let xd = c.dense()?;
     let y = device_uninit(&c, &shape)?;
     launch::masked_fill_forward(&xd, &m, &y.buffer, value as f32)?;

@@ -19,17 +19,7 @@ fn operand(c: &CudaStorage, batch: &[usize]) -> Result<(CudaStorage, usize)> {
         return Ok((d.view(vec![r, cols], vec![cols, 1], 0), 0));
     }
     let full = [batch, &[r, cols]].concat();
-    let lead = full.len() - s.len();
-    let strides = (0..full.len())
-        .map(|i| {
-            if i < lead || (s[i - lead] == 1 && full[i] != 1) {
-                0
-            } else {
-                c.strides[i - lead]
-            }
-        })
-        .collect();
-    Ok((c.view(full, strides, c.offset).to_dense()?, r * cols))
+    Ok((c.broadcast_view(&full).to_dense()?, r * cols))
 }
 
 /// `out (nb, m, n) = alpha·op(A)·op(B)`, operands with their batch strides.
@@ -55,7 +45,14 @@ pub(super) fn matmul<T: Element>(
     let (a, sa) = operand(&ops[0], &batch)?;
     let (b, sb) = operand(&ops[1], &batch)?;
     let out_shape = [batch.as_slice(), &[m, n]].concat();
-    let y = product(&a, (&a, sa), (&b, sb), Gemm::new(m, n, k).batched(nb))?;
+    // A single matrix B (a Linear-like product): the batch folds into A's rows — one GEMM, and
+    // no limit on the batch from the grid's z dimension.
+    let fold = sb == 0 && sa != 0;
+    let y = if fold {
+        product(&a, (&a, 0), (&b, 0), Gemm::new(nb * m, n, k))?
+    } else {
+        product(&a, (&a, sa), (&b, sb), Gemm::new(m, n, k).batched(nb))?
+    };
     let y = y.view(out_shape.clone(), standard_strides(&out_shape), 0);
     Ok(Tensor::from_storage_op(
         "matmul",
@@ -66,12 +63,16 @@ pub(super) fn matmul<T: Element>(
             let full = |r: usize, c: usize| [batch.as_slice(), &[r, c]].concat();
             // ∂L/∂A = G·Bᵀ per batch element, summed over A's broadcast batch axes.
             let da = if needs[0] {
-                let d = product(
-                    &g,
-                    (&g, m * n),
-                    (&b, sb),
-                    Gemm::new(m, k, n).trans_b().batched(nb),
-                )?;
+                let d = if fold {
+                    product(&g, (&g, 0), (&b, 0), Gemm::new(nb * m, k, n).trans_b())?
+                } else {
+                    product(
+                        &g,
+                        (&g, m * n),
+                        (&b, sb),
+                        Gemm::new(m, k, n).trans_b().batched(nb),
+                    )?
+                };
                 let shape = full(m, k);
                 let d = d.view(shape.clone(), standard_strides(&shape), 0);
                 Some(Storage::Cuda(sum_to_shape(&d, &sa_shape)?))
@@ -81,7 +82,7 @@ pub(super) fn matmul<T: Element>(
             // ∂L/∂B = Aᵀ·G; a single matrix B (stride 0) sums over the batch in one GEMM with the
             // batch folded into the inner dimension when A is dense per batch.
             let db = if needs[1] {
-                if sb == 0 && sa != 0 {
+                if fold {
                     let d = product(&g, (&a, 0), (&g, 0), Gemm::new(k, n, nb * m).trans_a())?;
                     Some(Storage::Cuda(d.view(
                         sb_shape.clone(),

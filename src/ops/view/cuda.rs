@@ -13,13 +13,6 @@ pub(super) fn reshape(c: &CudaStorage, shape: &[usize]) -> Result<CudaStorage> {
     Ok(d.view(shape.to_vec(), standard_strides(shape), 0))
 }
 
-/// Output axis i is input axis perm[i].
-pub(super) fn permute(c: &CudaStorage, perm: &[usize]) -> CudaStorage {
-    let shape = perm.iter().map(|&p| c.shape[p]).collect();
-    let strides = perm.iter().map(|&p| c.strides[p]).collect();
-    c.view(shape, strides, c.offset)
-}
-
 /// Elements start..start+len of axis `ax`.
 pub(super) fn narrow(c: &CudaStorage, ax: usize, start: usize, len: usize) -> CudaStorage {
     let mut shape = c.shape.clone();
@@ -77,19 +70,4 @@ pub(super) fn concat(parts: &[CudaStorage], ax: usize, shape: &[usize]) -> Resul
         start += p.shape[ax];
     }
     Ok(out)
-}
-
-/// `c` broadcast to `shape` as a view (stride 0 on stretched and new axes).
-pub(super) fn broadcast(c: &CudaStorage, shape: &[usize]) -> CudaStorage {
-    let lead = shape.len() - c.shape.len();
-    let strides = (0..shape.len())
-        .map(|i| {
-            if i < lead || c.shape[i - lead] != shape[i] {
-                0
-            } else {
-                c.strides[i - lead]
-            }
-        })
-        .collect();
-    c.view(shape.to_vec(), strides, c.offset)
 }

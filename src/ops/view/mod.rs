@@ -105,11 +105,11 @@ impl<T: Element> Tensor<T> {
             self,
             (
                 |x| Ok(x.clone().permuted_axes(IxDyn(perm))),
-                |c| Ok(cuda::permute(c, perm)),
+                |c| Ok(c.permuted(perm)),
             ),
             (
                 move |g| Ok(g.clone().permuted_axes(IxDyn(&inverse))),
-                move |g| Ok(cuda::permute(g, &inv2)),
+                move |g| Ok(g.permuted(&inv2)),
             ),
         )
     }
@@ -198,12 +198,7 @@ impl<T: Element> Tensor<T> {
                 Storage::Cuda(y),
                 tensors,
                 move |g, needs| {
-                    let Storage::Cuda(g) = g else {
-                        return Err(Error::DeviceUnsupported {
-                            op: "concat backward",
-                            device: g.device().to_string(),
-                        });
-                    };
+                    let g = &super::device_grad("concat", g)?;
                     let mut start = 0;
                     Ok(sizes
                         .iter()
@@ -334,7 +329,7 @@ impl<T: Element> Tensor<T> {
                         .to_owned()
                         .into_shared())
                 },
-                |c| Ok(cuda::broadcast(c, shape)),
+                |c| Ok(c.broadcast_view(shape)),
             ),
             (
                 move |g| Ok(sum_to_shape(g, &in_shape)),
@@ -387,7 +382,25 @@ impl<T: Element> Tensor<T> {
         }
         let n = s[0];
         match (self.cuda_storage(), src.cuda_storage()) {
-            (Some(dst), Some(src)) => cuda::copy_into(&src, &cuda::narrow(&dst, 0, start, n)),
+            (Some(dst), Some(src)) => {
+                // Copy-on-write, as on the CPU: a buffer another tensor shares is copied first
+                // (one handle is `dst` itself).
+                let dst = if dst.writable_in_place(1) {
+                    dst
+                } else {
+                    let fresh = dst.fresh_copy()?;
+                    self.set_storage(Storage::Cuda(fresh.clone()))?;
+                    fresh
+                };
+                // Rows of the same buffer (`t.write_rows(0, &t.narrow(0, 1, n)?)`): stage them,
+                // so the parallel copy never reads what it writes.
+                let src = if std::rc::Rc::ptr_eq(&src.buffer, &dst.buffer) {
+                    src.fresh_copy()?
+                } else {
+                    src
+                };
+                cuda::copy_into(&src, &cuda::narrow(&dst, 0, start, n))
+            }
             _ => {
                 let src = src.cpu("write_rows")?;
                 self.update_value(|a| {

@@ -39,33 +39,44 @@ fn same_losses(cpu: &str, emu: &str) {
 #[test]
 fn train_generate_eval_chat_and_graph_on_the_emulated_device_match_the_cpu() {
     let dir = std::env::temp_dir().join(format!("scratchgpt-cli-emu-{}", std::process::id()));
-    let train = |device: &str| {
-        let out = dir.join(device);
+    let train = |run_name: &str, device: &str, extra: &[&str]| {
+        let out = dir.join(run_name);
         let o = run(&[
-            "train",
-            "--device",
-            device,
-            "--preset",
-            "tiny",
-            "--context-length",
-            "32",
-            "--max-steps",
-            "3",
-            "--eval-freq",
-            "1",
-            "--eval-iter",
-            "1",
-            "--sample-tokens",
-            "2",
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+            &[
+                "train",
+                "--device",
+                device,
+                "--preset",
+                "tiny",
+                "--context-length",
+                "32",
+                "--eval-freq",
+                "1",
+                "--eval-iter",
+                "1",
+                "--sample-tokens",
+                "2",
+                "--out",
+                out.to_str().unwrap(),
+            ][..],
+            extra,
+        ]
+        .concat());
         (ok(o), out.join("checkpoint.safetensors"))
     };
-    let (cpu, ck) = train("cpu");
-    let (emu, ck_emu) = train("emu");
+    let (cpu, ck) = train("cpu", "cpu", &["--max-steps", "3"]);
+    let (emu, ck_emu) = train("emu", "emu", &["--max-steps", "3"]);
     same_losses(&cpu, &emu);
     assert!(ck_emu.exists());
+    // Resumed on the device from its own checkpoint (weights and AdamW moments back to the
+    // device), it continues as the CPU run resumed from the CPU's.
+    fn resume(ck: &std::path::Path) -> [&str; 4] {
+        ["--max-steps", "5", "--resume", ck.to_str().unwrap()]
+    }
+    let (cpu_r, _) = train("cpu-resumed", "cpu", &resume(&ck));
+    let (emu_r, _) = train("emu-resumed", "emu", &resume(&ck_emu));
+    assert!(emu_r.contains("resuming at step 3"), "{emu_r}");
+    same_losses(&cpu_r, &emu_r);
     let ck = ck.to_str().unwrap();
 
     let gen = |device: &str, extra: &[&str]| {

@@ -211,3 +211,28 @@ fn finetune_classify_and_lora_instruct_on_the_emulated_device() {
     assert!(dir.join("ins-emu").join("adapters.safetensors").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn bench_train_step_on_the_emulated_device_reports_launches_copies_and_memory() {
+    let out = ok(run(&[
+        "bench",
+        "train-step",
+        "--device",
+        "emu",
+        "--preset",
+        "tiny",
+        "--context",
+        "8",
+        "--batch-size",
+        "1",
+        "--steps",
+        "1",
+    ]));
+    for needle in [
+        "kernel launches",
+        "copies to the device, 1 to the host (4 B)",
+        "peak in use",
+    ] {
+        assert!(out.contains(needle), "{needle}: {out}");
+    }
+}

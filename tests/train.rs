@@ -45,6 +45,9 @@ fn run(cfg: &GptConfig, seed: u64, max_steps: usize, lr: f64) -> (Vec<f64>, Vec<
         schedule: LrSchedule::constant(lr),
         clip: Some(1.0),
         sample_tokens: 5,
+        grad_accum: 1,
+        save: None,
+        stop: None,
     };
     let mut step_losses = Vec::new();
     let mut state = TrainState::default();
@@ -128,6 +131,9 @@ fn a_nan_loss_stops_training_with_the_step() {
         schedule: LrSchedule::constant(1e30),
         clip: None,
         sample_tokens: 1,
+        grad_accum: 1,
+        save: None,
+        stop: None,
     };
     let mut state = TrainState::default();
     let e = train_model_simple(
@@ -141,7 +147,12 @@ fn a_nan_loss_stops_training_with_the_step() {
         |_| {},
     )
     .unwrap_err();
-    assert!(e.to_string().contains("training loss at step"), "{e}");
+    // Step 0 applied the huge update; its evaluation is the first loss that sees NaN weights.
+    let e = e.to_string();
+    assert!(
+        e.contains("after step 0") && e.contains("not finite"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -190,6 +201,9 @@ fn options(seed: u64, max_steps: usize) -> TrainOptions {
         },
         clip: Some(1.0),
         sample_tokens: 3,
+        grad_accum: 1,
+        save: None,
+        stop: None,
     }
 }
 
@@ -245,6 +259,7 @@ fn resuming_from_a_checkpoint_gives_the_same_losses() {
     assert_eq!(ck.state, {
         let mut s = state.clone();
         s.train_secs = 0.0;
+        s.session_tokens = 0;
         s
     });
     let mut opt = ck.optimizer.unwrap();
@@ -291,4 +306,80 @@ fn freezing_stops_gradients_and_updates() {
         frozen,
         "frozen weights do not move"
     );
+}
+
+/// Trains `steps` optimizer steps of `accum` micro-batches of `batch` sequences (dropout 0),
+/// returning the step losses and the final weights.
+fn accumulated(batch: usize, accum: usize, steps: usize) -> (Vec<f64>, Vec<Vec<f32>>) {
+    let cfg = tiny(0.0);
+    let model = GptModel::new(&cfg, 5).unwrap();
+    let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::default());
+    let (mut tl, mut vl) = loaders(32, batch, 5);
+    let mut opts = options(5, steps);
+    opts.grad_accum = accum;
+    opts.eval_freq = 1000;
+    let mut losses = Vec::new();
+    train_model_simple(
+        &model,
+        &mut opt,
+        &mut tl,
+        &mut vl,
+        &opts,
+        BpeTokenizer::gpt2(),
+        &mut TrainState::default(),
+        |e| {
+            if let TrainEvent::Step { loss, .. } = e {
+                losses.push(*loss);
+            }
+        },
+    )
+    .unwrap();
+    let weights = model
+        .parameters()
+        .iter()
+        .map(|p| p.to_vec().unwrap())
+        .collect();
+    (losses, weights)
+}
+
+#[test]
+fn gradient_accumulation_trains_as_the_big_batch_does() {
+    // 3 micro-batches of 2 = one batch of 6: the same windows (the shuffle does not depend on
+    // the batch size), the same mean loss, the same gradient — so the same AdamW steps, to f32
+    // rounding (the sums are ordered differently).
+    let (big_losses, big_w) = accumulated(6, 1, 5);
+    let (acc_losses, acc_w) = accumulated(2, 3, 5);
+    assert_eq!(big_losses.len(), 5);
+    assert_eq!(acc_losses.len(), 5);
+    for (a, b) in big_losses.iter().zip(&acc_losses) {
+        assert!((a - b).abs() < 1e-4 * a.abs(), "loss {a} vs {b}");
+    }
+    let mut worst = 0.0f32;
+    for (a, b) in big_w.iter().zip(&acc_w) {
+        for (x, y) in a.iter().zip(b) {
+            worst = worst.max((x - y).abs());
+        }
+    }
+    // lr 1e-3 × 5 steps: a weight moves by up to ~5e-3; rounding differences stay far below.
+    assert!(worst < 2e-5, "weights differ by {worst}");
+    // And accumulation is not a no-op: 2 sequences per step train differently.
+    let (small_losses, _) = accumulated(2, 1, 5);
+    assert_ne!(small_losses, acc_losses);
+}
+
+#[test]
+fn a_loss_plot_with_non_finite_values_is_drawn() {
+    // A diverged run's losses (NaN, ∞) must not hang or break the figure.
+    let path = std::env::temp_dir().join(format!("scratchgpt-nanplot-{}.png", std::process::id()));
+    scratchgpt::train::plot::plot_losses(
+        &path,
+        1.0,
+        &[1, 2, 3],
+        &[5.0, f64::NAN, f64::INFINITY],
+        &[6.0, f64::NAN, 4.0],
+    )
+    .unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() > 1000);
+    scratchgpt::train::plot::plot_losses(&path, 1.0, &[1], &[f64::NAN], &[f64::NAN]).unwrap();
+    std::fs::remove_file(&path).unwrap();
 }

@@ -46,6 +46,9 @@ fn run(on_gpu: bool, drop_rate: f64) -> (Vec<f64>, Vec<f64>, GptModel, AdamW) {
         schedule: LrSchedule::constant(1e-3),
         clip: Some(1.0),
         sample_tokens: 2,
+        grad_accum: 1,
+        save: None,
+        stop: None,
     };
     let (mut steps, mut evals) = (Vec::new(), Vec::new());
     let mut state = TrainState::default();
@@ -59,7 +62,6 @@ fn run(on_gpu: bool, drop_rate: f64) -> (Vec<f64>, Vec<f64>, GptModel, AdamW) {
         let mut engine = engine_for(device, &model, &mut opt).unwrap();
         train_with_engine(
             engine.as_mut(),
-            &model,
             &mut tl,
             &mut vl,
             &opts,

@@ -111,11 +111,11 @@ pub fn run(a: &FinetuneBenchArgs) -> anyhow::Result<ExitCode> {
     let device = resolve(a.device)?;
     let mut engine = engine_for(device, &model, &mut optimizer)?;
     let engine = engine.as_mut();
-    engine.train_step(&batches[0], 1, None, 5e-5)?; // warm-up
+    engine.train_step(std::slice::from_ref(&batches[0]), &[1], None, 5e-5)?; // warm-up
     let t0 = Instant::now();
     let mut tokens = 0;
     for (i, b) in batches[1..].iter().enumerate() {
-        engine.train_step(b, 2 + i as u64, None, 5e-5)?;
+        engine.train_step(std::slice::from_ref(b), &[2 + i as u64], None, 5e-5)?;
         tokens += b.inputs.len();
     }
     let secs = t0.elapsed().as_secs_f64();

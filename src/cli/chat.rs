@@ -5,7 +5,6 @@
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
-use scratchgpt::data::BpeTokenizer;
 use scratchgpt::gpt::{generate_cached_streaming, Sampling};
 
 use super::generate::ModelSource;
@@ -43,14 +42,13 @@ pub fn alpaca_prompt(instruction: &str) -> String {
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
-    let (model, task) = a.source.load_with_task()?;
+    let (model, task, tok) = a.source.load_all()?;
     if model.cfg.num_classes.is_some() {
         anyhow::bail!("this checkpoint is a classifier: use `scratchgpt classify`");
     }
     model.to_device(super::device::resolve(a.device)?)?;
     // An instruction-tuned checkpoint learned the Alpaca template: use it without being asked.
     let alpaca = a.alpaca || task == scratchgpt::train::checkpoint::Task::Instruct;
-    let tok = BpeTokenizer::gpt2();
     let ctx = model.cfg.context_length;
     let eos = tok.special_id("<|endoftext|>");
     let stdin = std::io::stdin();

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use scratchgpt::gpt::hf::export_hf_gpt2;
 
 use super::generate::ModelSource;
@@ -21,7 +22,7 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
-    let mut model = a.source.load()?;
+    let (mut model, _, tok) = a.source.load_all()?;
     if let Some(path) = &a.lora_adapters {
         model = scratchgpt::finetune::lora::load_lora_adapters(path, model)?;
         model.merge_lora()?;
@@ -31,6 +32,13 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("a classifier has no GPT-2 language-model head to export");
     }
     export_hf_gpt2(&model, &a.hf_out)?;
+    // The tokenizer beside the weights, under transformers' GPT-2 names (its `vocab.json` and
+    // `merges.txt` are OpenAI's `encoder.json` and `vocab.bpe`): GPT-2's, or the run's own.
+    tok.save(&a.hf_out)?;
+    for (ours, theirs) in [("encoder.json", "vocab.json"), ("vocab.bpe", "merges.txt")] {
+        std::fs::rename(a.hf_out.join(ours), a.hf_out.join(theirs))
+            .with_context(|| format!("writing {}", a.hf_out.join(theirs).display()))?;
+    }
     println!(
         "wrote {} ({} parameters, {} head): load it with transformers.GPT2LMHeadModel.from_pretrained(\"{}\")",
         a.hf_out.display(),

@@ -126,6 +126,12 @@ pub fn load_start(a: &FinetuneArgs) -> anyhow::Result<(GptModel, String)> {
     let (mut model, what) = match (&from.checkpoint, &from.gpt2) {
         (Some(path), _) => {
             let ck = load_checkpoint(path)?;
+            if ck.info.tokenizer != scratchgpt::data::manifest::TokenizerRef::Gpt2 {
+                bail!(
+                    "{} was trained with its own tokenizer; fine-tuning reads its data with GPT-2's",
+                    path.display()
+                );
+            }
             if matches!(ck.task, Task::Classify { .. }) {
                 bail!(
                     "{} is a classifier; fine-tune from a language model",

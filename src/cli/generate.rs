@@ -4,8 +4,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::bail;
+use std::borrow::Cow;
+
+use anyhow::{bail, Context};
 use scratchgpt::autograd::no_grad;
+use scratchgpt::data::manifest::TokenizerRef;
 use scratchgpt::data::text_file::read_text;
 use scratchgpt::data::BpeTokenizer;
 use scratchgpt::gpt::{generate, generate_cached, GptModel, Sampling};
@@ -27,22 +30,39 @@ pub struct ModelSource {
 }
 
 impl ModelSource {
-    pub fn load(&self) -> anyhow::Result<GptModel> {
-        let (model, _) = self.load_with_task()?;
-        if model.cfg.num_classes.is_some() {
-            bail!("this checkpoint is a classifier (no language-model head): use `scratchgpt classify`");
-        }
-        Ok(model)
-    }
-
-    /// The model and what it was trained for (GPT-2 weights are a pretrained language model).
-    pub fn load_with_task(&self) -> anyhow::Result<(GptModel, Task)> {
+    /// The model, its task and its tokenizer: GPT-2's, or the custom one a training run saved
+    /// beside its checkpoint (`tokenizer/`), found without being told.
+    pub fn load_all(&self) -> anyhow::Result<(GptModel, Task, Cow<'static, BpeTokenizer>)> {
         Ok(match (&self.checkpoint, &self.gpt2) {
-            (Some(ck), _) => {
-                let ck = load_checkpoint(ck)?;
-                (ck.model, ck.task)
+            (Some(path), _) => {
+                let ck = load_checkpoint(path)?;
+                let tok = match ck.info.tokenizer {
+                    TokenizerRef::Gpt2 => Cow::Borrowed(BpeTokenizer::gpt2()),
+                    TokenizerRef::Folder => {
+                        let dir = super::train::checkpoint_tokenizer_dir(path);
+                        Cow::Owned(BpeTokenizer::from_dir(&dir).with_context(|| {
+                            format!(
+                                "{} was trained with its own tokenizer, expected in {}",
+                                path.display(),
+                                dir.display()
+                            )
+                        })?)
+                    }
+                };
+                if tok.vocab_size() > ck.model.cfg.vocab_size {
+                    bail!(
+                        "the tokenizer has {} ids, the model only {}",
+                        tok.vocab_size(),
+                        ck.model.cfg.vocab_size
+                    );
+                }
+                (ck.model, ck.task, tok)
             }
-            (None, Some(dir)) => (GptModel::from_hf_gpt2(dir)?, Task::Pretrain),
+            (None, Some(dir)) => (
+                GptModel::from_hf_gpt2(dir)?,
+                Task::Pretrain,
+                Cow::Borrowed(BpeTokenizer::gpt2()),
+            ),
             (None, None) => bail!("give --checkpoint or --gpt2"),
         })
     }
@@ -79,8 +99,12 @@ pub struct GenerateArgs {
 }
 
 pub fn run_generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
-    let model = args.source.load()?;
-    let tok = BpeTokenizer::gpt2();
+    let (model, _, tok) = args.source.load_all()?;
+    if model.cfg.num_classes.is_some() {
+        bail!(
+            "this checkpoint is a classifier (no language-model head): use `scratchgpt classify`"
+        );
+    }
     let prompt = tok.encode_with_special(&args.prompt, &["<|endoftext|>"])?;
     let ctx = model.cfg.context_length;
     if prompt.len() > ctx {
@@ -133,9 +157,13 @@ pub fn run_eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         (None, Some(p)) => read_text(p)?,
         _ => bail!("give the text with --text or --file"),
     };
-    let loaded = args.source.load()?;
+    let (loaded, _, tok) = args.source.load_all()?;
+    if loaded.cfg.num_classes.is_some() {
+        bail!(
+            "this checkpoint is a classifier (no language-model head): use `scratchgpt classify`"
+        );
+    }
     let model = &loaded;
-    let tok = BpeTokenizer::gpt2();
     let ids: Vec<i64> = tok
         .encode_with_special(&text, &["<|endoftext|>"])?
         .into_iter()

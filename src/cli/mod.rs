@@ -14,6 +14,7 @@ mod generate;
 mod gradcheck;
 mod graph;
 mod kernels;
+mod prepare_data;
 mod tokenize;
 mod train;
 mod train_tokenizer;
@@ -66,6 +67,9 @@ enum Command {
     Kernels(kernels::Args),
     /// Shows how a tokenizer splits a text into token ids.
     Tokenize(tokenize::Args),
+    /// Tokenizes files and folders of text into token shards for `train --data DIR` (a corpus
+    /// of any size, memory-mapped during training).
+    PrepareData(prepare_data::Args),
     /// Trains a byte-level BPE vocabulary on a text and saves it in GPT-2's format.
     TrainTokenizer(train_tokenizer::Args),
 }
@@ -117,5 +121,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Kernels(args) => kernels::run(&args),
         Command::Tokenize(args) => tokenize::run(&args),
         Command::TrainTokenizer(args) => train_tokenizer::run(&args),
+        Command::PrepareData(args) => prepare_data::run(&args),
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use scratchgpt::data::text_file::read_text;
+use scratchgpt::data::text_file::read_text_or_empty;
 use scratchgpt::data::{BpeTokenizer, SimpleTokenizerV2};
 
 #[derive(clap::Args)]
@@ -33,7 +33,8 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let text = match (&args.text, &args.file) {
         (Some(t), None) => t.clone(),
-        (None, Some(path)) => read_text(path)?,
+        // An empty file is an empty text: no tokens (`[]` with --ids), as tiktoken encodes "".
+        (None, Some(path)) => read_text_or_empty(path)?,
         _ => bail!("give the text as an argument or with --file PATH"),
     };
     // (id, how the token reads) per token

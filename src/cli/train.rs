@@ -3,34 +3,46 @@
 //! batch 2, AdamW lr 4e-4 wd 0.1, eval every 5 steps on 5 batches, seed 123.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use scratchgpt::data::text_file::read_text;
-use scratchgpt::data::{split_train_val, BpeTokenizer, DataLoader, GptDataset};
+use scratchgpt::data::manifest::{TokenizerRef, TOKENIZER_DIR};
+use scratchgpt::data::DataLoader;
 use scratchgpt::gpt::safetensors_io::read_safetensors;
 use scratchgpt::gpt::{GptConfig, GptModel};
 use scratchgpt::optim::{AdamW, AdamWConfig, LrSchedule};
-use scratchgpt::train::checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
+use scratchgpt::train::checkpoint::{load_checkpoint, save_run_checkpoint, Checkpoint, RunInfo};
+use scratchgpt::train::data::{check_same_data, DataSpec, RunTokenizer, TrainingData};
 use scratchgpt::train::plot::plot_losses;
 use scratchgpt::train::{
-    calc_loss_loader, engine_for, train_with_engine, TrainEvent, TrainOptions, TrainState,
+    calc_loss_loader, engine_for, train_with_engine, PeriodicSave, RunEnd, TrainEvent,
+    TrainOptions, TrainState,
 };
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Training text (default: the bundled data/the-verdict.txt, built into the binary).
+    /// Training data: a UTF-8 text file, or a folder written by `prepare-data` (token shards,
+    /// memory-mapped). Default: the bundled data/the-verdict.txt, built into the binary; a
+    /// resumed run defaults to the data it trained on.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Tokenizer for a text file: gpt2 (default) or a folder from `train-tokenizer` (the
+    /// model's vocabulary size follows it; it is saved beside the checkpoint). Prepared data
+    /// brings its own.
+    #[arg(long)]
+    tokenizer: Option<String>,
     /// Model preset: gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, small, tiny.
     #[arg(long, default_value = "gpt2-small")]
     preset: String,
-    /// Context length (at most the preset's).
-    #[arg(long, default_value_t = 256)]
-    context_length: usize,
+    /// Context length (at most the preset's; default the book's 256, or the preset's context
+    /// where that is shorter).
+    #[arg(long)]
+    context_length: Option<usize>,
     #[arg(long, default_value_t = 0.1)]
     drop_rate: f64,
     /// Biases on the query/key/value projections.
@@ -41,8 +53,20 @@ pub struct Args {
     tie_weights: bool,
     #[arg(long, default_value_t = 10)]
     epochs: usize,
+    /// Sequences per micro-batch.
     #[arg(long, default_value_t = 2)]
     batch_size: usize,
+    /// Micro-batches per optimizer step: the step trains on batch-size × N sequences with the
+    /// memory of one micro-batch.
+    #[arg(long, default_value_t = 1)]
+    grad_accum: usize,
+    /// Also write a resumable checkpoint every N optimizer steps
+    /// (`checkpoint-step00000100.safetensors` in the run folder).
+    #[arg(long)]
+    save_every: Option<usize>,
+    /// Keep only the newest K periodic checkpoints.
+    #[arg(long, requires = "save_every")]
+    keep_last: Option<usize>,
     /// Peak learning rate.
     #[arg(long, default_value_t = 4e-4)]
     lr: f64,
@@ -119,33 +143,85 @@ pub enum InitScheme {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let text = match &args.data {
-        Some(p) => read_text(p)?,
-        None => include_str!("../../data/the-verdict.txt").to_string(),
-    };
-    let mut cfg = GptConfig::preset_with_context(&args.preset, args.context_length)?;
-    cfg.drop_rate = args.drop_rate;
-    cfg.qkv_bias = args.qkv_bias;
-    cfg.tie_weights = args.tie_weights;
     if args.eval_freq == 0 || args.eval_iter == 0 {
         bail!("--eval-freq and --eval-iter must be at least 1");
     }
-
+    if args.grad_accum == 0 {
+        bail!("--grad-accum must be at least 1");
+    }
+    if args.save_every == Some(0) || args.keep_last == Some(0) {
+        bail!("--save-every and --keep-last must be at least 1");
+    }
     let resumed = match &args.resume {
-        Some(path) => {
-            let ck = load_checkpoint(path)?;
-            if ck.model.cfg.context_length != cfg.context_length {
-                bail!(
-                    "{} was trained with context {}, not --context-length {}",
-                    path.display(),
-                    ck.model.cfg.context_length,
-                    cfg.context_length
-                );
-            }
-            Some(ck)
-        }
+        Some(path) => Some(load_checkpoint(path)?),
         None => None,
     };
+    // The data: as given, else (resuming) what the checkpoint trained on, else the-verdict.
+    let recorded_data = resumed.as_ref().and_then(|ck| ck.info.data.clone());
+    let data_path = args.data.clone().or_else(|| {
+        let r = recorded_data.as_ref()?;
+        (r["kind"] != "text" || r["path"] != "the-verdict (bundled)")
+            .then(|| r["path"].as_str().map(PathBuf::from))
+            .flatten()
+    });
+    let spec = DataSpec::from_path(data_path.as_deref());
+    // The tokenizer: as given, else the checkpoint's (its run folder's tokenizer/), else GPT-2's
+    // (or, for prepared data, the folder's own).
+    let tokenizer = match (&args.tokenizer, &resumed, &args.resume) {
+        (Some(t), _, _) => {
+            Some(RunTokenizer::from_arg(t).with_context(|| format!("--tokenizer {t}"))?)
+        }
+        (None, Some(ck), Some(path)) if ck.info.tokenizer == TokenizerRef::Folder => Some(
+            RunTokenizer::from_arg(&checkpoint_tokenizer_dir(path).display().to_string())?,
+        ),
+        _ => None,
+    };
+
+    let mut cfg = match (&resumed, args.context_length) {
+        (Some(ck), Some(c)) if c != ck.model.cfg.context_length => bail!(
+            "{} was trained with context {}, not --context-length {c}",
+            args.resume.as_ref().expect("resumed").display(),
+            ck.model.cfg.context_length
+        ),
+        (Some(ck), _) => ck.model.cfg.clone(),
+        (None, Some(c)) => GptConfig::preset_with_context(&args.preset, c)?,
+        (None, None) => {
+            let preset = GptConfig::preset(&args.preset)?;
+            GptConfig::preset_with_context(&args.preset, preset.context_length.min(256))?
+        }
+    };
+    let data = TrainingData::open(&spec, cfg.context_length, args.train_ratio, tokenizer)?;
+    let tok = data.tokenizer.tokenizer.as_ref();
+    let position = serde_json::json!({"batch_size": args.batch_size, "grad_accum": args.grad_accum,
+                                      "eval_freq": args.eval_freq, "eval_iter": args.eval_iter});
+    let mut identity = data.identity.clone();
+    identity["position"] = position.clone();
+    if let (Some(rec), Some(path)) = (&recorded_data, &args.resume) {
+        check_same_data(rec, &identity).with_context(|| format!("resuming {}", path.display()))?;
+        for (key, now) in position.as_object().expect("an object") {
+            let was = &rec["position"][key];
+            if !was.is_null() && was != now {
+                bail!(
+                    "{} was trained with --{} {was}; resume with the same value (it fixes the position in the data)",
+                    path.display(),
+                    key.replace('_', "-")
+                );
+            }
+        }
+    }
+    if resumed.is_none() {
+        cfg.drop_rate = args.drop_rate;
+        cfg.qkv_bias = args.qkv_bias;
+        cfg.tie_weights = args.tie_weights;
+        cfg.vocab_size = tok.vocab_size();
+    } else if cfg.vocab_size != tok.vocab_size() {
+        bail!(
+            "the checkpoint's model has {} ids, the tokenizer {}",
+            cfg.vocab_size,
+            tok.vocab_size()
+        );
+    }
+
     let seed = resumed.as_ref().map_or(args.seed, |ck| ck.seed);
     let model = match &resumed {
         Some(ck) => ck.model.clone(),
@@ -161,52 +237,40 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("loading --init-weights {}", path.display()))?;
     }
     let cfg = model.cfg.clone();
-    let tok = BpeTokenizer::gpt2();
-    let (train_text, val_text) = split_train_val(&text, args.train_ratio)?;
-    let windows = |t: &str, which: &str| -> anyhow::Result<GptDataset> {
-        let ids = tok.encode_with_special(t, &["<|endoftext|>"])?;
-        GptDataset::new(&ids, cfg.context_length, cfg.context_length).with_context(|| {
-            format!(
-                "the {which} split ({} characters) is too short for context {}",
-                t.chars().count(),
-                cfg.context_length
-            )
-        })
-    };
     let mut train_loader = DataLoader::new(
-        windows(train_text, "training")?,
+        data.train.clone(),
         args.batch_size,
         !args.no_shuffle,
         true,
         seed,
     )
     .context("training loader")?;
-    let mut val_loader = DataLoader::new(
-        windows(val_text, "validation")?,
-        args.batch_size,
-        false,
-        false,
-        seed,
-    )
-    .context("validation loader")?;
+    let mut val_loader = DataLoader::new(data.val.clone(), args.batch_size, false, false, seed)
+        .context("validation loader")?;
 
     println!(
-        "GPT {} (emb {}, {} layers, {} heads, context {}): {} parameters, {:.2} MB",
+        "GPT {} (emb {}, {} layers, {} heads, context {}, vocabulary {}): {} parameters, {:.2} MB",
         args.preset,
         cfg.emb_dim,
         cfg.n_layers,
         cfg.n_heads,
         cfg.context_length,
+        cfg.vocab_size,
         model.num_parameters(),
         model.size_mb()
     );
     println!(
-        "data: {} characters, {} training batches and {} validation batches of {}×{} tokens; {} threads",
-        text.chars().count(),
+        "data: {}, {} training batches and {} validation batches of {}×{} tokens{}; {} threads",
+        data.describe,
         train_loader.num_batches(),
         val_loader.num_batches(),
         args.batch_size,
         cfg.context_length,
+        if args.grad_accum > 1 {
+            format!(", {} per step", args.grad_accum)
+        } else {
+            String::new()
+        },
         rayon::current_num_threads()
     );
     // Reported before training, on fixed batches so as not to draw from the shuffling stream.
@@ -214,7 +278,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let initial_val = calc_loss_loader(&model, &val_loader.eval_batches(args.eval_iter), None)?;
     println!("initial loss: train {initial_train:.3}, val {initial_val:.3}");
 
-    let per_epoch = train_loader.num_batches();
+    let per_epoch = train_loader.num_batches() / args.grad_accum;
+    if per_epoch == 0 {
+        bail!(
+            "{} training batches make no step of --grad-accum {} micro-batches",
+            train_loader.num_batches(),
+            args.grad_accum
+        );
+    }
     let total_steps = args
         .max_steps
         .map_or(args.epochs * per_epoch, |m| m.min(args.epochs * per_epoch));
@@ -257,6 +328,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         (Some(d), _) => d.clone(),
         (None, Some(r)) => r
             .parent()
+            .filter(|p| !p.as_os_str().is_empty())
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(".")),
         (None, None) => {
@@ -267,6 +339,23 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
     };
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    // A custom tokenizer travels with the checkpoints: `tokenizer/` in the run folder.
+    if data.tokenizer.dir.is_some() {
+        let dir = out_dir.join(TOKENIZER_DIR);
+        let same = data
+            .tokenizer
+            .dir
+            .as_deref()
+            .is_some_and(|d| same_dir(d, &dir));
+        if !same {
+            tok.save(&dir)?;
+        }
+    }
+    let info = RunInfo {
+        seed,
+        tokenizer: data.tokenizer.reference(),
+        data: Some(identity),
+    };
     let checkpoint_path = out_dir.join("checkpoint.safetensors");
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
@@ -275,11 +364,20 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("opening {}/metrics.jsonl", out_dir.display()))?;
     if state.global_step > 0 {
         println!(
-            "resuming at step {} (epoch {}, batch {})",
+            "resuming at step {} (epoch {}, step {} of the epoch)",
             state.global_step,
             state.epoch + 1,
             state.batch_in_epoch
         );
+    }
+    // Ctrl-C (SIGINT) or SIGTERM: finish the step in progress, save, explain how to resume. A
+    // second signal while that happens ends the process at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    let signal = Arc::new(AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&stop))?;
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
+        signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize)?;
     }
     let opts = TrainOptions {
         num_epochs: args.epochs,
@@ -291,6 +389,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         schedule,
         clip: args.clip,
         sample_tokens: args.sample_tokens,
+        grad_accum: args.grad_accum,
+        save: args.save_every.map(|every| PeriodicSave {
+            dir: out_dir.clone(),
+            every,
+            keep_last: args.keep_last,
+            info: info.clone(),
+        }),
+        stop: Some(Arc::clone(&stop)),
     };
 
     let bar = ProgressBar::new(total_steps as u64);
@@ -301,62 +407,96 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         )
         .expect("valid template"),
     );
+    let say = |line: String| {
+        // `println` on a hidden bar (output not a terminal) prints nothing.
+        if bar.is_hidden() {
+            println!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
     let device = super::device::resolve(args.device)?;
     let mut engine = engine_for(device, &model, &mut optimizer)?;
     let started = Instant::now();
+    // The loss curve so far (a resumed run's included), redrawn as evaluations arrive.
+    let mut curve = (
+        state.track_tokens_seen.clone(),
+        state.train_losses.clone(),
+        state.val_losses.clone(),
+    );
+    let mut last_plot: Option<Instant> = None;
+    let plot_path = out_dir.join("loss.png");
+    let epochs_so_far = |tokens: usize| -> f64 {
+        let per_epoch_tokens =
+            (per_epoch * args.grad_accum * args.batch_size * cfg.context_length).max(1);
+        tokens as f64 / per_epoch_tokens as f64
+    };
+    let mut tokens_per_sec = RecentRate::default();
     let result = train_with_engine(
         engine.as_mut(),
-        &model,
         &mut train_loader,
         &mut val_loader,
         &opts,
         tok,
         &mut state,
-        |e| {
-            match e {
-                TrainEvent::Step {
-                    epoch,
-                    step,
-                    loss,
-                    step_secs,
-                    ..
-                } => {
-                    if args.log_steps {
-                        let line = format!("step {step} loss {loss:.6}");
-                        if bar.is_hidden() {
-                            println!("{line}");
-                        } else {
-                            bar.println(line);
-                        }
-                    }
-                    bar.inc(1);
-                    bar.set_message(format!(
-                        "epoch {} loss {loss:.3} ({:.0} tokens/s)",
-                        epoch + 1,
-                        (args.batch_size * cfg.context_length) as f64 / step_secs
-                    ));
+        |e| match e {
+            TrainEvent::Step {
+                epoch,
+                step,
+                loss,
+                lr,
+                grad_norm,
+                step_secs,
+                tokens,
+            } => {
+                if args.log_steps {
+                    say(format!("step {step} loss {loss:.6}"));
                 }
-                other => {
-                    if let TrainEvent::Eval {
-                        epoch,
-                        step,
-                        train_loss,
-                        val_loss,
-                        tokens_seen,
-                    } = other
-                    {
-                        let line = serde_json::json!({"epoch": epoch + 1, "step": step, "train_loss": train_loss,
-                                                  "val_loss": val_loss, "tokens_seen": tokens_seen});
-                        let _ = writeln!(metrics, "{line}");
-                    }
-                    if let Some(line) = other.book_line() {
-                        // `println` on a hidden bar (output not a terminal) prints nothing.
-                        if bar.is_hidden() {
-                            println!("{line}");
-                        } else {
-                            bar.println(line);
-                        }
-                    }
+                bar.inc(1);
+                bar.set_message(format!(
+                    "epoch {} loss {loss:.3} | {:.0} tok/s | lr {lr:.2e} | grad norm {grad_norm:.3}",
+                    epoch + 1,
+                    tokens_per_sec.update(*tokens, *step_secs),
+                ));
+            }
+            TrainEvent::Eval {
+                epoch,
+                step,
+                train_loss,
+                val_loss,
+                tokens_seen,
+            } => {
+                let line = serde_json::json!({"epoch": epoch + 1, "step": step, "train_loss": train_loss,
+                                              "val_loss": val_loss, "tokens_seen": tokens_seen});
+                let _ = writeln!(metrics, "{line}");
+                let _ = metrics.flush();
+                curve.0.push(*tokens_seen);
+                curve.1.push(*train_loss);
+                curve.2.push(*val_loss);
+                // Redraw the figure at most every few seconds (a tiny model evaluates many
+                // times a second); the end of the run draws the final one.
+                if last_plot.is_none_or(|t| t.elapsed().as_secs_f64() > 5.0) {
+                    let _ = plot_losses(
+                        &plot_path,
+                        epochs_so_far(*tokens_seen).max(1e-9),
+                        &curve.0,
+                        &curve.1,
+                        &curve.2,
+                    );
+                    last_plot = Some(Instant::now());
+                }
+                if let Some(line) = e.book_line() {
+                    say(line);
+                }
+            }
+            TrainEvent::Saved { path, .. } => {
+                if args.log_steps {
+                    say(format!("saved {}", path.display()));
+                }
+            }
+            other => {
+                if let Some(line) = other.book_line() {
+                    say(line);
                 }
             }
         },
@@ -366,43 +506,123 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                   // not overwrite the last good checkpoint.
     let diverged = matches!(result, Err(scratchgpt::Error::NonFinite { .. }));
     if !diverged && state.global_step > 0 {
-        save_checkpoint(&checkpoint_path, &model, &optimizer, &state, seed)?;
+        save_run_checkpoint(&checkpoint_path, &model, &optimizer, &state, &info)?;
     }
     if !state.train_losses.is_empty() {
         plot_losses(
-            out_dir.join("loss.png"),
-            state.epoch.max(1) as f64,
+            &plot_path,
+            epochs_so_far(state.tokens_seen).max(1e-9),
             &state.track_tokens_seen,
             &state.train_losses,
             &state.val_losses,
         )?;
     }
-    if diverged && checkpoint_path.exists() {
-        eprintln!(
-            "the last good checkpoint is kept: {}",
-            checkpoint_path.display()
+    bar.finish_and_clear();
+    if diverged {
+        let kept = if checkpoint_path.exists() {
+            format!(
+                "the last good checkpoint is kept: {}",
+                checkpoint_path.display()
+            )
+        } else {
+            "no checkpoint was written".to_string()
+        };
+        let e = result.expect_err("diverged");
+        bail!(
+            "{e}; the run stopped at step {} ({kept}); try a lower --lr or --clip 1.0",
+            state.global_step
         );
     }
-    result?;
-    let report = &state;
-    bar.finish_and_clear();
+    let end = result?;
     let wall = started.elapsed().as_secs_f64();
-    println!(
-        "done: {} steps, {} tokens in {:.1} s ({:.1} s of training steps: {:.2} s/step, {:.0} tokens/s)",
-        report.global_step,
-        report.tokens_seen,
-        wall,
-        report.train_secs,
-        report.train_secs / report.global_step.max(1) as f64,
-        report.tokens_seen as f64 / report.train_secs.max(1e-9)
-    );
-    if let (Some(t), Some(v)) = (report.train_losses.last(), report.val_losses.last()) {
+    let steps_here = state.session_tokens;
+    if steps_here == 0 {
+        println!(
+            "nothing to train: the run is at step {} of {} (raise --epochs or --max-steps to continue)",
+            state.global_step, total_steps
+        );
+    } else {
+        println!(
+            "done: {} steps, {} tokens ({} in this run) in {:.1} s ({:.1} s of training steps: {:.0} tokens/s)",
+            state.global_step,
+            state.tokens_seen,
+            state.session_tokens,
+            wall,
+            state.train_secs,
+            state.session_tokens as f64 / state.train_secs.max(1e-9)
+        );
+    }
+    if let (Some(t), Some(v)) = (state.train_losses.last(), state.val_losses.last()) {
         println!("final losses: train {t:.3}, val {v:.3}");
     }
-    println!(
-        "checkpoint: {}; loss plot: {}",
-        checkpoint_path.display(),
-        out_dir.join("loss.png").display()
-    );
+    if state.global_step > 0 {
+        println!(
+            "checkpoint: {}; loss plot: {}",
+            checkpoint_path.display(),
+            plot_path.display()
+        );
+    }
+    if end == RunEnd::Stopped {
+        let sig = signal.load(Ordering::SeqCst);
+        println!(
+            "interrupted after step {}; continue exactly with:\n  {}",
+            state.global_step,
+            resume_command(&checkpoint_path)
+        );
+        return Ok(ExitCode::from((128 + sig).min(255) as u8));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where a checkpoint's custom tokenizer lives: `tokenizer/` in its folder.
+pub fn checkpoint_tokenizer_dir(checkpoint: &Path) -> PathBuf {
+    checkpoint
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join(TOKENIZER_DIR)
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// This command line with `--resume CHECKPOINT` in place of any earlier `--resume`.
+fn resume_command(checkpoint: &Path) -> String {
+    let mut out = vec!["scratchgpt".to_string()];
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--resume" {
+            args.next();
+        } else if !a.starts_with("--resume=") {
+            out.push(if a.contains(' ') { format!("'{a}'") } else { a });
+        }
+    }
+    out.push("--resume".into());
+    out.push(checkpoint.display().to_string());
+    out.join(" ")
+}
+
+/// Tokens per second over the last few steps (the first steps of a run are slower: allocation,
+/// caches), for the progress bar.
+#[derive(Default)]
+struct RecentRate {
+    window: std::collections::VecDeque<(usize, f64)>,
+}
+
+impl RecentRate {
+    fn update(&mut self, tokens: usize, secs: f64) -> f64 {
+        self.window.push_back((tokens, secs));
+        if self.window.len() > 20 {
+            self.window.pop_front();
+        }
+        let (t, s) = self
+            .window
+            .iter()
+            .fold((0usize, 0.0f64), |(t, s), &(a, b)| (t + a, s + b));
+        t as f64 / s.max(1e-9)
+    }
 }

@@ -4,16 +4,65 @@
 //! `target = ids[s·i + 1 .. s·i + L + 1]` (the input shifted by one: every position predicts the
 //! next token), with L = `max_length` and s = `stride`.
 
+use std::sync::Arc;
+
+use super::shards::ShardSet;
 use crate::error::{Error, Result};
 use crate::ops::embedding::Ids;
 use crate::tensor::rng::Rng;
 
-/// The windows of one token sequence.
+/// Where a dataset's tokens live: in memory (a text tokenized at start-up) or in memory-mapped
+/// shards (`prepare-data`). Both feed the same windows, loader and training loop.
+#[derive(Clone, Debug)]
+pub enum TokenSource {
+    Memory(Arc<[u32]>),
+    Shards(Arc<ShardSet>),
+}
+
+impl TokenSource {
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        match self {
+            TokenSource::Memory(ids) => ids.len(),
+            TokenSource::Shards(s) => s.len() as usize,
+        }
+    }
+
+    /// Whether there are no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies tokens `start .. start + out.len()` into `out`.
+    pub fn read(&self, start: usize, out: &mut [i64]) -> Result<()> {
+        match self {
+            TokenSource::Memory(ids) => {
+                let src = ids
+                    .get(start..start + out.len())
+                    .ok_or(Error::IndexOutOfRange {
+                        op: "TokenSource::read",
+                        index: (start + out.len()) as i64,
+                        size: ids.len(),
+                    })?;
+                for (d, &t) in out.iter_mut().zip(src) {
+                    *d = t as i64;
+                }
+                Ok(())
+            }
+            TokenSource::Shards(s) => s.read(start as u64, out),
+        }
+    }
+}
+
+/// The windows of one token sequence. Windows are read from the source when a batch is made,
+/// never stored: a corpus costs its tokens (or, from shards, nothing) rather than
+/// 2 · max_length · 8 bytes per window.
 #[derive(Clone, Debug)]
 pub struct GptDataset {
-    inputs: Vec<Vec<i64>>,
-    targets: Vec<Vec<i64>>,
+    tokens: TokenSource,
     max_length: usize,
+    stride: usize,
+    windows: usize,
 }
 
 impl GptDataset {
@@ -21,56 +70,75 @@ impl GptDataset {
     /// `for i in range(0, len(ids) - max_length, stride)`. A sequence of `max_length` tokens or
     /// fewer has no window with a target and is an error giving both numbers.
     pub fn new(token_ids: &[u32], max_length: usize, stride: usize) -> Result<Self> {
+        Self::from_source(TokenSource::Memory(token_ids.into()), max_length, stride)
+    }
+
+    /// [`GptDataset::new`] over any token source.
+    pub fn from_source(tokens: TokenSource, max_length: usize, stride: usize) -> Result<Self> {
         if max_length == 0 || stride == 0 {
             return Err(Error::invalid(
                 "GptDataset",
                 "max_length and stride must be at least 1",
             ));
         }
-        if token_ids.len() <= max_length {
+        if tokens.len() <= max_length {
             return Err(Error::invalid(
                 "GptDataset",
                 format!(
                     "the text has {} tokens, but a window needs max_length + 1 = {} (use a longer text or a shorter context)",
-                    token_ids.len(),
+                    tokens.len(),
                     max_length + 1
                 ),
             ));
         }
-        let ids: Vec<i64> = token_ids.iter().map(|&t| t as i64).collect();
-        let (mut inputs, mut targets) = (Vec::new(), Vec::new());
-        for i in (0..ids.len() - max_length).step_by(stride) {
-            inputs.push(ids[i..i + max_length].to_vec());
-            targets.push(ids[i + 1..i + max_length + 1].to_vec());
-        }
+        // range(0, n - L, stride) has ceil((n - L) / stride) elements.
+        let windows = (tokens.len() - max_length).div_ceil(stride);
         Ok(GptDataset {
-            inputs,
-            targets,
+            tokens,
             max_length,
+            stride,
+            windows,
         })
     }
 
     /// Number of windows.
     pub fn len(&self) -> usize {
-        self.inputs.len()
+        self.windows
     }
 
     /// Whether there are no windows (never true for a constructed dataset).
     pub fn is_empty(&self) -> bool {
-        self.inputs.is_empty()
+        self.windows == 0
     }
 
-    /// Window `i`: (input, target).
-    pub fn get(&self, i: usize) -> Option<(&[i64], &[i64])> {
-        Some((
-            self.inputs.get(i)?.as_slice(),
-            self.targets.get(i)?.as_slice(),
-        ))
+    /// Window `i`: (input, target) — the target is the input shifted by one token.
+    pub fn get(&self, i: usize) -> Option<(Vec<i64>, Vec<i64>)> {
+        if i >= self.windows {
+            return None;
+        }
+        let mut both = vec![0i64; self.max_length + 1];
+        self.tokens.read(i * self.stride, &mut both).ok()?;
+        Some((both[..self.max_length].to_vec(), both[1..].to_vec()))
     }
 
     /// The window length.
     pub fn max_length(&self) -> usize {
         self.max_length
+    }
+
+    /// The tokens the windows are cut from.
+    pub fn tokens(&self) -> &TokenSource {
+        &self.tokens
+    }
+
+    /// Writes window `i`'s input and target rows into `inputs` and `targets`.
+    fn fill(&self, i: usize, inputs: &mut [i64], targets: &mut [i64]) -> Result<()> {
+        let l = self.max_length;
+        let mut both = vec![0i64; l + 1];
+        self.tokens.read(i * self.stride, &mut both)?;
+        inputs.copy_from_slice(&both[..l]);
+        targets.copy_from_slice(&both[1..]);
+        Ok(())
     }
 }
 
@@ -164,25 +232,83 @@ impl DataLoader {
 
     /// The batches of one epoch (reshuffled on every call when shuffling).
     pub fn epoch(&mut self) -> Vec<Batch> {
-        let rng = self.shuffle.then_some(&mut self.rng);
-        batch_order(self.dataset.len(), self.batch_size, rng, self.drop_last)
-            .iter()
-            .map(|idx| self.make_batch(idx))
+        let order = self.epoch_order();
+        (0..order.len())
+            .map(|i| self.make_batch(order.batch(i)))
             .collect()
     }
 
     /// The windows at `idx` stacked into a batch.
     fn make_batch(&self, idx: &[usize]) -> Batch {
+        self.batch(idx)
+            .expect("window indices come from this dataset")
+    }
+
+    /// The windows at `idx` stacked into a batch (an index beyond the dataset, or a shard that
+    /// cannot be read, is an error).
+    pub fn batch(&self, idx: &[usize]) -> Result<Batch> {
         let l = self.dataset.max_length;
-        let rows = |v: &Vec<Vec<i64>>| {
-            idx.iter()
-                .flat_map(|&i| v[i].iter().copied())
-                .collect::<Vec<_>>()
-        };
-        Batch {
-            inputs: Ids::new(rows(&self.dataset.inputs), &[idx.len(), l]).expect("sized"),
-            targets: Ids::new(rows(&self.dataset.targets), &[idx.len(), l]).expect("sized"),
+        let mut inputs = vec![0i64; idx.len() * l];
+        let mut targets = vec![0i64; idx.len() * l];
+        for ((&i, inp), tgt) in idx
+            .iter()
+            .zip(inputs.chunks_exact_mut(l))
+            .zip(targets.chunks_exact_mut(l))
+        {
+            if i >= self.dataset.len() {
+                return Err(Error::IndexOutOfRange {
+                    op: "DataLoader::batch",
+                    index: i as i64,
+                    size: self.dataset.len(),
+                });
+            }
+            self.dataset.fill(i, inp, tgt)?;
         }
+        Ok(Batch {
+            inputs: Ids::new(inputs, &[idx.len(), l])?,
+            targets: Ids::new(targets, &[idx.len(), l])?,
+        })
+    }
+
+    /// One pass's window order in batches, drawing a new shuffle from the stream when shuffling
+    /// (what [`DataLoader::epoch`] does, without making the batches: a large corpus makes them
+    /// one at a time with [`DataLoader::batch`]).
+    pub fn epoch_order(&mut self) -> EpochOrder {
+        let mut order: Vec<usize> = (0..self.dataset.len()).collect();
+        if self.shuffle {
+            self.rng.shuffle(&mut order);
+        }
+        EpochOrder {
+            order,
+            batch_size: self.batch_size,
+            num_batches: self.num_batches(),
+        }
+    }
+}
+
+/// The order of one pass over a loader's windows, in batches.
+#[derive(Clone, Debug)]
+pub struct EpochOrder {
+    order: Vec<usize>,
+    batch_size: usize,
+    num_batches: usize,
+}
+
+impl EpochOrder {
+    /// Batches in the pass.
+    pub fn len(&self) -> usize {
+        self.num_batches
+    }
+
+    /// Whether the pass has no batches.
+    pub fn is_empty(&self) -> bool {
+        self.num_batches == 0
+    }
+
+    /// The window indices of batch `i` (the last may be short without drop_last).
+    pub fn batch(&self, i: usize) -> &[usize] {
+        let start = i * self.batch_size;
+        &self.order[start..(start + self.batch_size).min(self.order.len())]
     }
 }
 

@@ -3,9 +3,12 @@
 
 pub mod bpe;
 pub mod dataset;
+pub mod manifest;
+pub mod prepare;
+pub mod shards;
 pub mod simple;
 pub mod text_file;
 
 pub use bpe::BpeTokenizer;
-pub use dataset::{split_train_val, DataLoader, GptDataset};
+pub use dataset::{split_train_val, DataLoader, EpochOrder, GptDataset, TokenSource};
 pub use simple::{SimpleTokenizerV1, SimpleTokenizerV2};

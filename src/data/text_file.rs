@@ -10,11 +10,7 @@ use crate::error::{Error, Result};
 /// train on).
 pub fn read_text(path: impl AsRef<Path>) -> Result<String> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let text = String::from_utf8(bytes).map_err(|e| Error::InvalidUtf8 {
-        path: path.display().to_string(),
-        offset: e.utf8_error().valid_up_to(),
-    })?;
+    let text = read_text_or_empty(path)?;
     if text.is_empty() {
         return Err(Error::parse(
             path.display().to_string(),
@@ -22,6 +18,17 @@ pub fn read_text(path: impl AsRef<Path>) -> Result<String> {
         ));
     }
     Ok(text)
+}
+
+/// [`read_text`] where an empty file is simply the empty text (what `tokenize` encodes: no
+/// tokens, as tiktoken encodes "").
+pub fn read_text_or_empty(path: impl AsRef<Path>) -> Result<String> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes).map_err(|e| Error::InvalidUtf8 {
+        path: path.display().to_string(),
+        offset: e.utf8_error().valid_up_to(),
+    })
 }
 
 /// Writes `bytes` to `path` atomically: to a temporary file in the same folder, flushed to disk,

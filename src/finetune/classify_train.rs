@@ -226,15 +226,18 @@ pub fn train_classifier_simple(
             let step = run.steps;
             let t0 = Instant::now();
             let seed = mix64(opts.seed ^ mix64(step as u64 + 1));
-            let loss = engine.train_step(&train.batch(&idx), seed, None, opts.lr)?;
-            if !loss.is_finite() {
-                return Err(Error::NonFinite {
-                    what: format!(
-                        "the classification loss at step {step} (epoch {})",
-                        epoch + 1
-                    ),
-                    value: loss,
-                });
+            let stats = engine.train_step(&[train.batch(&idx)], &[seed], None, opts.lr)?;
+            let loss = stats.loss;
+            for (what, value) in [
+                ("classification loss", loss),
+                ("gradient norm", stats.grad_norm),
+            ] {
+                if !value.is_finite() {
+                    return Err(Error::NonFinite {
+                        what: format!("the {what} at step {step} (epoch {})", epoch + 1),
+                        value,
+                    });
+                }
             }
             run.train_secs += t0.elapsed().as_secs_f64();
             run.examples_seen += idx.len();

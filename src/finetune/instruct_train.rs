@@ -168,12 +168,15 @@ pub fn train_instructions(
             let batch = train.batch(&idx, max_len, opts.mask_instructions)?;
             let t0 = Instant::now();
             let seed = mix64(opts.seed ^ mix64(step as u64 + 1));
-            let loss = engine.train_step(&batch, seed, None, opts.lr)?;
-            if !loss.is_finite() {
-                return Err(Error::NonFinite {
-                    what: format!("the training loss at step {step} (epoch {})", epoch + 1),
-                    value: loss,
-                });
+            let stats = engine.train_step(std::slice::from_ref(&batch), &[seed], None, opts.lr)?;
+            let loss = stats.loss;
+            for (what, value) in [("training loss", loss), ("gradient norm", stats.grad_norm)] {
+                if !value.is_finite() {
+                    return Err(Error::NonFinite {
+                        what: format!("the {what} at step {step} (epoch {})", epoch + 1),
+                        value,
+                    });
+                }
             }
             let step_secs = t0.elapsed().as_secs_f64();
             run.train_secs += step_secs;
@@ -185,7 +188,9 @@ pub fn train_instructions(
                 step,
                 loss,
                 lr: opts.lr,
+                grad_norm: stats.grad_norm,
                 step_secs,
+                tokens: batch.inputs.len(),
             });
             if step.is_multiple_of(opts.eval_freq) {
                 let shuffled = collated(

@@ -12,6 +12,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::{json, Value};
 
 use super::TrainState;
+use crate::data::manifest::TokenizerRef;
 use crate::data::text_file::write_atomic;
 use crate::error::{Error, Result};
 use crate::gpt::{GptConfig, GptModel};
@@ -63,8 +64,33 @@ impl Task {
     }
 }
 
+/// What a pretraining checkpoint records about its run besides the weights and the position:
+/// the seed, which tokenizer the ids belong to, and what data it trained on (so a resume on
+/// other data is caught).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunInfo {
+    pub seed: u64,
+    /// `Folder`: the tokenizer is in `tokenizer/` beside the checkpoint.
+    pub tokenizer: TokenizerRef,
+    /// The training data's identity (source, token counts), as JSON.
+    pub data: Option<Value>,
+}
+
+impl RunInfo {
+    /// A run on GPT-2's tokenizer with no data identity recorded.
+    pub fn gpt2(seed: u64) -> Self {
+        RunInfo {
+            seed,
+            tokenizer: TokenizerRef::Gpt2,
+            data: None,
+        }
+    }
+}
+
 /// Everything a checkpoint restores.
 pub struct Checkpoint {
+    /// Seed, tokenizer and data of the run (GPT-2 and no data for files without them).
+    pub info: RunInfo,
     pub task: Task,
     pub model: GptModel,
     pub optimizer: Option<AdamW>,
@@ -91,7 +117,18 @@ pub fn save_checkpoint(
     state: &TrainState,
     seed: u64,
 ) -> Result<()> {
-    save_task_checkpoint(path, model, Some(optimizer), state, seed, &Task::Pretrain)
+    save_run_checkpoint(path, model, optimizer, state, &RunInfo::gpt2(seed))
+}
+
+/// [`save_checkpoint`] recording the run's tokenizer and data as well.
+pub fn save_run_checkpoint(
+    path: impl AsRef<Path>,
+    model: &GptModel,
+    optimizer: &AdamW,
+    state: &TrainState,
+    info: &RunInfo,
+) -> Result<()> {
+    save_full(path, model, Some(optimizer), state, info, &Task::Pretrain)
 }
 
 /// [`save_checkpoint`] for a model trained for `task` (recorded in the metadata); without an
@@ -104,6 +141,18 @@ pub fn save_task_checkpoint(
     seed: u64,
     task: &Task,
 ) -> Result<()> {
+    save_full(path, model, optimizer, state, &RunInfo::gpt2(seed), task)
+}
+
+fn save_full(
+    path: impl AsRef<Path>,
+    model: &GptModel,
+    optimizer: Option<&AdamW>,
+    state: &TrainState,
+    info: &RunInfo,
+    task: &Task,
+) -> Result<()> {
+    let seed = info.seed;
     let path = path.as_ref();
     if model.has_lora() {
         return Err(Error::invalid(
@@ -160,6 +209,13 @@ pub fn save_task_checkpoint(
     ]
     .into_iter()
     .collect();
+    meta.insert(
+        "scratchgpt.tokenizer".to_string(),
+        info.tokenizer.as_str().to_string(),
+    );
+    if let Some(data) = &info.data {
+        meta.insert("scratchgpt.data".to_string(), data.to_string());
+    }
     if let Some(optimizer) = optimizer {
         let oc = &optimizer.cfg;
         meta.insert(
@@ -343,11 +399,24 @@ pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
                     .ok_or_else(|| Error::parse(what.clone(), "metadata: bad epoch_rng_state"))?,
                 tokens_seen: num(&t, "tokens_seen")? as usize,
                 train_secs: 0.0,
+                session_tokens: 0,
             };
             (state, t["seed"].as_u64().unwrap_or(0))
         }
     };
+    let tokenizer = match meta.get("scratchgpt.tokenizer") {
+        None => TokenizerRef::Gpt2,
+        Some(t) => TokenizerRef::parse(t).ok_or_else(|| {
+            Error::parse(what.clone(), format!("metadata: unknown tokenizer {t:?}"))
+        })?,
+    };
+    let info = RunInfo {
+        seed,
+        tokenizer,
+        data: get_json("scratchgpt.data")?,
+    };
     Ok(Checkpoint {
+        info,
         task,
         model,
         optimizer,

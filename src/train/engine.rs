@@ -2,29 +2,41 @@
 //! "take a step on this batch", "the loss of this batch" and "make the CPU model current".
 //! [`Engine`] provides them over the autograd model on whichever device its tensors live — the
 //! same code on the CPU, a GPU or the emulator — so one loop (evaluation, samples, checkpoints,
-//! resume) serves every device. On a device a step copies two scalars to the host: the loss and
-//! (with clipping) the gradient norm.
+//! resume) serves every device. On a device a step copies one scalar per micro-batch (its loss)
+//! and one for the gradient norm to the host.
 
 use crate::autograd::no_grad;
 use crate::data::dataset::Batch;
 use crate::error::{Error, Result};
 use crate::gpt::GptModel;
 use crate::nn::ForwardCtx;
-use crate::optim::{clip_grad_norm, AdamW};
+use crate::optim::{clip_grad_norm, grad_norm, AdamW};
 use crate::tensor::{Device, Tensor};
+
+/// What one optimizer step measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepStats {
+    /// The mean loss over the step's micro-batches.
+    pub loss: f64,
+    /// The global gradient norm before clipping (NaN when the loss was not finite and no
+    /// backward ran).
+    pub grad_norm: f64,
+}
 
 /// One optimizer step, one evaluation, and syncing back to the CPU model.
 pub trait StepEngine {
-    /// zero_grad → loss → backward → (clip) → AdamW at `lr`, with dropout masks from
-    /// `dropout_seed`. Returns the batch loss. If the loss is not finite, no update is applied
-    /// and the loss is returned for the caller to report.
+    /// zero_grad → for each micro-batch: loss / N → backward (gradients add up) → (clip) →
+    /// AdamW at `lr`, micro-batch k with dropout masks from `dropout_seeds[k]`. Each
+    /// micro-batch's graph is freed by its backward before the next forward, so the peak memory
+    /// is one micro-batch's. If a loss or the gradient norm is not finite, no update is applied
+    /// and the stats are returned for the caller to report.
     fn train_step(
         &mut self,
-        batch: &Batch,
-        dropout_seed: u64,
+        micro_batches: &[Batch],
+        dropout_seeds: &[u64],
         clip: Option<f64>,
         lr: f64,
-    ) -> Result<f64>;
+    ) -> Result<StepStats>;
 
     /// The batch's mean loss in eval mode (no dropout, nothing recorded).
     fn eval_loss(&mut self, batch: &Batch) -> Result<f64>;
@@ -38,6 +50,12 @@ pub trait StepEngine {
 
     /// Where the steps run, for the log.
     fn describe(&self) -> String;
+
+    /// The model being trained (its weights where the engine keeps them).
+    fn model(&self) -> &GptModel;
+
+    /// The optimizer and its state (what a checkpoint saves).
+    fn optimizer(&self) -> &AdamW;
 }
 
 /// The engine over `model` and `optimizer` on `device`: moves the model's parameters (in place)
@@ -72,24 +90,56 @@ impl<'a> Engine<'a> {
 impl StepEngine for Engine<'_> {
     fn train_step(
         &mut self,
-        batch: &Batch,
-        dropout_seed: u64,
+        micro_batches: &[Batch],
+        dropout_seeds: &[u64],
         clip: Option<f64>,
         lr: f64,
-    ) -> Result<f64> {
+    ) -> Result<StepStats> {
+        if micro_batches.is_empty() || micro_batches.len() != dropout_seeds.len() {
+            return Err(Error::invalid(
+                "train_step",
+                format!(
+                    "{} micro-batches with {} dropout seeds",
+                    micro_batches.len(),
+                    dropout_seeds.len()
+                ),
+            ));
+        }
         self.optimizer.zero_grad();
-        let ctx = ForwardCtx::train(dropout_seed);
-        let loss = super::calc_loss_batch(self.model, batch, &ctx)?;
-        let value = loss.item()? as f64;
-        if !value.is_finite() {
-            return Ok(value);
+        // d(mean of N micro-batch means)/dθ = Σ_k (1/N)·d(mean_k)/dθ: scaling each micro-batch's
+        // loss by 1/N before its backward makes the accumulated gradient the big batch's
+        // (micro-batches of equal size; with N = 1 nothing is scaled).
+        let n = micro_batches.len();
+        let mut total = 0.0;
+        for (batch, &seed) in micro_batches.iter().zip(dropout_seeds) {
+            let ctx = ForwardCtx::train(seed);
+            let loss = super::calc_loss_batch(self.model, batch, &ctx)?;
+            let value = loss.item()? as f64;
+            if !value.is_finite() {
+                self.optimizer.zero_grad();
+                return Ok(StepStats {
+                    loss: value,
+                    grad_norm: f64::NAN,
+                });
+            }
+            total += value;
+            if n == 1 {
+                loss.backward()?;
+            } else {
+                loss.div_scalar(n as f64)?.backward()?;
+            }
         }
-        loss.backward()?;
-        if let Some(max_norm) = clip {
-            clip_grad_norm(&self.params, max_norm)?;
+        let grad_norm = match clip {
+            Some(max_norm) => clip_grad_norm(&self.params, max_norm)?,
+            None => grad_norm(&self.params)?,
+        };
+        if grad_norm.is_finite() {
+            self.optimizer.step_with_lr(lr)?;
         }
-        self.optimizer.step_with_lr(lr)?;
-        Ok(value)
+        Ok(StepStats {
+            loss: total / n as f64,
+            grad_norm,
+        })
     }
 
     fn eval_loss(&mut self, batch: &Batch) -> Result<f64> {
@@ -114,6 +164,14 @@ impl StepEngine for Engine<'_> {
     fn sync_to_cpu(&mut self) -> Result<()> {
         // Checkpoints, samples and evaluation read device tensors where they are.
         Ok(())
+    }
+
+    fn model(&self) -> &GptModel {
+        self.model
+    }
+
+    fn optimizer(&self) -> &AdamW {
+        self.optimizer
     }
 
     fn describe(&self) -> String {

@@ -3,16 +3,20 @@
 //! The loop reports through a callback, so the CLI can draw a progress bar and print the book's
 //! lines without the library knowing about terminals.
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 pub mod checkpoint;
+pub mod data;
 pub mod engine;
 pub mod plot;
 
-pub use engine::{engine_for, Engine, StepEngine};
+pub use engine::{engine_for, Engine, StepEngine, StepStats};
 
 use crate::autograd::no_grad;
-use crate::data::dataset::Batch;
+use crate::data::dataset::{Batch, EpochOrder};
 use crate::data::{BpeTokenizer, DataLoader};
 use crate::error::{Error, Result};
 use crate::gpt::{generate_text_simple, GptModel};
@@ -56,9 +60,14 @@ pub enum TrainEvent {
     Step {
         epoch: usize,
         step: usize,
+        /// The step's loss (the mean over its micro-batches).
         loss: f64,
         lr: f64,
+        /// The global L2 norm of the gradients, before clipping.
+        grad_norm: f64,
         step_secs: f64,
+        /// Tokens the step trained on (all its micro-batches).
+        tokens: usize,
     },
     /// Every `eval_freq` steps (the book's `Ep 1 (Step 000000): ...` line).
     Eval {
@@ -70,6 +79,8 @@ pub enum TrainEvent {
     },
     /// After each epoch: a greedy continuation of the start context.
     Sample { epoch: usize, text: String },
+    /// A periodic checkpoint was written.
+    Saved { step: usize, path: PathBuf },
 }
 
 impl TrainEvent {
@@ -87,12 +98,51 @@ impl TrainEvent {
                 epoch + 1
             )),
             TrainEvent::Sample { text, .. } => Some(text.clone()),
-            TrainEvent::Step { .. } => None,
+            TrainEvent::Step { .. } | TrainEvent::Saved { .. } => None,
         }
     }
 }
 
-/// Settings of `train_model_simple` (the book's arguments, plus a step cap, a schedule, clipping).
+/// Periodic checkpoints: every `every` optimizer steps, `dir/checkpoint-step00000100.safetensors`
+/// (written atomically, after that step's evaluation), keeping the newest `keep_last`.
+#[derive(Clone, Debug)]
+pub struct PeriodicSave {
+    pub dir: PathBuf,
+    pub every: usize,
+    /// Older periodic checkpoints beyond this many are deleted (None = keep all).
+    pub keep_last: Option<usize>,
+    /// Metadata written into every checkpoint (seed, tokenizer, data; see `checkpoint`).
+    pub info: checkpoint::RunInfo,
+}
+
+impl PeriodicSave {
+    /// The file of the periodic checkpoint after `step` optimizer steps.
+    pub fn path_at(&self, steps_done: usize) -> PathBuf {
+        self.dir
+            .join(format!("checkpoint-step{steps_done:08}.safetensors"))
+    }
+
+    /// The periodic checkpoints in `dir`, oldest first.
+    pub fn existing(&self) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        p.file_name().is_some_and(|n| {
+                            let n = n.to_string_lossy();
+                            n.starts_with("checkpoint-step") && n.ends_with(".safetensors")
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.sort();
+        found
+    }
+}
+
+/// Settings of `train_model_simple` (the book's arguments, plus a step cap, a schedule, clipping,
+/// gradient accumulation, periodic checkpoints and a stop flag).
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
     pub num_epochs: usize,
@@ -108,11 +158,72 @@ pub struct TrainOptions {
     pub clip: Option<f64>,
     /// Tokens to generate in each epoch's sample.
     pub sample_tokens: usize,
+    /// Micro-batches per optimizer step (1 = the book's loop). Their gradients add up, each
+    /// scaled by 1/N, so N micro-batches of B train as one batch of B·N would.
+    pub grad_accum: usize,
+    /// Periodic checkpoints (None = only what the caller saves at the end).
+    pub save: Option<PeriodicSave>,
+    /// Set from outside (a Ctrl-C handler) to stop after the step in progress.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl TrainOptions {
+    /// The book's loop with these settings and everything added since switched off.
+    pub fn book(
+        num_epochs: usize,
+        eval_freq: usize,
+        eval_iter: usize,
+        start_context: &str,
+        seed: u64,
+        schedule: LrSchedule,
+    ) -> Self {
+        TrainOptions {
+            num_epochs,
+            eval_freq,
+            eval_iter,
+            start_context: start_context.to_string(),
+            max_steps: None,
+            seed,
+            schedule,
+            clip: None,
+            sample_tokens: 50,
+            grad_accum: 1,
+            save: None,
+            stop: None,
+        }
+    }
+
+    /// Optimizer steps in one epoch of `loader`: its batches, grouped by `grad_accum`.
+    pub fn steps_per_epoch(&self, loader: &DataLoader) -> usize {
+        loader.num_batches() / self.grad_accum.max(1)
+    }
+}
+
+/// The dropout seed of micro-batch `micro` of optimizer step `step`: a pure function of the
+/// run's seed and the position, so a resumed run (or another device) draws the same masks.
+pub fn dropout_seed(seed: u64, step: usize, micro: usize) -> u64 {
+    let base = crate::tensor::rng::mix64(seed ^ step as u64);
+    if micro == 0 {
+        base
+    } else {
+        crate::tensor::rng::mix64(base.wrapping_add(micro as u64))
+    }
+}
+
+/// How a training run ended (every way keeps `state` exact for a resume).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunEnd {
+    /// All epochs done.
+    Finished,
+    /// `max_steps` reached.
+    MaxSteps,
+    /// The stop flag was raised (Ctrl-C); the step in progress finished first.
+    Stopped,
 }
 
 /// Where a run is, and what it measured: the book's three lists, plus the position a checkpoint
-/// needs to resume exactly (the epoch, the batch within it, and the shuffling stream's state at
-/// the start of that epoch).
+/// needs to resume exactly (the epoch, the steps taken within it, and the shuffling stream's
+/// state at the start of that epoch).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TrainState {
     pub train_losses: Vec<f64>,
@@ -122,20 +233,31 @@ pub struct TrainState {
     pub global_step: usize,
     /// The epoch in progress (0-based).
     pub epoch: usize,
-    /// Batches of the current epoch already trained on.
+    /// Optimizer steps of the current epoch already taken.
     pub batch_in_epoch: usize,
-    /// The training loader's shuffling state when the current epoch began.
+    /// The training loader's shuffling state when the current epoch began (or begins, once
+    /// an epoch has finished: the run's end leaves it ready for the next epoch).
     pub epoch_rng_state: u64,
     pub tokens_seen: usize,
     /// Seconds spent in training steps (forward, backward, update), this process only.
     pub train_secs: f64,
+    /// Tokens trained on by this process (not restored by a resume).
+    pub session_tokens: usize,
+}
+
+impl TrainState {
+    /// Whether nothing has been trained yet (a fresh run, not a resume).
+    fn is_fresh(&self) -> bool {
+        self.global_step == 0 && self.epoch == 0 && self.batch_in_epoch == 0
+    }
 }
 
 /// The book's `train_model_simple`: for each epoch, for each batch: zero grads, loss, backward,
 /// step; every `eval_freq` steps evaluate train and validation loss on `eval_iter` batches; after
 /// each epoch generate a sample. Starts from `state` (fresh: `TrainState::default()`; resumed:
-/// from a checkpoint) and leaves it where the run stopped. A non-finite loss stops the run with an
-/// error naming the step, leaving `state` at the last good step.
+/// from a checkpoint) and leaves it where the run stopped. A non-finite loss or gradient stops
+/// the run with an error naming the step and the quantity, leaving `state` at the last good
+/// step and the weights unchanged by the bad one.
 ///
 /// Evaluation follows the book: it iterates the shuffled training loader afresh (drawing a new
 /// order from the shuffling stream) and averages its first `eval_iter` batches. A resumed run
@@ -150,11 +272,10 @@ pub fn train_model_simple(
     tokenizer: &BpeTokenizer,
     state: &mut TrainState,
     on_event: impl FnMut(&TrainEvent),
-) -> Result<()> {
+) -> Result<RunEnd> {
     let mut engine = Engine::new(model, optimizer);
     train_with_engine(
         &mut engine,
-        model,
         train_loader,
         val_loader,
         opts,
@@ -184,23 +305,52 @@ pub fn engine_loss_loader(
     Ok(total / n as f64)
 }
 
-/// [`train_model_simple`] on any [`StepEngine`] (the CPU autograd or a GPU). `model` is the CPU
-/// copy used for the per-epoch samples; the engine syncs it before each sample and before
-/// returning, so a checkpoint saved afterwards holds the trained weights and optimizer state.
-#[allow(clippy::too_many_arguments)]
+/// The mean eval loss of the first `n` batches of a fresh pass over `loader` (drawing a shuffle
+/// when it shuffles, as the book's evaluation does), making only those batches.
+fn eval_pass(engine: &mut dyn StepEngine, loader: &mut DataLoader, n: usize) -> Result<f64> {
+    let order = loader.epoch_order();
+    let n = n.min(order.len());
+    if n == 0 {
+        return Err(Error::invalid(
+            "calc_loss_loader",
+            "the loader has no batches",
+        ));
+    }
+    let mut total = 0.0;
+    for i in 0..n {
+        total += engine.eval_loss(&loader.batch(order.batch(i))?)?;
+    }
+    Ok(total / n as f64)
+}
+
+/// [`train_model_simple`] on any [`StepEngine`]: the autograd model on whichever device it lives.
 pub fn train_with_engine(
     engine: &mut dyn StepEngine,
-    model: &GptModel,
     train_loader: &mut DataLoader,
     val_loader: &mut DataLoader,
     opts: &TrainOptions,
     tokenizer: &BpeTokenizer,
     state: &mut TrainState,
     mut on_event: impl FnMut(&TrainEvent),
-) -> Result<()> {
+) -> Result<RunEnd> {
+    if opts.grad_accum == 0 || opts.eval_freq == 0 {
+        return Err(Error::invalid(
+            "train",
+            "grad_accum and eval_freq must be at least 1",
+        ));
+    }
+    if opts.steps_per_epoch(train_loader) == 0 {
+        return Err(Error::invalid(
+            "train",
+            format!(
+                "{} training batches make no optimizer step of {} micro-batches",
+                train_loader.num_batches(),
+                opts.grad_accum
+            ),
+        ));
+    }
     let result = train_loop(
         engine,
-        model,
         train_loader,
         val_loader,
         opts,
@@ -208,76 +358,104 @@ pub fn train_with_engine(
         state,
         &mut on_event,
     );
-    // Weights that gave a non-finite loss were never applied (the engine skips that update), so
-    // syncing is safe on every path.
     engine.sync_to_cpu()?;
     result
+}
+
+fn non_finite(what: String, value: f64) -> Error {
+    Error::NonFinite { what, value }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn train_loop(
     engine: &mut dyn StepEngine,
-    model: &GptModel,
     train_loader: &mut DataLoader,
     val_loader: &mut DataLoader,
     opts: &TrainOptions,
     tokenizer: &BpeTokenizer,
     state: &mut TrainState,
     on_event: &mut dyn FnMut(&TrainEvent),
-) -> Result<()> {
-    let context_size = model.cfg.context_length;
+) -> Result<RunEnd> {
+    let context_size = engine.model().cfg.context_length;
     let start_ids = tokenizer.encode_with_special(&opts.start_context, &["<|endoftext|>"])?;
+    let accum = opts.grad_accum;
+    if state.is_fresh() {
+        state.epoch_rng_state = train_loader.rng_state();
+    }
     while state.epoch < opts.num_epochs {
-        if state.batch_in_epoch == 0 {
-            state.epoch_rng_state = train_loader.rng_state();
-        } else {
-            train_loader.set_rng_state(state.epoch_rng_state);
-        }
+        // The stream is where this epoch began (a fresh run, the previous epoch's end, or a
+        // checkpoint's saved state — which is why a resume after finished epochs is exact).
+        train_loader.set_rng_state(state.epoch_rng_state);
         let epoch = state.epoch;
-        let batches = train_loader.epoch();
+        let order: EpochOrder = train_loader.epoch_order();
+        let steps = order.len() / accum;
         if state.batch_in_epoch > 0 {
             // Resuming mid-epoch: replay the shuffles that the evaluations of this epoch's
             // finished steps drew, so the shuffling stream is exactly where it was.
             let first_step = state.global_step - state.batch_in_epoch;
             for step in first_step..state.global_step {
                 if step.is_multiple_of(opts.eval_freq) {
-                    train_loader.epoch();
+                    train_loader.epoch_order();
                 }
             }
         }
-        for batch in batches.iter().skip(state.batch_in_epoch) {
+        for step_in_epoch in state.batch_in_epoch..steps {
             if opts.max_steps.is_some_and(|m| state.global_step >= m) {
-                return Ok(());
+                return Ok(RunEnd::MaxSteps);
+            }
+            if opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+                return Ok(RunEnd::Stopped);
             }
             let step = state.global_step;
             let t0 = Instant::now();
             let lr = opts.schedule.lr_at(step);
-            let dropout_seed = crate::tensor::rng::mix64(opts.seed ^ step as u64);
-            let loss_value = engine.train_step(batch, dropout_seed, opts.clip, lr)?;
-            if !loss_value.is_finite() {
-                return Err(Error::NonFinite {
-                    what: format!("the training loss at step {step} (epoch {})", epoch + 1),
-                    value: loss_value,
-                });
+            let micro = (0..accum)
+                .map(|k| train_loader.batch(order.batch(step_in_epoch * accum + k)))
+                .collect::<Result<Vec<_>>>()?;
+            let seeds: Vec<u64> = (0..accum)
+                .map(|k| dropout_seed(opts.seed, step, k))
+                .collect();
+            let stats = engine.train_step(&micro, &seeds, opts.clip, lr)?;
+            let at = format!("step {step} (epoch {})", epoch + 1);
+            if !stats.loss.is_finite() {
+                return Err(non_finite(format!("the training loss at {at}"), stats.loss));
+            }
+            if !stats.grad_norm.is_finite() {
+                return Err(non_finite(
+                    format!("the gradient norm at {at} (the update was not applied)"),
+                    stats.grad_norm,
+                ));
             }
             let step_secs = t0.elapsed().as_secs_f64();
+            let tokens: usize = micro.iter().map(|b| b.inputs.len()).sum();
             state.train_secs += step_secs;
-            state.tokens_seen += batch.inputs.len();
+            state.tokens_seen += tokens;
+            state.session_tokens += tokens;
             state.global_step += 1;
             state.batch_in_epoch += 1;
             on_event(&TrainEvent::Step {
                 epoch,
                 step,
-                loss: loss_value,
+                loss: stats.loss,
                 lr,
+                grad_norm: stats.grad_norm,
                 step_secs,
+                tokens,
             });
             if step.is_multiple_of(opts.eval_freq) {
                 // As the book: iterate the (shuffled) training loader afresh, which draws a new
                 // order, and take its first `eval_iter` batches; the validation loader is not
                 // shuffled.
-                let train_loss = engine_loss_loader(engine, &train_loader.epoch(), opts.eval_iter)?;
-                let val_loss = engine_loss_loader(engine, &val_loader.epoch(), opts.eval_iter)?;
+                let train_loss = eval_pass(engine, train_loader, opts.eval_iter)?;
+                let val_loss = eval_pass(engine, val_loader, opts.eval_iter)?;
+                for (what, v) in [("training", train_loss), ("validation", val_loss)] {
+                    if !v.is_finite() {
+                        return Err(non_finite(
+                            format!("the {what} loss evaluated after {at}"),
+                            v,
+                        ));
+                    }
+                }
                 state.train_losses.push(train_loss);
                 state.val_losses.push(val_loss);
                 state.track_tokens_seen.push(state.tokens_seen);
@@ -289,13 +467,38 @@ fn train_loop(
                     tokens_seen: state.tokens_seen,
                 });
             }
+            if let Some(save) = &opts.save {
+                if state.global_step.is_multiple_of(save.every) {
+                    let path = save.path_at(state.global_step);
+                    engine.sync_to_cpu()?;
+                    checkpoint::save_run_checkpoint(
+                        &path,
+                        engine.model(),
+                        engine.optimizer(),
+                        state,
+                        &save.info,
+                    )?;
+                    if let Some(keep) = save.keep_last {
+                        let all = save.existing();
+                        for old in &all[..all.len().saturating_sub(keep)] {
+                            let _ = std::fs::remove_file(old);
+                        }
+                    }
+                    on_event(&TrainEvent::Saved {
+                        step: state.global_step,
+                        path,
+                    });
+                }
+            }
         }
         engine.sync_to_cpu()?;
-        let ids = generate_text_simple(model, &start_ids, opts.sample_tokens, context_size)?;
+        let ids =
+            generate_text_simple(engine.model(), &start_ids, opts.sample_tokens, context_size)?;
         let text = tokenizer.decode(&ids)?.replace('\n', " ");
         on_event(&TrainEvent::Sample { epoch, text });
         state.epoch += 1;
         state.batch_in_epoch = 0;
+        state.epoch_rng_state = train_loader.rng_state();
     }
-    Ok(())
+    Ok(RunEnd::Finished)
 }

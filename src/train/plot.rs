@@ -49,12 +49,25 @@ pub fn plot_losses(
             }
         })
         .collect();
+    // A diverged run's NaN or infinite losses are left out of the picture (an infinite axis
+    // range would never finish laying out its ticks); the axis spans the finite ones.
     let (lo, hi) = train
         .iter()
         .chain(val)
+        .filter(|v| v.is_finite())
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
             (a.min(v), b.max(v))
         });
+    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+    let finite = |xs: &[f64]| -> Vec<(f64, f64)> {
+        epochs
+            .iter()
+            .copied()
+            .zip(xs.iter().copied())
+            .filter(|(_, y)| y.is_finite())
+            .collect()
+    };
+    let (train_points, val_points) = (finite(train), finite(val));
     let pad = ((hi - lo) * 0.05).max(1e-3);
     let max_tokens = *tokens_seen.last().expect("non-empty") as f64;
     let tmp = path.with_file_name(format!(
@@ -83,14 +96,14 @@ pub fn plot_losses(
             .draw()?;
         chart
             .draw_series(LineSeries::new(
-                epochs.iter().copied().zip(train.iter().copied()),
+                train_points.iter().copied(),
                 BLUE.stroke_width(2),
             ))?
             .label("Training loss")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
         chart
             .draw_series(DashedLineSeries::new(
-                epochs.iter().copied().zip(val.iter().copied()),
+                val_points.iter().copied(),
                 6,
                 4,
                 RED.stroke_width(2),

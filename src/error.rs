@@ -81,8 +81,13 @@ pub enum Error {
     },
 
     /// A non-finite number where a finite one is required (a NaN loss, say).
-    #[error("{what} is not finite ({value})")]
-    NonFinite { what: String, value: f64 },
+    #[error("{what} is not finite ({value}){note}")]
+    NonFinite {
+        what: String,
+        value: f64,
+        /// What was done about it ("; …"), or empty.
+        note: String,
+    },
 
     /// A file whose contents do not parse (a vocabulary, a checkpoint, a dataset), with where and why.
     #[error("{what}: {msg}")]

@@ -77,6 +77,33 @@ fn train_generate_eval_chat_and_graph_on_the_emulated_device_match_the_cpu() {
     let (emu_r, _) = train("emu-resumed", "emu", &resume(&ck_emu));
     assert!(emu_r.contains("resuming at step 3"), "{emu_r}");
     same_losses(&cpu_r, &emu_r);
+    // Prepared shards, gradient accumulation and a periodic checkpoint work on the device as
+    // on the CPU.
+    let shards = dir.join("shards");
+    ok(run(&[
+        "prepare-data",
+        "--input",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/data/the-verdict.txt"),
+        "--out",
+        shards.to_str().unwrap(),
+    ]));
+    let extra = [
+        "--data",
+        shards.to_str().unwrap(),
+        "--grad-accum",
+        "2",
+        "--max-steps",
+        "2",
+        "--save-every",
+        "1",
+    ];
+    let (cpu_a, _) = train("cpu-accum", "cpu", &extra);
+    let (emu_a, _) = train("emu-accum", "emu", &extra);
+    assert!(emu_a.contains("2 per step"), "{emu_a}");
+    same_losses(&cpu_a, &emu_a);
+    assert!(dir
+        .join("emu-accum/checkpoint-step00000002.safetensors")
+        .exists());
     let ck = ck.to_str().unwrap();
 
     let gen = |device: &str, extra: &[&str]| {

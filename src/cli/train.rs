@@ -53,13 +53,13 @@ pub struct Args {
     tie_weights: bool,
     #[arg(long, default_value_t = 10)]
     epochs: usize,
-    /// Sequences per micro-batch.
-    #[arg(long, default_value_t = 2)]
-    batch_size: usize,
+    /// Sequences per micro-batch [default: 2; a resumed run keeps its own].
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Micro-batches per optimizer step: the step trains on batch-size × N sequences with the
-    /// memory of one micro-batch.
-    #[arg(long, default_value_t = 1)]
-    grad_accum: usize,
+    /// memory of one micro-batch [default: 1; a resumed run keeps its own].
+    #[arg(long)]
+    grad_accum: Option<usize>,
     /// Also write a resumable checkpoint every N optimizer steps
     /// (`checkpoint-step00000100.safetensors` in the run folder).
     #[arg(long)]
@@ -72,9 +72,9 @@ pub struct Args {
     lr: f64,
     #[arg(long, default_value_t = 0.1)]
     weight_decay: f64,
-    /// Evaluate every N steps.
-    #[arg(long, default_value_t = 5)]
-    eval_freq: usize,
+    /// Evaluate every N steps [default: 5; a resumed run keeps its own].
+    #[arg(long)]
+    eval_freq: Option<usize>,
     /// Batches per evaluation.
     #[arg(long, default_value_t = 5)]
     eval_iter: usize,
@@ -143,11 +143,8 @@ pub enum InitScheme {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    if args.eval_freq == 0 || args.eval_iter == 0 {
-        bail!("--eval-freq and --eval-iter must be at least 1");
-    }
-    if args.grad_accum == 0 {
-        bail!("--grad-accum must be at least 1");
+    if args.eval_iter == 0 {
+        bail!("--eval-iter must be at least 1");
     }
     if args.save_every == Some(0) || args.keep_last == Some(0) {
         bail!("--save-every and --keep-last must be at least 1");
@@ -192,21 +189,43 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     };
     let data = TrainingData::open(&spec, cfg.context_length, args.train_ratio, tokenizer)?;
     let tok = data.tokenizer.tokenizer.as_ref();
-    let position = serde_json::json!({"batch_size": args.batch_size, "grad_accum": args.grad_accum,
-                                      "eval_freq": args.eval_freq, "eval_iter": args.eval_iter});
+    // What fixes the position in the data: a resumed run keeps the checkpoint's values and
+    // refuses others.
+    let setting = |key: &str, given: Option<usize>, default: usize| -> anyhow::Result<usize> {
+        let recorded = recorded_data
+            .as_ref()
+            .and_then(|r| r["position"][key].as_u64())
+            .map(|v| v as usize);
+        let value = match (given, recorded) {
+            (Some(g), Some(r)) if g != r => bail!(
+                "{} was trained with --{} {r}; resume with the same value (it fixes the position in the data)",
+                args.resume.as_ref().map_or(String::new(), |p| p.display().to_string()),
+                key.replace('_', "-")
+            ),
+            (g, r) => g.or(r).unwrap_or(default),
+        };
+        if value == 0 {
+            bail!("--{} must be at least 1", key.replace('_', "-"));
+        }
+        Ok(value)
+    };
+    let batch_size = setting("batch_size", args.batch_size, 2)?;
+    let grad_accum = setting("grad_accum", args.grad_accum, 1)?;
+    let eval_freq = setting("eval_freq", args.eval_freq, 5)?;
     let mut identity = data.identity.clone();
-    identity["position"] = position.clone();
+    identity["position"] = serde_json::json!({"batch_size": batch_size, "grad_accum": grad_accum,
+                                              "eval_freq": eval_freq, "shuffle": !args.no_shuffle});
     if let (Some(rec), Some(path)) = (&recorded_data, &args.resume) {
         check_same_data(rec, &identity).with_context(|| format!("resuming {}", path.display()))?;
-        for (key, now) in position.as_object().expect("an object") {
-            let was = &rec["position"][key];
-            if !was.is_null() && was != now {
-                bail!(
-                    "{} was trained with --{} {was}; resume with the same value (it fixes the position in the data)",
-                    path.display(),
-                    key.replace('_', "-")
-                );
-            }
+        if rec["position"]["shuffle"]
+            .as_bool()
+            .is_some_and(|was| was == args.no_shuffle)
+        {
+            bail!(
+                "{} was trained {} --no-shuffle; resume the same way",
+                path.display(),
+                if args.no_shuffle { "without" } else { "with" }
+            );
         }
     }
     if resumed.is_none() {
@@ -237,15 +256,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("loading --init-weights {}", path.display()))?;
     }
     let cfg = model.cfg.clone();
-    let mut train_loader = DataLoader::new(
-        data.train.clone(),
-        args.batch_size,
-        !args.no_shuffle,
-        true,
-        seed,
-    )
-    .context("training loader")?;
-    let mut val_loader = DataLoader::new(data.val.clone(), args.batch_size, false, false, seed)
+    let mut train_loader =
+        DataLoader::new(data.train.clone(), batch_size, !args.no_shuffle, true, seed)
+            .context("training loader")?;
+    let mut val_loader = DataLoader::new(data.val.clone(), batch_size, false, false, seed)
         .context("validation loader")?;
 
     println!(
@@ -264,10 +278,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         data.describe,
         train_loader.num_batches(),
         val_loader.num_batches(),
-        args.batch_size,
+        batch_size,
         cfg.context_length,
-        if args.grad_accum > 1 {
-            format!(", {} per step", args.grad_accum)
+        if grad_accum > 1 {
+            format!(", {} per step", grad_accum)
         } else {
             String::new()
         },
@@ -278,12 +292,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let initial_val = calc_loss_loader(&model, &val_loader.eval_batches(args.eval_iter), None)?;
     println!("initial loss: train {initial_train:.3}, val {initial_val:.3}");
 
-    let per_epoch = train_loader.num_batches() / args.grad_accum;
+    let per_epoch = train_loader.num_batches() / grad_accum;
     if per_epoch == 0 {
         bail!(
             "{} training batches make no step of --grad-accum {} micro-batches",
             train_loader.num_batches(),
-            args.grad_accum
+            grad_accum
         );
     }
     let total_steps = args
@@ -381,7 +395,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     let opts = TrainOptions {
         num_epochs: args.epochs,
-        eval_freq: args.eval_freq,
+        eval_freq,
         eval_iter: args.eval_iter,
         start_context: args.start_context.clone(),
         max_steps: args.max_steps,
@@ -389,7 +403,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         schedule,
         clip: args.clip,
         sample_tokens: args.sample_tokens,
-        grad_accum: args.grad_accum,
+        grad_accum,
         save: args.save_every.map(|every| PeriodicSave {
             dir: out_dir.clone(),
             every,
@@ -427,8 +441,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut last_plot: Option<Instant> = None;
     let plot_path = out_dir.join("loss.png");
     let epochs_so_far = |tokens: usize| -> f64 {
-        let per_epoch_tokens =
-            (per_epoch * args.grad_accum * args.batch_size * cfg.context_length).max(1);
+        let per_epoch_tokens = (per_epoch * grad_accum * batch_size * cfg.context_length).max(1);
         tokens as f64 / per_epoch_tokens as f64
     };
     let mut tokens_per_sec = RecentRate::default();
@@ -529,7 +542,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         };
         let e = result.expect_err("diverged");
         bail!(
-            "{e}; the run stopped at step {} ({kept}); try a lower --lr or --clip 1.0",
+            "{e}; the run stopped after {} steps ({kept}); try a lower --lr or --clip 1.0",
             state.global_step
         );
     }

@@ -236,6 +236,7 @@ pub fn train_classifier_simple(
                     return Err(Error::NonFinite {
                         what: format!("the {what} at step {step} (epoch {})", epoch + 1),
                         value,
+                        note: String::new(),
                     });
                 }
             }

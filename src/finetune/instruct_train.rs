@@ -175,6 +175,7 @@ pub fn train_instructions(
                     return Err(Error::NonFinite {
                         what: format!("the {what} at step {step} (epoch {})", epoch + 1),
                         value,
+                        note: String::new(),
                     });
                 }
             }

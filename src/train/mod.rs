@@ -363,7 +363,11 @@ pub fn train_with_engine(
 }
 
 fn non_finite(what: String, value: f64) -> Error {
-    Error::NonFinite { what, value }
+    Error::NonFinite {
+        what,
+        value,
+        note: String::new(),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -379,6 +383,11 @@ fn train_loop(
     let context_size = engine.model().cfg.context_length;
     let start_ids = tokenizer.encode_with_special(&opts.start_context, &["<|endoftext|>"])?;
     let accum = opts.grad_accum;
+    // The periodic checkpoint written after the last step, until the next step's loss shows
+    // its weights are sound: only then are older ones pruned, and if that loss is not finite
+    // the checkpoint (which holds the weights that diverged) is removed — so the newest
+    // checkpoint left behind is always a good one.
+    let mut unproven: Option<PathBuf> = None;
     if state.is_fresh() {
         state.epoch_rng_state = train_loader.rng_state();
     }
@@ -401,9 +410,11 @@ fn train_loop(
         }
         for step_in_epoch in state.batch_in_epoch..steps {
             if opts.max_steps.is_some_and(|m| state.global_step >= m) {
+                prune_on_exit(opts, unproven);
                 return Ok(RunEnd::MaxSteps);
             }
             if opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+                prune_on_exit(opts, unproven);
                 return Ok(RunEnd::Stopped);
             }
             let step = state.global_step;
@@ -417,14 +428,31 @@ fn train_loop(
                 .collect();
             let stats = engine.train_step(&micro, &seeds, opts.clip, lr)?;
             let at = format!("step {step} (epoch {})", epoch + 1);
-            if !stats.loss.is_finite() {
-                return Err(non_finite(format!("the training loss at {at}"), stats.loss));
+            if !stats.loss.is_finite() || !stats.grad_norm.is_finite() {
+                let note = unproven.take().map_or(String::new(), |p| {
+                    let _ = std::fs::remove_file(&p);
+                    format!(
+                        "; {} held the weights that diverged and was removed",
+                        p.display()
+                    )
+                });
+                let (what, value) = if stats.loss.is_finite() {
+                    (
+                        format!("the gradient norm at {at} (the update was not applied)"),
+                        stats.grad_norm,
+                    )
+                } else {
+                    (format!("the training loss at {at}"), stats.loss)
+                };
+                return Err(Error::NonFinite { what, value, note });
             }
-            if !stats.grad_norm.is_finite() {
-                return Err(non_finite(
-                    format!("the gradient norm at {at} (the update was not applied)"),
-                    stats.grad_norm,
-                ));
+            if let (Some(_), Some(save)) = (unproven.take(), &opts.save) {
+                if let Some(keep) = save.keep_last {
+                    let all = save.existing();
+                    for old in &all[..all.len().saturating_sub(keep)] {
+                        let _ = std::fs::remove_file(old);
+                    }
+                }
             }
             let step_secs = t0.elapsed().as_secs_f64();
             let tokens: usize = micro.iter().map(|b| b.inputs.len()).sum();
@@ -478,16 +506,11 @@ fn train_loop(
                         state,
                         &save.info,
                     )?;
-                    if let Some(keep) = save.keep_last {
-                        let all = save.existing();
-                        for old in &all[..all.len().saturating_sub(keep)] {
-                            let _ = std::fs::remove_file(old);
-                        }
-                    }
                     on_event(&TrainEvent::Saved {
                         step: state.global_step,
-                        path,
+                        path: path.clone(),
                     });
+                    unproven = Some(path);
                 }
             }
         }
@@ -500,5 +523,19 @@ fn train_loop(
         state.batch_in_epoch = 0;
         state.epoch_rng_state = train_loader.rng_state();
     }
+    prune_on_exit(opts, unproven);
     Ok(RunEnd::Finished)
+}
+
+/// At a clean end (finished, max steps, stop) the last periodic checkpoint's weights are the
+/// final ones — sound as far as anything checked — so `keep_last` applies to it too.
+fn prune_on_exit(opts: &TrainOptions, unproven: Option<PathBuf>) {
+    if let (Some(_), Some(save)) = (unproven, &opts.save) {
+        if let Some(keep) = save.keep_last {
+            let all = save.existing();
+            for old in &all[..all.len().saturating_sub(keep)] {
+                let _ = std::fs::remove_file(old);
+            }
+        }
+    }
 }

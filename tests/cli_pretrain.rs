@@ -606,3 +606,37 @@ fn a_custom_tokenizer_trains_and_travels_with_its_checkpoint() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+#[test]
+fn bench_corpus_reports_resident_memory_and_throughput() {
+    let dir = temp("bench-corpus");
+    let out = ok(run(&[
+        "bench",
+        "corpus",
+        "--gigabytes",
+        "0.01,0.04",
+        "--batches",
+        "200",
+        "--context",
+        "256",
+        "--prepare-mb",
+        "2",
+        "--dir",
+        &s(&dir),
+    ]));
+    // Two sizes measured, each in its own process, then the throughput line.
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("0.0"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(
+        out.contains("prepare-data: 2 files") && out.contains("MB/s"),
+        "{out}"
+    );
+    // Reading from shards holds a few pages, not the corpus: the peak stays far below the
+    // 80 MB the larger corpus would take as a Vec<u32>.
+    let peak_mb: f64 = rows[1].split_whitespace().nth(7).unwrap().parse().unwrap();
+    assert!(peak_mb < 60.0, "{out}");
+    assert!(!dir.exists(), "the generated corpora are deleted");
+}

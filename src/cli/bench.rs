@@ -36,6 +36,9 @@ pub enum BenchCommand {
     /// Peak memory and time of loading GPT-2 weights from a Hugging Face folder; `--write`
     /// first generates random weights of a preset's size there (e.g. gpt2-medium, 1.4 GB).
     LoadGpt2(LoadGpt2Args),
+    /// Resident memory of training from memory-mapped shards as the corpus grows, and
+    /// prepare-data's throughput (MB/s).
+    Corpus(super::bench_corpus::CorpusBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -102,6 +105,7 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::LoadGpt2(l) => return load_gpt2(l),
         BenchCommand::Generate(g) => return bench_generate(g),
         BenchCommand::Finetune(f) => return super::bench_finetune::run(f),
+        BenchCommand::Corpus(c) => return super::bench_corpus::run(c),
     };
     let mut cfg = GptConfig::preset_with_context(&a.preset, a.context)?;
     cfg.drop_rate = a.drop_rate;

@@ -1,6 +1,7 @@
 //! Command-line parsing (clap) and dispatch to one file per command.
 
 mod bench;
+mod bench_corpus;
 mod bench_finetune;
 mod chat;
 mod check_reference;

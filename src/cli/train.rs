@@ -120,7 +120,7 @@ pub struct Args {
     #[arg(long)]
     log_steps: bool,
     /// Keep the training batches in text order (no shuffling), e.g. to compare step by step
-    /// with another implementation.
+    /// with another implementation (a resumed run keeps its own choice).
     #[arg(long)]
     no_shuffle: bool,
     /// Continue a run from its checkpoint (model, optimizer, data order and step are restored;
@@ -212,21 +212,25 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let batch_size = setting("batch_size", args.batch_size, 2)?;
     let grad_accum = setting("grad_accum", args.grad_accum, 1)?;
     let eval_freq = setting("eval_freq", args.eval_freq, 5)?;
+    // Shuffling: a resumed run keeps the checkpoint's choice; --no-shuffle on a run that
+    // shuffled would change its order, and is refused.
+    let recorded_shuffle = recorded_data
+        .as_ref()
+        .and_then(|r| r["position"]["shuffle"].as_bool());
+    if args.no_shuffle && recorded_shuffle == Some(true) {
+        bail!(
+            "{} was trained with shuffling; resume it without --no-shuffle",
+            args.resume
+                .as_ref()
+                .map_or(String::new(), |p| p.display().to_string())
+        );
+    }
+    let shuffle = !args.no_shuffle && recorded_shuffle.unwrap_or(true);
     let mut identity = data.identity.clone();
     identity["position"] = serde_json::json!({"batch_size": batch_size, "grad_accum": grad_accum,
-                                              "eval_freq": eval_freq, "shuffle": !args.no_shuffle});
+                                              "eval_freq": eval_freq, "shuffle": shuffle});
     if let (Some(rec), Some(path)) = (&recorded_data, &args.resume) {
         check_same_data(rec, &identity).with_context(|| format!("resuming {}", path.display()))?;
-        if rec["position"]["shuffle"]
-            .as_bool()
-            .is_some_and(|was| was == args.no_shuffle)
-        {
-            bail!(
-                "{} was trained {} --no-shuffle; resume the same way",
-                path.display(),
-                if args.no_shuffle { "without" } else { "with" }
-            );
-        }
     }
     if resumed.is_none() {
         cfg.drop_rate = args.drop_rate;
@@ -256,9 +260,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("loading --init-weights {}", path.display()))?;
     }
     let cfg = model.cfg.clone();
-    let mut train_loader =
-        DataLoader::new(data.train.clone(), batch_size, !args.no_shuffle, true, seed)
-            .context("training loader")?;
+    let mut train_loader = DataLoader::new(data.train.clone(), batch_size, shuffle, true, seed)
+        .context("training loader")?;
     let mut val_loader = DataLoader::new(data.val.clone(), batch_size, false, false, seed)
         .context("validation loader")?;
 

@@ -5,5 +5,6 @@
 pub mod cpu;
 pub mod cuda;
 pub mod fast_math;
+pub mod gemm;
 pub mod tile_gemm;
 pub mod transpose;

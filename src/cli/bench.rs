@@ -39,6 +39,9 @@ pub enum BenchCommand {
     /// Resident memory of training from memory-mapped shards as the corpus grows, and
     /// prepare-data's throughput (MB/s).
     Corpus(super::bench_corpus::CorpusBenchArgs),
+    /// The FMA peak, measured, and every GEMM of a gpt2-small step with our kernel and with
+    /// matrixmultiply's: GFLOP/s and % of the peak.
+    Gemm(super::bench_gemm::GemmBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -106,6 +109,7 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Generate(g) => return bench_generate(g),
         BenchCommand::Finetune(f) => return super::bench_finetune::run(f),
         BenchCommand::Corpus(c) => return super::bench_corpus::run(c),
+        BenchCommand::Gemm(g) => return super::bench_gemm::run(g),
     };
     let mut cfg = GptConfig::preset_with_context(&a.preset, a.context)?;
     cfg.drop_rate = a.drop_rate;

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_corpus;
 mod bench_finetune;
+mod bench_gemm;
 mod chat;
 mod check_reference;
 mod classify;

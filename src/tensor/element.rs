@@ -2,7 +2,8 @@
 //!
 //! Everything an op needs from its numbers is in [`Element`]: arithmetic (`num_traits::Float`),
 //! ndarray's scalar traits, conversion to and from `f64`, and the one BLAS-like routine the engine
-//! calls, a strided GEMM from `matrixmultiply`.
+//! calls, a strided GEMM: `backend::gemm::sgemm` for `f32` (matrixmultiply's kernel by default,
+//! ours with `SCRATCHGPT_GEMM`), `matrixmultiply` for `f64` (gradient checks).
 
 use std::fmt::{Debug, Display};
 use std::iter::Sum;
@@ -135,9 +136,10 @@ impl Element for f32 {
         rsc: isize,
         csc: isize,
     ) {
-        // SAFETY: forwarded verbatim; the caller upholds matrixmultiply's contract (see above).
+        // SAFETY: forwarded verbatim; the caller upholds the contract above, which is
+        // `backend::gemm::sgemm`'s (the same as matrixmultiply's).
         unsafe {
-            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+            crate::backend::gemm::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
         }
     }
     fn transpose_square8(src: &[f32], lds: usize, at: (usize, usize), dst: &mut [f32], ldd: usize) {

@@ -1,0 +1,500 @@
+//! Our single-precision GEMM for the training hot path: `C = alpha·A·B + beta·C` over operands of
+//! any strides, the way BLIS and every fast BLAS organise it, with a micro-kernel per instruction
+//! set chosen at run time.
+//!
+//! **Blocking.** The product is cut three ways so each operand is read from the cache level that
+//! can hold it:
+//!
+//! ```text
+//! for jc in 0..n step NC            // a panel of B's columns   (stays in L3)
+//!   for pc in 0..k step KC          // a slice of the inner dim
+//!     pack B[pc.., jc..] → Bp       // KC × NC, in NR-column slivers
+//!     for ic in 0..m step MC        // a block of A's rows      (stays in L2)
+//!       pack A[ic.., pc..] → Ap     // MC × KC, in MR-row slivers
+//!       for each NR-sliver of Bp, each MR-sliver of Ap:
+//!         micro-kernel: an MR × NR tile of C += Ap sliver · Bp sliver   (registers, L1)
+//! ```
+//!
+//! **Packing** copies each sliver into the exact order the micro-kernel reads it — for every
+//! `l` the MR values `A[i.., l]`, and the NR values `B[l, j..]` — contiguous, zero-padded at the
+//! edges. So any layout costs the same (a transposed operand is only other strides: the linear
+//! layer's `X·Wᵀ`, `G·W` and `Gᵀ·X` never materialise a transpose), and edge tiles run the same
+//! kernel as full ones.
+//!
+//! **The micro-kernel** keeps the MR × NR tile in vector registers: per `l`, load NR values of
+//! B (one or two vectors), broadcast each of the MR values of A, and fuse-multiply-add — MR·NR/W
+//! FMAs for NR/W loads and MR broadcasts. AVX-512: 12 × 32 (24 accumulators of 32 registers);
+//! AVX2 + FMA: 6 × 16 (12 of 16); a portable 4 × 8 loop for anything else. The tile is then
+//! merged into C with alpha and beta (`beta = 0` never reads C, which may be uninitialised).
+//!
+//! **Determinism.** Every element of C is the same sequence of operations — its KC-slices in
+//! order, each summed over `l` in order — whatever tile, block or thread computes it, so results
+//! do not depend on the thread count (the caller's split) or on where the edges fall.
+
+mod avx2;
+mod avx512;
+mod peak;
+mod portable;
+
+pub use peak::fma_peak;
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Inner-dimension slice: the two slivers, KC·(MR + NR) floats (22 KB for AVX-512's 12 × 32),
+/// stay in a 32 KB L1. (At 256 the B sliver alone filled it; 128 measured faster on the AVX-512
+/// kernel's `G·W` and no slower elsewhere.)
+const KC: usize = 128;
+/// Rows of A packed at once (a multiple of every kernel's MR): MC·KC·4 = 120 KB, in L2.
+const MC: usize = 240;
+/// Columns of B packed at once (a multiple of every kernel's NR): KC·NC·4 = 3 MB.
+const NC: usize = 3072;
+
+/// The micro-kernels: ours, widest vectors first, then matrixmultiply's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// 12 × 32 tiles in 512-bit registers.
+    Avx512,
+    /// 6 × 16 tiles in 256-bit registers with fused multiply-add.
+    Avx2Fma,
+    /// 4 × 8 tiles in plain loops: any CPU.
+    Portable,
+    /// `matrixmultiply::sgemm`, the reference: for comparison and benchmarks.
+    MatrixMultiply,
+}
+
+impl Kernel {
+    /// Its name, as `SCRATCHGPT_GEMM` and the benchmarks spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx512 => "avx512",
+            Kernel::Avx2Fma => "avx2",
+            Kernel::Portable => "portable",
+            Kernel::MatrixMultiply => "matrixmultiply",
+        }
+    }
+
+    fn from_name(s: &str) -> Option<Kernel> {
+        [
+            Kernel::Avx512,
+            Kernel::Avx2Fma,
+            Kernel::Portable,
+            Kernel::MatrixMultiply,
+        ]
+        .into_iter()
+        .find(|k| k.name() == s)
+    }
+
+    /// Whether this CPU can run it.
+    pub fn supported(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Fma => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx512 | Kernel::Avx2Fma => false,
+            Kernel::Portable | Kernel::MatrixMultiply => true,
+        }
+    }
+
+    /// Every kernel this CPU can run (what the tests force one by one).
+    pub fn available() -> Vec<Kernel> {
+        [
+            Kernel::Avx512,
+            Kernel::Avx2Fma,
+            Kernel::Portable,
+            Kernel::MatrixMultiply,
+        ]
+        .into_iter()
+        .filter(|k| k.supported())
+        .collect()
+    }
+
+    /// Micro-tile rows and columns.
+    fn tile(self) -> (usize, usize) {
+        match self {
+            Kernel::Avx512 => (avx512::MR, avx512::NR),
+            Kernel::Avx2Fma => (avx2::MR, avx2::NR),
+            Kernel::Portable | Kernel::MatrixMultiply => (portable::MR, portable::NR),
+        }
+    }
+}
+
+/// 0 = not chosen yet; otherwise 1 + index in the order of [`Kernel`]'s variants.
+static SELECTED: AtomicU8 = AtomicU8::new(0);
+
+fn encode(k: Kernel) -> u8 {
+    match k {
+        Kernel::Avx512 => 1,
+        Kernel::Avx2Fma => 2,
+        Kernel::Portable => 3,
+        Kernel::MatrixMultiply => 4,
+    }
+}
+
+/// The kernel `f32` products use: `SCRATCHGPT_GEMM` (avx512, avx2, portable, matrixmultiply) if
+/// set to one this CPU runs, else matrixmultiply's; chosen once.
+///
+/// Ours is not the default yet: on this project's AMD EPYC (Zen 4, whose AVX-512 units are 256
+/// bits wide) matrixmultiply already reaches 75–90 % of the FMA peak and ours 0.7–1.1× its
+/// GFLOP/s (`scratchgpt bench gemm`, docs/performance.md). It becomes the default where and when
+/// it measures faster.
+pub fn selected() -> Kernel {
+    match SELECTED.load(Ordering::Relaxed) {
+        1 => Kernel::Avx512,
+        2 => Kernel::Avx2Fma,
+        3 => Kernel::Portable,
+        4 => Kernel::MatrixMultiply,
+        _ => {
+            let k = std::env::var("SCRATCHGPT_GEMM")
+                .ok()
+                .and_then(|s| Kernel::from_name(&s))
+                .filter(|k| k.supported())
+                .unwrap_or(Kernel::MatrixMultiply);
+            SELECTED.store(encode(k), Ordering::Relaxed);
+            k
+        }
+    }
+}
+
+/// Makes every later `f32` product use `k` (benchmarks compare kernels through the same engine
+/// code); returns false, changing nothing, if this CPU cannot run it.
+pub fn select(k: Kernel) -> bool {
+    if !k.supported() {
+        return false;
+    }
+    SELECTED.store(encode(k), Ordering::Relaxed);
+    true
+}
+
+thread_local! {
+    /// Packing buffers, reused across calls on a thread (3 MB for B, 120 KB for A).
+    static PACKED: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// `C = alpha·A·B + beta·C` with the [`selected`] kernel, on the calling thread.
+///
+/// # Safety
+/// As `matrixmultiply::sgemm`: for every `i < m, l < k, j < n` the addresses `a + i·rsa + l·csa`
+/// and `b + l·rsb + j·csb` are valid for reads, `c + i·rsc + j·csc` valid for writes (and reads
+/// unless `beta == 0`), distinct for distinct `(i, j)`, and not overlapping A or B.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    beta: f32,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+) {
+    // SAFETY: forwarded with the caller's guarantees.
+    unsafe {
+        sgemm_with(
+            selected(),
+            m,
+            k,
+            n,
+            alpha,
+            a,
+            rsa,
+            csa,
+            b,
+            rsb,
+            csb,
+            beta,
+            c,
+            rsc,
+            csc,
+        )
+    }
+}
+
+/// [`sgemm`] with a given kernel (tests force each one the CPU supports).
+///
+/// # Safety
+/// As [`sgemm`]; and `kernel` must be [`Kernel::supported`] (checked: an unsupported one panics
+/// rather than executing instructions the CPU lacks).
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_with(
+    kernel: Kernel,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    beta: f32,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+) {
+    assert!(
+        kernel.supported(),
+        "the {} GEMM kernel needs instructions this CPU lacks",
+        kernel.name()
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if kernel == Kernel::MatrixMultiply {
+        // SAFETY: the caller's guarantees are matrixmultiply's contract.
+        unsafe {
+            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        };
+        return;
+    }
+    if k == 0 {
+        // An empty sum: C = beta·C (C unread when beta is 0).
+        for i in 0..m {
+            for j in 0..n {
+                // SAFETY: (i, j) is inside C's shape; see the contract.
+                unsafe {
+                    let p = c.offset(i as isize * rsc + j as isize * csc);
+                    *p = if beta == 0.0 { 0.0 } else { beta * *p };
+                }
+            }
+        }
+        return;
+    }
+    let (mr, nr) = kernel.tile();
+    PACKED.with(|bufs| {
+        let mut bufs = bufs.borrow_mut();
+        let (pa, pb) = &mut *bufs;
+        let nc_max = NC.min(n.div_ceil(nr) * nr);
+        let mc_max = MC.min(m.div_ceil(mr) * mr);
+        let kc_max = KC.min(k);
+        pb.resize(kc_max * nc_max, 0.0);
+        pa.resize(kc_max * mc_max, 0.0);
+        for jc in (0..n).step_by(NC) {
+            let nc = NC.min(n - jc);
+            for pc in (0..k).step_by(KC) {
+                let kc = KC.min(k - pc);
+                // SAFETY: rows pc..pc+kc and columns jc..jc+nc lie inside B's shape.
+                unsafe {
+                    pack_b(
+                        &mut pb[..kc * nc.div_ceil(nr) * nr],
+                        b.offset(pc as isize * rsb + jc as isize * csb),
+                        rsb,
+                        csb,
+                        kc,
+                        nc,
+                        nr,
+                    )
+                };
+                // After the first slice of the inner dimension, C already holds the partial sum.
+                let beta_here = if pc == 0 { beta } else { 1.0 };
+                for ic in (0..m).step_by(MC) {
+                    let mcb = MC.min(m - ic);
+                    // SAFETY: rows ic..ic+mcb and columns pc..pc+kc lie inside A's shape.
+                    unsafe {
+                        pack_a(
+                            &mut pa[..kc * mcb.div_ceil(mr) * mr],
+                            a.offset(ic as isize * rsa + pc as isize * csa),
+                            rsa,
+                            csa,
+                            mcb,
+                            kc,
+                            mr,
+                        )
+                    };
+                    for (jt, jr) in (0..nc).step_by(nr).enumerate() {
+                        let cols = nr.min(nc - jr);
+                        let bs = &pb[jt * kc * nr..(jt + 1) * kc * nr];
+                        for (it, ir) in (0..mcb).step_by(mr).enumerate() {
+                            let rows = mr.min(mcb - ir);
+                            let as_ = &pa[it * kc * mr..(it + 1) * kc * mr];
+                            let tile = Tile {
+                                // SAFETY: (ic+ir, jc+jr) is inside C's shape.
+                                c: unsafe {
+                                    c.offset((ic + ir) as isize * rsc + (jc + jr) as isize * csc)
+                                },
+                                rsc,
+                                csc,
+                                rows,
+                                cols,
+                                alpha,
+                                beta: beta_here,
+                            };
+                            // SAFETY: the slivers hold kc·mr and kc·nr packed values; the
+                            // tile's rows × cols elements of C are inside C (checked above);
+                            // the kernel matches the CPU (asserted at entry).
+                            unsafe {
+                                match kernel {
+                                    Kernel::Avx512 => avx512::kernel(kc, as_, bs, &tile),
+                                    Kernel::Avx2Fma => avx2::kernel(kc, as_, bs, &tile),
+                                    _ => portable::kernel(kc, as_, bs, &tile),
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Where a micro-kernel's tile goes: the top-left element of C, its strides, how many of the
+/// MR × NR computed values are inside C, and the merge `C = alpha·tile + beta·C`.
+pub(crate) struct Tile {
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+    rows: usize,
+    cols: usize,
+    alpha: f32,
+    beta: f32,
+}
+
+impl Tile {
+    /// Merges a computed `mr × nr` tile (row-major in `t`) into C.
+    ///
+    /// # Safety
+    /// `self` describes a valid part of C (see [`sgemm`]'s contract).
+    #[inline(always)]
+    unsafe fn merge(&self, t: &[f32], nr: usize) {
+        for r in 0..self.rows {
+            let row = &t[r * nr..r * nr + self.cols];
+            // SAFETY: row r < rows, columns < cols: inside C.
+            unsafe {
+                let c = self.c.offset(r as isize * self.rsc);
+                if self.csc == 1 {
+                    let out = std::slice::from_raw_parts_mut(c, self.cols);
+                    if self.beta == 0.0 {
+                        for (o, &v) in out.iter_mut().zip(row) {
+                            *o = self.alpha * v;
+                        }
+                    } else {
+                        for (o, &v) in out.iter_mut().zip(row) {
+                            *o = self.alpha * v + self.beta * *o;
+                        }
+                    }
+                } else {
+                    for (x, &v) in row.iter().enumerate() {
+                        let p = c.offset(x as isize * self.csc);
+                        *p = if self.beta == 0.0 {
+                            self.alpha * v
+                        } else {
+                            self.alpha * v + self.beta * *p
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packs `rows × kc` of A (at `a`, strides `rsa`, `csa`) into MR-row slivers: sliver s holds,
+/// for each `l`, the MR values `A[s·MR + r, l]` (zero beyond `rows`).
+///
+/// # Safety
+/// Every `a + i·rsa + l·csa` for `i < rows, l < kc` is readable.
+unsafe fn pack_a(
+    dst: &mut [f32],
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    rows: usize,
+    kc: usize,
+    mr: usize,
+) {
+    for (s, sliver) in dst.chunks_exact_mut(kc * mr).enumerate() {
+        let r0 = s * mr;
+        let live = mr.min(rows - r0);
+        if csa == 1 {
+            // Rows of A are contiguous: read each along l, write with stride mr.
+            for r in 0..live {
+                // SAFETY: row r0 + r < rows, columns < kc.
+                let src =
+                    unsafe { std::slice::from_raw_parts(a.offset((r0 + r) as isize * rsa), kc) };
+                for (l, &v) in src.iter().enumerate() {
+                    sliver[l * mr + r] = v;
+                }
+            }
+        } else {
+            for l in 0..kc {
+                for r in 0..live {
+                    // SAFETY: as above.
+                    sliver[l * mr + r] =
+                        unsafe { *a.offset((r0 + r) as isize * rsa + l as isize * csa) };
+                }
+            }
+        }
+        if live < mr {
+            for l in 0..kc {
+                sliver[l * mr + live..(l + 1) * mr].fill(0.0);
+            }
+        }
+    }
+}
+
+/// Packs `kc × cols` of B (at `b`, strides `rsb`, `csb`) into NR-column slivers: sliver t holds,
+/// for each `l`, the NR values `B[l, t·NR + x]` (zero beyond `cols`).
+///
+/// # Safety
+/// Every `b + l·rsb + j·csb` for `l < kc, j < cols` is readable.
+unsafe fn pack_b(
+    dst: &mut [f32],
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    kc: usize,
+    cols: usize,
+    nr: usize,
+) {
+    for (t, sliver) in dst.chunks_exact_mut(kc * nr).enumerate() {
+        let j0 = t * nr;
+        let live = nr.min(cols - j0);
+        if csb == 1 {
+            for l in 0..kc {
+                // SAFETY: row l < kc, columns j0..j0+live < cols.
+                let src = unsafe {
+                    std::slice::from_raw_parts(b.offset(l as isize * rsb + j0 as isize), live)
+                };
+                sliver[l * nr..l * nr + live].copy_from_slice(src);
+                sliver[l * nr + live..(l + 1) * nr].fill(0.0);
+            }
+        } else if rsb == 1 {
+            // Columns of B are contiguous (B is a transposed row-major matrix, e.g. Wᵀ).
+            for x in 0..live {
+                // SAFETY: column j0 + x < cols, rows < kc.
+                let src =
+                    unsafe { std::slice::from_raw_parts(b.offset((j0 + x) as isize * csb), kc) };
+                for (l, &v) in src.iter().enumerate() {
+                    sliver[l * nr + x] = v;
+                }
+            }
+            if live < nr {
+                for l in 0..kc {
+                    sliver[l * nr + live..(l + 1) * nr].fill(0.0);
+                }
+            }
+        } else {
+            for l in 0..kc {
+                for x in 0..nr {
+                    sliver[l * nr + x] = if x < live {
+                        // SAFETY: as above.
+                        unsafe { *b.offset(l as isize * rsb + (j0 + x) as isize * csb) }
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    }
+}

@@ -69,6 +69,11 @@ fn gradcheck_embedding() {
     check_family("embedding");
 }
 #[test]
+fn gradcheck_gather() {
+    check_family("gather");
+}
+
+#[test]
 fn gradcheck_dropout() {
     check_family("dropout");
 }

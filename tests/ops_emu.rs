@@ -224,6 +224,21 @@ fn embedding_dropout_linear() {
     check("embedding (repeated ids)", vec![rnd(&[10, 6], 70)], |x| {
         x[0].embedding(&ids)
     });
+    // The differentiable gather: repeated indices within a row, a transposed input, and the
+    // DPO pattern (log-softmax, then each position's target).
+    let idx = Ids::new(vec![4, 0, 4, 4, 2, 1, 0, 0, 3], &[3, 3]).unwrap();
+    check("gather (repeats in a row)", vec![rnd(&[3, 5], 77)], |x| {
+        x[0].gather(&idx)
+    });
+    check(
+        "gather of a transposed input",
+        vec![rnd(&[5, 3], 78)],
+        |x| x[0].transpose(0, 1)?.gather(&idx),
+    );
+    let targets = Ids::new(vec![1, 40, 2, 7, 0, 39], &[2, 3, 1]).unwrap();
+    check("log_softmax → gather", vec![rnd(&[2, 3, 41], 79)], |x| {
+        x[0].log_softmax()?.gather(&targets)
+    });
     check("dropout 0.3", vec![rnd(&[5, 41], 71)], |x| {
         x[0].dropout(0.3, 1234)
     });

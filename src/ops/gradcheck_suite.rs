@@ -410,6 +410,32 @@ pub fn cases() -> Vec<Case> {
             .embedding(&Ids::new(vec![1, 6, 6, 0, 2, 1], &[2, 3])?)?
             .add(&x[1].embedding(&Ids::from_vec(vec![0, 1, 2]))?)
     ));
+    // --- gather ---
+    c.push(case!(
+        "gather",
+        "gather [2,3,5] idx [2,3,2] (repeats in a row)",
+        [randn(&[2, 3, 5], 124)],
+        |x| x[0].gather(&Ids::new(
+            vec![0, 4, 2, 2, 1, 1, 3, 0, 4, 4, 0, 1],
+            &[2, 3, 2]
+        )?)
+    ));
+    c.push(case!(
+        "gather",
+        "log-probabilities of targets: log_softmax [2,4,6] → gather [2,4,1]",
+        [randn(&[2, 4, 6], 125)],
+        |x| x[0]
+            .log_softmax()?
+            .gather(&Ids::new(vec![5, 0, 3, 3, 1, 2, 0, 4], &[2, 4, 1])?)
+    ));
+    c.push(case!(
+        "gather",
+        "gather of a transposed [4,3]ᵀ idx [3,3]",
+        [randn(&[4, 3], 126)],
+        |x| x[0]
+            .transpose(0, 1)?
+            .gather(&Ids::new(vec![3, 0, 1, 2, 2, 2, 0, 1, 3], &[3, 3])?)
+    ));
     // --- dropout ---
     c.push(case!(
         "dropout",

@@ -25,6 +25,7 @@ pub mod binary;
 pub mod cross_entropy;
 pub mod dropout;
 pub mod embedding;
+pub mod gather;
 pub mod gelu;
 pub mod gradcheck_suite;
 pub mod layer_norm;

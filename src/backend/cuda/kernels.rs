@@ -80,6 +80,7 @@ pub const KERNEL_FILES: &[KernelFile] = &[
         "embedding.cu",
         ["embedding_backward_tokens", "embedding_gather"]
     ),
+    kernel_file!("gather.cu", ["gather_last", "gather_last_backward"]),
     kernel_file!(
         "layer_norm.cu",
         [

@@ -1127,6 +1127,61 @@ pub fn embedding_gather(
     )
 }
 
+/// out[r, j] = x[r, idx[r, j]] for `rows` rows of `v` values and `k` indices each; the indices
+/// were checked (0 ≤ idx < v) on the host.
+pub fn gather_last(
+    x: &DeviceBuffer<f32>,
+    idx: &DeviceBuffer<i32>,
+    out: &DeviceBuffer<f32>,
+    rows: usize,
+    v: usize,
+    k: usize,
+) -> Result<()> {
+    x.check_len("cuda gather_last (x)", rows * v)?;
+    idx.check_len("cuda gather_last (index)", rows * k)?;
+    out.check_len("cuda gather_last (out)", rows * k)?;
+    elementwise(
+        x.gpu(),
+        "gather_last",
+        rows * k,
+        &[
+            x.arg(),
+            idx.arg(),
+            out.arg(),
+            KernelArg::I64(rows as i64),
+            i32_arg(v)?,
+            i32_arg(k)?,
+        ],
+    )
+}
+
+/// dx[r, idx[r, j]] += g[r, j] (dx zeroed by the caller), each row's indices in order.
+pub fn gather_last_backward(
+    g: &DeviceBuffer<f32>,
+    idx: &DeviceBuffer<i32>,
+    dx: &DeviceBuffer<f32>,
+    rows: usize,
+    v: usize,
+    k: usize,
+) -> Result<()> {
+    g.check_len("cuda gather_last_backward (g)", rows * k)?;
+    idx.check_len("cuda gather_last_backward (index)", rows * k)?;
+    dx.check_len("cuda gather_last_backward (dx)", rows * v)?;
+    elementwise(
+        g.gpu(),
+        "gather_last_backward",
+        rows,
+        &[
+            g.arg(),
+            idx.arg(),
+            dx.arg(),
+            KernelArg::I64(rows as i64),
+            i32_arg(v)?,
+            i32_arg(k)?,
+        ],
+    )
+}
+
 /// dw[v] += Σ_{p : ids[p] = v} dout[p] for a (vocab, cols) table, in a fixed order (no atomics):
 /// the positions are grouped by id on the host, where the ids are.
 pub fn embedding_scatter_add(

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use scratchgpt::autograd::gradcheck::GradcheckOptions;
+use scratchgpt::gpt::whole_model_check::check_whole_model;
 use scratchgpt::ops::gradcheck_suite::{cases, families};
 
 #[derive(clap::Args)]
@@ -17,6 +18,13 @@ pub struct Args {
     /// Absolute tolerance.
     #[arg(long, default_value_t = 1e-8)]
     atol: f64,
+    /// Only the whole-model check: every parameter tensor of a tiny GPT (dropout, tied head,
+    /// qkv bias, ignored targets) through one backward, against central differences.
+    #[arg(long, conflicts_with = "op")]
+    whole_model: bool,
+    /// Entries compared per parameter tensor in the whole-model check.
+    #[arg(long, default_value_t = 6)]
+    samples: usize,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -40,7 +48,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     writeln!(out, "{}", "-".repeat(108))?;
     let (mut passed, mut failed) = (0, 0);
     for case in cases() {
-        if args.op.as_deref().is_some_and(|op| op != case.op) {
+        if args.whole_model || args.op.as_deref().is_some_and(|op| op != case.op) {
             continue;
         }
         let report = case.check(&opts);
@@ -70,6 +78,33 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 failed += 1;
             }
         }
+    }
+    if args.op.is_none() {
+        // The wiring of all the rules: a tiny GPT's every parameter through one backward.
+        for p in check_whole_model(args.samples, &opts)? {
+            writeln!(
+                out,
+                "{:<14} {:<46} {:>12.2e} {:>12.2e} {:>12}  {}",
+                "whole model",
+                format!("{} {:?}", p.name, p.shape),
+                p.max_abs_err,
+                p.max_rel_err,
+                "",
+                if p.ok { "ok" } else { "FAIL" }
+            )?;
+            if p.ok {
+                passed += 1;
+            } else {
+                failed += 1;
+            }
+        }
+    }
+    if args.op.is_none() {
+        writeln!(
+            out,
+            "(whole model: a tiny GPT — 2 layers, emb 8, dropout 0.1 with fixed masks, tied head, qkv bias, 2 ignored targets — {} entries of each parameter, one backward)",
+            args.samples
+        )?;
     }
     writeln!(out, "\n{passed} passed, {failed} failed (f64 central differences, eps {:e}, rtol {:e}, atol {:e})", opts.eps, opts.rtol, opts.atol)?;
     Ok(if failed == 0 {

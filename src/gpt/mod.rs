@@ -13,3 +13,4 @@ pub use model::{FeedForward, GptModel, MultiHeadAttention, TransformerBlock};
 pub mod reference_check;
 pub mod safetensors_io;
 pub mod study_attention;
+pub mod whole_model_check;

@@ -7,22 +7,22 @@ use crate::nn::{Dropout, Embedding, ForwardCtx, LayerNorm, Linear};
 use crate::ops::attention::AttentionOptions;
 use crate::ops::embedding::Ids;
 use crate::tensor::rng::Rng;
-use crate::tensor::Tensor;
+use crate::tensor::{Element, Tensor};
 
 /// Causal multi-head self-attention (book §3.6): separate query/key/value projections, heads
 /// split from the embedding, the fused causal attention op (with attention-weight dropout), and
 /// an output projection.
 #[derive(Clone, Debug)]
-pub struct MultiHeadAttention {
-    pub w_query: Linear,
-    pub w_key: Linear,
-    pub w_value: Linear,
-    pub out_proj: Linear,
+pub struct MultiHeadAttention<T: Element = f32> {
+    pub w_query: Linear<T>,
+    pub w_key: Linear<T>,
+    pub w_value: Linear<T>,
+    pub out_proj: Linear<T>,
     pub num_heads: usize,
     pub dropout: f64,
 }
 
-impl MultiHeadAttention {
+impl<T: Element> MultiHeadAttention<T> {
     /// `d_in → d_out` attention with `num_heads` heads.
     pub fn new(
         d_in: usize,
@@ -43,13 +43,13 @@ impl MultiHeadAttention {
     }
 
     /// `(B, T, d_in) → (B, T, d_out)`.
-    pub fn forward(&self, x: &Tensor, ctx: &ForwardCtx) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor<T>, ctx: &ForwardCtx) -> Result<Tensor<T>> {
         let s = x.shape();
         let (b, t) = (s[0], s[1]);
         let d_out = self.w_query.weight.shape()[0];
         let hd = d_out / self.num_heads;
         // (B, T, d_out) → (B, T, H, hd) → (B, H, T, hd): a strided view.
-        let heads = |y: Tensor| y.reshape(&[b, t, self.num_heads, hd])?.transpose(1, 2);
+        let heads = |y: Tensor<T>| y.reshape(&[b, t, self.num_heads, hd])?.transpose(1, 2);
         let q = heads(self.w_query.forward(x)?)?;
         let k = heads(self.w_key.forward(x)?)?;
         let v = heads(self.w_value.forward(x)?)?;
@@ -67,7 +67,7 @@ impl MultiHeadAttention {
         self.out_proj.forward(&context)
     }
 
-    fn parameters(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
+    fn parameters(&self, prefix: &str, out: &mut Vec<(String, Tensor<T>)>) {
         self.w_query.parameters(&format!("{prefix}.W_query"), out);
         self.w_key.parameters(&format!("{prefix}.W_key"), out);
         self.w_value.parameters(&format!("{prefix}.W_value"), out);
@@ -78,12 +78,12 @@ impl MultiHeadAttention {
 /// `Linear(D, 4D) → GELU → Linear(4D, D)` (book §4.3); named `layers.0` and `layers.2` as in the
 /// book's `nn.Sequential`.
 #[derive(Clone, Debug)]
-pub struct FeedForward {
-    pub fc1: Linear,
-    pub fc2: Linear,
+pub struct FeedForward<T: Element = f32> {
+    pub fc1: Linear<T>,
+    pub fc2: Linear<T>,
 }
 
-impl FeedForward {
+impl<T: Element> FeedForward<T> {
     /// The 4× expansion MLP.
     pub fn new(emb_dim: usize, rng: &mut Rng) -> Self {
         FeedForward {
@@ -93,11 +93,11 @@ impl FeedForward {
     }
 
     /// `(…, D) → (…, D)`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
         self.fc2.forward(&self.fc1.forward(x)?.gelu()?)
     }
 
-    fn parameters(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
+    fn parameters(&self, prefix: &str, out: &mut Vec<(String, Tensor<T>)>) {
         self.fc1.parameters(&format!("{prefix}.layers.0"), out);
         self.fc2.parameters(&format!("{prefix}.layers.2"), out);
     }
@@ -106,15 +106,15 @@ impl FeedForward {
 /// A pre-LayerNorm transformer block with shortcut connections (book §4.5):
 /// `x + drop(att(norm1(x)))`, then `x + drop(ff(norm2(x)))`.
 #[derive(Clone, Debug)]
-pub struct TransformerBlock {
-    pub att: MultiHeadAttention,
-    pub ff: FeedForward,
-    pub norm1: LayerNorm,
-    pub norm2: LayerNorm,
+pub struct TransformerBlock<T: Element = f32> {
+    pub att: MultiHeadAttention<T>,
+    pub ff: FeedForward<T>,
+    pub norm1: LayerNorm<T>,
+    pub norm2: LayerNorm<T>,
     pub drop_shortcut: Dropout,
 }
 
-impl TransformerBlock {
+impl<T: Element> TransformerBlock<T> {
     /// A block for `cfg`.
     pub fn new(cfg: &GptConfig, rng: &mut Rng) -> Self {
         TransformerBlock {
@@ -134,14 +134,14 @@ impl TransformerBlock {
     }
 
     /// `(B, T, D) → (B, T, D)`.
-    pub fn forward(&self, x: &Tensor, ctx: &ForwardCtx) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor<T>, ctx: &ForwardCtx) -> Result<Tensor<T>> {
         let h = self.att.forward(&self.norm1.forward(x)?, ctx)?;
         let x = x.add(&self.drop_shortcut.forward(&h, ctx)?)?;
         let h = self.ff.forward(&self.norm2.forward(&x)?)?;
         x.add(&self.drop_shortcut.forward(&h, ctx)?)
     }
 
-    fn parameters(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
+    fn parameters(&self, prefix: &str, out: &mut Vec<(String, Tensor<T>)>) {
         // PyTorch registration order of the book's TransformerBlock: att, ff, norm1, norm2.
         self.att.parameters(&format!("{prefix}.att"), out);
         self.ff.parameters(&format!("{prefix}.ff"), out);
@@ -153,14 +153,14 @@ impl TransformerBlock {
 /// The book's `GPTModel` (§4.6): token + position embeddings, dropout, transformer blocks, final
 /// LayerNorm, linear output head.
 #[derive(Clone, Debug)]
-pub struct GptModel {
+pub struct GptModel<T: Element = f32> {
     pub cfg: GptConfig,
-    pub tok_emb: Embedding,
-    pub pos_emb: Embedding,
+    pub tok_emb: Embedding<T>,
+    pub pos_emb: Embedding<T>,
     pub drop_emb: Dropout,
-    pub trf_blocks: Vec<TransformerBlock>,
-    pub final_norm: LayerNorm,
-    pub out_head: Linear,
+    pub trf_blocks: Vec<TransformerBlock<T>>,
+    pub final_norm: LayerNorm<T>,
+    pub out_head: Linear<T>,
 }
 
 impl GptModel {
@@ -179,6 +179,14 @@ impl GptModel {
 
     /// A model initialised from `rng` (parameters drawn in the book's module order).
     pub fn new_from(cfg: &GptConfig, rng: &mut Rng) -> Result<Self> {
+        GptModel::build(cfg, rng)
+    }
+}
+
+impl<T: Element> GptModel<T> {
+    /// A model of element type `T` initialised from `rng` (f32 models: [`GptModel::new`]; f64
+    /// ones for gradient checks, usually by [`GptModel::cast`]).
+    pub fn build(cfg: &GptConfig, rng: &mut Rng) -> Result<Self> {
         cfg.validate()?;
         let tok_emb = Embedding::new(cfg.vocab_size, cfg.emb_dim, rng);
         let pos_emb = Embedding::new(cfg.context_length, cfg.emb_dim, rng);
@@ -204,7 +212,7 @@ impl GptModel {
     }
 
     /// Logits `(B, T, out_dim)` (vocabulary, or classes for a classifier) for token ids `(B, T)`; T may not exceed the context length.
-    pub fn forward(&self, ids: &Ids, ctx: &ForwardCtx) -> Result<Tensor> {
+    pub fn forward(&self, ids: &Ids, ctx: &ForwardCtx) -> Result<Tensor<T>> {
         let s = ids.shape();
         if s.len() != 2 {
             return Err(Error::invalid(
@@ -235,7 +243,7 @@ impl GptModel {
 
     /// Every parameter with its book/PyTorch name, in `model.parameters()` order. A tied
     /// `out_head.weight` is listed once (as `tok_emb.weight`).
-    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+    pub fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
         let mut out = Vec::new();
         out.push(("tok_emb.weight".to_string(), self.tok_emb.weight.clone()));
         out.push(("pos_emb.weight".to_string(), self.pos_emb.weight.clone()));
@@ -265,7 +273,7 @@ impl GptModel {
     }
 
     /// The parameters alone.
-    pub fn parameters(&self) -> Vec<Tensor> {
+    pub fn parameters(&self) -> Vec<Tensor<T>> {
         self.named_parameters()
             .into_iter()
             .map(|(_, t)| t)
@@ -313,8 +321,18 @@ impl GptModel {
         n
     }
 
+    /// The same model in another precision: every parameter cast (f32 → f64 is exact), the
+    /// configuration and the tying kept. What the whole-model gradient check differentiates.
+    pub fn cast<U: Element>(&self) -> Result<GptModel<U>> {
+        let other = GptModel::<U>::build(&self.cfg, &mut Rng::new(0))?;
+        let mine: std::collections::HashMap<String, Tensor<T>> =
+            self.named_parameters().into_iter().collect();
+        other.load_named(|name| mine.get(name).and_then(|t| t.detach().cast::<U>().ok()))?;
+        Ok(other)
+    }
+
     /// Loads parameter values by name (shapes must match); every parameter must be present.
-    pub fn load_named(&self, mut get: impl FnMut(&str) -> Option<Tensor>) -> Result<()> {
+    pub fn load_named(&self, mut get: impl FnMut(&str) -> Option<Tensor<T>>) -> Result<()> {
         for (name, p) in self.named_parameters() {
             let v = get(&name)
                 .ok_or_else(|| Error::parse("weights", format!("missing tensor {name}")))?;

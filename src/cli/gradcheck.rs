@@ -27,6 +27,11 @@ pub struct Args {
     samples: usize,
 }
 
+/// How far the f32 forward may be from the f64 one, relative to `1 + |f64|`, elementwise.
+const F32_FORWARD_TOL: f64 = 1e-5;
+/// How far the f32 gradients may be from the f64 ones, relative to `1 + |f64|`, elementwise.
+const F32_BACKWARD_TOL: f64 = 1e-5;
+
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(op) = &args.op {
         let known = families();
@@ -42,28 +47,31 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<14} {:<46} {:>12} {:>12} {:>12}  result",
-        "op", "case", "max abs err", "max rel err", "f32 fwd err"
+        "{:<14} {:<46} {:>12} {:>12} {:>12} {:>12}  result",
+        "op", "case", "max abs err", "max rel err", "f32 fwd err", "f32 bwd err"
     )?;
-    writeln!(out, "{}", "-".repeat(108))?;
+    writeln!(out, "{}", "-".repeat(121))?;
     let (mut passed, mut failed) = (0, 0);
     for case in cases() {
         if args.whole_model || args.op.as_deref().is_some_and(|op| op != case.op) {
             continue;
         }
         let report = case.check(&opts);
-        let f32_err = case.f32_forward_error();
+        let f32_err = case
+            .f32_forward_error()
+            .and_then(|f| Ok((f, case.f32_backward_error(opts.seed)?)));
         match (report, f32_err) {
-            (Ok(r), Ok(f)) => {
-                let ok = r.ok() && f < 1e-5;
+            (Ok(r), Ok((f, b))) => {
+                let ok = r.ok() && f < F32_FORWARD_TOL && b < F32_BACKWARD_TOL;
                 writeln!(
                     out,
-                    "{:<14} {:<46} {:>12.2e} {:>12.2e} {:>12.2e}  {}",
+                    "{:<14} {:<46} {:>12.2e} {:>12.2e} {:>12.2e} {:>12.2e}  {}",
                     case.op,
                     case.name,
                     r.max_abs_err(),
                     r.max_rel_err(),
                     f,
+                    b,
                     if ok { "ok" } else { "FAIL" }
                 )?;
                 if ok {
@@ -84,11 +92,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         for p in check_whole_model(args.samples, &opts)? {
             writeln!(
                 out,
-                "{:<14} {:<46} {:>12.2e} {:>12.2e} {:>12}  {}",
+                "{:<14} {:<46} {:>12.2e} {:>12.2e} {:>12} {:>12}  {}",
                 "whole model",
                 format!("{} {:?}", p.name, p.shape),
                 p.max_abs_err,
                 p.max_rel_err,
+                "",
                 "",
                 if p.ok { "ok" } else { "FAIL" }
             )?;

@@ -56,6 +56,38 @@ impl Case {
     }
 }
 
+impl Case {
+    /// Max |f32 gradient − f64 gradient| relative to `1 + |f64 gradient|`, over every input's
+    /// gradient, for the same seeded upstream gradient: the training precision's backward rule
+    /// against the checked f64 one (the gradient check itself runs in f64 only).
+    pub fn f32_backward_error(&self, seed: u64) -> Result<f64> {
+        let x64: Vec<Tensor<f64>> = self
+            .inputs
+            .iter()
+            .map(|t| t.detach().requires_grad_(true))
+            .collect();
+        let x32 = x64
+            .iter()
+            .map(|t| Ok(t.detach().cast::<f32>()?.requires_grad_(true)))
+            .collect::<Result<Vec<_>>>()?;
+        let y64 = (self.f64)(&x64)?;
+        let y32 = (self.f32)(&x32)?;
+        let r64 = Tensor::<f64>::randn(&y64.shape(), seed);
+        y64.backward_with(&r64)?;
+        y32.backward_with(&r64.cast::<f32>()?)?;
+        let mut worst = 0.0f64;
+        for (a, b) in x32.iter().zip(&x64) {
+            let (Some(ga), Some(gb)) = (a.grad(), b.grad()) else {
+                continue;
+            };
+            for (&p, &q) in ga.to_vec()?.iter().zip(&gb.to_vec()?) {
+                worst = worst.max((p as f64 - q).abs() / (1.0 + q.abs()));
+            }
+        }
+        Ok(worst)
+    }
+}
+
 macro_rules! case {
     ($op:expr, $name:expr, [$($inp:expr),* $(,)?], |$x:ident| $body:expr) => {
         Case {

@@ -214,3 +214,21 @@ fn a_tiny_error_in_a_fused_backward_is_caught() {
         "a 1e-4 relative error must fail at rtol 1e-6:\n{report}"
     );
 }
+
+#[test]
+fn tie_conventions_at_kinks_are_pytorchs() {
+    // max over an axis with a tie: the whole gradient goes to the first maximal element (as
+    // PyTorch's `max(dim)`), not split between them.
+    let x = t(&[1.0, 3.0, 3.0, 2.0, 5.0, 5.0], &[2, 3]).requires_grad_(true);
+    x.max(1, false)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert_eq!(grad(&x), [0.0, 1.0, 0.0, 0.0, 1.0, 0.0]);
+    // relu at its kink x = 0: derivative 0 (PyTorch's choice), 1 above, 0 below.
+    let x = t(&[-1.0, 0.0, 2.0], &[3]).requires_grad_(true);
+    x.relu().unwrap().sum_all().unwrap().backward().unwrap();
+    assert_eq!(grad(&x), [0.0, 0.0, 1.0]);
+}

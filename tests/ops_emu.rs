@@ -347,6 +347,10 @@ fn max_argmax_and_masked_fill() {
     check("max over the last axis, keepdim", vec![x.clone()], |x| {
         x[0].max(-1, true)
     });
+    // Ties: the device routes the gradient to the first maximal element, as the CPU does.
+    let tied =
+        Tensor::from_vec(vec![1.0, 3.0, 3.0, 2.0, 5.0, 5.0, 0.0, 0.0, 0.0], &[3, 3]).unwrap();
+    check("max with ties", vec![tied], |x| x[0].max(1, false));
     cuda::install_emulator(0);
     for ax in [0, 1, 2] {
         assert_eq!(

@@ -17,6 +17,7 @@ mod gradcheck;
 mod graph;
 mod kernels;
 mod prepare_data;
+mod study;
 mod tokenize;
 mod train;
 mod train_tokenizer;
@@ -69,6 +70,10 @@ enum Command {
     Kernels(kernels::Args),
     /// Shows how a tokenizer splits a text into token ids.
     Tokenize(tokenize::Args),
+    /// The book's study material, run: `study attention` walks chapter 3 with the book's numbers
+    /// beside ours and prints every gradient.
+    #[command(subcommand)]
+    Study(study::StudyCommand),
     /// Tokenizes files and folders of text into token shards for `train --data DIR` (a corpus
     /// of any size, memory-mapped during training).
     PrepareData(prepare_data::Args),
@@ -124,5 +129,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Tokenize(args) => tokenize::run(&args),
         Command::TrainTokenizer(args) => train_tokenizer::run(&args),
         Command::PrepareData(args) => prepare_data::run(&args),
+        Command::Study(cmd) => study::run(&cmd),
     }
 }

@@ -7,4 +7,5 @@ pub mod evaluate;
 pub mod instruct_train;
 pub mod instruction_data;
 pub mod lora;
+pub mod preference_data;
 pub mod spam_data;

@@ -59,7 +59,7 @@ fn bad_entries_name_the_entry_and_the_field() {
             "entry 1: missing string field \"chosen\"",
         ),
         (
-            format!(r#"[{{"instruction": "i", "input": "", "chosen": "c", "rejected": "  "}}]"#),
+            r#"[{"instruction": "i", "input": "", "chosen": "c", "rejected": "  "}]"#.to_string(),
             "entry 0: \"rejected\" is empty",
         ),
         ("{}".to_string(), "expected a JSON list"),

@@ -9,6 +9,7 @@
 //   6 tanh        y = tanh x     f' = 1 − y²
 //   7 relu        y = max(x, 0)  f' = [x > 0]
 //   8 sigmoid     y = σ(x)       f' = y(1 − y)
+//   9 log_sigmoid y = ln σ(x)    f' = 1 − σ(x) = σ(−x)   (from the saved input x)
 // The backward receives `s`, the input or the output as the CPU op saves it (its table says which).
 
 // Launch: one thread per element.
@@ -25,7 +26,9 @@ extern "C" __global__ void unary_forward(int op, const float* x, float* y, long 
         case 5: r = sqrtf(v); break;
         case 6: r = tanhf(v); break;
         case 7: r = v > 0.0f ? v : 0.0f; break;
-        default: r = v >= 0.0f ? 1.0f / (1.0f + expf(-v)) : expf(v) / (1.0f + expf(v)); break;
+        case 8: r = v >= 0.0f ? 1.0f / (1.0f + expf(-v)) : expf(v) / (1.0f + expf(v)); break;
+        // ln σ(x) = min(x, 0) − ln(1 + e^{−|x|}): no overflow on either tail.
+        default: r = fminf(v, 0.0f) - log1pf(expf(-fabsf(v))); break;
     }
     y[i] = r;
 }
@@ -44,7 +47,9 @@ extern "C" __global__ void unary_backward(int op, const float* s, const float* g
         case 5: d = 1.0f / (v + v); break;
         case 6: d = 1.0f - v * v; break;
         case 7: d = v > 0.0f ? 1.0f : 0.0f; break;
-        default: d = v * (1.0f - v); break;
+        case 8: d = v * (1.0f - v); break;
+        // σ(−x), written so that no large positive number is exponentiated.
+        default: d = v >= 0.0f ? expf(-v) / (1.0f + expf(-v)) : 1.0f / (1.0f + expf(v)); break;
     }
     dx[i] = g[i] * d;
 }

@@ -232,3 +232,19 @@ fn tie_conventions_at_kinks_are_pytorchs() {
     x.relu().unwrap().sum_all().unwrap().backward().unwrap();
     assert_eq!(grad(&x), [0.0, 0.0, 1.0]);
 }
+
+#[test]
+fn log_sigmoid_is_exact_on_both_tails() {
+    let x = t(&[-100.0, -1.0, 0.0, 1.0, 40.0], &[5]).requires_grad_(true);
+    let y = x.log_sigmoid().unwrap();
+    let v = y.to_vec().unwrap();
+    assert_eq!(v[0], -100.0); // sigmoid(x).log() would be ln(0) = −∞
+    assert!((v[2] + std::f64::consts::LN_2).abs() < 1e-15);
+    assert!(v[4] < 0.0 && v[4] > -1e-17); // ≈ −e⁻⁴⁰, not rounded to a wrong magnitude
+    y.sum_all().unwrap().backward().unwrap();
+    let g = grad(&x);
+    // d/dx ln σ(x) = σ(−x): 1 far left, ½ at 0, e⁻⁴⁰ far right.
+    assert_eq!(g[0], 1.0);
+    assert_eq!(g[2], 0.5);
+    assert!((g[4] - (-40.0f64).exp()).abs() < 1e-30);
+}

@@ -137,6 +137,9 @@ fn unary_ops() {
     check("tanh", vec![x.clone()], |x| x[0].tanh());
     check("relu", vec![x.clone()], |x| x[0].relu());
     check("sigmoid", vec![x.clone()], |x| x[0].sigmoid());
+    check("log_sigmoid (tails too)", vec![x.clone()], |x| {
+        x[0].mul_scalar(20.0)?.log_sigmoid()
+    });
     check("log", vec![pos.clone()], |x| x[0].log());
     check("sqrt", vec![pos.clone()], |x| x[0].sqrt());
     check_tol("powf", vec![pos], 1e-4, |x| x[0].powf(1.7));

@@ -211,6 +211,18 @@ pub fn cases() -> Vec<Case> {
     c.push(case!("unary", "sigmoid [3,4]", [randn(&[3, 4], 31)], |x| x
         [0]
     .sigmoid()));
+    c.push(case!(
+        "unary",
+        "log_sigmoid [3,4]",
+        [randn(&[3, 4], 32)],
+        |x| x[0].log_sigmoid()
+    ));
+    c.push(case!(
+        "unary",
+        "log_sigmoid 8x[2,3] (tails)",
+        [randn(&[2, 3], 33)],
+        |x| x[0].mul_scalar(8.0)?.log_sigmoid()
+    ));
     // --- gelu ---
     c.push(case!("gelu", "gelu [3,5]", [randn(&[3, 5], 40)], |x| x[0].gelu()));
     c.push(case!(

@@ -178,6 +178,28 @@ impl<T: Element> Tensor<T> {
         )
     }
 
+    /// `ln σ(x)` — the log-sigmoid of DPO's loss `−ln σ(β·Δ)`. Computed as
+    /// `min(x, 0) − ln(1 + e^{−|x|})`, exact on both tails (ln σ(x) → x for x → −∞, → 0 for
+    /// x → +∞) where `sigmoid().log()` would give −∞ or lose every digit.
+    ///
+    /// f'(x) = σ'(x)/σ(x) = σ(x)(1 − σ(x))/σ(x) = 1 − σ(x) = σ(−x), from the saved input.
+    pub fn log_sigmoid(&self) -> Result<Tensor<T>> {
+        self.unary(
+            "log_sigmoid",
+            (9, 0.0),
+            |x| map(x, |v| v.min(T::zero()) - (-v.abs()).exp().ln_1p()),
+            false,
+            |x| {
+                if x >= T::zero() {
+                    let e = (-x).exp();
+                    e / (T::one() + e)
+                } else {
+                    T::one() / (T::one() + x.exp())
+                }
+            },
+        )
+    }
+
     /// `σ(x) = 1/(1 + e⁻ˣ)`. f'(x) = σ(x)(1 − σ(x)) = y(1 − y).
     pub fn sigmoid(&self) -> Result<Tensor<T>> {
         self.unary(

@@ -229,3 +229,18 @@ fn bench_gemm_reports_the_peak_and_every_product() {
         .count();
     assert_eq!(rows, 15, "{out}");
 }
+
+#[test]
+fn a_bad_scratchgpt_gemm_is_one_clear_error() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_scratchgpt"))
+        .args(["tokenize", "hi"])
+        .env("SCRATCHGPT_GEMM", "avx513")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("unknown GEMM kernel \"avx513\"") && err.contains("portable"),
+        "{err}"
+    );
+}

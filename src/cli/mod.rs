@@ -113,6 +113,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    scratchgpt::backend::gemm::check_env()?;
     match cli.command {
         Command::Train(args) => train::run(&args),
         Command::Gradcheck(args) => gradcheck::run(&args),

@@ -245,7 +245,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
     }
 
-    let seed = resumed.as_ref().map_or(args.seed, |ck| ck.seed);
+    let seed = resumed.as_ref().map_or(args.seed, |ck| ck.info.seed);
     let model = match &resumed {
         Some(ck) => ck.model.clone(),
         None => match args.init {

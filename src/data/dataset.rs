@@ -116,9 +116,9 @@ impl GptDataset {
         if i >= self.windows {
             return None;
         }
-        let mut both = vec![0i64; self.max_length + 1];
-        self.tokens.read(i * self.stride, &mut both).ok()?;
-        Some((both[..self.max_length].to_vec(), both[1..].to_vec()))
+        let (mut inputs, mut targets) = (vec![0; self.max_length], vec![0; self.max_length]);
+        self.fill(i, &mut inputs, &mut targets).ok()?;
+        Some((inputs, targets))
     }
 
     /// The window length.
@@ -131,14 +131,14 @@ impl GptDataset {
         &self.tokens
     }
 
-    /// Writes window `i`'s input and target rows into `inputs` and `targets`.
+    /// Writes window `i`'s input and target rows into `inputs` and `targets` (each `max_length`
+    /// long): the input is read from the source, the target is the input shifted by one plus
+    /// the token after it — no buffer per window.
     fn fill(&self, i: usize, inputs: &mut [i64], targets: &mut [i64]) -> Result<()> {
-        let l = self.max_length;
-        let mut both = vec![0i64; l + 1];
-        self.tokens.read(i * self.stride, &mut both)?;
-        inputs.copy_from_slice(&both[..l]);
-        targets.copy_from_slice(&both[1..]);
-        Ok(())
+        let (l, start) = (self.max_length, i * self.stride);
+        self.tokens.read(start, inputs)?;
+        targets[..l - 1].copy_from_slice(&inputs[1..]);
+        self.tokens.read(start + l, &mut targets[l - 1..])
     }
 }
 

@@ -24,29 +24,35 @@ pub struct InstructionEntry {
 /// Parse the book's `instruction-data.json`: a list of objects with string fields
 /// `instruction`, `input`, `output`. A missing or non-string field is an error naming the entry.
 pub fn parse_instruction_json(text: &str, what: &str) -> Result<Vec<InstructionEntry>> {
-    let v: Value = serde_json::from_str(text)
-        .map_err(|e| Error::parse(what, format!("not valid JSON: {e}")))?;
-    let list = v
-        .as_array()
-        .ok_or_else(|| Error::parse(what, "expected a JSON list of entries"))?;
-    list.iter()
+    json_entries(text, what)?
+        .iter()
         .enumerate()
         .map(|(i, e)| {
-            let field = |k: &str| -> Result<String> {
-                e.get(k)
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .ok_or_else(|| {
-                        Error::parse(what, format!("entry {i}: missing string field {k:?}"))
-                    })
-            };
             Ok(InstructionEntry {
-                instruction: field("instruction")?,
-                input: field("input")?,
-                output: field("output")?,
+                instruction: string_field(e, i, "instruction", what)?,
+                input: string_field(e, i, "input", what)?,
+                output: string_field(e, i, "output", what)?,
             })
         })
         .collect()
+}
+
+/// The JSON list of entries in `text` (`what` names the file in errors).
+pub(crate) fn json_entries(text: &str, what: &str) -> Result<Vec<Value>> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| Error::parse(what, format!("not valid JSON: {e}")))?;
+    match v {
+        Value::Array(list) => Ok(list),
+        _ => Err(Error::parse(what, "expected a JSON list of entries")),
+    }
+}
+
+/// Entry `i`'s string field `k`; a missing or non-string field is an error naming both.
+pub(crate) fn string_field(e: &Value, i: usize, k: &str, what: &str) -> Result<String> {
+    e.get(k)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| Error::parse(what, format!("entry {i}: missing string field {k:?}")))
 }
 
 /// Read and parse an instruction file.

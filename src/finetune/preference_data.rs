@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::instruction_data::{format_input, InstructionEntry};
+use super::instruction_data::{format_input, json_entries, string_field, InstructionEntry};
 use super::spam_data::PAD_ID;
 use crate::data::text_file::read_text;
 use crate::data::BpeTokenizer;
@@ -25,26 +25,19 @@ pub struct PreferenceEntry {
 /// `chosen` or `rejected`, or with an empty one, is an error naming the entry and the field (a
 /// preference pair needs both answers).
 pub fn parse_preference_json(text: &str, what: &str) -> Result<Vec<PreferenceEntry>> {
-    let v: Value = serde_json::from_str(text)
-        .map_err(|e| Error::parse(what, format!("not valid JSON: {e}")))?;
-    let list = v
-        .as_array()
-        .ok_or_else(|| Error::parse(what, "expected a JSON list of entries"))?;
-    list.iter()
+    json_entries(text, what)?
+        .iter()
         .enumerate()
         .map(|(i, e)| {
             let field = |k: &str, required: bool| -> Result<String> {
-                match e.get(k).and_then(Value::as_str) {
-                    Some(s) if required && s.trim().is_empty() => Err(Error::parse(
+                let s = string_field(e, i, k, what)?;
+                if required && s.trim().is_empty() {
+                    return Err(Error::parse(
                         what,
                         format!("entry {i}: {k:?} is empty (a preference pair needs both answers)"),
-                    )),
-                    Some(s) => Ok(s.to_string()),
-                    None => Err(Error::parse(
-                        what,
-                        format!("entry {i}: missing string field {k:?}"),
-                    )),
+                    ));
                 }
+                Ok(s)
             };
             Ok(PreferenceEntry {
                 entry: InstructionEntry {

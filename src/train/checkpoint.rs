@@ -95,8 +95,6 @@ pub struct Checkpoint {
     pub model: GptModel,
     pub optimizer: Option<AdamW>,
     pub state: TrainState,
-    /// The seed the run was started with.
-    pub seed: u64,
 }
 
 fn config_json(c: &GptConfig) -> Value {
@@ -421,6 +419,5 @@ pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
         model,
         optimizer,
         state,
-        seed,
     })
 }

@@ -410,11 +410,11 @@ fn train_loop(
         }
         for step_in_epoch in state.batch_in_epoch..steps {
             if opts.max_steps.is_some_and(|m| state.global_step >= m) {
-                prune_on_exit(opts, unproven);
+                prune_proven(opts, unproven);
                 return Ok(RunEnd::MaxSteps);
             }
             if opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
-                prune_on_exit(opts, unproven);
+                prune_proven(opts, unproven);
                 return Ok(RunEnd::Stopped);
             }
             let step = state.global_step;
@@ -446,14 +446,8 @@ fn train_loop(
                 };
                 return Err(Error::NonFinite { what, value, note });
             }
-            if let (Some(_), Some(save)) = (unproven.take(), &opts.save) {
-                if let Some(keep) = save.keep_last {
-                    let all = save.existing();
-                    for old in &all[..all.len().saturating_sub(keep)] {
-                        let _ = std::fs::remove_file(old);
-                    }
-                }
-            }
+            // A finite step proves the newest periodic checkpoint sound: older ones may go.
+            prune_proven(opts, unproven.take());
             let step_secs = t0.elapsed().as_secs_f64();
             let tokens: usize = micro.iter().map(|b| b.inputs.len()).sum();
             state.train_secs += step_secs;
@@ -523,13 +517,14 @@ fn train_loop(
         state.batch_in_epoch = 0;
         state.epoch_rng_state = train_loader.rng_state();
     }
-    prune_on_exit(opts, unproven);
+    prune_proven(opts, unproven);
     Ok(RunEnd::Finished)
 }
 
-/// At a clean end (finished, max steps, stop) the last periodic checkpoint's weights are the
-/// final ones — sound as far as anything checked — so `keep_last` applies to it too.
-fn prune_on_exit(opts: &TrainOptions, unproven: Option<PathBuf>) {
+/// Applies `keep_last` once `unproven` — the newest periodic checkpoint — is known sound: after
+/// the next step's loss is finite, or at a clean end (finished, max steps, stop), where its
+/// weights are the final ones.
+fn prune_proven(opts: &TrainOptions, unproven: Option<PathBuf>) {
     if let (Some(_), Some(save)) = (unproven, &opts.save) {
         if let Some(keep) = save.keep_last {
             let all = save.existing();

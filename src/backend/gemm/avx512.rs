@@ -27,15 +27,24 @@ pub(super) unsafe fn kernel(kc: usize, a: &[f32], b: &[f32], tile: &Tile) {
     unsafe { tile.merge(&t, NR) }
 }
 
-/// The full-tile case: the accumulators go straight into C (`alpha·acc + beta·C`, C unread when
-/// beta is 0), without the round trip through a temporary tile.
+#[cfg(not(target_arch = "x86_64"))]
+pub(super) unsafe fn kernel(_kc: usize, _a: &[f32], _b: &[f32], _tile: &Tile) {
+    unreachable!("AVX-512 is x86-64 only")
+}
+
+/// The tile's 24 accumulators: `acc[r][h] = Σ_l A[r, l]·B[l, 16h .. 16h + 16]`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn compute_into(kc: usize, a: *const f32, b: *const f32, tile: &Tile) {
+#[inline]
+unsafe fn accumulate(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+) -> [[std::arch::x86_64::__m512; 2]; MR] {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     for l in 0..kc {
-        // SAFETY: l < kc, so the reads stay inside the packed slivers.
+        // SAFETY: l < kc, so the reads stay inside the packed slivers (kc·NR and kc·MR floats).
         unsafe {
             let b0 = _mm512_loadu_ps(b.add(l * NR));
             let b1 = _mm512_loadu_ps(b.add(l * NR + 16));
@@ -47,6 +56,17 @@ unsafe fn compute_into(kc: usize, a: *const f32, b: *const f32, tile: &Tile) {
             }
         }
     }
+    acc
+}
+
+/// The full-tile case: the accumulators go straight into C (`alpha·acc + beta·C`, C unread when
+/// beta is 0), without the round trip through a temporary tile.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn compute_into(kc: usize, a: *const f32, b: *const f32, tile: &Tile) {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's contract (packed slivers of kc·MR and kc·NR floats).
+    let acc = unsafe { accumulate(kc, a, b) };
     let alpha = _mm512_set1_ps(tile.alpha);
     let beta = _mm512_set1_ps(tile.beta);
     for (r, row) in acc.iter().enumerate() {
@@ -66,29 +86,13 @@ unsafe fn compute_into(kc: usize, a: *const f32, b: *const f32, tile: &Tile) {
     }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
-pub(super) unsafe fn kernel(_kc: usize, _a: &[f32], _b: &[f32], _tile: &Tile) {
-    unreachable!("AVX-512 is x86-64 only")
-}
-
+/// An edge tile: the accumulators stored row-major, for [`Tile::merge`] to copy the valid part.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn compute(kc: usize, a: *const f32, b: *const f32) -> [f32; MR * NR] {
     use std::arch::x86_64::*;
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-    for l in 0..kc {
-        // SAFETY: l < kc, so the reads stay inside the packed slivers (kc·NR and kc·MR floats).
-        unsafe {
-            let b0 = _mm512_loadu_ps(b.add(l * NR));
-            let b1 = _mm512_loadu_ps(b.add(l * NR + 16));
-            let ar = a.add(l * MR);
-            for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(*ar.add(r));
-                row[0] = _mm512_fmadd_ps(av, b0, row[0]);
-                row[1] = _mm512_fmadd_ps(av, b1, row[1]);
-            }
-        }
-    }
+    // SAFETY: the caller's contract (packed slivers of kc·MR and kc·NR floats).
+    let acc = unsafe { accumulate(kc, a, b) };
     let mut t = [0.0f32; MR * NR];
     for (r, row) in acc.iter().enumerate() {
         // SAFETY: row r's 32 floats are t[r·32 .. r·32 + 32].

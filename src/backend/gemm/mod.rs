@@ -161,6 +161,31 @@ pub fn selected() -> Kernel {
     }
 }
 
+/// Checks `SCRATCHGPT_GEMM`: unset is fine; a name this build does not know, or a kernel this
+/// CPU cannot run, is an error saying which (the CLI calls this first, so a typo does not
+/// silently leave the default in place).
+pub fn check_env() -> crate::error::Result<()> {
+    let Ok(name) = std::env::var("SCRATCHGPT_GEMM") else {
+        return Ok(());
+    };
+    match Kernel::from_name(&name) {
+        None => Err(crate::error::Error::invalid(
+            "SCRATCHGPT_GEMM",
+            format!(
+                "unknown GEMM kernel {name:?}; expected avx512, avx2, portable or matrixmultiply"
+            ),
+        )),
+        Some(k) if !k.supported() => Err(crate::error::Error::invalid(
+            "SCRATCHGPT_GEMM",
+            format!(
+                "this CPU cannot run the {name} kernel; it runs {:?}",
+                Kernel::available()
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Makes every later `f32` product use `k` (benchmarks compare kernels through the same engine
 /// code); returns false, changing nothing, if this CPU cannot run it.
 pub fn select(k: Kernel) -> bool {

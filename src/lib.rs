@@ -25,6 +25,7 @@ pub mod gpt;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod study;
 pub mod tensor;
 pub mod train;
 

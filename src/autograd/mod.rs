@@ -10,4 +10,4 @@ pub mod node;
 pub mod profile;
 
 pub use grad_mode::{is_grad_enabled, no_grad, NoGradGuard};
-pub use node::{live_graph_nodes, BackwardFn};
+pub use node::{live_graph_nodes, next_tensor_id, BackwardFn};

@@ -69,6 +69,12 @@ pub fn live_graph_nodes() -> usize {
     LIVE_GRAPH_NODES.with(|c| c.get())
 }
 
+/// The id the next tensor made will get. Ids only grow, so every tensor a stretch of code makes
+/// has an id at or above the value read before it (how `study` groups a graph by module).
+pub fn next_tensor_id() -> u64 {
+    NEXT_ID.load(Ordering::Relaxed)
+}
+
 impl<T: Element> GradFn<T> {
     fn new(inputs: Vec<Tensor<T>>, backward: BackwardFn<T>) -> Self {
         GradFn {

@@ -18,6 +18,7 @@ mod graph;
 mod kernels;
 mod prepare_data;
 mod study;
+mod study_gpt;
 mod tokenize;
 mod train;
 mod train_tokenizer;

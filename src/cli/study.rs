@@ -19,6 +19,14 @@ pub enum StudyCommand {
     /// trainable v1 and v2 (the book's seeds), the causal mask, multi-head attention — the book's
     /// numbers beside ours — and every gradient of a backward through each.
     Attention,
+    /// A tiny GPT (2 layers, emb 8, vocabulary 20, two sequences of 5 tokens) built twice in
+    /// f64 — from elementary ops and from the fused ones — one backward through each, and their
+    /// gradients compared at every boundary (block inputs and outputs, attention and feed-forward
+    /// outputs, logits, every parameter) in the order backward reaches them.
+    Gpt(super::study_gpt::GptArgs),
+    /// Checks your backward rules (src/study/exercises/yours.rs, shipped blank) against central
+    /// differences and inside the whole tiny GPT, naming any wrong op, by how much, with a hint.
+    Exercises(super::study_gpt::ExercisesArgs),
 }
 
 /// The book's 3-d embeddings of "Your journey starts with one step" (§3.3).
@@ -127,6 +135,8 @@ fn gradients(out: &Tensor, params: &[(&str, &Tensor)]) -> anyhow::Result<()> {
 pub fn run(cmd: &StudyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         StudyCommand::Attention => attention(),
+        StudyCommand::Gpt(args) => super::study_gpt::gpt(args),
+        StudyCommand::Exercises(args) => super::study_gpt::exercises(args),
     }
 }
 

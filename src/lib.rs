@@ -12,6 +12,8 @@
 //!   (and gathered in `docs/gradients.md`).
 //! - [`data`]: tokenizers (simple, GPT-2 BPE, BPE trainer), sliding-window dataset and loader.
 //! - [`nn`]: layers with parameters.
+//! - [`study`]: a tiny GPT built from primitive and from fused ops, compared gradient by
+//!   gradient, and backward-rule exercises (`scratchgpt study gpt`, `study exercises`).
 //! - [`backend`]: what ops share per device: CPU kernels (GEMM, vectorised reductions, parallel
 //!   maps) and the CUDA device (buffers, caching allocator, NVRTC, launchers, the emulator).
 

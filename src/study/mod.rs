@@ -12,7 +12,7 @@
 //!   log-softmax of max/exp/log and a `gather` — so every gradient comes from the simplest rules;
 //! - [`exercises::ExerciseOps`]: the library's forwards with *your* backward rules.
 //!
-//! [`compare`] runs one backward through two of them and lines up the gradients at every boundary
+//! [`compare()`] runs one backward through two of them and lines up the gradients at every boundary
 //! the graphs share; [`graph`] draws a recorded graph in one Graphviz cluster per module.
 
 pub mod compare;

@@ -82,6 +82,11 @@ fn gradcheck_gather() {
 }
 
 #[test]
+fn gradcheck_dpo() {
+    check_family("dpo");
+}
+
+#[test]
 fn gradcheck_dropout() {
     check_family("dropout");
 }

@@ -379,3 +379,31 @@ fn matmul_with_a_batch_beyond_the_grid_limit_folds_into_one_product() {
         |x| x[0].matmul(&x[1]),
     );
 }
+
+#[test]
+fn dpo_sequence_logprobs_and_loss_on_the_device() {
+    // Compositions of device ops; the mask and counts become device constants.
+    let mask = [
+        vec![false, false, true, true, false],
+        vec![false, true, true, true, true],
+    ];
+    let chosen = Ids::new(vec![1, 4, 4, 0, 5, 2, 3, 3, 1, 0], &[2, 5]).unwrap();
+    let rejected = Ids::new(vec![1, 4, 2, 2, 5, 2, 3, 0, 0, 6], &[2, 5]).unwrap();
+    check(
+        "sequence_logprobs masked",
+        vec![rnd(&[2, 5, 7], 110)],
+        |x| x[0].sequence_logprobs(&chosen, Some(&mask)),
+    );
+    check(
+        "logits → sequence_logprobs → dpo_loss",
+        vec![rnd(&[2, 5, 7], 111), rnd(&[2, 5, 7], 112)],
+        |x| {
+            let device = x[0].device();
+            let pc = x[0].sequence_logprobs(&chosen, Some(&mask))?;
+            let pr = x[1].sequence_logprobs(&rejected, Some(&mask))?;
+            let rc = Tensor::from_vec(vec![-1.5, -2.0], &[2])?.to_device(device)?;
+            let rr = Tensor::from_vec(vec![-1.0, -2.5], &[2])?.to_device(device)?;
+            Ok(scratchgpt::ops::dpo::dpo_loss(&pc, &pr, &rc, &rr, 0.1)?.loss)
+        },
+    );
+}

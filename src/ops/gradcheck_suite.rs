@@ -480,6 +480,60 @@ pub fn cases() -> Vec<Case> {
             .transpose(0, 1)?
             .gather(&Ids::new(vec![3, 0, 1, 2, 2, 2, 0, 1, 3], &[3, 3])?)
     ));
+    // --- dpo ---
+    c.push(case!(
+        "dpo",
+        "sequence_logprobs [2,5,6] masked",
+        [randn(&[2, 5, 6], 127)],
+        |x| x[0].sequence_logprobs(
+            &Ids::new(vec![1, 4, 4, 0, 5, 2, 3, 3, 1, 0], &[2, 5])?,
+            Some(&[
+                vec![false, false, true, true, false],
+                vec![false, true, true, true, true],
+            ]),
+        )
+    ));
+    c.push(case!(
+        "dpo",
+        "sequence_logprobs [2,4,5] unmasked (mean)",
+        [randn(&[2, 4, 5], 128)],
+        |x| x[0].sequence_logprobs(&Ids::new(vec![0, 4, 1, 1, 2, 2, 3, 0], &[2, 4])?, None)
+    ));
+    c.push(case!(
+        "dpo",
+        "dpo_loss β=0.5, 3 pairs",
+        [randn(&[3], 129), randn(&[3], 132)],
+        |x| {
+            let reference_chosen = Tensor::from_f64s(&[-1.0, 0.5, -2.0], &[3])?;
+            let reference_rejected = Tensor::from_f64s(&[-1.5, 0.25, 1.0], &[3])?;
+            Ok(crate::ops::dpo::dpo_loss(
+                &x[0],
+                &x[1],
+                &reference_chosen,
+                &reference_rejected,
+                0.5,
+            )?
+            .loss)
+        }
+    ));
+    c.push(case!(
+        "dpo",
+        "logits→sequence_logprobs→dpo_loss β=2",
+        [randn(&[2, 4, 6], 133), randn(&[2, 4, 6], 134)],
+        |x| {
+            let mask = [
+                vec![false, true, true, false],
+                vec![false, false, true, true],
+            ];
+            let chosen = Ids::new(vec![1, 2, 3, 4, 5, 0, 1, 2], &[2, 4])?;
+            let rejected = Ids::new(vec![1, 5, 5, 4, 5, 0, 3, 3], &[2, 4])?;
+            let pc = x[0].sequence_logprobs(&chosen, Some(&mask))?;
+            let pr = x[1].sequence_logprobs(&rejected, Some(&mask))?;
+            let rc = Tensor::from_f64s(&[-1.7, -2.2], &[2])?;
+            let rr = Tensor::from_f64s(&[-1.9, -1.6], &[2])?;
+            Ok(crate::ops::dpo::dpo_loss(&pc, &pr, &rc, &rr, 2.0)?.loss)
+        }
+    ));
     // --- dropout ---
     c.push(case!(
         "dropout",

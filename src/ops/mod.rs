@@ -12,6 +12,7 @@
 //! | [`softmax`] | softmax, log_softmax over the last axis (fused) |
 //! | [`layer_norm`] | layer norm with scale and shift (fused) |
 //! | [`embedding`] | row gather with scatter-add backward; the [`Ids`](embedding::Ids) type |
+//! | [`dpo`] | a sequence's mean log-probability, the DPO loss (compositions) |
 //! | [`dropout`] | seeded inverted dropout |
 //! | [`masked_fill`] | masked_fill, causal masks |
 //! | [`cross_entropy`] | fused log-softmax + NLL with `ignore_index` |
@@ -23,6 +24,7 @@
 pub mod attention;
 pub mod binary;
 pub mod cross_entropy;
+pub mod dpo;
 pub mod dropout;
 pub mod embedding;
 pub mod gather;

@@ -1,5 +1,5 @@
-//! `scratchgpt finetune classify|instruct`: chapters 6 and 7 (and appendix E's LoRA) from the
-//! command line. What both share lives here: where the starting weights come from, the LoRA
+//! `scratchgpt finetune classify|instruct|dpo`: chapters 6 and 7, DPO (and appendix E's LoRA) from
+//! the command line. What they share lives here: where the starting weights come from, the LoRA
 //! flags, printing the book's lines beside a progress bar, and the run folder.
 
 use std::path::{Path, PathBuf};
@@ -18,12 +18,16 @@ pub enum FinetuneCommand {
     /// Chapter 7: instruction following on the book's 1,100 Alpaca-style examples
     /// (data/instruction-data.json).
     Instruct(super::finetune_instruct::Args),
+    /// Chapter 7's bonus: preference tuning with DPO on the book's 1,100 pairs
+    /// (data/instruction-data-with-preference.json), from an instruction-tuned model.
+    Dpo(super::finetune_dpo::Args),
 }
 
 pub fn run(cmd: &FinetuneCommand) -> anyhow::Result<std::process::ExitCode> {
     match cmd {
         FinetuneCommand::Classify(a) => super::finetune_classify::run(a),
         FinetuneCommand::Instruct(a) => super::finetune_instruct::run(a),
+        FinetuneCommand::Dpo(a) => super::finetune_dpo::run(a),
     }
 }
 
@@ -54,9 +58,9 @@ pub struct LoraArgs {
     pub lora_alpha: f64,
 }
 
-/// What both fine-tuning commands take: the starting weights, the book's optimizer and
-/// evaluation settings (batch 8, AdamW lr 5e-5 wd 0.1, eval on 5 batches, no dropout), LoRA,
-/// the run folder and the device.
+/// What every fine-tuning command takes: the starting weights, the book's optimizer and
+/// evaluation settings (batch 8, the command's AdamW rate and decay, eval on 5 batches, no
+/// dropout), LoRA, the run folder and the device.
 #[derive(clap::Args)]
 pub struct FinetuneArgs {
     #[command(flatten)]
@@ -69,10 +73,13 @@ pub struct FinetuneArgs {
     pub context_length: Option<usize>,
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 5e-5)]
-    pub lr: f64,
-    #[arg(long, default_value_t = 0.1)]
-    pub weight_decay: f64,
+    /// AdamW learning rate (default: the book's for the command — 5e-5 for classify and
+    /// instruct, 5e-6 for dpo).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// AdamW weight decay (default: the book's — 0.1 for classify and instruct, 0.01 for dpo).
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
     /// Batches per evaluation.
     #[arg(long, default_value_t = 5)]
     pub eval_iter: usize,
@@ -102,27 +109,58 @@ impl FinetuneArgs {
         self.max_steps.map_or(all, |m| m.min(all))
     }
 
+    /// The learning rate: `--lr`, or the book's for the command.
+    pub fn lr(&self, book: &BookOptimizer) -> f64 {
+        self.lr.unwrap_or(book.lr)
+    }
+
     /// AdamW over `model`'s trainable parameters with the run's rate and decay.
-    pub fn optimizer(&self, model: &GptModel) -> AdamW {
+    pub fn optimizer(&self, model: &GptModel, book: &BookOptimizer) -> AdamW {
         AdamW::new(
             model.named_parameters(),
             AdamWConfig {
-                lr: self.lr,
-                weight_decay: self.weight_decay,
+                lr: self.lr(book),
+                weight_decay: self.weight_decay.unwrap_or(book.weight_decay),
                 ..AdamWConfig::default()
             },
         )
     }
 }
 
+/// The book's AdamW settings for a fine-tuning command.
+pub struct BookOptimizer {
+    pub lr: f64,
+    pub weight_decay: f64,
+}
+
+impl BookOptimizer {
+    /// Chapters 6 and 7: `AdamW(lr=5e-5, weight_decay=0.1)`.
+    pub const SUPERVISED: BookOptimizer = BookOptimizer {
+        lr: 5e-5,
+        weight_decay: 0.1,
+    };
+    /// The DPO bonus: `AdamW(lr=5e-6, weight_decay=0.01)`.
+    pub const DPO: BookOptimizer = BookOptimizer {
+        lr: 5e-6,
+        weight_decay: 0.01,
+    };
+}
+
 /// Loads the starting model: from a checkpoint (refusing a classifier, whose head cannot
 /// generate or be re-headed meaningfully), from GPT-2 weights, or freshly from `--preset`; with
 /// the run's dropout rate.
 pub fn load_start(a: &FinetuneArgs) -> anyhow::Result<(GptModel, String)> {
+    load_start_with_task(a).map(|(m, what, _)| (m, what))
+}
+
+/// [`load_start`], also returning what the starting weights were trained for (`Task::Pretrain`
+/// for GPT-2 weights and fresh models).
+pub fn load_start_with_task(a: &FinetuneArgs) -> anyhow::Result<(GptModel, String, Task)> {
     let (from, preset, drop_rate, seed) = (&a.from, a.preset.as_str(), a.drop_rate, a.seed);
     if !(0.0..1.0).contains(&drop_rate) {
         bail!("--drop-rate must be in [0, 1), got {drop_rate}");
     }
+    let mut task = Task::Pretrain;
     let (mut model, what) = match (&from.checkpoint, &from.gpt2) {
         (Some(path), _) => {
             let ck = load_checkpoint(path)?;
@@ -138,6 +176,7 @@ pub fn load_start(a: &FinetuneArgs) -> anyhow::Result<(GptModel, String)> {
                     path.display()
                 );
             }
+            task = ck.task.clone();
             (ck.model, format!("checkpoint {}", path.display()))
         }
         (None, Some(dir)) => (
@@ -163,7 +202,7 @@ pub fn load_start(a: &FinetuneArgs) -> anyhow::Result<(GptModel, String)> {
         b.drop_shortcut.p = drop_rate;
     }
     model.drop_emb.p = drop_rate;
-    Ok((model, what))
+    Ok((model, what, task))
 }
 
 /// After a LoRA run: save the adapters alone to `dir/adapters.safetensors`, then fold them into

@@ -21,7 +21,8 @@ use scratchgpt::train::checkpoint::{save_task_checkpoint, Task};
 use scratchgpt::train::{engine_for, TrainState};
 
 use super::finetune::{
-    load_start, out_dir, peak_rss_gib, progress, save_adapters_and_merge, say, FinetuneArgs,
+    load_start, out_dir, peak_rss_gib, progress, save_adapters_and_merge, say, BookOptimizer,
+    FinetuneArgs,
 };
 
 #[derive(clap::Args)]
@@ -101,7 +102,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         train.max_length
     );
 
-    let mut optimizer = a.common.optimizer(&model);
+    let mut optimizer = a.common.optimizer(&model, &BookOptimizer::SUPERVISED);
     let device = super::device::resolve(a.common.device)?;
     let dir = out_dir(&a.common.out, "classify")?;
     let mut metrics = std::fs::File::create(dir.join("metrics.jsonl"))
@@ -117,7 +118,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             batch_size: a.common.batch_size,
             seed: a.common.seed,
             max_steps: a.common.max_steps,
-            lr: a.common.lr,
+            lr: a.common.lr(&BookOptimizer::SUPERVISED),
         };
         // Before training, as the book's §6.6 (10 batches of each).
         let first10 = |d: &SpamDataset| -> Vec<Vec<usize>> {

@@ -20,7 +20,8 @@ use scratchgpt::train::checkpoint::{save_task_checkpoint, Task};
 use scratchgpt::train::{engine_for, TrainEvent, TrainState};
 
 use super::finetune::{
-    load_start, out_dir, peak_rss_gib, progress, save_adapters_and_merge, say, FinetuneArgs,
+    load_start, out_dir, peak_rss_gib, progress, save_adapters_and_merge, say, BookOptimizer,
+    FinetuneArgs,
 };
 
 #[derive(clap::Args)]
@@ -96,7 +97,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         batch_size: a.common.batch_size,
         eval_freq: a.eval_freq,
         eval_iter: a.common.eval_iter,
-        lr: a.common.lr,
+        lr: a.common.lr(&BookOptimizer::SUPERVISED),
         seed: a.common.seed,
         max_steps: a.common.max_steps,
         allowed_max_length: a.allowed_max_length,
@@ -108,7 +109,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let bar = progress(total);
     let started = Instant::now();
     let run = {
-        let mut optimizer = a.common.optimizer(&model);
+        let mut optimizer = a.common.optimizer(&model, &BookOptimizer::SUPERVISED);
         let device = super::device::resolve(a.common.device)?;
         let mut engine = engine_for(device, &model, &mut optimizer)?;
         let engine = engine.as_mut();

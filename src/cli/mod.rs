@@ -11,6 +11,7 @@ mod device;
 mod export;
 mod finetune;
 mod finetune_classify;
+mod finetune_dpo;
 mod finetune_instruct;
 mod generate;
 mod gradcheck;

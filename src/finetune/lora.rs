@@ -69,6 +69,17 @@ impl GptModel {
         self.out_head.lora.as_ref().map(|l| (l.rank(), l.alpha))
     }
 
+    /// The same model with every adapter switched off: a shallow copy whose layers share this
+    /// model's base weights (no second copy of them) and carry no adapter — DPO's reference
+    /// policy under LoRA.
+    pub fn without_lora(&self) -> GptModel {
+        let mut base = self.clone();
+        for (_, linear) in base.linears_mut() {
+            linear.lora = None;
+        }
+        base
+    }
+
     /// Folds every adapter into its weight (`W ← W + (alpha/rank)·(A·B)ᵀ`) and removes it. A
     /// tied output head is untied first: its update must not leak into the token embedding.
     pub fn merge_lora(&mut self) -> Result<()> {

@@ -1,8 +1,9 @@
 //! Fine-tuning (book chapters 6 and 7, appendix E): the spam-classification data, the classifier
-//! and its training loop; the instruction data; LoRA adapters.
+//! and its training loop; the instruction data; preference tuning with DPO; LoRA adapters.
 
 pub mod classifier;
 pub mod classify_train;
+pub mod dpo_train;
 pub mod evaluate;
 pub mod instruct_train;
 pub mod instruction_data;

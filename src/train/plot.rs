@@ -31,11 +31,24 @@ pub fn plot_losses(
     train: &[f64],
     val: &[f64],
 ) -> Result<()> {
+    plot_metric(path, num_epochs, tokens_seen, train, val, "loss")
+}
+
+/// The same figure for any metric measured at each evaluation — the book reuses its
+/// `plot_losses` with `label="reward margins"` for DPO.
+pub fn plot_metric(
+    path: impl AsRef<Path>,
+    num_epochs: f64,
+    tokens_seen: &[usize],
+    train: &[f64],
+    val: &[f64],
+    label: &str,
+) -> Result<()> {
     let path = path.as_ref();
     if train.is_empty() || train.len() != val.len() || train.len() != tokens_seen.len() {
         return Err(Error::invalid(
             "plot_losses",
-            "needs equally many (≥ 1) train losses, val losses and token counts",
+            "needs equally many (≥ 1) training values, validation values and token counts",
         ));
     }
     register_font();
@@ -88,7 +101,7 @@ pub fn plot_losses(
         chart
             .configure_mesh()
             .x_desc("Epochs")
-            .y_desc("Loss")
+            .y_desc(capitalised(label))
             .draw()?;
         chart
             .configure_secondary_axes()
@@ -99,7 +112,7 @@ pub fn plot_losses(
                 train_points.iter().copied(),
                 BLUE.stroke_width(2),
             ))?
-            .label("Training loss")
+            .label(format!("Training {label}"))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
         chart
             .draw_series(DashedLineSeries::new(
@@ -108,7 +121,7 @@ pub fn plot_losses(
                 4,
                 RED.stroke_width(2),
             ))?
-            .label("Validation loss")
+            .label(format!("Validation {label}"))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
         chart
             .configure_series_labels()
@@ -121,4 +134,12 @@ pub fn plot_losses(
     draw()
         .map_err(|e| Error::invalid("plot_losses", format!("drawing {}: {e}", path.display())))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
 }

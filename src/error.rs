@@ -102,6 +102,11 @@ pub enum Error {
     #[error("CUDA: {0}")]
     Cuda(String),
 
+    /// A request to a server failed: unreachable, timed out, an error status, or a reply too
+    /// large or not JSON.
+    #[error("{url}: {msg}")]
+    Network { url: String, msg: String },
+
     /// An I/O failure, with the path involved.
     #[error("{path}: {err}")]
     Io {

@@ -24,6 +24,7 @@ pub mod data;
 pub mod error;
 pub mod finetune;
 pub mod gpt;
+pub mod net;
 pub mod nn;
 pub mod ops;
 pub mod optim;

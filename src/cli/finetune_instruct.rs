@@ -48,12 +48,12 @@ pub struct Args {
     /// Answer only the first N test entries (default: all).
     #[arg(long)]
     test_limit: Option<usize>,
-    /// An Ollama-compatible server (e.g. http://localhost:11434) to score the responses 0–100.
+    /// A model server (e.g. http://localhost:11434 for Ollama) to score the responses 0–100, as
+    /// the book does with Llama 3.
     #[arg(long)]
     judge_url: Option<String>,
-    /// The judge model's name on that server.
-    #[arg(long, default_value = "llama3", requires = "judge_url")]
-    judge_model: String,
+    #[command(flatten)]
+    judge: super::model_server::ServerArgs,
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
@@ -199,10 +199,11 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     if let Some(url) = &a.judge_url {
+        let server = a.judge.connect(url)?;
         let mut scores = Vec::new();
         for (i, (e, (r, _))) in test_entries.iter().zip(&pairs).enumerate() {
             // As the book: a reply that is not a score is reported and skipped.
-            match judge_score(url, &a.judge_model, e, r) {
+            match judge_score(&server, e, r) {
                 Ok(score) => scores.push(score as f64),
                 Err(err) => eprintln!("test entry {i}: no score ({err})"),
             }

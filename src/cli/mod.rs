@@ -17,6 +17,8 @@ mod generate;
 mod gradcheck;
 mod graph;
 mod kernels;
+mod make_preference_data;
+mod model_server;
 mod prepare_data;
 mod study;
 mod study_gpt;
@@ -79,6 +81,9 @@ enum Command {
     /// Tokenizes files and folders of text into token shards for `train --data DIR` (a corpus
     /// of any size, memory-mapped during training).
     PrepareData(prepare_data::Args),
+    /// Writes the book's DPO preference data with a model server (Ollama or OpenAI-compatible):
+    /// each instruction's output rewritten more politely or more impolitely.
+    MakePreferenceData(make_preference_data::Args),
     /// Trains a byte-level BPE vocabulary on a text and saves it in GPT-2's format.
     TrainTokenizer(train_tokenizer::Args),
 }
@@ -132,6 +137,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Tokenize(args) => tokenize::run(&args),
         Command::TrainTokenizer(args) => train_tokenizer::run(&args),
         Command::PrepareData(args) => prepare_data::run(&args),
+        Command::MakePreferenceData(args) => make_preference_data::run(&args),
         Command::Study(cmd) => study::run(&cmd),
     }
 }

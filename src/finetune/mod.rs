@@ -8,5 +8,7 @@ pub mod evaluate;
 pub mod instruct_train;
 pub mod instruction_data;
 pub mod lora;
+pub mod model_server;
 pub mod preference_data;
+pub mod preference_generation;
 pub mod spam_data;

@@ -87,6 +87,24 @@ pub fn split_preferences(
     ))
 }
 
+/// Entries as the book's JSON (a list of {instruction, input, output, chosen, rejected}),
+/// pretty-printed; [`parse_preference_json`] reads it back.
+pub fn preference_json(entries: &[PreferenceEntry]) -> String {
+    let list: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "instruction": e.entry.instruction,
+                "input": e.entry.input,
+                "output": e.entry.output,
+                "chosen": e.chosen,
+                "rejected": e.rejected,
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&list).expect("JSON values serialise")
+}
+
 /// One example tokenized as the book's `PreferenceDataset`: the prompt alone, and the prompt
 /// followed by `\n\n### Response:\n` and each answer.
 #[derive(Clone, Debug, PartialEq, Eq)]

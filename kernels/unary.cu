@@ -10,7 +10,13 @@
 //   7 relu        y = max(x, 0)  f' = [x > 0]
 //   8 sigmoid     y = σ(x)       f' = y(1 − y)
 //   9 log_sigmoid y = ln σ(x)    f' = 1 − σ(x) = σ(−x)   (from the saved input x)
+//  10 silu        y = x·σ(x)     f' = σ(x)·(1 + x·(1 − σ(x)))   (from the saved input x)
 // The backward receives `s`, the input or the output as the CPU op saves it (its table says which).
+
+// σ(x) without exponentiating a large positive number.
+__device__ float stable_sigmoid(float v) {
+    return v >= 0.0f ? 1.0f / (1.0f + expf(-v)) : expf(v) / (1.0f + expf(v));
+}
 
 // Launch: one thread per element.
 extern "C" __global__ void unary_forward(int op, const float* x, float* y, long long n, float c) {
@@ -28,7 +34,8 @@ extern "C" __global__ void unary_forward(int op, const float* x, float* y, long 
         case 7: r = v > 0.0f ? v : 0.0f; break;
         case 8: r = v >= 0.0f ? 1.0f / (1.0f + expf(-v)) : expf(v) / (1.0f + expf(v)); break;
         // ln σ(x) = min(x, 0) − ln(1 + e^{−|x|}): no overflow on either tail.
-        default: r = fminf(v, 0.0f) - log1pf(expf(-fabsf(v))); break;
+        case 9: r = fminf(v, 0.0f) - log1pf(expf(-fabsf(v))); break;
+        default: r = v * stable_sigmoid(v); break;
     }
     y[i] = r;
 }
@@ -49,7 +56,8 @@ extern "C" __global__ void unary_backward(int op, const float* s, const float* g
         case 7: d = v > 0.0f ? 1.0f : 0.0f; break;
         case 8: d = v * (1.0f - v); break;
         // σ(−x), written so that no large positive number is exponentiated.
-        default: d = v >= 0.0f ? expf(-v) / (1.0f + expf(-v)) : 1.0f / (1.0f + expf(v)); break;
+        case 9: d = v >= 0.0f ? expf(-v) / (1.0f + expf(-v)) : 1.0f / (1.0f + expf(v)); break;
+        default: { float sg = stable_sigmoid(v); d = sg * (1.0f + v * (1.0f - sg)); } break;
     }
     dx[i] = g[i] * d;
 }

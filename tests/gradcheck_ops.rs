@@ -82,6 +82,11 @@ fn gradcheck_gather() {
 }
 
 #[test]
+fn gradcheck_rms_norm() {
+    check_family("rms_norm");
+}
+
+#[test]
 fn gradcheck_dpo() {
     check_family("dpo");
 }

@@ -140,6 +140,14 @@ fn unary_ops() {
     check("log_sigmoid (tails too)", vec![x.clone()], |x| {
         x[0].mul_scalar(20.0)?.log_sigmoid()
     });
+    check("silu (tails too)", vec![x.clone()], |x| {
+        x[0].mul_scalar(20.0)?.silu()
+    });
+    check(
+        "SwiGLU silu(a) ⊙ b",
+        vec![x.clone(), rnd(&[7, 13], 21)],
+        |x| x[0].silu()?.mul(&x[1]),
+    );
     check("log", vec![pos.clone()], |x| x[0].log());
     check("sqrt", vec![pos.clone()], |x| x[0].sqrt());
     check_tol("powf", vec![pos], 1e-4, |x| x[0].powf(1.7));
@@ -206,6 +214,15 @@ fn row_ops() {
         "layer_norm",
         vec![x.clone(), rnd(&[37], 61), rnd(&[37], 62)],
         |x| x[0].layer_norm(&x[1], &x[2], 1e-5),
+    );
+    check("rms_norm", vec![x.clone(), rnd(&[37], 63)], |x| {
+        x[0].rms_norm(&x[1], 1e-6)
+    });
+    // Many rows (several chunks of the weight gradient's partial sums), a strided input.
+    check(
+        "rms_norm of a transposed [37, 300]ᵀ",
+        vec![rnd(&[37, 300], 64), rnd(&[37], 65)],
+        |x| x[0].transpose(0, 1)?.rms_norm(&x[1], 1e-5),
     );
     let targets = Ids::new(
         (0..6).map(|i| if i == 2 { -100 } else { i * 5 }).collect(),

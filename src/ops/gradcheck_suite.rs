@@ -223,6 +223,19 @@ pub fn cases() -> Vec<Case> {
         [randn(&[2, 3], 33)],
         |x| x[0].mul_scalar(8.0)?.log_sigmoid()
     ));
+    c.push(case!("unary", "silu [3,4]", [randn(&[3, 4], 34)], |x| x[0].silu()));
+    c.push(case!(
+        "unary",
+        "silu 8x[2,3] (tails)",
+        [randn(&[2, 3], 35)],
+        |x| x[0].mul_scalar(8.0)?.silu()
+    ));
+    c.push(case!(
+        "unary",
+        "SwiGLU silu(a) ⊙ b [2,5]",
+        [randn(&[2, 5], 36), randn(&[2, 5], 37)],
+        |x| x[0].silu()?.mul(&x[1])
+    ));
     // --- gelu ---
     c.push(case!("gelu", "gelu [3,5]", [randn(&[3, 5], 40)], |x| x[0].gelu()));
     c.push(case!(
@@ -401,6 +414,25 @@ pub fn cases() -> Vec<Case> {
         "log_softmax 10x[2,4] (peaked)",
         [randn(&[2, 4], 95)],
         |x| x[0].mul_scalar(10.0)?.log_softmax()
+    ));
+    // --- rms_norm ---
+    c.push(case!(
+        "rms_norm",
+        "rms_norm [3,6]",
+        [randn(&[3, 6], 115), randn(&[6], 116)],
+        |x| x[0].rms_norm(&x[1], 1e-6)
+    ));
+    c.push(case!(
+        "rms_norm",
+        "rms_norm [2,3,4]",
+        [randn(&[2, 3, 4], 117), randn(&[4], 118)],
+        |x| x[0].rms_norm(&x[1], 1e-5)
+    ));
+    c.push(case!(
+        "rms_norm",
+        "rms_norm [4,3]ᵀ (strided)",
+        [randn(&[4, 3], 119), randn(&[4], 120)],
+        |x| x[0].transpose(0, 1)?.rms_norm(&x[1], 1e-6)
     ));
     // --- layer_norm ---
     c.push(case!(

@@ -5,12 +5,13 @@
 //! | folder | ops |
 //! |---|---|
 //! | [`binary`] | add, sub, mul, div (broadcasting) |
-//! | [`unary`] | neg, scalar add/mul/div, pow, exp, log, sqrt, tanh, relu |
+//! | [`unary`] | neg, scalar add/mul/div, pow, exp, log, sqrt, tanh, relu, sigmoid, log-sigmoid, SiLU |
 //! | [`gelu`] | GELU (tanh approximation, as GPT-2) |
 //! | [`reduce`] | sum, mean (all or over axes, keepdim), max over an axis |
 //! | [`matmul`] | 2-D, batched N-D with broadcast batch dims, 1-D operands |
 //! | [`softmax`] | softmax, log_softmax over the last axis (fused) |
 //! | [`layer_norm`] | layer norm with scale and shift (fused) |
+//! | [`rms_norm`] | RMS norm with a weight (fused; Llama, Qwen3) |
 //! | [`embedding`] | row gather with scatter-add backward; the [`Ids`](embedding::Ids) type |
 //! | [`dpo`] | a sequence's mean log-probability, the DPO loss (compositions) |
 //! | [`dropout`] | seeded inverted dropout |
@@ -35,6 +36,7 @@ pub mod linear;
 pub mod masked_fill;
 pub mod matmul;
 pub mod reduce;
+pub mod rms_norm;
 pub mod softmax;
 pub mod unary;
 pub mod view;

@@ -106,6 +106,14 @@ pub const KERNEL_FILES: &[KernelFile] = &[
         ]
     ),
     kernel_file!(
+        "rms_norm.cu",
+        [
+            "rms_norm_backward_input",
+            "rms_norm_backward_weight_partial",
+            "rms_norm_forward",
+        ]
+    ),
+    kernel_file!(
         "softmax.cu",
         [
             "log_softmax_backward",

@@ -627,6 +627,91 @@ pub fn layer_norm_backward(
     column_sum_finish(&pb, dshift, chunks, cols, true)
 }
 
+// ---- RMS norm ---------------------------------------------------------------------------------
+
+/// y = weight ⊙ x/√(mean(x²) + eps) over rows of `cols`; writes 1/√(mean(x²) + eps) per row.
+pub fn rms_norm_forward(
+    x: &DeviceBuffer<f32>,
+    weight: &DeviceBuffer<f32>,
+    y: &DeviceBuffer<f32>,
+    rstd: &DeviceBuffer<f32>,
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) -> Result<()> {
+    same_len("cuda rms_norm", rows * cols, &[x, y])?;
+    same_len("cuda rms_norm (weight)", cols, &[weight])?;
+    same_len("cuda rms_norm (rstd)", rows, &[rstd])?;
+    launch(
+        x.gpu(),
+        "rms_norm_forward",
+        [blocks_for(rows, LN_ROWS_PER_BLOCK)?, 1, 1],
+        [32 * LN_ROWS_PER_BLOCK, 1, 1],
+        &[
+            x.arg(),
+            weight.arg(),
+            y.arg(),
+            rstd.arg(),
+            KernelArg::I64(rows as i64),
+            i32_arg(cols)?,
+            KernelArg::F32(eps),
+        ],
+    )
+}
+
+/// RMS-norm backward: dx = …, and dweight += Σ_rows dy ⊙ x̂ (accumulated, as parameter
+/// gradients are; fixed-order partial sums, so deterministic).
+#[allow(clippy::too_many_arguments)]
+pub fn rms_norm_backward(
+    x: &DeviceBuffer<f32>,
+    weight: &DeviceBuffer<f32>,
+    rstd: &DeviceBuffer<f32>,
+    dy: &DeviceBuffer<f32>,
+    dx: &DeviceBuffer<f32>,
+    dweight: &DeviceBuffer<f32>,
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
+    same_len("cuda rms_norm_backward", rows * cols, &[x, dy, dx])?;
+    same_len("cuda rms_norm_backward (weight)", cols, &[weight, dweight])?;
+    same_len("cuda rms_norm_backward (rstd)", rows, &[rstd])?;
+    let gpu = x.gpu();
+    launch(
+        gpu,
+        "rms_norm_backward_input",
+        [blocks_for(rows, LN_ROWS_PER_BLOCK)?, 1, 1],
+        [32 * LN_ROWS_PER_BLOCK, 1, 1],
+        &[
+            x.arg(),
+            weight.arg(),
+            rstd.arg(),
+            dy.arg(),
+            dx.arg(),
+            KernelArg::I64(rows as i64),
+            i32_arg(cols)?,
+        ],
+    )?;
+    let per = rows_per_chunk(rows);
+    let chunks = rows.div_ceil(per).max(1);
+    let partial = DeviceBuffer::<f32>::uninit(gpu, chunks * cols)?;
+    launch(
+        gpu,
+        "rms_norm_backward_weight_partial",
+        [blocks_for(cols, THREADS)?, chunks as u32, 1],
+        [THREADS, 1, 1],
+        &[
+            x.arg(),
+            rstd.arg(),
+            dy.arg(),
+            partial.arg(),
+            KernelArg::I64(rows as i64),
+            i32_arg(cols)?,
+            i32_arg(per)?,
+        ],
+    )?;
+    column_sum_finish(&partial, dweight, chunks, cols, true)
+}
+
 // ---- cross-entropy ----------------------------------------------------------------------------
 
 fn check_targets(targets: &DeviceBuffer<i32>, rows: usize) -> Result<()> {

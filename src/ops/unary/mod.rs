@@ -1,5 +1,5 @@
 //! Elementwise unary ops and ops with a scalar: `neg`, `add_scalar`, `mul_scalar`, `div_scalar`,
-//! `powf`, `exp`, `log`, `sqrt`, `tanh`, `relu`, `sigmoid`.
+//! `powf`, `exp`, `log`, `sqrt`, `tanh`, `relu`, `sigmoid`, `log_sigmoid`, `silu`.
 //!
 //! For `y = f(x)` applied elementwise the Jacobian is diagonal, so the vector–Jacobian product is
 //! just `∂L/∂x = g ⊙ f'(x)`. Each op below states `f'` and which saved value (input `x` or output
@@ -200,24 +200,41 @@ impl<T: Element> Tensor<T> {
         )
     }
 
+    /// `SiLU(x) = x·σ(x)` (Swish with β = 1), the activation of Llama's and Qwen3's gated
+    /// feed-forward `SwiGLU(a, b) = SiLU(a) ⊙ b` (the product is `mul`, whose rule is §2's
+    /// "mul swaps"). By the product rule, with σ' = σ(1 − σ):
+    /// f'(x) = σ(x) + x·σ(x)(1 − σ(x)) = σ(x)·(1 + x·(1 − σ(x))), from the saved input.
+    pub fn silu(&self) -> Result<Tensor<T>> {
+        self.unary(
+            "silu",
+            (10, 0.0),
+            |x| map(x, |v| v * stable_sigmoid(v)),
+            false,
+            |x| {
+                let s = stable_sigmoid(x);
+                s * (T::one() + x * (T::one() - s))
+            },
+        )
+    }
+
     /// `σ(x) = 1/(1 + e⁻ˣ)`. f'(x) = σ(x)(1 − σ(x)) = y(1 − y).
     pub fn sigmoid(&self) -> Result<Tensor<T>> {
         self.unary(
             "sigmoid",
             (8, 0.0),
-            |x| {
-                map(x, |v| {
-                    // Stable on both tails: never exponentiate a large positive number.
-                    if v >= T::zero() {
-                        T::one() / (T::one() + (-v).exp())
-                    } else {
-                        let e = v.exp();
-                        e / (T::one() + e)
-                    }
-                })
-            },
+            |x| map(x, stable_sigmoid),
             true,
             |y| y * (T::one() - y),
         )
+    }
+}
+
+/// σ(v), stable on both tails: never exponentiates a large positive number.
+fn stable_sigmoid<T: Element>(v: T) -> T {
+    if v >= T::zero() {
+        T::one() / (T::one() + (-v).exp())
+    } else {
+        let e = v.exp();
+        e / (T::one() + e)
     }
 }

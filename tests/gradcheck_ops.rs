@@ -87,6 +87,11 @@ fn gradcheck_rms_norm() {
 }
 
 #[test]
+fn gradcheck_rope() {
+    check_family("rope");
+}
+
+#[test]
 fn gradcheck_dpo() {
     check_family("dpo");
 }

@@ -424,3 +424,22 @@ fn dpo_sequence_logprobs_and_loss_on_the_device() {
         },
     );
 }
+
+#[test]
+fn rope_on_the_device() {
+    use scratchgpt::ops::gradcheck_suite::llama3_test_scaling;
+    use scratchgpt::ops::rope::Rope;
+    let rope = Rope::new(8, 10_000.0, Some(llama3_test_scaling())).unwrap();
+    let table = rope.table(9, 5);
+    check(
+        "rope (2,3,5,8) at positions 9..14",
+        vec![rnd(&[2, 3, 5, 8], 120)],
+        |x| x[0].rope(&table),
+    );
+    // A strided input: the head split of a (B, T, H·d) projection, as a model makes it.
+    check(
+        "rope of a transposed head split",
+        vec![rnd(&[2, 5, 3, 8], 121)],
+        |x| x[0].transpose(1, 2)?.rope(&table),
+    );
+}

@@ -15,6 +15,7 @@ use crate::nn::{Linear, LoRA};
 use crate::ops::attention::AttentionOptions;
 use crate::ops::embedding::Ids;
 use crate::ops::masked_fill::causal_mask;
+use crate::ops::rope::{Llama3Scaling, Rope};
 use crate::tensor::Tensor;
 
 type CaseFn<T> = Box<dyn Fn(&[Tensor<T>]) -> Result<Tensor<T>>>;
@@ -129,6 +130,17 @@ fn lora_linear<T: crate::tensor::Element>(x: &[Tensor<T>], alpha: f64) -> Result
             alpha,
         }),
     })
+}
+
+/// Llama 3 scaling whose regimes a head of 8 (frequencies 1, 0.1, 0.01, 0.001 at θ = 10⁴)
+/// covers: wavelength 6.3 kept (< 64/4), 62.8 blended, 628 and 6283 slowed (> 64/1).
+pub fn llama3_test_scaling() -> Llama3Scaling {
+    Llama3Scaling {
+        factor: 8.0,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original_max_position_embeddings: 64,
+    }
 }
 
 /// Every case, in op-family order.
@@ -433,6 +445,27 @@ pub fn cases() -> Vec<Case> {
         "rms_norm [4,3]ᵀ (strided)",
         [randn(&[4, 3], 119), randn(&[4], 120)],
         |x| x[0].transpose(0, 1)?.rms_norm(&x[1], 1e-6)
+    ));
+    // --- rope ---
+    c.push(case!(
+        "rope",
+        "rope [2,2,3,4] θ=10⁴, positions 0..3",
+        [randn(&[2, 2, 3, 4], 121)],
+        |x| x[0].rope(&Rope::new(4, 10_000.0, None)?.table(0, 3))
+    ));
+    c.push(case!(
+        "rope",
+        "rope [1,2,4,8] pos 5..9, llama3 scaling",
+        [randn(&[1, 2, 4, 8], 122)],
+        |x| x[0].rope(&Rope::new(8, 10_000.0, Some(llama3_test_scaling()))?.table(5, 4))
+    ));
+    c.push(case!(
+        "rope",
+        "rope of a transposed (1,3,2,6)ᵀ¹² (strided)",
+        [randn(&[1, 3, 2, 6], 123)],
+        |x| x[0]
+            .transpose(1, 2)?
+            .rope(&Rope::new(6, 500_000.0, None)?.table(2, 3))
     ));
     // --- layer_norm ---
     c.push(case!(

@@ -12,6 +12,7 @@
 //! | [`softmax`] | softmax, log_softmax over the last axis (fused) |
 //! | [`layer_norm`] | layer norm with scale and shift (fused) |
 //! | [`rms_norm`] | RMS norm with a weight (fused; Llama, Qwen3) |
+//! | [`rope`] | rotary position embedding (rotate-half, Llama 3 scaling) |
 //! | [`embedding`] | row gather with scatter-add backward; the [`Ids`](embedding::Ids) type |
 //! | [`dpo`] | a sequence's mean log-probability, the DPO loss (compositions) |
 //! | [`dropout`] | seeded inverted dropout |
@@ -37,6 +38,7 @@ pub mod masked_fill;
 pub mod matmul;
 pub mod reduce;
 pub mod rms_norm;
+pub mod rope;
 pub mod softmax;
 pub mod unary;
 pub mod view;

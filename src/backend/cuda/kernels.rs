@@ -113,6 +113,7 @@ pub const KERNEL_FILES: &[KernelFile] = &[
             "rms_norm_forward",
         ]
     ),
+    kernel_file!("rope.cu", ["rope_rotate"]),
     kernel_file!(
         "softmax.cu",
         [

@@ -712,6 +712,41 @@ pub fn rms_norm_backward(
     column_sum_finish(&partial, dweight, chunks, cols, true)
 }
 
+// ---- rotary position embedding -----------------------------------------------------------------
+
+/// Rotates every pair (x[…, k], x[…, half + k]) of `x (rows, t_len, 2·half)` by the angle whose
+/// cosine and sine are `cos[t, k]`, `sin[t, k]` — by minus that angle with `sign = −1` (the
+/// backward).
+#[allow(clippy::too_many_arguments)]
+pub fn rope_rotate(
+    x: &DeviceBuffer<f32>,
+    cos: &DeviceBuffer<f32>,
+    sin: &DeviceBuffer<f32>,
+    y: &DeviceBuffer<f32>,
+    rows: usize,
+    t_len: usize,
+    half: usize,
+    sign: f32,
+) -> Result<()> {
+    same_len("cuda rope", rows * t_len * 2 * half, &[x, y])?;
+    same_len("cuda rope (tables)", t_len * half, &[cos, sin])?;
+    elementwise(
+        x.gpu(),
+        "rope_rotate",
+        rows * t_len * half,
+        &[
+            x.arg(),
+            cos.arg(),
+            sin.arg(),
+            y.arg(),
+            KernelArg::I64(rows as i64),
+            i32_arg(t_len)?,
+            i32_arg(half)?,
+            KernelArg::F32(sign),
+        ],
+    )
+}
+
 // ---- cross-entropy ----------------------------------------------------------------------------
 
 fn check_targets(targets: &DeviceBuffer<i32>, rows: usize) -> Result<()> {

@@ -311,7 +311,7 @@ fn eval_and_check_reference_on_the_command_line() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        !o.status.success() && err.contains("--checkpoint") && err.contains("--gpt2"),
+        !o.status.success() && err.contains("--checkpoint") && err.contains("--model"),
         "{err}"
     );
     // A prompt longer than the context.

@@ -38,10 +38,11 @@ pub struct StartFrom {
     /// A checkpoint of ours (e.g. one pretrained with `train`).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// A Hugging Face GPT-2 folder (config.json + model.safetensors): OpenAI's weights, as the
-    /// book fine-tunes them.
-    #[arg(long)]
-    pub gpt2: Option<PathBuf>,
+    /// A Hugging Face GPT-2 model — its folder (config.json + model.safetensors) or a hub name
+    /// already in the local Hugging Face cache: OpenAI's weights, as the book fine-tunes them.
+    /// `--gpt2` is the old name of this flag.
+    #[arg(long = "model", visible_alias = "gpt2", value_name = "NAME|DIR")]
+    pub model: Option<String>,
     /// A freshly initialised model of `--preset` (the book's ablation without pretraining).
     #[arg(long)]
     pub random_init: bool,
@@ -161,7 +162,7 @@ pub fn load_start_with_task(a: &FinetuneArgs) -> anyhow::Result<(GptModel, Strin
         bail!("--drop-rate must be in [0, 1), got {drop_rate}");
     }
     let mut task = Task::Pretrain;
-    let (mut model, what) = match (&from.checkpoint, &from.gpt2) {
+    let (mut model, what) = match (&from.checkpoint, &from.model) {
         (Some(path), _) => {
             let ck = load_checkpoint(path)?;
             if ck.info.tokenizer != scratchgpt::data::manifest::TokenizerRef::Gpt2 {
@@ -179,10 +180,13 @@ pub fn load_start_with_task(a: &FinetuneArgs) -> anyhow::Result<(GptModel, Strin
             task = ck.task.clone();
             (ck.model, format!("checkpoint {}", path.display()))
         }
-        (None, Some(dir)) => (
-            GptModel::from_hf_gpt2(dir)?,
-            format!("GPT-2 weights {}", dir.display()),
-        ),
+        (None, Some(spec)) => {
+            let dir = scratchgpt::gpt::hub_cache::resolve_model(spec)?;
+            (
+                GptModel::from_hf_gpt2(&dir)?,
+                format!("GPT-2 weights {}", dir.display()),
+            )
+        }
         (None, None) => {
             let mut cfg = match a.context_length {
                 Some(c) => GptConfig::preset_with_context(preset, c)?,

@@ -11,6 +11,7 @@ use scratchgpt::autograd::no_grad;
 use scratchgpt::data::manifest::TokenizerRef;
 use scratchgpt::data::text_file::read_text;
 use scratchgpt::data::BpeTokenizer;
+use scratchgpt::gpt::hub_cache::resolve_model;
 use scratchgpt::gpt::{generate, generate_cached, GptModel, Sampling};
 use scratchgpt::nn::ForwardCtx;
 use scratchgpt::train::checkpoint::{load_checkpoint, Task};
@@ -23,17 +24,18 @@ pub struct ModelSource {
     /// A checkpoint written by `train`.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-    /// A Hugging Face GPT-2 folder (config.json + model.safetensors), e.g. a download of
-    /// openai-community/gpt2 (124M) … gpt2-xl (1558M).
-    #[arg(long)]
-    gpt2: Option<PathBuf>,
+    /// A Hugging Face GPT-2 model: its folder (config.json + model.safetensors), or a hub name
+    /// (gpt2 … gpt2-xl, org/name) already in the local Hugging Face cache. `--gpt2` is the old
+    /// name of this flag.
+    #[arg(long = "model", visible_alias = "gpt2", value_name = "NAME|DIR")]
+    model: Option<String>,
 }
 
 impl ModelSource {
     /// The model, its task and its tokenizer: GPT-2's, or the custom one a training run saved
     /// beside its checkpoint (`tokenizer/`), found without being told.
     pub fn load_all(&self) -> anyhow::Result<(GptModel, Task, Cow<'static, BpeTokenizer>)> {
-        Ok(match (&self.checkpoint, &self.gpt2) {
+        Ok(match (&self.checkpoint, &self.model) {
             (Some(path), _) => {
                 let ck = load_checkpoint(path)?;
                 let tok = match ck.info.tokenizer {
@@ -58,12 +60,12 @@ impl ModelSource {
                 }
                 (ck.model, ck.task, tok)
             }
-            (None, Some(dir)) => (
-                GptModel::from_hf_gpt2(dir)?,
+            (None, Some(spec)) => (
+                GptModel::from_hf_gpt2(resolve_model(spec)?)?,
                 Task::Pretrain,
                 Cow::Borrowed(BpeTokenizer::gpt2()),
             ),
-            (None, None) => bail!("give --checkpoint or --gpt2"),
+            (None, None) => bail!("give --checkpoint or --model"),
         })
     }
 }

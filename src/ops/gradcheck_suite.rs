@@ -442,6 +442,12 @@ pub fn cases() -> Vec<Case> {
     ));
     c.push(case!(
         "rms_norm",
+        "Qwen3 q/k norm: per head of (B,H,T,hd) = (1,2,3,4)",
+        [randn(&[1, 2, 3, 4], 124), randn(&[4], 125)],
+        |x| x[0].rms_norm(&x[1], 1e-6)
+    ));
+    c.push(case!(
+        "rms_norm",
         "rms_norm [4,3]ᵀ (strided)",
         [randn(&[4, 3], 119), randn(&[4], 120)],
         |x| x[0].transpose(0, 1)?.rms_norm(&x[1], 1e-6)

@@ -366,6 +366,50 @@ fn make_preference_data_writes_the_books_pairs_and_continues_a_stopped_run() {
     assert_eq!(code, 0);
     assert!(log.contains("all 7 entries are already written"), "{log}");
 
+    // Continuing with another seed would mix two runs' polite/impolite choices.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_scratchgpt"))
+        .args([
+            "make-preference-data",
+            "--judge-url",
+            &url,
+            "--limit",
+            "8",
+            "--seed",
+            "7",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("written with another --seed"),
+        "{err}"
+    );
+
+    // An entry with nothing to rewrite is refused before any request.
+    let empty = dir.join("empty.json");
+    std::fs::write(
+        &empty,
+        r#"[{"instruction": "Say hi.", "input": "", "output": "Hi."},
+            {"instruction": "Say bye.", "input": "", "output": "  "}]"#,
+    )
+    .unwrap();
+    let before = seen.lock().unwrap().len();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_scratchgpt"))
+        .args(["make-preference-data", "--judge-url", &url, "--data"])
+        .arg(&empty)
+        .arg("--out")
+        .arg(dir.join("never.json"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("entry 1 has an empty output"),
+        "{err}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), before);
+
     // A file that is not preference data is never overwritten.
     std::fs::write(&out, "not json").unwrap();
     let (code, log) = make_preference_data(&url, &out, 2);

@@ -162,14 +162,10 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         let train_m: Vec<f64> = run.evals.iter().map(|e| e.train.margin()).collect();
         let val_m: Vec<f64> = run.evals.iter().map(|e| e.val.margin()).collect();
         let plot = dir.join("reward-margins.png");
-        plot_metric(
-            &plot,
-            a.epochs as f64,
-            &tokens,
-            &train_m,
-            &val_m,
-            "reward margins",
-        )?;
+        // The epochs actually covered (a --max-steps run stops early).
+        let per_epoch = (train.len() / a.common.batch_size.max(1)).max(1);
+        let epochs = (run.steps as f64 / per_epoch as f64).min(a.epochs as f64);
+        plot_metric(&plot, epochs, &tokens, &train_m, &val_m, "reward margins")?;
         println!("plot: {}", plot.display());
     }
     for (e, before) in shown.iter().zip(&before) {

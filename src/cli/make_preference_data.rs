@@ -46,6 +46,20 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         )?,
     };
     let total = a.limit.unwrap_or(data.len()).min(data.len());
+    // A pair needs an instruction and an answer to rewrite (the preference format refuses an
+    // empty one, so such an entry would make the file unreadable).
+    if let Some((i, e)) = data[..total]
+        .iter()
+        .enumerate()
+        .find(|(_, e)| e.instruction.trim().is_empty() || e.output.trim().is_empty())
+    {
+        let field = if e.instruction.trim().is_empty() {
+            "instruction"
+        } else {
+            "output"
+        };
+        bail!("entry {i} has an empty {field}: there is nothing to rewrite into a preference pair");
+    }
     let server = a.server.connect(&a.judge_url)?;
     let mut done = match std::fs::read_to_string(&a.out) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -59,6 +73,16 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             })?;
             if done.len() > data.len() || done.iter().zip(&data).any(|(p, e)| p.entry != *e) {
                 bail!("{what} holds entries of other instruction data; choose another --out");
+            }
+            // Which answer is the original tells which rewrite each entry got: a different
+            // --seed would mix two runs' choices.
+            let other_seed = done.iter().enumerate().any(|(i, p)| {
+                let polite = polite_choice(a.seed, i);
+                (polite && p.chosen == p.entry.output && p.rejected != p.entry.output)
+                    || (!polite && p.rejected == p.entry.output && p.chosen != p.entry.output)
+            });
+            if other_seed {
+                bail!("{what} was written with another --seed; continue it with the seed it was started with");
             }
             done
         }

@@ -2,10 +2,11 @@
 //! fetched (nothing here touches the network; a model comes into the cache by an explicit
 //! download).
 //!
-//! The cache is huggingface_hub's layout: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
-//! `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`; a repository `org/name` is
-//! the folder `models--org--name`, its `refs/main` names the commit, and the files are in
-//! `snapshots/<commit>/`. GPT-2's short names (`gpt2`, `gpt2-medium`, …) are also looked up
+//! The cache is huggingface_hub's layout: `$HF_HUB_CACHE` (or the older
+//! `$HUGGINGFACE_HUB_CACHE`), else `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else
+//! `~/.cache/huggingface/hub`; a repository `org/name` is the folder `models--org--name`, its
+//! `refs/main` names the commit, and the files are in `snapshots/<commit>/` (a snapshot without a
+//! `config.json` does not count). GPT-2's short names (`gpt2`, `gpt2-medium`, …) are also looked up
 //! under `openai-community/`, where the hub moved them.
 
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ pub fn hub_cache_dir() -> PathBuf {
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     };
-    if let Some(d) = var("HF_HUB_CACHE") {
+    if let Some(d) = var("HF_HUB_CACHE").or_else(|| var("HUGGINGFACE_HUB_CACHE")) {
         return d;
     }
     if let Some(d) = var("HF_HOME") {
@@ -44,8 +45,12 @@ fn is_repo_name(spec: &str) -> bool {
     (parts.len() == 1 || parts.len() == 2) && parts.iter().all(|p| ok(p))
 }
 
-/// The snapshot folder of `repo` in `cache`, if the cache holds one.
+/// The snapshot folder of `repo` in `cache`, if the cache holds one with a `config.json`.
 fn snapshot(cache: &Path, repo: &str) -> Option<PathBuf> {
+    snapshot_dir(cache, repo).filter(|d| d.join("config.json").is_file())
+}
+
+fn snapshot_dir(cache: &Path, repo: &str) -> Option<PathBuf> {
     let root = cache.join(format!("models--{}", repo.replace('/', "--")));
     let snapshots = root.join("snapshots");
     if let Ok(commit) = std::fs::read_to_string(root.join("refs").join("main")) {
@@ -72,6 +77,12 @@ pub fn resolve_model(spec: &str) -> Result<PathBuf> {
     let path = Path::new(spec);
     if path.is_dir() {
         return Ok(path.to_path_buf());
+    }
+    if path.is_file() {
+        return Err(Error::invalid(
+            "--model",
+            format!("{spec} is a file; give the folder that holds config.json and the weights"),
+        ));
     }
     if !is_repo_name(spec) {
         return Err(Error::invalid(

@@ -193,6 +193,18 @@ impl<T: Element> Tensor<T> {
                 why: "the input must be (…, positions, head size) matching the angle table".into(),
             });
         }
+        if table.cos.len() != table.len * table.half || table.sin.len() != table.cos.len() {
+            return Err(Error::invalid(
+                "rope",
+                format!(
+                    "the angle table holds {} cosines and {} sines, not {} × {}",
+                    table.cos.len(),
+                    table.sin.len(),
+                    table.len,
+                    table.half
+                ),
+            ));
+        }
         if let Some(c) = self.cuda_storage() {
             return cuda::rope(self, c, table);
         }

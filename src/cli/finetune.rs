@@ -249,6 +249,15 @@ pub fn progress(total: usize) -> ProgressBar {
     bar
 }
 
+/// After one optimizer step: advance the bar and show the epoch, loss and step time.
+pub fn step_done(bar: &ProgressBar, epoch: usize, loss: f64, step_secs: f64) {
+    bar.inc(1);
+    bar.set_message(format!(
+        "epoch {} loss {loss:.3} ({step_secs:.2} s/step)",
+        epoch + 1
+    ));
+}
+
 /// Prints a line above the bar (or plainly when the bar is hidden, e.g. output to a file).
 pub fn say(bar: &ProgressBar, line: impl Into<String>) {
     let line = line.into();

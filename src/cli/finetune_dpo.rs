@@ -22,7 +22,7 @@ use scratchgpt::train::plot::plot_metric;
 use scratchgpt::train::TrainState;
 
 use super::finetune::{
-    load_start_with_task, out_dir, peak_rss_gib, progress, save_adapters_and_merge, say,
+    load_start_with_task, out_dir, peak_rss_gib, progress, save_adapters_and_merge, say, step_done,
     BookOptimizer, FinetuneArgs,
 };
 
@@ -131,11 +131,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             ..
         } = e
         {
-            bar.inc(1);
-            bar.set_message(format!(
-                "epoch {} loss {loss:.3} ({step_secs:.2} s/step)",
-                epoch + 1
-            ));
+            step_done(&bar, *epoch, *loss, *step_secs);
         }
         if let Some(line) = e.book_line() {
             say(&bar, line);

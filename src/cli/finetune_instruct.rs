@@ -20,8 +20,8 @@ use scratchgpt::train::checkpoint::{save_task_checkpoint, Task};
 use scratchgpt::train::{engine_for, TrainEvent, TrainState};
 
 use super::finetune::{
-    load_start, out_dir, peak_rss_gib, progress, save_adapters_and_merge, say, BookOptimizer,
-    FinetuneArgs,
+    load_start, out_dir, peak_rss_gib, progress, save_adapters_and_merge, say, step_done,
+    BookOptimizer, FinetuneArgs,
 };
 
 #[derive(clap::Args)]
@@ -121,11 +121,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
                 ..
             } = e
             {
-                bar.inc(1);
-                bar.set_message(format!(
-                    "epoch {} loss {loss:.3} ({step_secs:.2} s/step)",
-                    epoch + 1
-                ));
+                step_done(&bar, *epoch, *loss, *step_secs);
             }
             if let Some(line) = e.book_line() {
                 say(&bar, line);

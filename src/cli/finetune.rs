@@ -3,13 +3,22 @@
 //! flags, printing the book's lines beside a progress bar, and the run folder.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
+use scratchgpt::finetune::epochs::RunControl;
 use scratchgpt::finetune::lora::save_lora_adapters;
 use scratchgpt::gpt::{GptConfig, GptModel};
 use scratchgpt::optim::{AdamW, AdamWConfig};
-use scratchgpt::train::checkpoint::{load_checkpoint, Task};
+use scratchgpt::train::checkpoint::{
+    load_checkpoint, save_finetune_checkpoint, Checkpoint, RunInfo, Task,
+};
+use scratchgpt::train::{PeriodicSave, RunEnd, TrainState};
+use serde_json::{json, Value};
+
+use super::interrupt::{resume_command, StopSignal};
 
 #[derive(clap::Subcommand)]
 pub enum FinetuneCommand {
@@ -31,9 +40,9 @@ pub fn run(cmd: &FinetuneCommand) -> anyhow::Result<std::process::ExitCode> {
     }
 }
 
-/// The starting weights of a fine-tuning run.
+/// The starting weights of a fine-tuning run (one is needed, unless it resumes).
 #[derive(clap::Args)]
-#[group(required = true, multiple = false)]
+#[group(required = false, multiple = false)]
 pub struct StartFrom {
     /// A checkpoint of ours (e.g. one pretrained with `train`).
     #[arg(long)]
@@ -100,9 +109,109 @@ pub struct FinetuneArgs {
     pub out: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: super::device::DeviceChoice,
+    /// Continue a run exactly from one of its checkpoints: the run folder's
+    /// checkpoint.safetensors (written whenever a run ends or is interrupted) or a periodic
+    /// checkpoint-step*.safetensors. Give the run's own settings (the command printed at an
+    /// interruption does); --epochs and --max-steps may grow.
+    #[arg(long, value_name = "CHECKPOINT")]
+    pub resume: Option<PathBuf>,
+    /// Also write a resumable checkpoint every N optimizer steps
+    /// (checkpoint-stepNNNNNNNN.safetensors in the run folder).
+    #[arg(long)]
+    pub save_every: Option<usize>,
+    /// Keep only the newest N periodic checkpoints.
+    #[arg(long, requires = "save_every")]
+    pub keep_last: Option<usize>,
 }
 
 impl FinetuneArgs {
+    /// What identifies a run of `command` on `data` (see [`data_identity`]): every setting that
+    /// fixes its position in the data or its maths, common ones and the command's own
+    /// (`extra`, an object keyed by flag name). A resume must repeat them.
+    pub fn run_record(
+        &self,
+        command: &str,
+        book: &BookOptimizer,
+        data: Value,
+        extra: Value,
+    ) -> Value {
+        let mut settings = json!({
+            "seed": self.seed, "batch-size": self.batch_size, "lr": self.lr(book),
+            "weight-decay": self.weight_decay.unwrap_or(book.weight_decay),
+            "eval-iter": self.eval_iter, "drop-rate": self.drop_rate,
+            "lora-rank": self.lora.lora_rank,
+            "lora-alpha": self.lora.lora_rank.map(|_| self.lora.lora_alpha),
+        });
+        if let (Some(all), Some(more)) = (settings.as_object_mut(), extra.as_object()) {
+            all.extend(more.clone());
+        }
+        json!({"command": command, "data": data, "settings": settings})
+    }
+
+    /// Loads `--resume`, checking that it is a checkpoint of the same command, data and
+    /// settings (`record`, from [`Self::run_record`]) with an optimizer to continue.
+    pub fn load_resume(&self, record: &Value) -> anyhow::Result<Option<Checkpoint>> {
+        let Some(path) = &self.resume else {
+            return Ok(None);
+        };
+        let shown = path.display();
+        let ck = load_checkpoint(path)?;
+        let command = &record["command"];
+        let Some(rec) = &ck.info.finetune else {
+            bail!(
+                "{shown} is not a checkpoint of a fine-tuning run (a pretraining run resumes with `scratchgpt train --resume`)"
+            );
+        };
+        if rec["command"] != *command {
+            bail!(
+                "{shown} is a checkpoint of `finetune {}`; resume it with that command",
+                rec["command"].as_str().unwrap_or("?")
+            );
+        }
+        if rec["data"] != record["data"] {
+            bail!(
+                "{shown} was trained on other data ({}, this run reads {}): resume with the run's own --data",
+                rec["data"],
+                record["data"]
+            );
+        }
+        if let Some(settings) = record["settings"].as_object() {
+            for (flag, value) in settings {
+                let was = &rec["settings"][flag];
+                if was != value {
+                    bail!(
+                        "{shown} was trained with --{flag} {was}, this run asks for {value}: resume with the run's own settings (the command printed when it was interrupted has them)"
+                    );
+                }
+            }
+        }
+        if ck.optimizer.is_none() {
+            bail!("{shown} has no optimizer state to resume from");
+        }
+        Ok(Some(ck))
+    }
+
+    /// Periodic checkpoints (`--save-every`, `--keep-last`) into `dir` and the Ctrl-C flag.
+    pub fn run_control(
+        &self,
+        dir: &Path,
+        info: &RunInfo,
+        signal: &StopSignal,
+    ) -> anyhow::Result<RunControl> {
+        if self.save_every == Some(0) || self.keep_last == Some(0) {
+            bail!("--save-every and --keep-last must be at least 1");
+        }
+        Ok(RunControl {
+            save: self.save_every.map(|every| PeriodicSave {
+                dir: dir.to_path_buf(),
+                every,
+                keep_last: self.keep_last,
+                info: info.clone(),
+            }),
+            stop: Some(Arc::clone(&signal.stop)),
+        })
+    }
+
     /// Optimizer steps of the run (drop_last batches per epoch, capped by `--max-steps`): the
     /// progress bar's length.
     pub fn total_steps(&self, epochs: usize, train_len: usize) -> usize {
@@ -160,6 +269,9 @@ pub fn load_start_with_task(a: &FinetuneArgs) -> anyhow::Result<(GptModel, Strin
     let (from, preset, drop_rate, seed) = (&a.from, a.preset.as_str(), a.drop_rate, a.seed);
     if !(0.0..1.0).contains(&drop_rate) {
         bail!("--drop-rate must be in [0, 1), got {drop_rate}");
+    }
+    if from.checkpoint.is_none() && from.model.is_none() && !from.random_init {
+        bail!("give the starting weights: --checkpoint FILE, --model NAME|DIR or --random-init (or --resume a run)");
     }
     let mut task = Task::Pretrain;
     let (mut model, what) = match (&from.checkpoint, &from.model) {
@@ -221,10 +333,15 @@ pub fn save_adapters_and_merge(dir: &Path, model: &mut GptModel) -> anyhow::Resu
     Ok(())
 }
 
-/// The run folder (`--out`, or runs/<kind>-<unix time>).
-pub fn out_dir(out: &Option<PathBuf>, kind: &str) -> anyhow::Result<PathBuf> {
-    let dir = match out {
-        Some(d) => d.clone(),
+/// The run folder: `--out`, or a resumed run's own folder, or runs/<kind>-<unix time>.
+pub fn out_dir(a: &FinetuneArgs, kind: &str) -> anyhow::Result<PathBuf> {
+    let resumed_in = a.resume.as_ref().map(|r| {
+        r.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), PathBuf::from)
+    });
+    let dir = match a.out.clone().or(resumed_in) {
+        Some(d) => d,
         None => {
             let secs = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -235,6 +352,81 @@ pub fn out_dir(out: &Option<PathBuf>, kind: &str) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&dir)
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
     Ok(dir)
+}
+
+/// Writes the run's resumable checkpoint, `dir/checkpoint.safetensors`, when it ends or is
+/// interrupted (nothing when no step was taken).
+pub fn save_resumable(
+    dir: &Path,
+    run: ResumableRun<'_>,
+    state: &TrainState,
+) -> anyhow::Result<Option<PathBuf>> {
+    if state.global_step == 0 {
+        return Ok(None);
+    }
+    let path = dir.join(RESUME_FILE);
+    save_finetune_checkpoint(
+        &path,
+        run.model,
+        run.optimizer,
+        state,
+        run.info,
+        run.task,
+        run.reference,
+    )?;
+    Ok(Some(path))
+}
+
+/// The file a fine-tuning run leaves to be resumed from.
+pub const RESUME_FILE: &str = "checkpoint.safetensors";
+
+/// What a resumable checkpoint holds besides the position.
+pub struct ResumableRun<'a> {
+    pub model: &'a GptModel,
+    pub optimizer: &'a AdamW,
+    pub info: &'a RunInfo,
+    pub task: &'a Task,
+    /// DPO's reference model (not saved under LoRA, where it is the policy's base).
+    pub reference: Option<&'a GptModel>,
+}
+
+/// How a run that ended is reported: after an interruption, where it was saved and the command
+/// that continues it (and the exit code 128 + signal); `None` when it ran to its end.
+pub fn report_interrupted(
+    end: RunEnd,
+    state: &TrainState,
+    saved: Option<&Path>,
+    signal: &StopSignal,
+) -> Option<ExitCode> {
+    if end != RunEnd::Stopped {
+        return None;
+    }
+    match saved {
+        Some(path) => println!(
+            "interrupted after step {}; continue exactly with:\n  {}",
+            state.global_step,
+            resume_command(path)
+        ),
+        None => println!("interrupted before the first step; nothing to save"),
+    }
+    Some(signal.exit_code())
+}
+
+/// The identity of a fine-tuning data set: its entry count and a hash of its bytes (FNV-1a,
+/// 64 bits), so a resume on other data is caught wherever the file lives.
+pub fn data_identity(bytes: &[u8], entries: usize) -> Value {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    json!({"entries": entries, "fnv1a64": format!("{hash:016x}")})
+}
+
+/// The bytes of `--data` (or the bundled text) for [`data_identity`].
+pub fn data_bytes(path: &Option<PathBuf>, bundled: &'static str) -> anyhow::Result<Vec<u8>> {
+    match path {
+        Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display())),
+        None => Ok(bundled.as_bytes().to_vec()),
+    }
 }
 
 /// A step progress bar that the book's lines print above.

@@ -12,18 +12,20 @@ use anyhow::{bail, Context};
 use scratchgpt::data::BpeTokenizer;
 use scratchgpt::finetune::classifier::{Classifier, Trainable};
 use scratchgpt::finetune::classify_train::{
-    accuracy, train_classifier_simple, ClassifierEvent, ClassifierTrainOptions, SPAM_LABELS,
+    accuracy, spam_task, train_classifier_from, ClassifierEvent, ClassifierTrainOptions,
 };
 use scratchgpt::finetune::spam_data::{
     balance_and_split, parse_spam_tsv, read_spam_tsv, SpamDataset,
 };
-use scratchgpt::train::checkpoint::{save_task_checkpoint, Task};
-use scratchgpt::train::{engine_for, TrainState};
+use scratchgpt::train::checkpoint::{save_task_checkpoint, RunInfo, Task};
+use scratchgpt::train::{engine_for, RunEnd, TrainState};
+use serde_json::json;
 
 use super::finetune::{
-    load_start, out_dir, peak_rss_gib, progress, save_adapters_and_merge, say, BookOptimizer,
-    FinetuneArgs,
+    data_bytes, data_identity, load_start, out_dir, peak_rss_gib, progress, report_interrupted,
+    save_adapters_and_merge, save_resumable, say, BookOptimizer, FinetuneArgs, ResumableRun,
 };
+use super::interrupt::StopSignal;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -45,16 +47,47 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
+    const BUNDLED: &str = include_str!("../../data/SMSSpamCollection.tsv");
     let messages = match &a.data {
         Some(p) => read_spam_tsv(p)?,
-        None => parse_spam_tsv(
-            include_str!("../../data/SMSSpamCollection.tsv"),
-            "data/SMSSpamCollection.tsv",
-        )?,
+        None => parse_spam_tsv(BUNDLED, "data/SMSSpamCollection.tsv")?,
     };
+    let book = BookOptimizer::SUPERVISED;
+    let record = a.common.run_record(
+        "classify",
+        &book,
+        data_identity(&data_bytes(&a.data, BUNDLED)?, messages.len()),
+        json!({"eval-freq": a.eval_freq, "last-blocks": (!a.train_all).then_some(a.last_blocks),
+               "train-all": a.train_all}),
+    );
+    let resumed = a.common.load_resume(&record)?;
     let splits = balance_and_split(&messages, a.common.seed)?;
-    let (model, source) = load_start(&a.common)?;
     let tok = BpeTokenizer::gpt2();
+    let trainable = if a.train_all {
+        Trainable::All
+    } else {
+        Trainable::LastBlocks(a.last_blocks)
+    };
+    let (mut model, source, mut optimizer, mut state) = match resumed {
+        Some(ck) => {
+            if !matches!(ck.task, Task::Classify { .. }) {
+                bail!("the checkpoint to resume holds a {:?} model", ck.task);
+            }
+            let opt = ck.optimizer.expect("load_resume checks the optimizer");
+            let path = a.common.resume.as_ref().expect("resumed").display();
+            (ck.model, format!("run {path}"), opt, ck.state)
+        }
+        None => {
+            let (model, source) = load_start(&a.common)?;
+            let classifier = Classifier::new(model, 2, trainable, a.common.seed)?;
+            let mut model = classifier.model;
+            if let Some(rank) = a.common.lora.lora_rank {
+                model.add_lora(rank, a.common.lora.lora_alpha, a.common.seed)?;
+            }
+            let opt = a.common.optimizer(&model, &book);
+            (model, source, opt, TrainState::default())
+        }
+    };
     let ctx = model.cfg.context_length;
     let mut train = SpamDataset::new(&splits.train, tok, None).context("training split")?;
     if train.max_length > ctx {
@@ -68,16 +101,6 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let val = SpamDataset::new(&splits.validation, tok, max_len).context("validation split")?;
     let test = SpamDataset::new(&splits.test, tok, max_len).context("test split")?;
 
-    let trainable = if a.train_all {
-        Trainable::All
-    } else {
-        Trainable::LastBlocks(a.last_blocks)
-    };
-    let classifier = Classifier::new(model, 2, trainable, a.common.seed)?;
-    let mut model = classifier.model;
-    if let Some(rank) = a.common.lora.lora_rank {
-        model.add_lora(rank, a.common.lora.lora_alpha, a.common.seed)?;
-    }
     let n_trainable = model.num_trainable_parameters();
     println!(
         "from {source}: {} parameters, {n_trainable} trainable ({}){}",
@@ -102,13 +125,24 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         train.max_length
     );
 
-    let mut optimizer = a.common.optimizer(&model, &BookOptimizer::SUPERVISED);
     let device = super::device::resolve(a.common.device)?;
-    let dir = out_dir(&a.common.out, "classify")?;
-    let mut metrics = std::fs::File::create(dir.join("metrics.jsonl"))
-        .with_context(|| format!("creating {}/metrics.jsonl", dir.display()))?;
+    let dir = out_dir(&a.common, "classify")?;
+    let info = RunInfo {
+        finetune: Some(record),
+        ..RunInfo::gpt2(a.common.seed)
+    };
+    let signal = StopSignal::install()?;
+    let control = a.common.run_control(&dir, &info, &signal)?;
+    let task = spam_task(train.max_length);
+    // Appended to: a resumed run continues the file of the run it continues.
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("metrics.jsonl"))
+        .with_context(|| format!("opening {}/metrics.jsonl", dir.display()))?;
+    let examples_before = state.examples_seen;
     // The engine borrows the model; the block ends that borrow before adapters are merged.
-    let (run, wall, [tr, va, te]) = {
+    let (end, wall, accuracies) = {
         let mut engine = engine_for(device, &model, &mut optimizer)?;
         let engine = engine.as_mut();
         let opts = ClassifierTrainOptions {
@@ -118,97 +152,120 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             batch_size: a.common.batch_size,
             seed: a.common.seed,
             max_steps: a.common.max_steps,
-            lr: a.common.lr(&BookOptimizer::SUPERVISED),
+            lr: a.common.lr(&book),
         };
-        // Before training, as the book's §6.6 (10 batches of each).
-        let first10 = |d: &SpamDataset| -> Vec<Vec<usize>> {
-            d.batch_indices(a.common.batch_size, None, false)
-                .into_iter()
-                .take(10)
-                .collect()
-        };
-        let initial = [
-            accuracy(engine, &train, &first10(&train))?,
-            accuracy(engine, &val, &first10(&val))?,
-            accuracy(engine, &test, &first10(&test))?,
-        ];
-        println!(
-            "before fine-tuning: training accuracy {:.2}%, validation {:.2}%, test {:.2}%",
-            initial[0] * 100.0,
-            initial[1] * 100.0,
-            initial[2] * 100.0
-        );
+        if state.global_step == 0 {
+            // Before training, as the book's §6.6 (10 batches of each).
+            let first10 = |d: &SpamDataset| -> Vec<Vec<usize>> {
+                d.batch_indices(a.common.batch_size, None, false)
+                    .into_iter()
+                    .take(10)
+                    .collect()
+            };
+            let initial = [
+                accuracy(engine, &train, &first10(&train))?,
+                accuracy(engine, &val, &first10(&val))?,
+                accuracy(engine, &test, &first10(&test))?,
+            ];
+            println!(
+                "before fine-tuning: training accuracy {:.2}%, validation {:.2}%, test {:.2}%",
+                initial[0] * 100.0,
+                initial[1] * 100.0,
+                initial[2] * 100.0
+            );
+        }
 
         let total = a.common.total_steps(a.epochs, train.len());
         let bar = progress(total);
+        if state.global_step > 0 {
+            say(&bar, format!("resuming at step {}", state.global_step));
+            bar.set_position(state.global_step.min(total) as u64);
+        }
         let started = Instant::now();
-        let run = train_classifier_simple(engine, &train, &val, &opts, |e| {
-            match e {
-                ClassifierEvent::Step { epoch, loss, .. } => {
-                    bar.inc(1);
-                    bar.set_message(format!("epoch {} loss {loss:.3}", epoch + 1));
+        let end =
+            train_classifier_from(engine, (&train, &val), &opts, &control, &mut state, |e| {
+                match e {
+                    ClassifierEvent::Step { epoch, loss, .. } => {
+                        bar.inc(1);
+                        bar.set_message(format!("epoch {} loss {loss:.3}", epoch + 1));
+                    }
+                    ClassifierEvent::Eval {
+                        epoch,
+                        step,
+                        train_loss,
+                        val_loss,
+                    } => {
+                        let _ = writeln!(
+                            metrics,
+                            "{}",
+                            serde_json::json!({"epoch": epoch + 1, "step": step,
+                            "train_loss": train_loss, "val_loss": val_loss})
+                        );
+                    }
+                    ClassifierEvent::EpochAccuracy {
+                        epoch,
+                        train_accuracy,
+                        val_accuracy,
+                    } => {
+                        let _ = writeln!(
+                            metrics,
+                            "{}",
+                            serde_json::json!({"epoch": epoch + 1, "train_accuracy": train_accuracy,
+                            "val_accuracy": val_accuracy})
+                        );
+                    }
                 }
-                ClassifierEvent::Eval {
-                    epoch,
-                    step,
-                    train_loss,
-                    val_loss,
-                } => {
-                    let _ = writeln!(
-                        metrics,
-                        "{}",
-                        serde_json::json!({"epoch": epoch + 1, "step": step,
-                        "train_loss": train_loss, "val_loss": val_loss})
-                    );
+                if let Some(line) = e.book_line() {
+                    say(&bar, line);
                 }
-                ClassifierEvent::EpochAccuracy {
-                    epoch,
-                    train_accuracy,
-                    val_accuracy,
-                } => {
-                    let _ = writeln!(
-                        metrics,
-                        "{}",
-                        serde_json::json!({"epoch": epoch + 1, "train_accuracy": train_accuracy,
-                        "val_accuracy": val_accuracy})
-                    );
-                }
-            }
-            if let Some(line) = e.book_line() {
-                say(&bar, line);
-            }
-        })?;
+            })?;
         bar.finish_and_clear();
         let wall = started.elapsed().as_secs_f64();
-        let all = |d: &SpamDataset| d.batch_indices(a.common.batch_size, None, false);
-        let (tr, va, te) = (
-            accuracy(engine, &train, &all(&train))?,
-            accuracy(engine, &val, &all(&val))?,
-            accuracy(engine, &test, &all(&test))?,
-        );
-        (run, wall, [tr, va, te])
+        let accuracies = if end == RunEnd::Stopped {
+            None
+        } else {
+            let all = |d: &SpamDataset| d.batch_indices(a.common.batch_size, None, false);
+            Some([
+                accuracy(engine, &train, &all(&train))?,
+                accuracy(engine, &val, &all(&val))?,
+                accuracy(engine, &test, &all(&test))?,
+            ])
+        };
+        (end, wall, accuracies)
     };
+    let resumable = ResumableRun {
+        model: &model,
+        optimizer: &optimizer,
+        info: &info,
+        task: &task,
+        reference: None,
+    };
+    let saved = save_resumable(&dir, resumable, &state)?;
+    if let Some(code) = report_interrupted(end, &state, saved.as_deref(), &signal) {
+        return Ok(code);
+    }
+    let [tr, va, te] = accuracies.expect("measured unless stopped");
     println!("Training accuracy: {:.2}%", tr * 100.0);
     println!("Validation accuracy: {:.2}%", va * 100.0);
     println!("Test accuracy: {:.2}%", te * 100.0);
+    let examples = state.examples_seen - examples_before;
     println!(
-        "{} steps, {} examples in {:.1} s ({:.1} s in training steps: {:.2} examples/s); peak RSS {}",
-        run.steps,
-        run.examples_seen,
+        "{} steps, {} examples in this run in {:.1} s ({:.1} s in training steps: {:.2} examples/s); peak RSS {}",
+        state.global_step,
+        examples,
         wall,
-        run.train_secs,
-        run.examples_seen as f64 / run.train_secs.max(1e-9),
+        state.train_secs,
+        examples as f64 / state.train_secs.max(1e-9),
         peak_rss_gib().map_or("unknown".into(), |g| format!("{g:.2} GiB"))
     );
     let _ = writeln!(
         metrics,
         "{}",
         serde_json::json!({"final": {"train_accuracy": tr, "val_accuracy": va, "test_accuracy": te,
-            "examples_per_s": run.examples_seen as f64 / run.train_secs.max(1e-9),
-            "steps": run.steps, "train_secs": run.train_secs}})
+            "examples_per_s": examples as f64 / state.train_secs.max(1e-9),
+            "steps": state.global_step, "train_secs": state.train_secs}})
     );
     save_adapters_and_merge(&dir, &mut model)?;
-    let labels = SPAM_LABELS.iter().map(|s| s.to_string()).collect();
     let path = dir.join("classifier.safetensors");
     save_task_checkpoint(
         &path,
@@ -216,13 +273,10 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         None,
         &TrainState::default(),
         a.common.seed,
-        &Task::Classify {
-            labels,
-            max_length: Some(train.max_length),
-        },
+        &task,
     )?;
     println!("classifier: {}", path.display());
-    if run.steps == 0 {
+    if state.global_step == 0 {
         bail!("no training step was taken (check --max-steps and the data size)");
     }
     Ok(ExitCode::SUCCESS)

@@ -10,21 +10,25 @@ use std::time::Instant;
 
 use scratchgpt::data::BpeTokenizer;
 use scratchgpt::finetune::dpo_train::{
-    reference_model, train_dpo, DpoEvent, DpoModels, DpoTrainOptions, PreferenceDataset,
+    reference_model, train_dpo_from, DpoData, DpoEvent, DpoModels, DpoRun, DpoTrainOptions,
+    PreferenceDataset,
 };
 use scratchgpt::finetune::instruct_train::respond;
 use scratchgpt::finetune::instruction_data::format_input;
 use scratchgpt::finetune::preference_data::{
     parse_preference_json, read_preference_json, split_preferences,
 };
-use scratchgpt::train::checkpoint::{save_task_checkpoint, Task};
+use scratchgpt::train::checkpoint::{save_task_checkpoint, RunInfo, Task};
 use scratchgpt::train::plot::plot_metric;
 use scratchgpt::train::TrainState;
+use serde_json::json;
 
 use super::finetune::{
-    load_start_with_task, out_dir, peak_rss_gib, progress, save_adapters_and_merge, say, step_done,
-    BookOptimizer, FinetuneArgs,
+    data_bytes, data_identity, load_start_with_task, out_dir, peak_rss_gib, progress,
+    report_interrupted, save_adapters_and_merge, save_resumable, say, step_done, BookOptimizer,
+    FinetuneArgs, ResumableRun,
 };
+use super::interrupt::StopSignal;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -53,26 +57,59 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
+    const BUNDLED: &str = include_str!("../../data/instruction-data-with-preference.json");
     let data = match &a.data {
         Some(p) => read_preference_json(p)?,
-        None => parse_preference_json(
-            include_str!("../../data/instruction-data-with-preference.json"),
-            "data/instruction-data-with-preference.json",
-        )?,
+        None => parse_preference_json(BUNDLED, "data/instruction-data-with-preference.json")?,
     };
+    let book = BookOptimizer::DPO;
+    let record = a.common.run_record(
+        "dpo",
+        &book,
+        data_identity(&data_bytes(&a.data, BUNDLED)?, data.len()),
+        json!({"eval-freq": a.eval_freq, "beta": a.beta,
+               "allowed-max-length": a.allowed_max_length}),
+    );
+    let resumed = a.common.load_resume(&record)?;
     let (train_entries, test_entries, val_entries) = split_preferences(&data)?;
-    let (mut model, source, task) = load_start_with_task(&a.common)?;
-    if model.cfg.num_classes.is_some() {
-        anyhow::bail!("DPO needs a language-model head, not a classifier");
-    }
-    if task != Task::Instruct {
-        eprintln!(
-            "warning: {source} is not instruction-tuned; DPO refines a model that already answers Alpaca prompts (run `finetune instruct` first, as the book does)"
-        );
-    }
-    if let Some(rank) = a.common.lora.lora_rank {
-        model.add_lora(rank, a.common.lora.lora_alpha, a.common.seed)?;
-    }
+    let device = super::device::resolve(a.common.device)?;
+    let (model, source, reference, mut optimizer, mut state) = match resumed {
+        Some(ck) => {
+            let path = a.common.resume.as_ref().expect("resumed").display();
+            let model = ck.model;
+            model.to_device(device)?;
+            let reference = match ck.reference {
+                Some(r) => {
+                    r.to_device(device)?;
+                    r
+                }
+                None if model.has_lora() => reference_model(&model)?,
+                None => anyhow::bail!("{path} holds no reference model to resume DPO against"),
+            };
+            let mut opt = ck.optimizer.expect("load_resume checks the optimizer");
+            opt.follow_params()?;
+            (model, format!("run {path}"), reference, opt, ck.state)
+        }
+        None => {
+            let (mut model, source, task) = load_start_with_task(&a.common)?;
+            if model.cfg.num_classes.is_some() {
+                anyhow::bail!("DPO needs a language-model head, not a classifier");
+            }
+            if task != Task::Instruct {
+                eprintln!(
+                    "warning: {source} is not instruction-tuned; DPO refines a model that already answers Alpaca prompts (run `finetune instruct` first, as the book does)"
+                );
+            }
+            if let Some(rank) = a.common.lora.lora_rank {
+                model.add_lora(rank, a.common.lora.lora_alpha, a.common.seed)?;
+            }
+            model.to_device(device)?;
+            let reference = reference_model(&model)?;
+            let mut opt = a.common.optimizer(&model, &book);
+            opt.follow_params()?;
+            (model, source, reference, opt, TrainState::default())
+        }
+    };
     let tok = BpeTokenizer::gpt2();
     let train = PreferenceDataset::new(&train_entries, tok)?;
     let val = PreferenceDataset::new(&val_entries, tok)?;
@@ -93,12 +130,13 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         val.len(),
         a.beta
     );
-    let dir = out_dir(&a.common.out, "dpo")?;
-    let device = super::device::resolve(a.common.device)?;
-    model.to_device(device)?;
-    let reference = reference_model(&model)?;
-    let mut optimizer = a.common.optimizer(&model, &BookOptimizer::DPO);
-    optimizer.follow_params()?;
+    let dir = out_dir(&a.common, "dpo")?;
+    let info = RunInfo {
+        finetune: Some(record),
+        ..RunInfo::gpt2(a.common.seed)
+    };
+    let signal = StopSignal::install()?;
+    let control = a.common.run_control(&dir, &info, &signal)?;
     let shown = &val_entries[..a.show.min(val_entries.len())];
     let before = shown
         .iter()
@@ -109,7 +147,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         batch_size: a.common.batch_size,
         eval_freq: a.eval_freq,
         eval_iter: a.common.eval_iter,
-        lr: a.common.lr(&BookOptimizer::DPO),
+        lr: a.common.lr(&book),
         beta: a.beta,
         seed: a.common.seed,
         max_steps: a.common.max_steps,
@@ -117,35 +155,67 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         sample_entry: val_entries.first().map(|e| e.entry.clone()),
         sample_tokens: 35,
     };
-    let bar = progress(a.common.total_steps(a.epochs, train.len()));
+    let total = a.common.total_steps(a.epochs, train.len());
+    let bar = progress(total);
+    if state.global_step > 0 {
+        say(&bar, format!("resuming at step {}", state.global_step));
+        bar.set_position(state.global_step.min(total) as u64);
+    }
     let started = Instant::now();
+    let examples_before = state.examples_seen;
     let models = DpoModels {
         policy: &model,
         reference: &reference,
     };
-    let run = train_dpo(models, &mut optimizer, &train, &val, tok, &opts, |e| {
-        if let DpoEvent::Step {
-            epoch,
-            loss,
-            step_secs,
-            ..
-        } = e
-        {
-            step_done(&bar, *epoch, *loss, *step_secs);
-        }
-        if let Some(line) = e.book_line() {
-            say(&bar, line);
-        }
-    })?;
+    let data = DpoData {
+        train: &train,
+        val: &val,
+        tok,
+    };
+    let end = train_dpo_from(
+        models,
+        &mut optimizer,
+        data,
+        &opts,
+        &control,
+        &mut state,
+        |e| {
+            if let DpoEvent::Step {
+                epoch,
+                loss,
+                step_secs,
+                ..
+            } = e
+            {
+                step_done(&bar, *epoch, *loss, *step_secs);
+            }
+            if let Some(line) = e.book_line() {
+                say(&bar, line);
+            }
+        },
+    )?;
     bar.finish_and_clear();
+    let resumable = ResumableRun {
+        model: &model,
+        optimizer: &optimizer,
+        info: &info,
+        task: &Task::Instruct,
+        reference: Some(&reference),
+    };
+    let saved = save_resumable(&dir, resumable, &state)?;
+    if let Some(code) = report_interrupted(end, &state, saved.as_deref(), &signal) {
+        return Ok(code);
+    }
+    let examples = state.examples_seen - examples_before;
     println!(
-        "Training completed in {:.2} minutes: {} steps, {} pairs ({:.2} pairs/s in training steps); peak RSS {}",
+        "Training completed in {:.2} minutes: {} steps, {} pairs in this run ({:.2} pairs/s in training steps); peak RSS {}",
         started.elapsed().as_secs_f64() / 60.0,
-        run.steps,
-        run.examples_seen,
-        run.examples_seen as f64 / run.train_secs.max(1e-9),
+        state.global_step,
+        examples,
+        examples as f64 / state.train_secs.max(1e-9),
         peak_rss_gib().map_or("unknown".into(), |g| format!("{g:.2} GiB"))
     );
+    let run = DpoRun::from_state(&state);
     if let (Some(first), Some(last)) = (run.evals.first(), run.evals.last()) {
         println!(
             "validation reward margin: {:.3} at step {} → {:.3} at step {}",
@@ -173,6 +243,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             "-".repeat(40)
         );
     }
+    let mut model = model;
     save_adapters_and_merge(&dir, &mut model)?;
     let ck = dir.join("dpo.safetensors");
     save_task_checkpoint(

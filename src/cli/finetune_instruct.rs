@@ -11,18 +11,21 @@ use anyhow::Context;
 use scratchgpt::data::BpeTokenizer;
 use scratchgpt::finetune::evaluate::{judge_score, offline_scores};
 use scratchgpt::finetune::instruct_train::{
-    respond, train_instructions, InstructTrainOptions, InstructionDataset,
+    respond, train_instructions_from, InstructData, InstructTrainOptions, InstructionDataset,
 };
 use scratchgpt::finetune::instruction_data::{
     format_input, parse_instruction_json, read_instruction_json, split_instructions,
 };
-use scratchgpt::train::checkpoint::{save_task_checkpoint, Task};
+use scratchgpt::train::checkpoint::{save_task_checkpoint, RunInfo, Task};
 use scratchgpt::train::{engine_for, TrainEvent, TrainState};
+use serde_json::json;
 
 use super::finetune::{
-    load_start, out_dir, peak_rss_gib, progress, save_adapters_and_merge, say, step_done,
-    BookOptimizer, FinetuneArgs,
+    data_bytes, data_identity, load_start, out_dir, peak_rss_gib, progress, report_interrupted,
+    save_adapters_and_merge, save_resumable, say, step_done, BookOptimizer, FinetuneArgs,
+    ResumableRun,
 };
+use super::interrupt::StopSignal;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -57,21 +60,44 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
+    const BUNDLED: &str = include_str!("../../data/instruction-data.json");
     let data = match &a.data {
         Some(p) => read_instruction_json(p)?,
-        None => parse_instruction_json(
-            include_str!("../../data/instruction-data.json"),
-            "data/instruction-data.json",
-        )?,
+        None => parse_instruction_json(BUNDLED, "data/instruction-data.json")?,
     };
+    let book = BookOptimizer::SUPERVISED;
+    let record = a.common.run_record(
+        "instruct",
+        &book,
+        data_identity(&data_bytes(&a.data, BUNDLED)?, data.len()),
+        json!({"eval-freq": a.eval_freq, "allowed-max-length": a.allowed_max_length,
+               "mask-instructions": a.mask_instructions}),
+    );
+    let resumed = a.common.load_resume(&record)?;
     let (train_entries, test_entries, val_entries) = split_instructions(&data)?;
-    let (mut model, source) = load_start(&a.common)?;
-    if model.cfg.num_classes.is_some() {
-        anyhow::bail!("instruction fine-tuning needs a language-model head, not a classifier");
-    }
-    if let Some(rank) = a.common.lora.lora_rank {
-        model.add_lora(rank, a.common.lora.lora_alpha, a.common.seed)?;
-    }
+    let (mut model, source, mut optimizer, mut state) = match resumed {
+        Some(ck) => {
+            if ck.task != Task::Instruct {
+                anyhow::bail!("the checkpoint to resume holds a {:?} model", ck.task);
+            }
+            let opt = ck.optimizer.expect("load_resume checks the optimizer");
+            let path = a.common.resume.as_ref().expect("resumed").display();
+            (ck.model, format!("run {path}"), opt, ck.state)
+        }
+        None => {
+            let (mut model, source) = load_start(&a.common)?;
+            if model.cfg.num_classes.is_some() {
+                anyhow::bail!(
+                    "instruction fine-tuning needs a language-model head, not a classifier"
+                );
+            }
+            if let Some(rank) = a.common.lora.lora_rank {
+                model.add_lora(rank, a.common.lora.lora_alpha, a.common.seed)?;
+            }
+            let opt = a.common.optimizer(&model, &book);
+            (model, source, opt, TrainState::default())
+        }
+    };
     let tok = BpeTokenizer::gpt2();
     let train = InstructionDataset::new(&train_entries, tok)?;
     let val = InstructionDataset::new(&val_entries, tok)?;
@@ -91,13 +117,13 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         test_entries.len(),
         val.len()
     );
-    let dir = out_dir(&a.common.out, "instruct")?;
+    let dir = out_dir(&a.common, "instruct")?;
     let opts = InstructTrainOptions {
         num_epochs: a.epochs,
         batch_size: a.common.batch_size,
         eval_freq: a.eval_freq,
         eval_iter: a.common.eval_iter,
-        lr: a.common.lr(&BookOptimizer::SUPERVISED),
+        lr: a.common.lr(&book),
         seed: a.common.seed,
         max_steps: a.common.max_steps,
         allowed_max_length: a.allowed_max_length,
@@ -105,37 +131,71 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         start_context: format_input(&val_entries[0]),
         sample_tokens: 35,
     };
+    let info = RunInfo {
+        finetune: Some(record),
+        ..RunInfo::gpt2(a.common.seed)
+    };
+    let signal = StopSignal::install()?;
+    let control = a.common.run_control(&dir, &info, &signal)?;
     let total = a.common.total_steps(a.epochs, train.len());
     let bar = progress(total);
+    if state.global_step > 0 {
+        say(&bar, format!("resuming at step {}", state.global_step));
+        bar.set_position(state.global_step.min(total) as u64);
+    }
     let started = Instant::now();
-    let run = {
-        let mut optimizer = a.common.optimizer(&model, &BookOptimizer::SUPERVISED);
+    let examples_before = state.examples_seen;
+    let end = {
         let device = super::device::resolve(a.common.device)?;
         let mut engine = engine_for(device, &model, &mut optimizer)?;
-        let engine = engine.as_mut();
-        train_instructions(engine, &model, &train, &val, tok, &opts, |e| {
-            if let TrainEvent::Step {
-                epoch,
-                loss,
-                step_secs,
-                ..
-            } = e
-            {
-                step_done(&bar, *epoch, *loss, *step_secs);
-            }
-            if let Some(line) = e.book_line() {
-                say(&bar, line);
-            }
-        })?
+        let data = InstructData {
+            train: &train,
+            val: &val,
+            tok,
+        };
+        train_instructions_from(
+            engine.as_mut(),
+            &model,
+            data,
+            &opts,
+            &control,
+            &mut state,
+            |e| {
+                if let TrainEvent::Step {
+                    epoch,
+                    loss,
+                    step_secs,
+                    ..
+                } = e
+                {
+                    step_done(&bar, *epoch, *loss, *step_secs);
+                }
+                if let Some(line) = e.book_line() {
+                    say(&bar, line);
+                }
+            },
+        )?
     };
     bar.finish_and_clear();
+    let resumable = ResumableRun {
+        model: &model,
+        optimizer: &optimizer,
+        info: &info,
+        task: &Task::Instruct,
+        reference: None,
+    };
+    let saved = save_resumable(&dir, resumable, &state)?;
+    if let Some(code) = report_interrupted(end, &state, saved.as_deref(), &signal) {
+        return Ok(code);
+    }
+    let examples = state.examples_seen - examples_before;
     println!(
-        "Training completed in {:.2} minutes: {} steps, {} examples ({:.2} examples/s, {:.0} tokens/s in training steps); peak RSS {}",
+        "Training completed in {:.2} minutes: {} steps, {} examples in this run ({:.2} examples/s, {:.0} tokens/s in training steps); peak RSS {}",
         started.elapsed().as_secs_f64() / 60.0,
-        run.steps,
-        run.examples_seen,
-        run.examples_seen as f64 / run.train_secs.max(1e-9),
-        run.tokens_seen as f64 / run.train_secs.max(1e-9),
+        state.global_step,
+        examples,
+        examples as f64 / state.train_secs.max(1e-9),
+        state.session_tokens as f64 / state.train_secs.max(1e-9),
         peak_rss_gib().map_or("unknown".into(), |g| format!("{g:.2} GiB"))
     );
     save_adapters_and_merge(&dir, &mut model)?;

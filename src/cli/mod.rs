@@ -16,6 +16,7 @@ mod finetune_instruct;
 mod generate;
 mod gradcheck;
 mod graph;
+mod interrupt;
 mod kernels;
 mod make_preference_data;
 mod model_server;

@@ -5,10 +5,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::interrupt::{resume_command, StopSignal};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use scratchgpt::data::manifest::{TokenizerRef, TOKENIZER_DIR};
@@ -16,7 +16,9 @@ use scratchgpt::data::DataLoader;
 use scratchgpt::gpt::safetensors_io::read_safetensors;
 use scratchgpt::gpt::{GptConfig, GptModel};
 use scratchgpt::optim::{AdamW, AdamWConfig, LrSchedule};
-use scratchgpt::train::checkpoint::{load_checkpoint, save_run_checkpoint, Checkpoint, RunInfo};
+use scratchgpt::train::checkpoint::{
+    load_checkpoint, save_run_checkpoint, Checkpoint, RunInfo, Task,
+};
 use scratchgpt::train::data::{check_same_data, DataSpec, RunTokenizer, TrainingData};
 use scratchgpt::train::plot::plot_losses;
 use scratchgpt::train::{
@@ -150,7 +152,28 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         bail!("--save-every and --keep-last must be at least 1");
     }
     let resumed = match &args.resume {
-        Some(path) => Some(load_checkpoint(path)?),
+        Some(path) => {
+            let ck = load_checkpoint(path)?;
+            if let Some(cmd) = ck
+                .info
+                .finetune
+                .as_ref()
+                .and_then(|f| f["command"].as_str())
+            {
+                bail!(
+                    "{} is a checkpoint of `finetune {cmd}`; resume it with `scratchgpt finetune {cmd} --resume {0}`",
+                    path.display()
+                );
+            }
+            if ck.task != Task::Pretrain {
+                bail!(
+                    "{} holds a fine-tuned model ({:?}), not a pretraining run",
+                    path.display(),
+                    ck.task
+                );
+            }
+            Some(ck)
+        }
         None => None,
     };
     // The data: as given, else (resuming) what the checkpoint trained on, else the-verdict.
@@ -372,6 +395,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         seed,
         tokenizer: data.tokenizer.reference(),
         data: Some(identity),
+        finetune: None,
     };
     let checkpoint_path = out_dir.join("checkpoint.safetensors");
     let mut metrics = std::fs::OpenOptions::new()
@@ -387,15 +411,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             state.batch_in_epoch
         );
     }
-    // Ctrl-C (SIGINT) or SIGTERM: finish the step in progress, save, explain how to resume. A
-    // second signal while that happens ends the process at once.
-    let stop = Arc::new(AtomicBool::new(false));
-    let signal = Arc::new(AtomicUsize::new(0));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&stop))?;
-        signal_hook::flag::register(sig, Arc::clone(&stop))?;
-        signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize)?;
-    }
+    // Ctrl-C (SIGINT) or SIGTERM: finish the step in progress, save, explain how to resume.
+    let signal = StopSignal::install()?;
     let opts = TrainOptions {
         num_epochs: args.epochs,
         eval_freq,
@@ -413,7 +430,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             keep_last: args.keep_last,
             info: info.clone(),
         }),
-        stop: Some(Arc::clone(&stop)),
+        stop: Some(Arc::clone(&signal.stop)),
     };
 
     let bar = ProgressBar::new(total_steps as u64);
@@ -579,13 +596,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     if end == RunEnd::Stopped {
-        let sig = signal.load(Ordering::SeqCst);
         println!(
             "interrupted after step {}; continue exactly with:\n  {}",
             state.global_step,
             resume_command(&checkpoint_path)
         );
-        return Ok(ExitCode::from((128 + sig).min(255) as u8));
+        return Ok(signal.exit_code());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -604,22 +620,6 @@ fn same_dir(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
-}
-
-/// This command line with `--resume CHECKPOINT` in place of any earlier `--resume`.
-fn resume_command(checkpoint: &Path) -> String {
-    let mut out = vec!["scratchgpt".to_string()];
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == "--resume" {
-            args.next();
-        } else if !a.starts_with("--resume=") {
-            out.push(if a.contains(' ') { format!("'{a}'") } else { a });
-        }
-    }
-    out.push("--resume".into());
-    out.push(checkpoint.display().to_string());
-    out.join(" ")
 }
 
 /// Tokens per second over the last few steps (the first steps of a run are slower: allocation,

@@ -9,15 +9,17 @@
 //! plain [`Batch`], and the same engines, kernels and gradients serve pretraining and chapter 6
 //! — the GPU included — with nothing classifier-specific in the backward.
 
-use std::time::Instant;
+use std::path::Path;
 
+use super::epochs::{check_plan, run_epochs, EpochHooks, EpochPlan, RunControl, StepResult};
 use super::instruction_data::IGNORE_INDEX;
 use super::spam_data::SpamDataset;
 use crate::data::dataset::{batch_order, Batch};
 use crate::error::{Error, Result};
 use crate::ops::embedding::Ids;
-use crate::tensor::rng::{mix64, Rng};
-use crate::train::{engine_loss_loader, StepEngine};
+use crate::tensor::rng::Rng;
+use crate::train::checkpoint::{save_finetune_checkpoint, RunInfo, Task};
+use crate::train::{engine_loss_loader, RunEnd, StepEngine, TrainState};
 
 /// Class names of the spam classifier, in label order (ham → 0, spam → 1).
 pub const SPAM_LABELS: [&str; 2] = ["not spam", "spam"];
@@ -180,6 +182,27 @@ pub struct ClassifierRun {
     pub train_secs: f64,
 }
 
+impl ClassifierRun {
+    /// The run's measurements so far, from its state (accuracies under `train_accs` and
+    /// `val_accs` in its metrics).
+    pub fn from_state(state: &TrainState) -> Self {
+        let series = |k: &str| state.metrics.get(k).cloned().unwrap_or_default();
+        ClassifierRun {
+            train_losses: state.train_losses.clone(),
+            val_losses: state.val_losses.clone(),
+            train_accs: series(TRAIN_ACCS),
+            val_accs: series(VAL_ACCS),
+            examples_seen: state.examples_seen,
+            steps: state.global_step,
+            train_secs: state.train_secs,
+        }
+    }
+}
+
+/// The metric series of a classifier run's accuracies in [`TrainState::metrics`].
+const TRAIN_ACCS: &str = "train_accs";
+const VAL_ACCS: &str = "val_accs";
+
 /// The book's `train_classifier_simple`: for each epoch, for each shuffled batch (drop_last):
 /// zero grads, loss, backward, AdamW step; every `eval_freq` steps (from step 0) the mean loss
 /// of `eval_iter` batches of the training and validation loaders; after each epoch the accuracy
@@ -190,85 +213,164 @@ pub fn train_classifier_simple(
     train: &SpamDataset,
     val: &SpamDataset,
     opts: &ClassifierTrainOptions,
-    mut on_event: impl FnMut(&ClassifierEvent),
+    on_event: impl FnMut(&ClassifierEvent),
 ) -> Result<ClassifierRun> {
-    if opts.batch_size == 0 || opts.eval_freq == 0 || opts.eval_iter == 0 {
-        return Err(Error::invalid(
-            "train_classifier_simple",
-            "batch size, eval_freq and eval_iter must be at least 1",
-        ));
+    let mut state = TrainState::default();
+    train_classifier_from(
+        engine,
+        (train, val),
+        opts,
+        &RunControl::default(),
+        &mut state,
+        on_event,
+    )?;
+    Ok(ClassifierRun::from_state(&state))
+}
+
+/// [`train_classifier_simple`] on `(train, val)` from `state` (a fresh one, or a checkpoint's to
+/// resume), with periodic checkpoints and a stop flag; leaves `state` where the run ended.
+pub fn train_classifier_from(
+    engine: &mut dyn StepEngine,
+    (train, val): (&SpamDataset, &SpamDataset),
+    opts: &ClassifierTrainOptions,
+    control: &RunControl,
+    state: &mut TrainState,
+    on_event: impl FnMut(&ClassifierEvent),
+) -> Result<RunEnd> {
+    let plan = EpochPlan {
+        num_epochs: opts.num_epochs,
+        batch_size: opts.batch_size,
+        eval_freq: opts.eval_freq,
+        max_steps: opts.max_steps,
+        seed: opts.seed,
+        train_len: train.len(),
+    };
+    check_plan(
+        "train_classifier_simple",
+        &plan,
+        opts.eval_iter,
+        val.len(),
+        "texts",
+    )?;
+    let val_batches: Vec<Vec<usize>> = val
+        .batch_indices(opts.batch_size, None, false)
+        .into_iter()
+        .take(opts.eval_iter)
+        .collect();
+    let mut hooks = ClassifierHooks {
+        engine,
+        train,
+        val,
+        opts,
+        val_batches,
+        info: control.save.as_ref().map(|s| &s.info),
+        on_event,
+    };
+    let end = run_epochs(&plan, control, state, &mut hooks);
+    hooks.engine.sync_to_cpu()?;
+    end
+}
+
+/// Classification's part of the shared loop.
+struct ClassifierHooks<'a, F> {
+    engine: &'a mut dyn StepEngine,
+    train: &'a SpamDataset,
+    val: &'a SpamDataset,
+    opts: &'a ClassifierTrainOptions,
+    val_batches: Vec<Vec<usize>>,
+    info: Option<&'a RunInfo>,
+    on_event: F,
+}
+
+impl<F: FnMut(&ClassifierEvent)> EpochHooks for ClassifierHooks<'_, F> {
+    fn loss_name(&self) -> &'static str {
+        "classification loss"
     }
-    if train.len() < opts.batch_size {
-        return Err(Error::invalid(
-            "train_classifier_simple",
-            format!(
-                "{} training texts make no complete batch of {}",
-                train.len(),
-                opts.batch_size
-            ),
-        ));
+
+    fn step(&mut self, idx: &[usize], dropout_seed: u64) -> Result<StepResult> {
+        let batch = self.train.batch(idx);
+        let stats = self
+            .engine
+            .train_step(&[batch], &[dropout_seed], None, self.opts.lr)?;
+        Ok(StepResult {
+            loss: stats.loss,
+            grad_norm: stats.grad_norm,
+            tokens: idx.len() * self.train.max_length,
+        })
     }
-    if val.is_empty() {
-        return Err(Error::invalid(
-            "train_classifier_simple",
-            "the validation split is empty",
-        ));
+
+    fn stepped(&mut self, epoch: usize, step: usize, r: &StepResult, _step_secs: f64) {
+        (self.on_event)(&ClassifierEvent::Step {
+            epoch,
+            step,
+            loss: r.loss,
+        });
     }
-    let mut rng = Rng::new(opts.seed);
-    let mut run = ClassifierRun::default();
-    let val_batches = val.batch_indices(opts.batch_size, None, false);
-    let first = |b: Vec<Vec<usize>>| b.into_iter().take(opts.eval_iter).collect::<Vec<_>>();
-    'epochs: for epoch in 0..opts.num_epochs {
-        for idx in train.batch_indices(opts.batch_size, Some(&mut rng), true) {
-            if opts.max_steps.is_some_and(|m| run.steps >= m) {
-                break 'epochs;
-            }
-            let step = run.steps;
-            let t0 = Instant::now();
-            let seed = mix64(opts.seed ^ mix64(step as u64 + 1));
-            let stats = engine.train_step(&[train.batch(&idx)], &[seed], None, opts.lr)?;
-            let loss = stats.loss;
-            for (what, value) in [
-                ("classification loss", loss),
-                ("gradient norm", stats.grad_norm),
-            ] {
-                if !value.is_finite() {
-                    return Err(Error::NonFinite {
-                        what: format!("the {what} at step {step} (epoch {})", epoch + 1),
-                        value,
-                        note: String::new(),
-                    });
-                }
-            }
-            run.train_secs += t0.elapsed().as_secs_f64();
-            run.examples_seen += idx.len();
-            run.steps += 1;
-            on_event(&ClassifierEvent::Step { epoch, step, loss });
-            if step.is_multiple_of(opts.eval_freq) {
-                let shuffled = first(train.batch_indices(opts.batch_size, Some(&mut rng), true));
-                let train_loss = mean_loss(engine, train, &shuffled)?;
-                let val_loss = mean_loss(engine, val, &first(val_batches.clone()))?;
-                run.train_losses.push(train_loss);
-                run.val_losses.push(val_loss);
-                on_event(&ClassifierEvent::Eval {
-                    epoch,
-                    step,
-                    train_loss,
-                    val_loss,
-                });
-            }
+
+    fn eval(
+        &mut self,
+        epoch: usize,
+        step: usize,
+        shuffled: Vec<Vec<usize>>,
+        state: &mut TrainState,
+    ) -> Result<()> {
+        let first: Vec<Vec<usize>> = shuffled.into_iter().take(self.opts.eval_iter).collect();
+        let train_loss = mean_loss(self.engine, self.train, &first)?;
+        let val_loss = mean_loss(self.engine, self.val, &self.val_batches)?;
+        state.train_losses.push(train_loss);
+        state.val_losses.push(val_loss);
+        state.track_tokens_seen.push(state.tokens_seen);
+        (self.on_event)(&ClassifierEvent::Eval {
+            epoch,
+            step,
+            train_loss,
+            val_loss,
+        });
+        Ok(())
+    }
+
+    fn epoch_end(&mut self, epoch: usize, rng: &mut Rng, state: &mut TrainState) -> Result<()> {
+        let shuffled: Vec<Vec<usize>> =
+            batch_order(self.train.len(), self.opts.batch_size, Some(rng), true)
+                .into_iter()
+                .take(self.opts.eval_iter)
+                .collect();
+        let train_accuracy = accuracy(self.engine, self.train, &shuffled)?;
+        let val_accuracy = accuracy(self.engine, self.val, &self.val_batches)?;
+        for (k, v) in [(TRAIN_ACCS, train_accuracy), (VAL_ACCS, val_accuracy)] {
+            state.metrics.entry(k.to_string()).or_default().push(v);
         }
-        let shuffled = first(train.batch_indices(opts.batch_size, Some(&mut rng), true));
-        let train_accuracy = accuracy(engine, train, &shuffled)?;
-        let val_accuracy = accuracy(engine, val, &first(val_batches.clone()))?;
-        run.train_accs.push(train_accuracy);
-        run.val_accs.push(val_accuracy);
-        on_event(&ClassifierEvent::EpochAccuracy {
+        (self.on_event)(&ClassifierEvent::EpochAccuracy {
             epoch,
             train_accuracy,
             val_accuracy,
         });
+        Ok(())
     }
-    engine.sync_to_cpu()?;
-    Ok(run)
+
+    fn save(&mut self, path: &Path, state: &TrainState) -> Result<()> {
+        self.engine.sync_to_cpu()?;
+        let info = self
+            .info
+            .cloned()
+            .unwrap_or_else(|| RunInfo::gpt2(self.opts.seed));
+        save_finetune_checkpoint(
+            path,
+            self.engine.model(),
+            self.engine.optimizer(),
+            state,
+            &info,
+            &spam_task(self.train.max_length),
+            None,
+        )
+    }
+}
+
+/// The task a spam classifier's checkpoint records: the book's two labels and the padded
+/// length of its training texts.
+pub fn spam_task(max_length: usize) -> Task {
+    Task::Classify {
+        labels: SPAM_LABELS.iter().map(|s| s.to_string()).collect(),
+        max_length: Some(max_length),
+    }
 }

@@ -4,8 +4,9 @@
 //! training and validation batches, and the reference model itself — a frozen copy, or with
 //! LoRA the same base weights with the adapters switched off.
 
-use std::time::Instant;
+use std::path::Path;
 
+use super::epochs::{check_plan, run_epochs, EpochHooks, EpochPlan, RunControl, StepResult};
 use super::instruct_train::respond;
 use super::instruction_data::InstructionEntry;
 use super::preference_data::{
@@ -20,8 +21,10 @@ use crate::nn::ForwardCtx;
 use crate::ops::dpo::dpo_loss;
 use crate::ops::embedding::Ids;
 use crate::optim::{grad_norm, AdamW};
-use crate::tensor::rng::{mix64, Rng};
+use crate::tensor::rng::Rng;
 use crate::tensor::Tensor;
+use crate::train::checkpoint::{save_finetune_checkpoint, RunInfo, Task};
+use crate::train::{RunEnd, TrainState};
 
 /// The book's `PreferenceDataset`: every entry tokenized once.
 #[derive(Clone, Debug)]
@@ -260,6 +263,48 @@ pub struct DpoRun {
     pub train_secs: f64,
 }
 
+/// The metric series a DPO run keeps in [`TrainState::metrics`] besides the two losses (which
+/// are the book's `train_losses`/`val_losses`).
+const EVAL_STEPS: &str = "eval_steps";
+const REWARDS: [&str; 4] = [
+    "train_chosen_rewards",
+    "train_rejected_rewards",
+    "val_chosen_rewards",
+    "val_rejected_rewards",
+];
+
+impl DpoRun {
+    /// The run's measurements so far, from its state.
+    pub fn from_state(state: &TrainState) -> Self {
+        let series = |k: &str| state.metrics.get(k).cloned().unwrap_or_default();
+        let steps = series(EVAL_STEPS);
+        let [tc, tr, vc, vr] = REWARDS.map(series);
+        let evals = (0..steps.len().min(state.train_losses.len()))
+            .map(|i| DpoEval {
+                step: steps[i] as usize,
+                tokens_seen: state.track_tokens_seen.get(i).copied().unwrap_or(0),
+                train: DpoMetrics {
+                    loss: state.train_losses[i],
+                    chosen_rewards: tc.get(i).copied().unwrap_or(f64::NAN),
+                    rejected_rewards: tr.get(i).copied().unwrap_or(f64::NAN),
+                },
+                val: DpoMetrics {
+                    loss: state.val_losses.get(i).copied().unwrap_or(f64::NAN),
+                    chosen_rewards: vc.get(i).copied().unwrap_or(f64::NAN),
+                    rejected_rewards: vr.get(i).copied().unwrap_or(f64::NAN),
+                },
+            })
+            .collect();
+        DpoRun {
+            evals,
+            steps: state.global_step,
+            tokens_seen: state.tokens_seen,
+            examples_seen: state.examples_seen,
+            train_secs: state.train_secs,
+        }
+    }
+}
+
 /// The two models of a DPO run, on one device.
 #[derive(Clone, Copy)]
 pub struct DpoModels<'a> {
@@ -281,28 +326,53 @@ pub fn train_dpo(
     val: &PreferenceDataset,
     tok: &BpeTokenizer,
     opts: &DpoTrainOptions,
-    mut on_event: impl FnMut(&DpoEvent),
+    on_event: impl FnMut(&DpoEvent),
 ) -> Result<DpoRun> {
-    let DpoModels { policy, reference } = models;
-    if opts.batch_size == 0 || opts.eval_freq == 0 || opts.eval_iter == 0 {
-        return Err(Error::invalid(
-            "train_dpo",
-            "batch size, eval_freq and eval_iter must be at least 1",
-        ));
-    }
-    if train.len() < opts.batch_size {
-        return Err(Error::invalid(
-            "train_dpo",
-            format!(
-                "{} training pairs make no complete batch of {}",
-                train.len(),
-                opts.batch_size
-            ),
-        ));
-    }
-    if val.is_empty() {
-        return Err(Error::invalid("train_dpo", "the validation split is empty"));
-    }
+    let mut state = TrainState::default();
+    let data = DpoData { train, val, tok };
+    train_dpo_from(
+        models,
+        optimizer,
+        data,
+        opts,
+        &RunControl::default(),
+        &mut state,
+        on_event,
+    )?;
+    Ok(DpoRun::from_state(&state))
+}
+
+/// The data of a DPO run: both splits and the tokenizer of the samples.
+#[derive(Clone, Copy)]
+pub struct DpoData<'a> {
+    pub train: &'a PreferenceDataset,
+    pub val: &'a PreferenceDataset,
+    pub tok: &'a BpeTokenizer,
+}
+
+/// [`train_dpo`] from `state` (a fresh one, or a checkpoint's to resume), with periodic
+/// checkpoints (holding the reference too, unless it is the policy's base under LoRA) and a stop
+/// flag; leaves `state` where the run ended, and says how it ended.
+pub fn train_dpo_from(
+    models: DpoModels<'_>,
+    optimizer: &mut AdamW,
+    data: DpoData<'_>,
+    opts: &DpoTrainOptions,
+    control: &RunControl,
+    state: &mut TrainState,
+    on_event: impl FnMut(&DpoEvent),
+) -> Result<RunEnd> {
+    let DpoData { train, val, tok } = data;
+    let plan = EpochPlan {
+        num_epochs: opts.num_epochs,
+        batch_size: opts.batch_size,
+        eval_freq: opts.eval_freq,
+        max_steps: opts.max_steps,
+        seed: opts.seed,
+        train_len: train.len(),
+    };
+    check_plan("train_dpo", &plan, opts.eval_iter, val.len(), "pairs")?;
+    let policy = models.policy;
     let max_len = opts.allowed_max_length.min(policy.cfg.context_length);
     for (what, d) in [("training", train), ("validation", val)] {
         let n = d.too_long(max_len);
@@ -316,85 +386,143 @@ pub fn train_dpo(
             ));
         }
     }
-    let collated =
-        |d: &PreferenceDataset, order: Vec<Vec<usize>>| -> Result<Vec<PreferenceBatch>> {
-            order
-                .into_iter()
-                .take(opts.eval_iter)
-                .map(|idx| d.batch(&idx, max_len))
-                .collect()
-        };
-    let val_batches = collated(val, batch_order(val.len(), opts.batch_size, None, false))?;
-    let params = policy.parameters();
-    let mut rng = Rng::new(opts.seed);
-    let mut run = DpoRun::default();
-    'epochs: for epoch in 0..opts.num_epochs {
-        for idx in batch_order(train.len(), opts.batch_size, Some(&mut rng), true) {
-            if opts.max_steps.is_some_and(|m| run.steps >= m) {
-                break 'epochs;
-            }
-            let step = run.steps;
-            let batch = train.batch(&idx, max_len)?;
-            let t0 = Instant::now();
-            optimizer.zero_grad();
-            let ctx = ForwardCtx::train(mix64(opts.seed ^ mix64(step as u64 + 1)));
-            let out = dpo_batch_loss(policy, reference, &batch, opts.beta, &ctx)?;
-            let loss = out.loss.item()? as f64;
-            if !loss.is_finite() {
-                return Err(Error::NonFinite {
-                    what: format!("the DPO loss at step {step} (epoch {})", epoch + 1),
-                    value: loss,
-                    note: String::new(),
-                });
-            }
-            out.loss.backward()?;
-            let norm = grad_norm(&params)?;
-            if !norm.is_finite() {
-                return Err(Error::NonFinite {
-                    what: format!("the gradient norm at step {step} (epoch {})", epoch + 1),
-                    value: norm,
-                    note: String::new(),
-                });
-            }
-            optimizer.step_with_lr(opts.lr)?;
-            let step_secs = t0.elapsed().as_secs_f64();
-            run.train_secs += step_secs;
-            run.tokens_seen += batch.chosen.iter().map(Vec::len).sum::<usize>();
-            run.examples_seen += idx.len();
-            run.steps += 1;
-            on_event(&DpoEvent::Step {
-                epoch,
-                step,
-                loss,
-                step_secs,
-            });
-            if step.is_multiple_of(opts.eval_freq) {
-                let shuffled = collated(
-                    train,
-                    batch_order(train.len(), opts.batch_size, Some(&mut rng), true),
-                )?;
-                let t = dpo_metrics(policy, reference, &shuffled, opts.beta)?;
-                let v = dpo_metrics(policy, reference, &val_batches, opts.beta)?;
-                run.evals.push(DpoEval {
-                    step,
-                    tokens_seen: run.tokens_seen,
-                    train: t,
-                    val: v,
-                });
-                on_event(&DpoEvent::Eval {
-                    epoch,
-                    step,
-                    train: t,
-                    val: v,
-                });
-            }
-        }
-        if let Some(entry) = &opts.sample_entry {
-            if opts.sample_tokens > 0 {
-                let text = respond(policy, tok, entry, opts.sample_tokens)?.replace('\n', " ");
-                on_event(&DpoEvent::Sample { epoch, text });
-            }
-        }
+    let val_batches = batch_order(val.len(), opts.batch_size, None, false)
+        .into_iter()
+        .take(opts.eval_iter)
+        .map(|idx| val.batch(&idx, max_len))
+        .collect::<Result<Vec<_>>>()?;
+    let mut hooks = DpoHooks {
+        models,
+        params: policy.parameters(),
+        optimizer,
+        train,
+        tok,
+        opts,
+        max_len,
+        val_batches,
+        info: control.save.as_ref().map(|s| &s.info),
+        on_event,
+    };
+    run_epochs(&plan, control, state, &mut hooks)
+}
+
+/// DPO's part of the shared loop.
+struct DpoHooks<'a, F> {
+    models: DpoModels<'a>,
+    params: Vec<Tensor>,
+    optimizer: &'a mut AdamW,
+    train: &'a PreferenceDataset,
+    tok: &'a BpeTokenizer,
+    opts: &'a DpoTrainOptions,
+    max_len: usize,
+    val_batches: Vec<PreferenceBatch>,
+    info: Option<&'a RunInfo>,
+    on_event: F,
+}
+
+impl<F: FnMut(&DpoEvent)> EpochHooks for DpoHooks<'_, F> {
+    fn loss_name(&self) -> &'static str {
+        "DPO loss"
     }
-    Ok(run)
+
+    fn step(&mut self, idx: &[usize], dropout_seed: u64) -> Result<StepResult> {
+        let DpoModels { policy, reference } = self.models;
+        let batch = self.train.batch(idx, self.max_len)?;
+        let tokens = batch.chosen.iter().map(Vec::len).sum::<usize>();
+        self.optimizer.zero_grad();
+        let ctx = ForwardCtx::train(dropout_seed);
+        let out = dpo_batch_loss(policy, reference, &batch, self.opts.beta, &ctx)?;
+        let loss = out.loss.item()? as f64;
+        if !loss.is_finite() {
+            return Ok(StepResult {
+                loss,
+                grad_norm: f64::NAN,
+                tokens,
+            });
+        }
+        out.loss.backward()?;
+        let grad_norm = grad_norm(&self.params)?;
+        // A non-finite gradient stops the run with the update not applied.
+        if grad_norm.is_finite() {
+            self.optimizer.step_with_lr(self.opts.lr)?;
+        }
+        Ok(StepResult {
+            loss,
+            grad_norm,
+            tokens,
+        })
+    }
+
+    fn stepped(&mut self, epoch: usize, step: usize, r: &StepResult, step_secs: f64) {
+        (self.on_event)(&DpoEvent::Step {
+            epoch,
+            step,
+            loss: r.loss,
+            step_secs,
+        });
+    }
+
+    fn eval(
+        &mut self,
+        epoch: usize,
+        step: usize,
+        shuffled: Vec<Vec<usize>>,
+        state: &mut TrainState,
+    ) -> Result<()> {
+        let DpoModels { policy, reference } = self.models;
+        let train_batches = shuffled
+            .iter()
+            .take(self.opts.eval_iter)
+            .map(|idx| self.train.batch(idx, self.max_len))
+            .collect::<Result<Vec<_>>>()?;
+        let t = dpo_metrics(policy, reference, &train_batches, self.opts.beta)?;
+        let v = dpo_metrics(policy, reference, &self.val_batches, self.opts.beta)?;
+        state.train_losses.push(t.loss);
+        state.val_losses.push(v.loss);
+        state.track_tokens_seen.push(state.tokens_seen);
+        let values = [
+            (EVAL_STEPS, step as f64),
+            (REWARDS[0], t.chosen_rewards),
+            (REWARDS[1], t.rejected_rewards),
+            (REWARDS[2], v.chosen_rewards),
+            (REWARDS[3], v.rejected_rewards),
+        ];
+        for (k, x) in values {
+            state.metrics.entry(k.to_string()).or_default().push(x);
+        }
+        (self.on_event)(&DpoEvent::Eval {
+            epoch,
+            step,
+            train: t,
+            val: v,
+        });
+        Ok(())
+    }
+
+    fn epoch_end(&mut self, epoch: usize, _rng: &mut Rng, _state: &mut TrainState) -> Result<()> {
+        if let Some(entry) = &self.opts.sample_entry {
+            if self.opts.sample_tokens > 0 {
+                let text = respond(self.models.policy, self.tok, entry, self.opts.sample_tokens)?
+                    .replace('\n', " ");
+                (self.on_event)(&DpoEvent::Sample { epoch, text });
+            }
+        }
+        Ok(())
+    }
+
+    fn save(&mut self, path: &Path, state: &TrainState) -> Result<()> {
+        let info = self
+            .info
+            .cloned()
+            .unwrap_or_else(|| RunInfo::gpt2(self.opts.seed));
+        save_finetune_checkpoint(
+            path,
+            self.models.policy,
+            self.optimizer,
+            state,
+            &info,
+            &Task::Instruct,
+            Some(self.models.reference),
+        )
+    }
 }

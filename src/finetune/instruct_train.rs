@@ -3,17 +3,19 @@
 //! book's `train_model_simple` over them with a sample after each epoch, and the responses to
 //! the test set extracted after `### Response:`.
 
-use std::time::Instant;
+use std::path::Path;
 
+use super::epochs::{check_plan, run_epochs, EpochHooks, EpochPlan, RunControl, StepResult};
 use super::instruction_data::{collate, format_example, format_input, InstructionEntry};
 use super::spam_data::PAD_ID;
 use crate::data::dataset::{batch_order, Batch};
 use crate::data::BpeTokenizer;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpt::{generate_cached, GptModel, Sampling};
 use crate::ops::embedding::Ids;
-use crate::tensor::rng::{mix64, Rng};
-use crate::train::{engine_loss_loader, StepEngine, TrainEvent};
+use crate::tensor::rng::Rng;
+use crate::train::checkpoint::{save_finetune_checkpoint, RunInfo, Task};
+use crate::train::{engine_loss_loader, RunEnd, StepEngine, TrainEvent, TrainState};
 
 /// The book's `InstructionDataset`: every entry's `format_example` text tokenized, plus the
 /// length of its prompt part (`format_input` + `\n\n### Response:\n`) for instruction masking.
@@ -112,6 +114,20 @@ pub struct InstructRun {
     pub train_secs: f64,
 }
 
+impl InstructRun {
+    /// The run's measurements so far, from its state.
+    pub fn from_state(state: &TrainState) -> Self {
+        InstructRun {
+            train_losses: state.train_losses.clone(),
+            val_losses: state.val_losses.clone(),
+            tokens_seen: state.tokens_seen,
+            examples_seen: state.examples_seen,
+            steps: state.global_step,
+            train_secs: state.train_secs,
+        }
+    }
+}
+
 /// The book's `train_model_simple` on instruction batches: every `eval_freq` steps (from step 0)
 /// the mean loss of `eval_iter` training batches (a fresh shuffle, as iterating the book's
 /// loader) and validation batches; after each epoch a greedy sample of the start context.
@@ -123,109 +139,202 @@ pub fn train_instructions(
     val: &InstructionDataset,
     tok: &BpeTokenizer,
     opts: &InstructTrainOptions,
-    mut on_event: impl FnMut(&TrainEvent),
+    on_event: impl FnMut(&TrainEvent),
 ) -> Result<InstructRun> {
-    if opts.batch_size == 0 || opts.eval_freq == 0 || opts.eval_iter == 0 {
-        return Err(Error::invalid(
-            "train_instructions",
-            "batch size, eval_freq and eval_iter must be at least 1",
-        ));
-    }
-    if train.len() < opts.batch_size {
-        return Err(Error::invalid(
-            "train_instructions",
-            format!(
-                "{} training entries make no complete batch of {}",
-                train.len(),
-                opts.batch_size
-            ),
-        ));
-    }
-    if val.is_empty() {
-        return Err(Error::invalid(
-            "train_instructions",
-            "the validation split is empty",
-        ));
-    }
-    let max_len = opts.allowed_max_length.min(model.cfg.context_length);
-    let collated = |d: &InstructionDataset, batches: Vec<Vec<usize>>| -> Result<Vec<Batch>> {
-        batches
-            .into_iter()
-            .take(opts.eval_iter)
-            .map(|idx| d.batch(&idx, max_len, opts.mask_instructions))
-            .collect()
+    let mut state = TrainState::default();
+    let data = InstructData { train, val, tok };
+    train_instructions_from(
+        engine,
+        model,
+        data,
+        opts,
+        &RunControl::default(),
+        &mut state,
+        on_event,
+    )?;
+    Ok(InstructRun::from_state(&state))
+}
+
+/// The data of an instruction run: both splits and the tokenizer of the samples.
+#[derive(Clone, Copy)]
+pub struct InstructData<'a> {
+    pub train: &'a InstructionDataset,
+    pub val: &'a InstructionDataset,
+    pub tok: &'a BpeTokenizer,
+}
+
+/// [`train_instructions`] from `state` (a fresh one, or a checkpoint's to resume), with periodic
+/// checkpoints and a stop flag; leaves `state` where the run ended, and says how it ended.
+pub fn train_instructions_from(
+    engine: &mut dyn StepEngine,
+    model: &GptModel,
+    data: InstructData<'_>,
+    opts: &InstructTrainOptions,
+    control: &RunControl,
+    state: &mut TrainState,
+    on_event: impl FnMut(&TrainEvent),
+) -> Result<RunEnd> {
+    let InstructData { train, val, tok } = data;
+    let plan = EpochPlan {
+        num_epochs: opts.num_epochs,
+        batch_size: opts.batch_size,
+        eval_freq: opts.eval_freq,
+        max_steps: opts.max_steps,
+        seed: opts.seed,
+        train_len: train.len(),
     };
-    let val_batches = collated(val, val.batch_indices(opts.batch_size, None, false))?;
-    let start_ids = tok.encode(&opts.start_context)?;
-    let mut rng = Rng::new(opts.seed);
-    let mut run = InstructRun::default();
-    'epochs: for epoch in 0..opts.num_epochs {
-        for idx in train.batch_indices(opts.batch_size, Some(&mut rng), true) {
-            if opts.max_steps.is_some_and(|m| run.steps >= m) {
-                break 'epochs;
-            }
-            let step = run.steps;
-            let batch = train.batch(&idx, max_len, opts.mask_instructions)?;
-            let t0 = Instant::now();
-            let seed = mix64(opts.seed ^ mix64(step as u64 + 1));
-            let stats = engine.train_step(std::slice::from_ref(&batch), &[seed], None, opts.lr)?;
-            let loss = stats.loss;
-            for (what, value) in [("training loss", loss), ("gradient norm", stats.grad_norm)] {
-                if !value.is_finite() {
-                    return Err(Error::NonFinite {
-                        what: format!("the {what} at step {step} (epoch {})", epoch + 1),
-                        value,
-                        note: String::new(),
-                    });
-                }
-            }
-            let step_secs = t0.elapsed().as_secs_f64();
-            run.train_secs += step_secs;
-            run.tokens_seen += batch.inputs.len();
-            run.examples_seen += idx.len();
-            run.steps += 1;
-            on_event(&TrainEvent::Step {
-                epoch,
-                step,
-                loss,
-                lr: opts.lr,
-                grad_norm: stats.grad_norm,
-                step_secs,
-                tokens: batch.inputs.len(),
-            });
-            if step.is_multiple_of(opts.eval_freq) {
-                let shuffled = collated(
-                    train,
-                    train.batch_indices(opts.batch_size, Some(&mut rng), true),
-                )?;
-                let train_loss = engine_loss_loader(engine, &shuffled, opts.eval_iter)?;
-                let val_loss = engine_loss_loader(engine, &val_batches, opts.eval_iter)?;
-                run.train_losses.push(train_loss);
-                run.val_losses.push(val_loss);
-                on_event(&TrainEvent::Eval {
-                    epoch,
-                    step,
-                    train_loss,
-                    val_loss,
-                    tokens_seen: run.tokens_seen,
-                });
-            }
-        }
-        engine.sync_to_cpu()?;
-        if !start_ids.is_empty() && opts.sample_tokens > 0 {
+    check_plan(
+        "train_instructions",
+        &plan,
+        opts.eval_iter,
+        val.len(),
+        "entries",
+    )?;
+    let max_len = opts.allowed_max_length.min(model.cfg.context_length);
+    let val_order: Vec<Vec<usize>> = val
+        .batch_indices(opts.batch_size, None, false)
+        .into_iter()
+        .take(opts.eval_iter)
+        .collect();
+    let val_batches = val_order
+        .iter()
+        .map(|idx| val.batch(idx, max_len, opts.mask_instructions))
+        .collect::<Result<Vec<_>>>()?;
+    let mut hooks = InstructHooks {
+        engine,
+        model,
+        train,
+        tok,
+        opts,
+        max_len,
+        val_batches,
+        start_ids: tok.encode(&opts.start_context)?,
+        info: control.save.as_ref().map(|s| &s.info),
+        on_event,
+    };
+    let end = run_epochs(&plan, control, state, &mut hooks);
+    hooks.engine.sync_to_cpu()?;
+    end
+}
+
+/// Instruction tuning's part of the shared loop.
+struct InstructHooks<'a, F> {
+    engine: &'a mut dyn StepEngine,
+    model: &'a GptModel,
+    train: &'a InstructionDataset,
+    tok: &'a BpeTokenizer,
+    opts: &'a InstructTrainOptions,
+    max_len: usize,
+    val_batches: Vec<Batch>,
+    start_ids: Vec<u32>,
+    info: Option<&'a RunInfo>,
+    on_event: F,
+}
+
+impl<F: FnMut(&TrainEvent)> EpochHooks for InstructHooks<'_, F> {
+    fn loss_name(&self) -> &'static str {
+        "training loss"
+    }
+
+    fn step(&mut self, idx: &[usize], dropout_seed: u64) -> Result<StepResult> {
+        let batch = self
+            .train
+            .batch(idx, self.max_len, self.opts.mask_instructions)?;
+        let stats = self.engine.train_step(
+            std::slice::from_ref(&batch),
+            &[dropout_seed],
+            None,
+            self.opts.lr,
+        )?;
+        Ok(StepResult {
+            loss: stats.loss,
+            grad_norm: stats.grad_norm,
+            tokens: batch.inputs.len(),
+        })
+    }
+
+    fn stepped(&mut self, epoch: usize, step: usize, r: &StepResult, step_secs: f64) {
+        (self.on_event)(&TrainEvent::Step {
+            epoch,
+            step,
+            loss: r.loss,
+            lr: self.opts.lr,
+            grad_norm: r.grad_norm,
+            step_secs,
+            tokens: r.tokens,
+        });
+    }
+
+    fn eval(
+        &mut self,
+        epoch: usize,
+        step: usize,
+        shuffled: Vec<Vec<usize>>,
+        state: &mut TrainState,
+    ) -> Result<()> {
+        let n = self.opts.eval_iter;
+        let train_batches = shuffled
+            .iter()
+            .take(n)
+            .map(|idx| {
+                self.train
+                    .batch(idx, self.max_len, self.opts.mask_instructions)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let train_loss = engine_loss_loader(self.engine, &train_batches, n)?;
+        let val_loss = engine_loss_loader(self.engine, &self.val_batches, n)?;
+        state.train_losses.push(train_loss);
+        state.val_losses.push(val_loss);
+        state.track_tokens_seen.push(state.tokens_seen);
+        (self.on_event)(&TrainEvent::Eval {
+            epoch,
+            step,
+            train_loss,
+            val_loss,
+            tokens_seen: state.tokens_seen,
+        });
+        Ok(())
+    }
+
+    fn epoch_end(&mut self, epoch: usize, _rng: &mut Rng, _state: &mut TrainState) -> Result<()> {
+        self.engine.sync_to_cpu()?;
+        if !self.start_ids.is_empty() && self.opts.sample_tokens > 0 {
             let ids = generate_cached(
-                model,
-                &start_ids,
-                opts.sample_tokens,
-                model.cfg.context_length,
+                self.model,
+                &self.start_ids,
+                self.opts.sample_tokens,
+                self.model.cfg.context_length,
                 &greedy(),
             )?;
-            let text = tok.decode(&ids)?.replace('\n', " ");
-            on_event(&TrainEvent::Sample { epoch, text });
+            let text = self.tok.decode(&ids)?.replace('\n', " ");
+            (self.on_event)(&TrainEvent::Sample { epoch, text });
         }
+        Ok(())
     }
-    engine.sync_to_cpu()?;
-    Ok(run)
+
+    fn save(&mut self, path: &Path, state: &TrainState) -> Result<()> {
+        self.engine.sync_to_cpu()?;
+        let info = self
+            .info
+            .cloned()
+            .unwrap_or_else(|| RunInfo::gpt2(self.opts.seed));
+        save_finetune_checkpoint(
+            path,
+            self.engine.model(),
+            self.engine.optimizer(),
+            state,
+            &info,
+            &Task::Instruct,
+            None,
+        )
+    }
+
+    fn saved(&mut self, step: usize, path: &Path) {
+        (self.on_event)(&TrainEvent::Saved {
+            step,
+            path: path.to_path_buf(),
+        });
+    }
 }
 
 fn greedy() -> Sampling {

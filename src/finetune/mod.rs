@@ -4,6 +4,7 @@
 pub mod classifier;
 pub mod classify_train;
 pub mod dpo_train;
+pub mod epochs;
 pub mod evaluate;
 pub mod instruct_train;
 pub mod instruction_data;

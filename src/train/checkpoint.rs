@@ -3,6 +3,12 @@
 //! config, the optimizer settings and step count, and the run's position (`TrainState`) as JSON.
 //! Written atomically (temporary file, fsync, rename): a crash never leaves half a checkpoint.
 //! Loading checks every tensor's presence and shape, naming the first that is wrong.
+//!
+//! A fine-tuning run's checkpoint (what `--resume` reads) adds three things: LoRA adapters kept
+//! unmerged (`….lora.A`/`B` tensors, rank and alpha in `scratchgpt.lora`), DPO's frozen
+//! reference weights when they are not the policy's own base (`reference.<name>`), and the
+//! command's settings (`scratchgpt.finetune`), which a resume must repeat. Which parameters
+//! train is not stored separately: exactly those with optimizer moments do.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -74,6 +80,9 @@ pub struct RunInfo {
     pub tokenizer: TokenizerRef,
     /// The training data's identity (source, token counts), as JSON.
     pub data: Option<Value>,
+    /// A fine-tuning run's command and settings (what fixes its position and its maths), as
+    /// JSON; a resume compares its own with these.
+    pub finetune: Option<Value>,
 }
 
 impl RunInfo {
@@ -83,6 +92,7 @@ impl RunInfo {
             seed,
             tokenizer: TokenizerRef::Gpt2,
             data: None,
+            finetune: None,
         }
     }
 }
@@ -95,7 +105,12 @@ pub struct Checkpoint {
     pub model: GptModel,
     pub optimizer: Option<AdamW>,
     pub state: TrainState,
+    /// DPO's frozen reference model, when the file holds one (`reference.*` tensors).
+    pub reference: Option<GptModel>,
 }
+
+/// The name prefix of DPO's reference weights in a resumable checkpoint.
+const REFERENCE_PREFIX: &str = "reference.";
 
 fn config_json(c: &GptConfig) -> Value {
     json!({"vocab_size": c.vocab_size, "context_length": c.context_length, "emb_dim": c.emb_dim,
@@ -126,7 +141,15 @@ pub fn save_run_checkpoint(
     state: &TrainState,
     info: &RunInfo,
 ) -> Result<()> {
-    save_full(path, model, Some(optimizer), state, info, &Task::Pretrain)
+    save_full(
+        path,
+        model,
+        Some(optimizer),
+        state,
+        info,
+        &Task::Pretrain,
+        None,
+    )
 }
 
 /// [`save_checkpoint`] for a model trained for `task` (recorded in the metadata); without an
@@ -139,7 +162,32 @@ pub fn save_task_checkpoint(
     seed: u64,
     task: &Task,
 ) -> Result<()> {
-    save_full(path, model, optimizer, state, &RunInfo::gpt2(seed), task)
+    save_full(
+        path,
+        model,
+        optimizer,
+        state,
+        &RunInfo::gpt2(seed),
+        task,
+        None,
+    )
+}
+
+/// A fine-tuning run's resumable checkpoint: the model with its LoRA adapters unmerged (if it
+/// has them), the optimizer, the position and metric history, the settings in `info.finetune`,
+/// and DPO's `reference` model when it is a copy of its own (with LoRA it is the policy's base,
+/// already in the file, and is not saved twice).
+pub fn save_finetune_checkpoint(
+    path: impl AsRef<Path>,
+    model: &GptModel,
+    optimizer: &AdamW,
+    state: &TrainState,
+    info: &RunInfo,
+    task: &Task,
+    reference: Option<&GptModel>,
+) -> Result<()> {
+    let reference = reference.filter(|_| !model.has_lora());
+    save_full(path, model, Some(optimizer), state, info, task, reference)
 }
 
 fn save_full(
@@ -149,10 +197,13 @@ fn save_full(
     state: &TrainState,
     info: &RunInfo,
     task: &Task,
+    reference: Option<&GptModel>,
 ) -> Result<()> {
     let seed = info.seed;
     let path = path.as_ref();
-    if model.has_lora() {
+    // A weights-only file is what `chat`, `classify` and `export` read: a plain GPT. Adapters
+    // stay unmerged only in a resumable checkpoint, beside the moments that train them.
+    if model.has_lora() && optimizer.is_none() {
         return Err(Error::invalid(
             "save_checkpoint",
             "the model has LoRA adapters: merge them (GptModel::merge_lora) or save them alone (save_lora_adapters)",
@@ -173,6 +224,13 @@ fn save_full(
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, p) in model.named_parameters() {
         tensors.push((name, p.shape(), f32_bytes(&p.to_vec()?)));
+    }
+    for (name, p) in reference.iter().flat_map(|r| r.named_parameters()) {
+        tensors.push((
+            format!("{REFERENCE_PREFIX}{name}"),
+            p.shape(),
+            f32_bytes(&p.to_vec()?),
+        ));
     }
     for s in optimizer.iter().flat_map(|o| &o.state) {
         let shape = s.m.shape().to_vec();
@@ -201,7 +259,8 @@ fn save_full(
             json!({"seed": seed, "global_step": state.global_step, "epoch": state.epoch,
                    "batch_in_epoch": state.batch_in_epoch, "epoch_rng_state": state.epoch_rng_state.to_string(),
                    "tokens_seen": state.tokens_seen, "train_losses": state.train_losses,
-                   "val_losses": state.val_losses, "track_tokens_seen": state.track_tokens_seen})
+                   "val_losses": state.val_losses, "track_tokens_seen": state.track_tokens_seen,
+                   "examples_seen": state.examples_seen, "metrics": state.metrics})
             .to_string(),
         ),
     ]
@@ -213,6 +272,15 @@ fn save_full(
     );
     if let Some(data) = &info.data {
         meta.insert("scratchgpt.data".to_string(), data.to_string());
+    }
+    if let Some(run) = &info.finetune {
+        meta.insert("scratchgpt.finetune".to_string(), run.to_string());
+    }
+    if let Some((rank, alpha)) = model.lora_settings() {
+        meta.insert(
+            "scratchgpt.lora".to_string(),
+            json!({"rank": rank, "alpha": alpha}).to_string(),
+        );
     }
     if let Some(optimizer) = optimizer {
         let oc = &optimizer.cfg;
@@ -307,27 +375,54 @@ pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
             ));
         }
     }
-    if let Some(name) = st.names().into_iter().find(|n| n.contains(".lora.")) {
-        return Err(Error::parse(
-            what,
-            format!("holds LoRA tensor {name}: load adapters with their base model instead"),
-        ));
-    }
-    let model = GptModel::new(&cfg, 0)?;
-    for (name, p) in model.named_parameters() {
-        let t = tensor(&name)?;
-        if t.shape() != p.shape() {
-            return Err(Error::parse(
-                what,
-                format!(
-                    "tensor {name} has shape {:?}, the config implies {:?}",
-                    t.shape(),
-                    p.shape()
-                ),
-            ));
+    let mut model = GptModel::new(&cfg, 0)?;
+    match get_json("scratchgpt.lora")? {
+        // A resumable fine-tuning checkpoint: the adapters, unmerged, over a frozen base.
+        Some(l) => {
+            let rank = num(&l, "rank")? as usize;
+            model.add_lora(rank, num(&l, "alpha")?, 0).map_err(|e| {
+                Error::parse(what.clone(), format!("metadata scratchgpt.lora: {e}"))
+            })?;
         }
-        p.set_value(t.value()?)?;
+        None => {
+            if let Some(name) = st.names().into_iter().find(|n| n.contains(".lora.")) {
+                return Err(Error::parse(
+                    what,
+                    format!(
+                        "holds LoRA tensor {name}: load adapters with their base model instead"
+                    ),
+                ));
+            }
+        }
     }
+    let load_into = |m: &GptModel, prefix: &str| -> Result<()> {
+        for (name, p) in m.named_parameters() {
+            let full = format!("{prefix}{name}");
+            let t = tensor(&full)?;
+            if t.shape() != p.shape() {
+                return Err(Error::parse(
+                    what.clone(),
+                    format!(
+                        "tensor {full} has shape {:?}, the config implies {:?}",
+                        t.shape(),
+                        p.shape()
+                    ),
+                ));
+            }
+            p.set_value(t.value()?)?;
+        }
+        Ok(())
+    };
+    load_into(&model, "")?;
+    let reference = match st.names().iter().any(|n| n.starts_with(REFERENCE_PREFIX)) {
+        false => None,
+        true => {
+            let r = GptModel::new(&cfg, 0)?;
+            load_into(&r, REFERENCE_PREFIX)?;
+            r.freeze_all();
+            Some(r)
+        }
+    };
     let optimizer = match get_json("scratchgpt.optimizer")? {
         None => None,
         Some(o) => {
@@ -350,6 +445,13 @@ pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
                     task == Task::Pretrain || st.tensor(&format!("optimizer.m.{name}")).is_ok()
                 })
                 .collect();
+            // A fine-tuning run froze the rest (LoRA's base, a classifier's lower blocks).
+            if task != Task::Pretrain {
+                model.freeze_all();
+                for (_, p) in &trained {
+                    let _ = p.clone().requires_grad_(true);
+                }
+            }
             let mut opt = AdamW::new(trained, cfg);
             opt.t = num(&o, "t")? as u64;
             for s in &mut opt.state {
@@ -396,6 +498,13 @@ pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
                     .and_then(|s| s.parse().ok())
                     .ok_or_else(|| Error::parse(what.clone(), "metadata: bad epoch_rng_state"))?,
                 tokens_seen: num(&t, "tokens_seen")? as usize,
+                examples_seen: t["examples_seen"].as_u64().unwrap_or(0) as usize,
+                metrics: match t.get("metrics") {
+                    None | Some(Value::Null) => Default::default(),
+                    Some(m) => serde_json::from_value(m.clone()).map_err(|e| {
+                        Error::parse(what.clone(), format!("metadata: bad metrics: {e}"))
+                    })?,
+                },
                 train_secs: 0.0,
                 session_tokens: 0,
             };
@@ -412,6 +521,7 @@ pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
         seed,
         tokenizer,
         data: get_json("scratchgpt.data")?,
+        finetune: get_json("scratchgpt.finetune")?,
     };
     Ok(Checkpoint {
         info,
@@ -419,5 +529,6 @@ pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
         model,
         optimizer,
         state,
+        reference,
     })
 }

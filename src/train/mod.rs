@@ -4,16 +4,18 @@
 //! lines without the library knowing about terminals.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
 pub mod checkpoint;
 pub mod data;
 pub mod engine;
+pub(crate) mod periodic;
 pub mod plot;
 
 pub use engine::{engine_for, Engine, StepEngine, StepStats};
+use periodic::{stop_requested, PeriodicSaver};
 
 use crate::autograd::no_grad;
 use crate::data::dataset::{Batch, EpochOrder};
@@ -239,6 +241,11 @@ pub struct TrainState {
     /// an epoch has finished: the run's end leaves it ready for the next epoch).
     pub epoch_rng_state: u64,
     pub tokens_seen: usize,
+    /// Training examples (sequences) seen; fine-tuning reports it.
+    pub examples_seen: usize,
+    /// Further metric series a run records besides the book's two losses, by name
+    /// (a classifier's accuracies, DPO's rewards), saved with the checkpoint.
+    pub metrics: std::collections::BTreeMap<String, Vec<f64>>,
     /// Seconds spent in training steps (forward, backward, update), this process only.
     pub train_secs: f64,
     /// Tokens trained on by this process (not restored by a resume).
@@ -383,11 +390,7 @@ fn train_loop(
     let context_size = engine.model().cfg.context_length;
     let start_ids = tokenizer.encode_with_special(&opts.start_context, &["<|endoftext|>"])?;
     let accum = opts.grad_accum;
-    // The periodic checkpoint written after the last step, until the next step's loss shows
-    // its weights are sound: only then are older ones pruned, and if that loss is not finite
-    // the checkpoint (which holds the weights that diverged) is removed — so the newest
-    // checkpoint left behind is always a good one.
-    let mut unproven: Option<PathBuf> = None;
+    let mut saver = PeriodicSaver::new(opts.save.as_ref());
     if state.is_fresh() {
         state.epoch_rng_state = train_loader.rng_state();
     }
@@ -410,11 +413,11 @@ fn train_loop(
         }
         for step_in_epoch in state.batch_in_epoch..steps {
             if opts.max_steps.is_some_and(|m| state.global_step >= m) {
-                prune_proven(opts, unproven);
+                saver.proven();
                 return Ok(RunEnd::MaxSteps);
             }
-            if opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
-                prune_proven(opts, unproven);
+            if stop_requested(&opts.stop) {
+                saver.proven();
                 return Ok(RunEnd::Stopped);
             }
             let step = state.global_step;
@@ -429,13 +432,7 @@ fn train_loop(
             let stats = engine.train_step(&micro, &seeds, opts.clip, lr)?;
             let at = format!("step {step} (epoch {})", epoch + 1);
             if !stats.loss.is_finite() || !stats.grad_norm.is_finite() {
-                let note = unproven.take().map_or(String::new(), |p| {
-                    let _ = std::fs::remove_file(&p);
-                    format!(
-                        "; {} held the weights that diverged and was removed",
-                        p.display()
-                    )
-                });
+                let note = saver.discard_unproven();
                 let (what, value) = if stats.loss.is_finite() {
                     (
                         format!("the gradient norm at {at} (the update was not applied)"),
@@ -447,7 +444,7 @@ fn train_loop(
                 return Err(Error::NonFinite { what, value, note });
             }
             // A finite step proves the newest periodic checkpoint sound: older ones may go.
-            prune_proven(opts, unproven.take());
+            saver.proven();
             let step_secs = t0.elapsed().as_secs_f64();
             let tokens: usize = micro.iter().map(|b| b.inputs.len()).sum();
             state.train_secs += step_secs;
@@ -489,23 +486,22 @@ fn train_loop(
                     tokens_seen: state.tokens_seen,
                 });
             }
-            if let Some(save) = &opts.save {
-                if state.global_step.is_multiple_of(save.every) {
-                    let path = save.path_at(state.global_step);
-                    engine.sync_to_cpu()?;
-                    checkpoint::save_run_checkpoint(
-                        &path,
-                        engine.model(),
-                        engine.optimizer(),
-                        state,
-                        &save.info,
-                    )?;
-                    on_event(&TrainEvent::Saved {
-                        step: state.global_step,
-                        path: path.clone(),
-                    });
-                    unproven = Some(path);
-                }
+            let saved = saver.save_if_due(state.global_step, |path| {
+                engine.sync_to_cpu()?;
+                let info = &opts.save.as_ref().expect("a save is due").info;
+                checkpoint::save_run_checkpoint(
+                    path,
+                    engine.model(),
+                    engine.optimizer(),
+                    state,
+                    info,
+                )
+            })?;
+            if let Some(path) = saved {
+                on_event(&TrainEvent::Saved {
+                    step: state.global_step,
+                    path,
+                });
             }
         }
         engine.sync_to_cpu()?;
@@ -517,20 +513,6 @@ fn train_loop(
         state.batch_in_epoch = 0;
         state.epoch_rng_state = train_loader.rng_state();
     }
-    prune_proven(opts, unproven);
+    saver.proven();
     Ok(RunEnd::Finished)
-}
-
-/// Applies `keep_last` once `unproven` — the newest periodic checkpoint — is known sound: after
-/// the next step's loss is finite, or at a clean end (finished, max steps, stop), where its
-/// weights are the final ones.
-fn prune_proven(opts: &TrainOptions, unproven: Option<PathBuf>) {
-    if let (Some(_), Some(save)) = (unproven, &opts.save) {
-        if let Some(keep) = save.keep_last {
-            let all = save.existing();
-            for old in &all[..all.len().saturating_sub(keep)] {
-                let _ = std::fs::remove_file(old);
-            }
-        }
-    }
 }

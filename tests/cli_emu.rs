@@ -198,6 +198,48 @@ fn finetune_classify_and_lora_instruct_on_the_emulated_device() {
     let (c, e) = (classify("cpu"), classify("emu"));
     same_losses(&c, &e);
     assert!(e.contains("Test accuracy: "), "{e}");
+    // On the device too a run continues exactly: 1 step, then a resume to 2, equals the 2
+    // straight (the moments go back to the device, the position is the CPU's).
+    let part = dir.join("cls-part");
+    let part_args = |steps: &str, resume: Option<&std::path::Path>| {
+        let mut v = vec![
+            "finetune".to_string(),
+            "classify".into(),
+            "--random-init".into(),
+            "--preset".into(),
+            "tiny".into(),
+            "--max-steps".into(),
+            steps.into(),
+            "--eval-freq".into(),
+            "1".into(),
+            "--eval-iter".into(),
+            "1".into(),
+            "--device".into(),
+            "emu".into(),
+            "--out".into(),
+            part.to_str().unwrap().into(),
+        ];
+        if let Some(r) = resume {
+            v.extend(["--resume".into(), r.to_str().unwrap().into()]);
+        }
+        v
+    };
+    let go = |v: Vec<String>| ok(run(&v.iter().map(String::as_str).collect::<Vec<_>>()));
+    go(part_args("1", None));
+    let resumed = go(part_args("2", Some(&part.join("checkpoint.safetensors"))));
+    assert!(resumed.contains("resuming at step 1"), "{resumed}");
+    let weights = |path: std::path::PathBuf| {
+        let ck = scratchgpt::train::checkpoint::load_checkpoint(path).unwrap();
+        ck.model
+            .named_parameters()
+            .into_iter()
+            .map(|(_, p)| p.to_vec().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        weights(dir.join("cls-emu/classifier.safetensors")),
+        weights(part.join("classifier.safetensors"))
+    );
     let hf = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf-gpt2-tiny");
     let instruct = |device: &str| {
         ok(run(&[

@@ -13,7 +13,7 @@ use scratchgpt::finetune::lora::save_lora_adapters;
 use scratchgpt::gpt::{GptConfig, GptModel};
 use scratchgpt::optim::{AdamW, AdamWConfig};
 use scratchgpt::train::checkpoint::{
-    load_checkpoint, save_finetune_checkpoint, Checkpoint, RunInfo, Task,
+    load_checkpoint, load_resumable, save_finetune_checkpoint, Checkpoint, RunInfo, Task,
 };
 use scratchgpt::train::{PeriodicSave, RunEnd, TrainState};
 use serde_json::{json, Value};
@@ -155,7 +155,7 @@ impl FinetuneArgs {
             return Ok(None);
         };
         let shown = path.display();
-        let ck = load_checkpoint(path)?;
+        let ck = load_resumable(path)?;
         let command = &record["command"];
         let Some(rec) = &ck.info.finetune else {
             bail!(
@@ -179,8 +179,14 @@ impl FinetuneArgs {
             for (flag, value) in settings {
                 let was = &rec["settings"][flag];
                 if was != value {
+                    let say = |v: &Value| match v {
+                        Value::Null => "none".to_string(),
+                        other => other.to_string(),
+                    };
                     bail!(
-                        "{shown} was trained with --{flag} {was}, this run asks for {value}: resume with the run's own settings (the command printed when it was interrupted has them)"
+                        "{shown} was trained with --{flag} {}, this run asks for {}: resume with the run's own settings (the command printed when it was interrupted has them)",
+                        say(was),
+                        say(value)
                     );
                 }
             }
@@ -390,16 +396,19 @@ pub struct ResumableRun<'a> {
     pub reference: Option<&'a GptModel>,
 }
 
-/// How a run that ended is reported: after an interruption, where it was saved and the command
-/// that continues it (and the exit code 128 + signal); `None` when it ran to its end.
+/// How a run that ended is reported: after an interruption (the loop stopped, or a signal came
+/// as it ended), where it was saved and the command that continues it (and the exit code 128 +
+/// signal); `None` when it ran to its end — then the handlers are disarmed, so a Ctrl-C during
+/// what follows (test-set answers, samples) ends the process at once.
 pub fn report_interrupted(
     end: RunEnd,
     state: &TrainState,
     saved: Option<&Path>,
     signal: &StopSignal,
-) -> Option<ExitCode> {
-    if end != RunEnd::Stopped {
-        return None;
+) -> anyhow::Result<Option<ExitCode>> {
+    if end != RunEnd::Stopped && !signal.raised() {
+        signal.disarm()?;
+        return Ok(None);
     }
     match saved {
         Some(path) => println!(
@@ -409,7 +418,7 @@ pub fn report_interrupted(
         ),
         None => println!("interrupted before the first step; nothing to save"),
     }
-    Some(signal.exit_code())
+    Ok(Some(signal.exit_code()))
 }
 
 /// The identity of a fine-tuning data set: its entry count and a hash of its bytes (FNV-1a,

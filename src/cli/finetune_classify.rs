@@ -18,7 +18,7 @@ use scratchgpt::finetune::spam_data::{
     balance_and_split, parse_spam_tsv, read_spam_tsv, SpamDataset,
 };
 use scratchgpt::train::checkpoint::{save_task_checkpoint, RunInfo, Task};
-use scratchgpt::train::{engine_for, RunEnd, TrainState};
+use scratchgpt::train::{engine_for, TrainState};
 use serde_json::json;
 
 use super::finetune::{
@@ -26,6 +26,7 @@ use super::finetune::{
     save_adapters_and_merge, save_resumable, say, BookOptimizer, FinetuneArgs, ResumableRun,
 };
 use super::interrupt::StopSignal;
+use super::metrics_log::open_metrics;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -134,15 +135,11 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let signal = StopSignal::install()?;
     let control = a.common.run_control(&dir, &info, &signal)?;
     let task = spam_task(train.max_length);
-    // Appended to: a resumed run continues the file of the run it continues.
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("metrics.jsonl"))
-        .with_context(|| format!("opening {}/metrics.jsonl", dir.display()))?;
+    // A resumed run continues the file of the run it continues.
+    let mut metrics = open_metrics(&dir.join("metrics.jsonl"), &state)?;
     let examples_before = state.examples_seen;
     // The engine borrows the model; the block ends that borrow before adapters are merged.
-    let (end, wall, accuracies) = {
+    let (wall, accuracies) = {
         let mut engine = engine_for(device, &model, &mut optimizer)?;
         let engine = engine.as_mut();
         let opts = ClassifierTrainOptions {
@@ -214,6 +211,9 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
                             "val_accuracy": val_accuracy})
                         );
                     }
+                    ClassifierEvent::Saved { path, .. } => {
+                        say(&bar, format!("saved {}", path.display()));
+                    }
                 }
                 if let Some(line) = e.book_line() {
                     say(&bar, line);
@@ -221,30 +221,28 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             })?;
         bar.finish_and_clear();
         let wall = started.elapsed().as_secs_f64();
-        let accuracies = if end == RunEnd::Stopped {
-            None
-        } else {
-            let all = |d: &SpamDataset| d.batch_indices(a.common.batch_size, None, false);
-            Some([
-                accuracy(engine, &train, &all(&train))?,
-                accuracy(engine, &val, &all(&val))?,
-                accuracy(engine, &test, &all(&test))?,
-            ])
+        // The loop left the weights and moments on the host: save before measuring the full
+        // sets, which a Ctrl-C may then end at once.
+        let resumable = ResumableRun {
+            model: engine.model(),
+            optimizer: engine.optimizer(),
+            info: &info,
+            task: &task,
+            reference: None,
         };
-        (end, wall, accuracies)
+        let saved = save_resumable(&dir, resumable, &state)?;
+        if let Some(code) = report_interrupted(end, &state, saved.as_deref(), &signal)? {
+            return Ok(code);
+        }
+        let all = |d: &SpamDataset| d.batch_indices(a.common.batch_size, None, false);
+        let accuracies = [
+            accuracy(engine, &train, &all(&train))?,
+            accuracy(engine, &val, &all(&val))?,
+            accuracy(engine, &test, &all(&test))?,
+        ];
+        (wall, accuracies)
     };
-    let resumable = ResumableRun {
-        model: &model,
-        optimizer: &optimizer,
-        info: &info,
-        task: &task,
-        reference: None,
-    };
-    let saved = save_resumable(&dir, resumable, &state)?;
-    if let Some(code) = report_interrupted(end, &state, saved.as_deref(), &signal) {
-        return Ok(code);
-    }
-    let [tr, va, te] = accuracies.expect("measured unless stopped");
+    let [tr, va, te] = accuracies;
     println!("Training accuracy: {:.2}%", tr * 100.0);
     println!("Validation accuracy: {:.2}%", va * 100.0);
     println!("Test accuracy: {:.2}%", te * 100.0);

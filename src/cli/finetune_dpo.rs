@@ -189,6 +189,9 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             {
                 step_done(&bar, *epoch, *loss, *step_secs);
             }
+            if let DpoEvent::Saved { path, .. } = e {
+                say(&bar, format!("saved {}", path.display()));
+            }
             if let Some(line) = e.book_line() {
                 say(&bar, line);
             }
@@ -203,7 +206,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         reference: Some(&reference),
     };
     let saved = save_resumable(&dir, resumable, &state)?;
-    if let Some(code) = report_interrupted(end, &state, saved.as_deref(), &signal) {
+    if let Some(code) = report_interrupted(end, &state, saved.as_deref(), &signal)? {
         return Ok(code);
     }
     let examples = state.examples_seen - examples_before;

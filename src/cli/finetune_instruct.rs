@@ -170,6 +170,9 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
                 {
                     step_done(&bar, *epoch, *loss, *step_secs);
                 }
+                if let TrainEvent::Saved { path, .. } = e {
+                    say(&bar, format!("saved {}", path.display()));
+                }
                 if let Some(line) = e.book_line() {
                     say(&bar, line);
                 }
@@ -185,7 +188,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         reference: None,
     };
     let saved = save_resumable(&dir, resumable, &state)?;
-    if let Some(code) = report_interrupted(end, &state, saved.as_deref(), &signal) {
+    if let Some(code) = report_interrupted(end, &state, saved.as_deref(), &signal)? {
         return Ok(code);
     }
     let examples = state.examples_seen - examples_before;

@@ -30,6 +30,21 @@ impl StopSignal {
         Ok(StopSignal { stop, signal })
     }
 
+    /// Whether a signal has arrived.
+    pub fn raised(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// After training: from now on the first signal ends the process at once (with 128 + its
+    /// number), as if no handler had been installed — nothing after training reads the flag.
+    pub fn disarm(&self) -> anyhow::Result<()> {
+        let always = Arc::new(AtomicBool::new(true));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&always))?;
+        }
+        Ok(())
+    }
+
     /// The exit code of a run the signal stopped: 128 + its number (130 for SIGINT, 143 for
     /// SIGTERM).
     pub fn exit_code(&self) -> ExitCode {

@@ -19,6 +19,7 @@ mod graph;
 mod interrupt;
 mod kernels;
 mod make_preference_data;
+mod metrics_log;
 mod model_server;
 mod prepare_data;
 mod study;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::interrupt::{resume_command, StopSignal};
+use super::metrics_log::open_metrics;
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use scratchgpt::data::manifest::{TokenizerRef, TOKENIZER_DIR};
@@ -398,11 +399,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         finetune: None,
     };
     let checkpoint_path = out_dir.join("checkpoint.safetensors");
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(out_dir.join("metrics.jsonl"))
-        .with_context(|| format!("opening {}/metrics.jsonl", out_dir.display()))?;
+    let mut metrics = open_metrics(&out_dir.join("metrics.jsonl"), &state)?;
     if state.global_step > 0 {
         println!(
             "resuming at step {} (epoch {}, step {} of the epoch)",

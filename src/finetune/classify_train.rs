@@ -140,6 +140,11 @@ pub enum ClassifierEvent {
         train_accuracy: f64,
         val_accuracy: f64,
     },
+    /// A periodic checkpoint was written after `step` steps.
+    Saved {
+        step: usize,
+        path: std::path::PathBuf,
+    },
 }
 
 impl ClassifierEvent {
@@ -164,7 +169,7 @@ impl ClassifierEvent {
                 train_accuracy * 100.0,
                 val_accuracy * 100.0
             )),
-            ClassifierEvent::Step { .. } => None,
+            ClassifierEvent::Step { .. } | ClassifierEvent::Saved { .. } => None,
         }
     }
 }
@@ -363,6 +368,13 @@ impl<F: FnMut(&ClassifierEvent)> EpochHooks for ClassifierHooks<'_, F> {
             &spam_task(self.train.max_length),
             None,
         )
+    }
+
+    fn saved(&mut self, step: usize, path: &Path) {
+        (self.on_event)(&ClassifierEvent::Saved {
+            step,
+            path: path.to_path_buf(),
+        });
     }
 }
 

@@ -217,6 +217,11 @@ pub enum DpoEvent {
     },
     /// After each epoch: the policy's greedy response to the sample entry.
     Sample { epoch: usize, text: String },
+    /// A periodic checkpoint was written after `step` steps.
+    Saved {
+        step: usize,
+        path: std::path::PathBuf,
+    },
 }
 
 impl DpoEvent {
@@ -237,7 +242,7 @@ impl DpoEvent {
                 val.margin()
             )),
             DpoEvent::Sample { text, .. } => Some(text.clone()),
-            DpoEvent::Step { .. } => None,
+            DpoEvent::Step { .. } | DpoEvent::Saved { .. } => None,
         }
     }
 }
@@ -524,5 +529,12 @@ impl<F: FnMut(&DpoEvent)> EpochHooks for DpoHooks<'_, F> {
             &Task::Instruct,
             Some(self.models.reference),
         )
+    }
+
+    fn saved(&mut self, step: usize, path: &Path) {
+        (self.on_event)(&DpoEvent::Saved {
+            step,
+            path: path.to_path_buf(),
+        });
     }
 }

@@ -123,7 +123,18 @@ pub(crate) fn run_epochs(
             ));
         }
         // Resuming mid-epoch: replay the evaluation shuffles of the epoch's finished steps.
-        let first_step = state.global_step - state.batch_in_epoch;
+        let first_step = state
+            .global_step
+            .checked_sub(state.batch_in_epoch)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "resume",
+                    format!(
+                        "the position is inconsistent: step {} of the epoch after {} steps in all",
+                        state.batch_in_epoch, state.global_step
+                    ),
+                )
+            })?;
         for step in first_step..state.global_step {
             if step.is_multiple_of(plan.eval_freq) {
                 shuffle(&mut rng);
@@ -164,6 +175,7 @@ pub(crate) fn run_epochs(
             hooks.stepped(epoch, step, &result, step_secs);
             if step.is_multiple_of(plan.eval_freq) {
                 hooks.eval(epoch, step, shuffle(&mut rng), state)?;
+                check_evaluation(state, step, epoch)?;
             }
             let saved: Option<PathBuf> =
                 saver.save_if_due(state.global_step, |path| hooks.save(path, state))?;
@@ -178,6 +190,32 @@ pub(crate) fn run_epochs(
     }
     saver.proven();
     Ok(RunEnd::Finished)
+}
+
+/// An evaluation that is not finite stops the run (and is never written into a checkpoint's
+/// history, where it would not survive the JSON).
+fn check_evaluation(state: &TrainState, step: usize, epoch: usize) -> Result<()> {
+    let latest = [
+        ("training loss", state.train_losses.last()),
+        ("validation loss", state.val_losses.last()),
+    ]
+    .into_iter()
+    .chain(state.metrics.iter().map(|(k, v)| (k.as_str(), v.last())));
+    for (what, value) in latest {
+        if let Some(&v) = value {
+            if !v.is_finite() {
+                return Err(Error::NonFinite {
+                    what: format!(
+                        "the {what} evaluated after step {step} (epoch {})",
+                        epoch + 1
+                    ),
+                    value: v,
+                    note: String::new(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks what every command's options must satisfy before a run starts.

@@ -297,8 +297,26 @@ fn save_full(
 }
 
 /// Loads a checkpoint written by [`save_checkpoint`] (or model weights alone, without optimizer
-/// and run metadata, in which case `optimizer` is `None` and `state` is fresh).
+/// and run metadata, in which case `optimizer` is `None` and `state` is fresh) as the model it
+/// holds: a fine-tuning run's LoRA adapters are merged into the weights (and the optimizer,
+/// whose moments are the adapters', dropped), every parameter trainable — what `chat`,
+/// `export` or the start of another run want. [`load_resumable`] keeps the run as it was.
 pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
+    let mut ck = load_resumable(path)?;
+    if ck.model.has_lora() {
+        ck.model.merge_lora()?;
+        ck.optimizer = None;
+    }
+    for (_, p) in ck.model.named_parameters() {
+        let _ = p.requires_grad_(true);
+    }
+    Ok(ck)
+}
+
+/// Loads a checkpoint to continue its run: LoRA adapters unmerged over their frozen base, and
+/// only the parameters with optimizer moments trainable (a classifier's frozen blocks stay
+/// frozen).
+pub fn load_resumable(path: impl AsRef<Path>) -> Result<Checkpoint> {
     let path = path.as_ref();
     let what = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -473,14 +491,23 @@ pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
     let (state, seed) = match get_json("scratchgpt.train")? {
         None => (TrainState::default(), 0),
         Some(t) => {
-            let list_f = |k: &str| {
+            // A value that is not a number is an error, not a gap: the lists run in step.
+            let list_f = |k: &str| -> Result<Vec<f64>> {
                 t[k].as_array()
-                    .map(|a| a.iter().filter_map(Value::as_f64).collect())
-                    .unwrap_or_default()
+                    .map(|a| {
+                        a.iter()
+                            .map(|v| {
+                                v.as_f64().ok_or_else(|| {
+                                    Error::parse(what.clone(), format!("metadata: {k} holds {v}"))
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or(Ok(Vec::new()))
             };
             let state = TrainState {
-                train_losses: list_f("train_losses"),
-                val_losses: list_f("val_losses"),
+                train_losses: list_f("train_losses")?,
+                val_losses: list_f("val_losses")?,
                 track_tokens_seen: t["track_tokens_seen"]
                     .as_array()
                     .map(|a| {

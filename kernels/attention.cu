@@ -3,9 +3,15 @@
 // l = Σ exp(s − m) and a running output; the backward recomputes the probabilities from the saved
 // log-sum-exp L = m + log l instead of reading a stored matrix.
 //
-// Layout: q, k, v, o, dq, dk, dv are [B, T, H·D] (the Linear layers' output, heads side by side),
-// so no transposes are needed; lse and delta are [B, H, T]. Scores s_ij = (q_i · k_j)/√D for
-// j ≤ i (causal), P = softmax_j(s), O_i = Σ_j P̃_ij v_j where P̃ is P after dropout.
+// Layout: q, o, dq are [B, T, H·D] and k, v, dk, dv [B, T, KVH·D] (the Linear layers' output,
+// heads side by side), so no transposes are needed; lse and delta are [B, H, T]. Scores
+// s_ij = (q_i · k_j)/√D for j ≤ i (causal), P = softmax_j(s), O_i = Σ_j P̃_ij v_j where P̃ is P
+// after dropout.
+//
+// Grouped-query attention: KVH divides H, and query head h reads KV head h / (H/KVH) (KVH = H is
+// ordinary multi-head attention). K and V are indexed, never copied; the dk/dv kernel runs one
+// block per KV head and key rows, and walks the group's query heads in turn, so the sum of the
+// group's gradients builds up in registers — no atomics.
 //
 // Work split: a block of 128 threads handles 64 rows (query rows in forward and dq, key rows in
 // dk/dv); each row is owned by a *pair* of threads, each holding half of the head's D values in
@@ -46,12 +52,12 @@ __device__ __forceinline__ void attention_stage_tile(float (*xs)[DM], float (*ys
 
 template <int DM>
 __device__ __forceinline__ void attention_forward_impl(const float* q, const float* k, const float* v, float* o,
-                                                       float* lse, int T, int H, int D, float dropout_p,
+                                                       float* lse, int T, int H, int KVH, int D, float dropout_p,
                                                        unsigned long long seed) {
     constexpr int HALF = DM / 2;
     __shared__ float Ks[ATT_TILE][DM];
     __shared__ float Vs[ATT_TILE][DM];
-    const int b = blockIdx.z, h = blockIdx.y;
+    const int b = blockIdx.z, h = blockIdx.y, kh = h / (H / KVH);
     const int r = threadIdx.x / 2, half = threadIdx.x & 1;
     const int i = (int)blockIdx.x * ATT_ROWS + r;
     const bool valid = i < T;
@@ -69,7 +75,7 @@ __device__ __forceinline__ void attention_forward_impl(const float* q, const flo
     float m = -INFINITY, l = 0.0f;
     const int last_key = min(T - 1, (int)blockIdx.x * ATT_ROWS + ATT_ROWS - 1);
     for (int j0 = 0; j0 <= last_key; j0 += ATT_TILE) {
-        attention_stage_tile<DM>(Ks, Vs, k, v, 1.0f, b, h, j0, T, H, D);
+        attention_stage_tile<DM>(Ks, Vs, k, v, 1.0f, b, kh, j0, T, KVH, D);
         __syncthreads();
         const int jmax = min(ATT_TILE, last_key - j0 + 1);
         for (int jj = 0; jj < jmax; jj++) {
@@ -124,12 +130,12 @@ extern "C" __global__ void attention_backward_delta(const float* o, const float*
 template <int DM>
 __device__ __forceinline__ void attention_backward_dq_impl(const float* q, const float* k, const float* v,
                                                            const float* dout, const float* lse, const float* delta,
-                                                           float* dq, int T, int H, int D, float dropout_p,
+                                                           float* dq, int T, int H, int KVH, int D, float dropout_p,
                                                            unsigned long long seed) {
     constexpr int HALF = DM / 2;
     __shared__ float Ks[ATT_TILE][DM];
     __shared__ float Vs[ATT_TILE][DM];
-    const int b = blockIdx.z, h = blockIdx.y;
+    const int b = blockIdx.z, h = blockIdx.y, kh = h / (H / KVH);
     const int r = threadIdx.x / 2, half = threadIdx.x & 1;
     const int i = (int)blockIdx.x * ATT_ROWS + r;
     const bool valid = i < T;
@@ -150,7 +156,7 @@ __device__ __forceinline__ void attention_backward_dq_impl(const float* q, const
     const float L = valid ? lse[stat] : 0.0f, Di = valid ? delta[stat] : 0.0f;
     const int last_key = min(T - 1, (int)blockIdx.x * ATT_ROWS + ATT_ROWS - 1);
     for (int j0 = 0; j0 <= last_key; j0 += ATT_TILE) {
-        attention_stage_tile<DM>(Ks, Vs, k, v, 1.0f, b, h, j0, T, H, D);
+        attention_stage_tile<DM>(Ks, Vs, k, v, 1.0f, b, kh, j0, T, KVH, D);
         __syncthreads();
         const int jmax = min(ATT_TILE, last_key - j0 + 1);
         for (int jj = 0; jj < jmax; jj++) {
@@ -186,18 +192,18 @@ __device__ __forceinline__ void attention_backward_dq_impl(const float* q, const
 template <int DM>
 __device__ __forceinline__ void attention_backward_dkdv_impl(const float* q, const float* k, const float* v,
                                                              const float* dout, const float* lse, const float* delta,
-                                                             float* dk, float* dv, int T, int H, int D,
+                                                             float* dk, float* dv, int T, int H, int KVH, int D,
                                                              float dropout_p, unsigned long long seed) {
     constexpr int HALF = DM / 2;
     __shared__ float Qs[ATT_TILE][DM];
     __shared__ float dOs[ATT_TILE][DM];
     __shared__ float Ls[ATT_TILE];
     __shared__ float Ds[ATT_TILE];
-    const int b = blockIdx.z, h = blockIdx.y;
+    const int b = blockIdx.z, kh = blockIdx.y, group = H / KVH;
     const int r = threadIdx.x / 2, half = threadIdx.x & 1;
     const int j = (int)blockIdx.x * ATT_ROWS + r;  // this pair's key row
     const bool valid = j < T;
-    const long long ld = (long long)H * D;
+    const long long ld_kv = (long long)KVH * D;
     const float scale = 1.0f / sqrtf((float)D);
     const float keep_scale = 1.0f / (1.0f - dropout_p);
 
@@ -205,57 +211,60 @@ __device__ __forceinline__ void attention_backward_dkdv_impl(const float* q, con
 #pragma unroll
     for (int dd = 0; dd < HALF; dd++) {
         int d = half * HALF + dd;
-        long long off = ((long long)b * T + j) * ld + h * D + d;
+        long long off = ((long long)b * T + j) * ld_kv + kh * D + d;
         kr[dd] = (valid && d < D) ? k[off] : 0.0f;
         vr[dd] = (valid && d < D) ? v[off] : 0.0f;
         dk_acc[dd] = 0.0f;
         dv_acc[dd] = 0.0f;
     }
-    // Only queries i ≥ j see key j: start at this block's first key row.
-    for (int i0 = (int)blockIdx.x * ATT_ROWS; i0 < T; i0 += ATT_TILE) {
-        attention_stage_tile<DM>(Qs, dOs, q, dout, scale, b, h, i0, T, H, D);
-        for (int ii = threadIdx.x; ii < ATT_TILE; ii += blockDim.x) {
-            int i = i0 + ii;
-            long long stat = ((long long)b * H + h) * T + i;
-            Ls[ii] = i < T ? lse[stat] : 0.0f;
-            Ds[ii] = i < T ? delta[stat] : 0.0f;
-        }
-        __syncthreads();
-        const int imax = min(ATT_TILE, T - i0);
-        for (int ii = 0; ii < imax; ii++) {
-            float s = 0.0f, dp = 0.0f;
-#pragma unroll
-            for (int dd = 0; dd < HALF; dd++) {
-                s = fmaf(Qs[ii][half * HALF + dd], kr[dd], s);
-                dp = fmaf(dOs[ii][half * HALF + dd], vr[dd], dp);
+    // The query heads sharing this KV head, in turn: their contributions add up (the group sum).
+    for (int h = kh * group; h < (kh + 1) * group; h++) {
+        // Only queries i ≥ j see key j: start at this block's first key row.
+        for (int i0 = (int)blockIdx.x * ATT_ROWS; i0 < T; i0 += ATT_TILE) {
+            attention_stage_tile<DM>(Qs, dOs, q, dout, scale, b, h, i0, T, H, D);
+            for (int ii = threadIdx.x; ii < ATT_TILE; ii += blockDim.x) {
+                int i = i0 + ii;
+                long long stat = ((long long)b * H + h) * T + i;
+                Ls[ii] = i < T ? lse[stat] : 0.0f;
+                Ds[ii] = i < T ? delta[stat] : 0.0f;
             }
-            s += __shfl_xor_sync(0xffffffffu, s, 1);
-            dp += __shfl_xor_sync(0xffffffffu, dp, 1);
-            const int i = i0 + ii;
-            if (valid && i >= j) {
-                float p = expf(s - Ls[ii]);
-                float p_kept = p;
-                if (dropout_p > 0.0f) {
-                    bool keep = dropout_keep(seed, (((unsigned long long)(b * H + h) * T + i) * T + j), dropout_p);
-                    p_kept = keep ? p * keep_scale : 0.0f;
-                    dp = keep ? dp * keep_scale : 0.0f;
-                }
-                float ds = p * (dp - Ds[ii]);
+            __syncthreads();
+            const int imax = min(ATT_TILE, T - i0);
+            for (int ii = 0; ii < imax; ii++) {
+                float s = 0.0f, dp = 0.0f;
 #pragma unroll
                 for (int dd = 0; dd < HALF; dd++) {
-                    dv_acc[dd] = fmaf(p_kept, dOs[ii][half * HALF + dd], dv_acc[dd]);
-                    dk_acc[dd] = fmaf(ds, Qs[ii][half * HALF + dd], dk_acc[dd]);  // Qs holds q/√D
+                    s = fmaf(Qs[ii][half * HALF + dd], kr[dd], s);
+                    dp = fmaf(dOs[ii][half * HALF + dd], vr[dd], dp);
+                }
+                s += __shfl_xor_sync(0xffffffffu, s, 1);
+                dp += __shfl_xor_sync(0xffffffffu, dp, 1);
+                const int i = i0 + ii;
+                if (valid && i >= j) {
+                    float p = expf(s - Ls[ii]);
+                    float p_kept = p;
+                    if (dropout_p > 0.0f) {
+                        bool keep = dropout_keep(seed, (((unsigned long long)(b * H + h) * T + i) * T + j), dropout_p);
+                        p_kept = keep ? p * keep_scale : 0.0f;
+                        dp = keep ? dp * keep_scale : 0.0f;
+                    }
+                    float ds = p * (dp - Ds[ii]);
+#pragma unroll
+                    for (int dd = 0; dd < HALF; dd++) {
+                        dv_acc[dd] = fmaf(p_kept, dOs[ii][half * HALF + dd], dv_acc[dd]);
+                        dk_acc[dd] = fmaf(ds, Qs[ii][half * HALF + dd], dk_acc[dd]);  // Qs holds q/√D
+                    }
                 }
             }
+            __syncthreads();
         }
-        __syncthreads();
     }
     if (valid) {
 #pragma unroll
         for (int dd = 0; dd < HALF; dd++) {
             int d = half * HALF + dd;
             if (d < D) {
-                long long off = ((long long)b * T + j) * ld + h * D + d;
+                long long off = ((long long)b * T + j) * ld_kv + kh * D + d;
                 dk[off] = dk_acc[dd];
                 dv[off] = dv_acc[dd];
             }
@@ -263,22 +272,23 @@ __device__ __forceinline__ void attention_backward_dkdv_impl(const float* q, con
     }
 }
 
-// Entry points, one per head-dimension bound. Launch: grid (ceil(T/64), H, B), block 128.
+// Entry points, one per head-dimension bound. Launch: grid (ceil(T/64), H, B) for forward and dq,
+// (ceil(T/64), KVH, B) for dk/dv; block 128.
 #define ATTENTION_ENTRY_POINTS(DM)                                                                                  \
     extern "C" __global__ void __launch_bounds__(128) attention_forward_d##DM(                                    \
-        const float* q, const float* k, const float* v, float* o, float* lse, int T, int H, int D, float dropout_p, \
-        unsigned long long seed) {                                                                                  \
-        attention_forward_impl<DM>(q, k, v, o, lse, T, H, D, dropout_p, seed);                                      \
+        const float* q, const float* k, const float* v, float* o, float* lse, int T, int H, int KVH, int D,         \
+        float dropout_p, unsigned long long seed) {                                                                 \
+        attention_forward_impl<DM>(q, k, v, o, lse, T, H, KVH, D, dropout_p, seed);                                 \
     }                                                                                                               \
     extern "C" __global__ void __launch_bounds__(128) attention_backward_dq_d##DM(                                \
         const float* q, const float* k, const float* v, const float* dout, const float* lse, const float* delta,    \
-        float* dq, int T, int H, int D, float dropout_p, unsigned long long seed) {                                 \
-        attention_backward_dq_impl<DM>(q, k, v, dout, lse, delta, dq, T, H, D, dropout_p, seed);                    \
+        float* dq, int T, int H, int KVH, int D, float dropout_p, unsigned long long seed) {                        \
+        attention_backward_dq_impl<DM>(q, k, v, dout, lse, delta, dq, T, H, KVH, D, dropout_p, seed);               \
     }                                                                                                               \
     extern "C" __global__ void __launch_bounds__(128) attention_backward_dkdv_d##DM(                              \
         const float* q, const float* k, const float* v, const float* dout, const float* lse, const float* delta,    \
-        float* dk, float* dv, int T, int H, int D, float dropout_p, unsigned long long seed) {                      \
-        attention_backward_dkdv_impl<DM>(q, k, v, dout, lse, delta, dk, dv, T, H, D, dropout_p, seed);              \
+        float* dk, float* dv, int T, int H, int KVH, int D, float dropout_p, unsigned long long seed) {             \
+        attention_backward_dkdv_impl<DM>(q, k, v, dout, lse, delta, dk, dv, T, H, KVH, D, dropout_p, seed);         \
     }
 
 ATTENTION_ENTRY_POINTS(16)

@@ -357,6 +357,48 @@ fn attention_with_a_kv_cache_non_causal_and_wide_heads() {
     );
 }
 
+/// Grouped-query attention on the device: the fused kernels (K/V heads shared by 2 and by all
+/// 4 query heads, dropout on) and the composed path (a KV cache's Tq < Tk; a head dim over 64),
+/// each against the CPU's op, forward and every gradient.
+#[test]
+fn grouped_query_attention_fused_and_composed() {
+    for (kv, p) in [(2, 0.0), (2, 0.2), (1, 0.0)] {
+        let opts = AttentionOptions {
+            causal: true,
+            dropout_p: p,
+            seed: 11,
+        };
+        check(
+            &format!("GQA H=4 KV={kv} p={p}"),
+            vec![
+                rnd(&[2, 9, 4, 8], 100),
+                rnd(&[2, 9, kv, 8], 101),
+                rnd(&[2, 9, kv, 8], 102),
+            ],
+            |x| {
+                let v: Vec<Tensor> = x.iter().map(|t| t.transpose(1, 2).unwrap()).collect();
+                Tensor::attention(&v[0], &v[1], &v[2], &opts)
+            },
+        );
+    }
+    for (tq, d, p) in [(1, 8, 0.0), (3, 8, 0.25), (5, 72, 0.1)] {
+        let opts = AttentionOptions {
+            causal: true,
+            dropout_p: p,
+            seed: 12,
+        };
+        check(
+            &format!("GQA composed Tq={tq} Tk=5 d={d} p={p}"),
+            vec![
+                rnd(&[2, 4, tq, d], 103),
+                rnd(&[2, 2, 5, d], 104),
+                rnd(&[2, 2, 5, d], 105),
+            ],
+            |x| Tensor::attention(&x[0], &x[1], &x[2], &opts),
+        );
+    }
+}
+
 #[test]
 fn max_argmax_and_masked_fill() {
     use scratchgpt::ops::masked_fill::causal_mask;

@@ -349,12 +349,7 @@ fn gpu_kernels(k: &GpuKernelArgs) -> anyhow::Result<ExitCode> {
             2.0 * (m * n * kk) as f64 / med / 1e12
         );
     }
-    let s = AttentionShape {
-        batch: 8,
-        seq: 1024,
-        heads: 12,
-        head_dim: 64,
-    };
+    let s = AttentionShape::mha(8, 1024, 12, 64);
     let numel = s.batch * s.seq * s.heads * s.head_dim;
     let (q, kb, v) = (rand(numel, 3)?, rand(numel, 4)?, rand(numel, 5)?);
     let o = DeviceBuffer::<f32>::uninit(&gpu, numel)?;

@@ -742,6 +742,28 @@ pub fn cases() -> Vec<Case> {
             &attn(true, 0.0)
         )
     ));
+    // Grouped-query attention: K/V with fewer heads than Q; a KV head's gradient is the sum
+    // over the query heads that share it.
+    c.push(case!(
+        "attention",
+        "attention GQA causal H=4, KV=2 (2,4|2,5,3)",
+        [
+            randn(&[2, 4, 5, 3], 181),
+            randn(&[2, 2, 5, 3], 182),
+            randn(&[2, 2, 5, 3], 183)
+        ],
+        |x| Tensor::attention(&x[0], &x[1], &x[2], &attn(true, 0.0))
+    ));
+    c.push(case!(
+        "attention",
+        "attention MQA H=3, KV=1, Tq<Tk, dropout 0.2 (1,3|1,4,7,2)",
+        [
+            randn(&[1, 3, 4, 2], 184),
+            randn(&[1, 1, 7, 2], 185),
+            randn(&[1, 1, 7, 2], 186)
+        ],
+        |x| Tensor::attention(&x[0], &x[1], &x[2], &attn(true, 0.2))
+    ));
     // --- linear (fused x·Wᵀ + b, and appendix E's LinearWithLoRA: + (alpha/rank)·(x·A)·B) ---
     c.push(case!(
         "linear",

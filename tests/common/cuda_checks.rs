@@ -528,25 +528,38 @@ pub fn check_embedding(gpu: &Gpu) {
 }
 
 /// [B, T, H·D] data as a (B, H, T, D) CPU tensor (a permuted view of a [B, T, H, D] leaf).
-fn bthd(data: &[f32], s: AttentionShape) -> (Tensor<f64>, Tensor<f64>) {
-    let leaf = leaf(data, &[s.batch, s.seq, s.heads, s.head_dim]);
+fn bthd(data: &[f32], s: AttentionShape, heads: usize) -> (Tensor<f64>, Tensor<f64>) {
+    let leaf = leaf(data, &[s.batch, s.seq, heads, s.head_dim]);
     let view = leaf.permute(&[0, 2, 1, 3]).unwrap();
     (leaf, view)
 }
 
 pub fn check_attention(gpu: &Gpu) {
-    for (head_dim, seq) in [(12, 70), (32, 33), (64, 130)] {
+    // Multi-head, then grouped-query (2 query heads per KV head) and multi-query attention.
+    for (head_dim, seq, heads, kv_heads) in [
+        (12, 70, 3, 3),
+        (32, 33, 3, 3),
+        (64, 130, 3, 3),
+        (16, 70, 4, 2),
+        (64, 33, 3, 1),
+    ] {
         let s = AttentionShape {
             batch: 2,
             seq,
-            heads: 3,
+            heads,
+            kv_heads,
             head_dim,
         };
         let n = s.batch * s.seq * s.heads * s.head_dim;
-        let (q, k, v) = (random(n, 70), random(n, 71), random(n, 72));
+        let nkv = s.batch * s.seq * s.kv_heads * s.head_dim;
+        let (q, k, v) = (random(n, 70), random(nkv, 71), random(nkv, 72));
         let q: Vec<f32> = q.iter().map(|x| x * 3.0).collect(); // peakier softmax
         let dout = random(n, 73);
-        let ((ql, qv), (kl, kv), (vl, vv)) = (bthd(&q, s), bthd(&k, s), bthd(&v, s));
+        let ((ql, qv), (kl, kv), (vl, vv)) = (
+            bthd(&q, s, heads),
+            bthd(&k, s, kv_heads),
+            bthd(&v, s, kv_heads),
+        );
         let o = Tensor::attention(&qv, &kv, &vv, &AttentionOptions::default()).unwrap();
         let o_bthd = o.permute(&[0, 2, 1, 3]).unwrap().contiguous().unwrap();
         o_bthd
@@ -557,14 +570,14 @@ pub fn check_attention(gpu: &Gpu) {
         let (qd, kd, vd) = (up(gpu, &q), up(gpu, &k), up(gpu, &v));
         let (od, lse) = (uninit(gpu, n), uninit(gpu, s.batch * s.heads * s.seq));
         ops::attention_forward(&qd, &kd, &vd, &od, &lse, s, 0.0, 0).unwrap();
-        let what = format!("attention D={head_dim} T={seq}");
+        let what = format!("attention D={head_dim} T={seq} H={heads} KV={kv_heads}");
         assert_close(
             &format!("{what} forward"),
             &od.to_vec().unwrap(),
             &vec64(&o_bthd),
             TOL,
         );
-        let (dq, dk, dv) = (uninit(gpu, n), uninit(gpu, n), uninit(gpu, n));
+        let (dq, dk, dv) = (uninit(gpu, n), uninit(gpu, nkv), uninit(gpu, nkv));
         ops::attention_backward(
             &qd,
             &kd,
@@ -598,6 +611,9 @@ pub fn check_attention(gpu: &Gpu) {
             &grad64(&vl),
             TOL,
         );
+        if kv_heads != heads {
+            continue; // the naive baseline is multi-head only
+        }
         // The naive kernels agree too.
         let scores = uninit(gpu, s.batch * s.heads * s.seq * s.seq);
         let on = uninit(gpu, n);
@@ -609,12 +625,7 @@ pub fn check_attention(gpu: &Gpu) {
             TOL,
         );
     }
-    let bad = AttentionShape {
-        batch: 1,
-        seq: 4,
-        heads: 1,
-        head_dim: 65,
-    };
+    let bad = AttentionShape::mha(1, 4, 1, 65);
     let b = uninit(gpu, 4 * 65);
     let l = uninit(gpu, 4);
     assert!(ops::attention_forward(&b, &b, &b, &b, &l, bad, 0.0, 0).is_err());
@@ -624,12 +635,7 @@ pub fn check_attention(gpu: &Gpu) {
 /// forward computed (same regenerated mask): a directional derivative of L = Σ o ⊙ w agrees with
 /// central differences of the GPU forward itself.
 pub fn check_attention_dropout(gpu: &Gpu) {
-    let s = AttentionShape {
-        batch: 1,
-        seq: 40,
-        heads: 2,
-        head_dim: 16,
-    };
+    let s = AttentionShape::mha(1, 40, 2, 16);
     let n = s.batch * s.seq * s.heads * s.head_dim;
     let (q, k, v, w) = (random(n, 80), random(n, 81), random(n, 82), random(n, 83));
     let dir = random(n, 84);

@@ -793,27 +793,48 @@ pub fn check_token_ids(ids: &[i32], vocab: usize) -> Result<()> {
 
 // ---- attention --------------------------------------------------------------------------------
 
-/// Shape of a causal multi-head attention over [batch, seq, heads·head_dim] tensors.
+/// Shape of a causal multi-head attention over q [batch, seq, heads·head_dim] and k, v
+/// [batch, seq, kv_heads·head_dim] (grouped-query attention when `kv_heads < heads`; it must
+/// divide `heads`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttentionShape {
     pub batch: usize,
     pub seq: usize,
     pub heads: usize,
+    pub kv_heads: usize,
     pub head_dim: usize,
 }
 
 impl AttentionShape {
+    /// Multi-head attention: as many KV heads as query heads.
+    pub fn mha(batch: usize, seq: usize, heads: usize, head_dim: usize) -> Self {
+        AttentionShape {
+            batch,
+            seq,
+            heads,
+            kv_heads: heads,
+            head_dim,
+        }
+    }
+
     fn check(&self) -> Result<&'static str> {
         let AttentionShape {
             batch,
             seq,
             heads,
+            kv_heads,
             head_dim,
         } = *self;
         if batch > 65535 || heads > 65535 || seq > i32::MAX as usize {
             return Err(Error::invalid(
                 "cuda attention",
                 format!("batch {batch} and heads {heads} must be ≤ 65535, seq {seq} fit an int"),
+            ));
+        }
+        if kv_heads == 0 || heads % kv_heads != 0 {
+            return Err(Error::invalid(
+                "cuda attention",
+                format!("{kv_heads} KV heads do not divide {heads} query heads"),
             ));
         }
         match head_dim {
@@ -829,21 +850,22 @@ impl AttentionShape {
     fn numel(&self) -> usize {
         self.batch * self.seq * self.heads * self.head_dim
     }
+    fn kv_numel(&self) -> usize {
+        self.batch * self.seq * self.kv_heads * self.head_dim
+    }
     fn rows(&self) -> usize {
         self.batch * self.heads * self.seq
     }
-    fn grid(&self) -> Result<[u32; 3]> {
-        Ok([
-            blocks_for(self.seq, 64)?,
-            self.heads as u32,
-            self.batch as u32,
-        ])
+    /// One block per 64 rows of a (query or KV) head: `heads` of them.
+    fn grid(&self, heads: usize) -> Result<[u32; 3]> {
+        Ok([blocks_for(self.seq, 64)?, heads as u32, self.batch as u32])
     }
-    fn ints(&self) -> [KernelArg; 3] {
+    fn ints(&self) -> [KernelArg; 4] {
         [
-            // Bounded by `check` (seq ≤ i32::MAX, heads ≤ 65535, head dim ≤ 64).
+            // Bounded by `check` (seq ≤ i32::MAX, kv_heads ≤ heads ≤ 65535, head dim ≤ 64).
             KernelArg::I32(self.seq as i32),
             KernelArg::I32(self.heads as i32),
+            KernelArg::I32(self.kv_heads as i32),
             KernelArg::I32(self.head_dim as i32),
         ]
     }
@@ -864,16 +886,17 @@ pub fn attention_forward(
 ) -> Result<()> {
     let suffix = s.check()?;
     check_p("cuda attention", dropout_p)?;
-    same_len("cuda attention", s.numel(), &[q, k, v, o])?;
+    same_len("cuda attention", s.numel(), &[q, o])?;
+    same_len("cuda attention (k, v)", s.kv_numel(), &[k, v])?;
     lse.check_len("cuda attention (lse)", s.rows())?;
     if s.numel() == 0 {
         return Ok(());
     }
-    let [t, h, d] = s.ints();
+    let [t, h, kvh, d] = s.ints();
     launch(
         q.gpu(),
         &format!("attention_forward_{suffix}"),
-        s.grid()?,
+        s.grid(s.heads)?,
         [128, 1, 1],
         &[
             q.arg(),
@@ -883,6 +906,7 @@ pub fn attention_forward(
             lse.arg(),
             t,
             h,
+            kvh,
             d,
             KernelArg::F32(dropout_p),
             KernelArg::U64(seed),
@@ -908,10 +932,11 @@ pub fn attention_backward(
 ) -> Result<()> {
     let suffix = s.check()?;
     check_p("cuda attention_backward", dropout_p)?;
+    same_len("cuda attention_backward", s.numel(), &[q, o, dout, dq])?;
     same_len(
-        "cuda attention_backward",
-        s.numel(),
-        &[q, k, v, o, dout, dq, dk, dv],
+        "cuda attention_backward (k, v, dk, dv)",
+        s.kv_numel(),
+        &[k, v, dk, dv],
     )?;
     lse.check_len("cuda attention_backward (lse)", s.rows())?;
     if s.numel() == 0 {
@@ -919,7 +944,7 @@ pub fn attention_backward(
     }
     let gpu = q.gpu();
     let delta = DeviceBuffer::<f32>::uninit(gpu, s.rows())?;
-    let [t, h, d] = s.ints();
+    let [t, h, kvh, d] = s.ints();
     elementwise(
         gpu,
         "attention_backward_delta",
@@ -934,14 +959,21 @@ pub fn attention_backward(
         lse.arg(),
         delta.arg(),
     ];
-    let tail = [t, h, d, KernelArg::F32(dropout_p), KernelArg::U64(seed)];
+    let tail = [
+        t,
+        h,
+        kvh,
+        d,
+        KernelArg::F32(dropout_p),
+        KernelArg::U64(seed),
+    ];
     let mut args: Vec<KernelArg> = common.to_vec();
     args.push(dq.arg());
     args.extend_from_slice(&tail);
     launch(
         gpu,
         &format!("attention_backward_dq_{suffix}"),
-        s.grid()?,
+        s.grid(s.heads)?,
         [128, 1, 1],
         &args,
     )?;
@@ -952,7 +984,7 @@ pub fn attention_backward(
     launch(
         gpu,
         &format!("attention_backward_dkdv_{suffix}"),
-        s.grid()?,
+        s.grid(s.kv_heads)?,
         [128, 1, 1],
         &args,
     )
@@ -968,10 +1000,16 @@ pub fn attention_naive_forward(
     scores: &DeviceBuffer<f32>,
     s: AttentionShape,
 ) -> Result<()> {
+    if s.kv_heads != s.heads {
+        return Err(Error::invalid(
+            "cuda attention_naive",
+            "the naive baseline is multi-head only (kv_heads = heads)",
+        ));
+    }
     same_len("cuda attention_naive", s.numel(), &[q, k, v, o])?;
     scores.check_len("cuda attention_naive (scores)", s.rows() * s.seq)?;
     let gpu = q.gpu();
-    let [t, h, d] = s.ints();
+    let [t, h, _, d] = s.ints();
     let b = i32_arg(s.batch)?;
     elementwise(
         gpu,

@@ -39,6 +39,7 @@ pub(super) fn attention<T: Element>(
     let shape = AttentionShape {
         batch: sq[0],
         heads: sq[1],
+        kv_heads: sk[1],
         seq: sq[2],
         head_dim: sq[3],
     };
@@ -58,8 +59,8 @@ pub(super) fn attention<T: Element>(
             let dout = bthd(&device_grad("attention", g)?)?;
             let (dq, dk, dv) = (
                 device_uninit(&q, q.shape())?,
-                device_uninit(&q, q.shape())?,
-                device_uninit(&q, q.shape())?,
+                device_uninit(&k, k.shape())?,
+                device_uninit(&k, k.shape())?,
             );
             launch::attention_backward(
                 &q.buffer,
@@ -90,6 +91,12 @@ pub(super) fn attention<T: Element>(
 /// `softmax(Q·Kᵀ/√d + M)·V` with `M` 0 where visible and −∞ where masked, and dropout on the
 /// weights with the same counter (the weight's index in `(B, H, Tq, Tk)`) as the fused op, so
 /// its masks are the CPU's.
+///
+/// Grouped-query attention without copying K or V: the `g = H/KV` query heads of a group are
+/// consecutive, so `Q (B, H, Tq, d)` is viewed as `(B, KV, g·Tq, d)` — each KV head's queries
+/// stacked — and one batched matmul per KV head scores them all. Row `r·Tq + i` of a group is
+/// query `i` of head `g·k + r`, so the mask repeats every `Tq` rows, and the flat index of a
+/// weight in `(B, KV, g·Tq, Tk)` is its index in `(B, H, Tq, Tk)`: the dropout masks agree.
 fn composed<T: Element>(
     inputs: [&Tensor<T>; 3],
     causal: bool,
@@ -99,14 +106,21 @@ fn composed<T: Element>(
     let [q, k, v] = inputs;
     let (sq, sk) = (q.shape(), k.shape());
     let (tq, tk, d) = (sq[2], sk[2], sq[3]);
-    let mut scores = q
+    let group = sq[1] / sk[1];
+    let rows = group * tq;
+    let grouped_q = if group == 1 {
+        q.clone()
+    } else {
+        q.reshape(&[sq[0], sk[1], rows, d])?
+    };
+    let mut scores = grouped_q
         .matmul(&k.transpose(-1, -2)?)?
         .mul_scalar(1.0 / (d as f64).sqrt())?;
     let offset = tk - tq;
     if causal && offset + 1 < tk {
-        let mask: Vec<T> = (0..tq * tk)
+        let mask: Vec<T> = (0..rows * tk)
             .map(|n| {
-                let (i, j) = (n / tk, n % tk);
+                let (i, j) = ((n / tk) % tq, n % tk);
                 if j <= i + offset {
                     T::zero()
                 } else {
@@ -114,9 +128,14 @@ fn composed<T: Element>(
                 }
             })
             .collect();
-        let mask = Tensor::from_vec(mask, &[tq, tk])?.to_device_like(q)?;
+        let mask = Tensor::from_vec(mask, &[rows, tk])?.to_device_like(q)?;
         scores = scores.add(&mask)?;
     }
     let weights = scores.softmax()?.dropout(dropout_p, seed)?;
-    weights.matmul(v)
+    let out = weights.matmul(v)?;
+    if group == 1 {
+        Ok(out)
+    } else {
+        out.reshape(&sq)
+    }
 }

@@ -34,6 +34,20 @@
 //! counter, so the mask is exactly the one `dropout(p, seed)` would draw on the materialised
 //! attention-weight tensor — which is how the unfused study modules of chapter 3 are tested
 //! equal to this op, dropout included.
+//!
+//! **Grouped-query attention** (Llama 3, Qwen3): `K` and `V` may have fewer heads than `Q`,
+//! `KV` dividing `H`; query head `h` of a batch row reads KV head `⌊h / g⌋`, `g = H / KV` —
+//! transformers' `repeat_kv` order (query heads 0, 1 share KV head 0 when `H = 4, KV = 2`).
+//! Nothing is copied: the forward simply indexes the shared head. In the backward, KV head
+//! `k_h` appears in the scores of its `g` query heads, so by the chain rule its gradient is the
+//! sum over the group:
+//!
+//! ```text
+//! ∂L/∂K_{k_h} = Σ_{h: ⌊h/g⌋ = k_h} s·dS_hᵀ·Q_h,     ∂L/∂V_{k_h} = Σ_{h: ⌊h/g⌋ = k_h} P̃_hᵀ·dO_h
+//! ```
+//!
+//! computed by giving each KV head one task that walks its `g` query heads and accumulates —
+//! no atomics, no per-query-head copies of the K/V gradients, the same order on every run.
 
 mod cuda;
 
@@ -49,7 +63,7 @@ use crate::tensor::{CpuArray, Element, Tensor};
 
 use super::contiguous;
 
-/// One head's index and its slices of ∂L/∂Q, ∂L/∂K, ∂L/∂V.
+/// One KV head's index, the slice of ∂L/∂Q of its query heads, and its ∂L/∂K, ∂L/∂V.
 type HeadGrads<'a, T> = (usize, ((&'a mut [T], &'a mut [T]), &'a mut [T]));
 
 /// Query rows per block.
@@ -79,7 +93,10 @@ impl Default for AttentionOptions {
 /// Geometry shared by forward and backward.
 #[derive(Clone, Copy)]
 struct Dims {
+    /// Query heads in all (batch × heads).
     heads: usize,
+    /// Query heads per KV head (1 without grouped-query attention).
+    group: usize,
     tq: usize,
     tk: usize,
     d: usize,
@@ -190,7 +207,8 @@ fn for_each_dropout<T: Element>(
 impl<T: Element> Tensor<T> {
     /// Fused scaled dot-product attention `softmax(Q·Kᵀ/√d [+ causal mask])·V` with optional
     /// dropout on the weights; see the module docs for the math. Shapes: `q: (B, H, Tq, d)`,
-    /// `k, v: (B, H, Tk, d)` with `Tq ≤ Tk`; output `(B, H, Tq, d)`.
+    /// `k, v: (B, KV, Tk, d)` with `Tq ≤ Tk` and `KV` dividing `H` (grouped-query attention when
+    /// `KV < H`); output `(B, H, Tq, d)`.
     pub fn attention(
         q: &Tensor<T>,
         k: &Tensor<T>,
@@ -205,10 +223,15 @@ impl<T: Element> Tensor<T> {
             why: why.into(),
         };
         if sq.len() != 4 || sk.len() != 4 || v.shape() != sk {
-            return Err(bad("q must be (B, H, Tq, d), k and v both (B, H, Tk, d)"));
+            return Err(bad("q must be (B, H, Tq, d), k and v both (B, KV, Tk, d)"));
         }
-        if sq[0] != sk[0] || sq[1] != sk[1] || sq[3] != sk[3] {
-            return Err(bad("q and k must agree in batch, heads and head dim"));
+        if sq[0] != sk[0] || sq[3] != sk[3] {
+            return Err(bad("q and k must agree in batch and head dim"));
+        }
+        if sk[1] == 0 || sq[1] % sk[1] != 0 {
+            return Err(bad(
+                "the KV heads must divide the query heads (grouped-query attention)",
+            ));
         }
         if sq[2] > sk[2] || sk[2] == 0 || sq[3] == 0 {
             return Err(bad("need 0 < Tq ≤ Tk and d > 0"));
@@ -229,6 +252,7 @@ impl<T: Element> Tensor<T> {
         );
         let dims = Dims {
             heads: sq[0] * sq[1],
+            group: sq[1] / sk[1],
             tq: sq[2],
             tk: sk[2],
             d: sq[3],
@@ -237,8 +261,14 @@ impl<T: Element> Tensor<T> {
             seed: opts.seed,
         };
         let Dims {
-            heads, tq, tk, d, ..
+            heads,
+            group,
+            tq,
+            tk,
+            d,
+            ..
         } = dims;
+        let kv_heads = heads / group;
         let scale = T::of(1.0 / (d as f64).sqrt());
         let mut out = vec![T::zero(); heads * tq * d];
         let mut lse = vec![T::zero(); heads * tq];
@@ -249,10 +279,13 @@ impl<T: Element> Tensor<T> {
         );
 
         let forward_head = |(h, (o, l)): (usize, (&mut [T], &mut [T]))| {
+            // Query head h (of all B·H) reads KV head h / g: within a batch row, query heads
+            // g·k .. g·k + g share KV head k, and B·H / g = B·KV keeps the batch rows aligned.
+            let kvh = h / group;
             let (qh, kh, vh) = (
                 &qs[h * tq * d..][..tq * d],
-                &ks[h * tk * d..][..tk * d],
-                &vs[h * tk * d..][..tk * d],
+                &ks[kvh * tk * d..][..tk * d],
+                &vs[kvh * tk * d..][..tk * d],
             );
             let mut p = vec![T::zero(); BLOCK * tk];
             let kt = transposed(kh, tk, d);
@@ -309,109 +342,111 @@ impl<T: Element> Tensor<T> {
                     va.as_slice().expect("c"),
                 );
                 let mut dq = vec![T::zero(); heads * tq * d];
-                let mut dk = vec![T::zero(); heads * tk * d];
-                let mut dv = vec![T::zero(); heads * tk * d];
-                let backward_head = |(h, ((dqh, dkh), dvh)): HeadGrads<'_, T>| {
-                    let (qh, kh, vh) = (
-                        &qs[h * tq * d..][..tq * d],
-                        &ks[h * tk * d..][..tk * d],
-                        &vs[h * tk * d..][..tk * d],
-                    );
-                    let (goh, oh, lh) = (
-                        &gs[h * tq * d..][..tq * d],
-                        &os[h * tq * d..][..tq * d],
-                        &lse[h * tq..][..tq],
-                    );
+                let mut dk = vec![T::zero(); kv_heads * tk * d];
+                let mut dv = vec![T::zero(); kv_heads * tk * d];
+                // One task per KV head: its g query heads in turn, their dK and dV summed into
+                // the head's own (the group sum of the module docs).
+                let backward_kv_head = |(kvh, ((dq_group, dkh), dvh)): HeadGrads<'_, T>| {
+                    let (kh, vh) = (&ks[kvh * tk * d..][..tk * d], &vs[kvh * tk * d..][..tk * d]);
+                    let (kt, vt) = (transposed(kh, tk, d), transposed(vh, tk, d));
                     let mut p = vec![T::zero(); BLOCK * tk];
                     let mut dp = vec![T::zero(); BLOCK * tk];
-                    let (kt, vt) = (transposed(kh, tk, d), transposed(vh, tk, d));
                     let mut p_dropped = Vec::new(); // P̃, only with dropout
-                    for r0 in (0..tq).step_by(BLOCK) {
-                        let r1 = (r0 + BLOCK).min(tq);
-                        let (nr, ke) = (r1 - r0, dims.key_end(r1 - 1));
-                        let (pb, dpb) = (&mut p[..nr * ke], &mut dp[..nr * ke]);
-                        let (q_blk, do_blk) = (&qh[r0 * d..r1 * d], &goh[r0 * d..r1 * d]);
-                        // Query bands see keys ..seen; key bands are seen from query first_seen.
-                        let seen = |_: usize, i1: usize| dims.key_end(r0 + i1 - 1);
-                        let first_seen = |j0: usize| dims.first_query(j0).saturating_sub(r0);
-                        let block = (r0, r1, ke);
-                        probabilities(&dims, block, scale, q_blk, &kt, pb, Lse::Saved(lh));
-                        // dP̃ = dO·Vᵀ, the same columns as S (the rest of dp is stale until the dS loop).
-                        tile_gemm(
-                            (nr, ke, d),
-                            T::one(),
-                            Strided::rows(do_blk, d),
-                            (&vt, tk),
-                            T::zero(),
-                            (&mut *dpb, ke),
-                            |i0, i1| (seen(i0, i1), 0..d),
+                    for (r, dqh) in dq_group.chunks_mut(tq * d).enumerate() {
+                        let h = kvh * group + r;
+                        let qh = &qs[h * tq * d..][..tq * d];
+                        let (goh, oh, lh) = (
+                            &gs[h * tq * d..][..tq * d],
+                            &os[h * tq * d..][..tq * d],
+                            &lse[h * tq..][..tq],
                         );
-                        // dV += P̃ᵀ·dO, each key band summing over the queries that see it.
-                        let dv_update = |p_tilde: &[T], dvh: &mut [T]| {
+                        for r0 in (0..tq).step_by(BLOCK) {
+                            let r1 = (r0 + BLOCK).min(tq);
+                            let (nr, ke) = (r1 - r0, dims.key_end(r1 - 1));
+                            let (pb, dpb) = (&mut p[..nr * ke], &mut dp[..nr * ke]);
+                            let (q_blk, do_blk) = (&qh[r0 * d..r1 * d], &goh[r0 * d..r1 * d]);
+                            // Query bands see keys ..seen; key bands are seen from query first_seen.
+                            let seen = |_: usize, i1: usize| dims.key_end(r0 + i1 - 1);
+                            let first_seen = |j0: usize| dims.first_query(j0).saturating_sub(r0);
+                            let block = (r0, r1, ke);
+                            probabilities(&dims, block, scale, q_blk, &kt, pb, Lse::Saved(lh));
+                            // dP̃ = dO·Vᵀ, the same columns as S (the rest of dp is stale until the dS loop).
+                            tile_gemm(
+                                (nr, ke, d),
+                                T::one(),
+                                Strided::rows(do_blk, d),
+                                (&vt, tk),
+                                T::zero(),
+                                (&mut *dpb, ke),
+                                |i0, i1| (seen(i0, i1), 0..d),
+                            );
+                            // dV += P̃ᵀ·dO, each key band summing over the queries that see it.
+                            let dv_update = |p_tilde: &[T], dvh: &mut [T]| {
+                                tile_gemm(
+                                    (ke, d, nr),
+                                    T::one(),
+                                    Strided::transposed(p_tilde, ke),
+                                    (do_blk, d),
+                                    T::one(),
+                                    (&mut dvh[..ke * d], d),
+                                    |j0, _| (d, first_seen(j0)..nr),
+                                )
+                            };
+                            if dims.p > 0.0 {
+                                // dP = dP̃ ⊙ M/(1−p) in place, and P̃ = P ⊙ M/(1−p) in a copy for
+                                // dV (dS below needs P itself), from one draw of each multiplier.
+                                p_dropped.clear();
+                                p_dropped.extend_from_slice(pb);
+                                for_each_dropout(&dims, h, block, |idx, m| {
+                                    dpb[idx] *= m;
+                                    p_dropped[idx] *= m;
+                                });
+                                dv_update(&p_dropped, dvh);
+                            } else {
+                                dv_update(pb, dvh);
+                            }
+                            // dS = P ⊙ (dP − D_i), D_i = dO_i·O_i, written over dp; masked entries
+                            // are 0 (dp there was never computed, so it is overwritten, not scaled).
+                            for i in r0..r1 {
+                                let di = dot(&goh[i * d..(i + 1) * d], &oh[i * d..(i + 1) * d]);
+                                let row = (i - r0) * ke..(i - r0 + 1) * ke;
+                                let end = dims.key_end(i);
+                                let (live, dead) = dpb[row.clone()].split_at_mut(end);
+                                // Zipped, not indexed: no bounds checks, so the loop vectorises.
+                                for (ds, &pij) in live.iter_mut().zip(&pb[row]) {
+                                    *ds = pij * (*ds - di);
+                                }
+                                dead.iter_mut().for_each(|v| *v = T::zero());
+                            }
+                            // dQ_blk = s·dS·K[..ke]
+                            tile_gemm(
+                                (nr, d, ke),
+                                scale,
+                                Strided::rows(dpb, ke),
+                                (kh, d),
+                                T::zero(),
+                                (&mut dqh[r0 * d..r1 * d], d),
+                                |i0, i1| (d, 0..seen(i0, i1)),
+                            );
+                            // dK[..ke] += s·dSᵀ·Q_blk
                             tile_gemm(
                                 (ke, d, nr),
+                                scale,
+                                Strided::transposed(dpb, ke),
+                                (q_blk, d),
                                 T::one(),
-                                Strided::transposed(p_tilde, ke),
-                                (do_blk, d),
-                                T::one(),
-                                (&mut dvh[..ke * d], d),
+                                (&mut dkh[..ke * d], d),
                                 |j0, _| (d, first_seen(j0)..nr),
-                            )
-                        };
-                        if dims.p > 0.0 {
-                            // dP = dP̃ ⊙ M/(1−p) in place, and P̃ = P ⊙ M/(1−p) in a copy for
-                            // dV (dS below needs P itself), from one draw of each multiplier.
-                            p_dropped.clear();
-                            p_dropped.extend_from_slice(pb);
-                            for_each_dropout(&dims, h, block, |idx, m| {
-                                dpb[idx] *= m;
-                                p_dropped[idx] *= m;
-                            });
-                            dv_update(&p_dropped, dvh);
-                        } else {
-                            dv_update(pb, dvh);
+                            );
                         }
-                        // dS = P ⊙ (dP − D_i), D_i = dO_i·O_i, written over dp; masked entries
-                        // are 0 (dp there was never computed, so it is overwritten, not scaled).
-                        for i in r0..r1 {
-                            let di = dot(&goh[i * d..(i + 1) * d], &oh[i * d..(i + 1) * d]);
-                            let row = (i - r0) * ke..(i - r0 + 1) * ke;
-                            let end = dims.key_end(i);
-                            let (live, dead) = dpb[row.clone()].split_at_mut(end);
-                            // Zipped, not indexed: no bounds checks, so the loop vectorises.
-                            for (ds, &pij) in live.iter_mut().zip(&pb[row]) {
-                                *ds = pij * (*ds - di);
-                            }
-                            dead.iter_mut().for_each(|v| *v = T::zero());
-                        }
-                        // dQ_blk = s·dS·K[..ke]
-                        tile_gemm(
-                            (nr, d, ke),
-                            scale,
-                            Strided::rows(dpb, ke),
-                            (kh, d),
-                            T::zero(),
-                            (&mut dqh[r0 * d..r1 * d], d),
-                            |i0, i1| (d, 0..seen(i0, i1)),
-                        );
-                        // dK[..ke] += s·dSᵀ·Q_blk
-                        tile_gemm(
-                            (ke, d, nr),
-                            scale,
-                            Strided::transposed(dpb, ke),
-                            (q_blk, d),
-                            T::one(),
-                            (&mut dkh[..ke * d], d),
-                            |j0, _| (d, first_seen(j0)..nr),
-                        );
                     }
                 };
-                dq.par_chunks_mut(tq * d)
+                dq.par_chunks_mut(group * tq * d)
                     .zip(dk.par_chunks_mut(tk * d))
                     .zip(dv.par_chunks_mut(tk * d))
                     .enumerate()
                     .with_max_len(1)
-                    .for_each(backward_head);
+                    .for_each(backward_kv_head);
                 let arr =
                     |v: Vec<T>, s: &[usize]| CpuArray::from_shape_vec(IxDyn(s), v).expect("size");
                 Ok(vec![

@@ -37,7 +37,7 @@ fn encode(c: &mut Criterion) {
     let tiktoken = tiktoken_rs::r50k_base().unwrap();
     let big = corpus_10mb();
     assert_eq!(
-        ours.encode_ordinary(&big),
+        ours.encode_ordinary(&big).unwrap(),
         tiktoken.encode_ordinary(&big),
         "same ids"
     );
@@ -51,7 +51,7 @@ fn encode(c: &mut Criterion) {
     ] {
         g.throughput(Throughput::Bytes(text.len() as u64));
         g.bench_function(BenchmarkId::new("scratchgpt", name), |b| {
-            b.iter(|| black_box(ours.encode_ordinary(text)))
+            b.iter(|| black_box(ours.encode_ordinary(text).unwrap()))
         });
         g.bench_function(BenchmarkId::new("tiktoken-rs", name), |b| {
             b.iter(|| black_box(tiktoken.encode_ordinary(text)))

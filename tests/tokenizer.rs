@@ -116,7 +116,7 @@ proptest! {
     #[test]
     fn gpt2_bpe_equals_tiktoken_on_random_unicode(s in unicode_text()) {
         let t = BpeTokenizer::gpt2();
-        let ours = t.encode_ordinary(&s);
+        let ours = t.encode_ordinary(&s).unwrap();
         prop_assert_eq!(&ours, &tiktoken().encode_ordinary(&s), "text {:?}", s);
         prop_assert_eq!(t.decode(&ours).unwrap(), s);
     }

@@ -56,8 +56,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 })?;
                 &loaded
             };
+            let specials = t.special_tokens();
             let allowed: Vec<&str> = if args.allow_special {
-                t.special_tokens().iter().map(|s| s.0.as_str()).collect()
+                specials.iter().map(|s| s.0.as_str()).collect()
             } else {
                 Vec::new()
             };

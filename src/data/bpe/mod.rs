@@ -11,9 +11,12 @@
 //!
 //! The vocabulary loads from OpenAI's two files: `encoder.json` (token → id, tokens written in
 //! GPT-2's printable byte alphabet, see [`byte_unicode`]) and `vocab.bpe` (the merges, in order).
-//! A merge's rank is the id of the token it makes; the loader checks the two files agree.
+//! A merge's rank is the id of the token it makes; the loader checks the two files agree. Or from
+//! Hugging Face's `tokenizer.json` (Llama 3, Qwen3: their own regex, NFC, pair-ranked merges,
+//! added tokens; see [`hf_json`]). A tokenizer folder holds either.
 
 pub mod byte_unicode;
+pub mod hf_json;
 pub mod merge;
 pub mod pretokenize;
 pub mod train;
@@ -27,6 +30,17 @@ use crate::error::{Error, Result};
 use byte_unicode::{byte_to_char_table, bytes_in_rank_order, bytes_to_token, token_to_bytes};
 use merge::{byte_pair_encode, FxHashMap};
 
+impl Special {
+    /// A special token (matched only where allowed), from `(text, id)`.
+    fn only_where_allowed((text, id): (String, u32)) -> Self {
+        Special {
+            text,
+            id,
+            always: false,
+        }
+    }
+}
+
 /// GPT-2's end-of-text token.
 pub const END_OF_TEXT: &str = "<|endoftext|>";
 
@@ -39,8 +53,19 @@ pub struct BpeTokenizer {
     tokens: Vec<Vec<u8>>,
     /// The merges in rank order, as (left, right) token ids — what `vocab.bpe` stores.
     merges: Vec<(u32, u32)>,
-    /// Special tokens and their ids.
-    specials: Vec<(String, u32)>,
+    /// Special (added) tokens and their ids.
+    specials: Vec<Special>,
+    /// A `tokenizer.json`'s own rules (None: GPT-2's).
+    hf: Option<Box<hf_json::HfRules>>,
+}
+
+/// A special (or added) token.
+#[derive(Clone, Debug)]
+pub(crate) struct Special {
+    pub(crate) text: String,
+    pub(crate) id: u32,
+    /// Matched in any text, allowed or not (a `tokenizer.json`'s non-special added tokens).
+    pub(crate) always: bool,
 }
 
 static GPT2: OnceLock<BpeTokenizer> = OnceLock::new();
@@ -59,22 +84,39 @@ impl BpeTokenizer {
         })
     }
 
-    /// Loads `encoder.json` and `vocab.bpe` from a folder (OpenAI's format, also what
-    /// [`BpeTokenizer::save`] writes).
+    /// Loads a tokenizer folder: its `tokenizer.json` (Hugging Face's format) if it has one,
+    /// else `encoder.json` and `vocab.bpe` (OpenAI's format). [`BpeTokenizer::save`] writes
+    /// whichever the tokenizer came from.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
             return Err(Error::invalid(
                 "tokenizer",
                 format!(
-                    "{} is not a folder with encoder.json and vocab.bpe",
+                    "{} is not a folder with tokenizer.json, or encoder.json and vocab.bpe",
                     dir.display()
                 ),
             ));
         }
+        let json = dir.join(hf_json::TOKENIZER_JSON);
+        if json.is_file() {
+            return Self::from_tokenizer_json(&read_text(&json)?, &json.display().to_string());
+        }
         let encoder = read_text(dir.join("encoder.json"))?;
         let merges = read_text(dir.join("vocab.bpe"))?;
         Self::from_gpt2_format(&encoder, &merges, &dir.display().to_string())
+    }
+
+    /// Parses a Hugging Face `tokenizer.json`'s text (see [`hf_json`]); `what` names it in
+    /// errors.
+    pub fn from_tokenizer_json(text: &str, what: &str) -> Result<Self> {
+        hf_json::from_tokenizer_json(text, what)
+    }
+
+    /// The id its `tokenizer.json` puts before every sequence it encodes for the model (Llama 3's
+    /// `<|begin_of_text|>`), if any.
+    pub fn bos_id(&self) -> Option<u32> {
+        self.hf.as_ref().and_then(|h| h.bos)
     }
 
     /// Parses the two files' contents; `what` names them in errors.
@@ -174,7 +216,11 @@ impl BpeTokenizer {
             ranks,
             tokens,
             merges,
-            specials,
+            specials: specials
+                .into_iter()
+                .map(Special::only_where_allowed)
+                .collect(),
+            hf: None,
         })
     }
 
@@ -204,7 +250,10 @@ impl BpeTokenizer {
         }
         let mut sp = Vec::new();
         for s in specials {
-            sp.push((s.to_string(), tokens.len() as u32));
+            sp.push(Special::only_where_allowed((
+                s.to_string(),
+                tokens.len() as u32,
+            )));
             tokens.push(s.as_bytes().to_vec());
         }
         Ok(BpeTokenizer {
@@ -212,6 +261,7 @@ impl BpeTokenizer {
             tokens,
             merges,
             specials: sp,
+            hf: None,
         })
     }
 
@@ -220,14 +270,17 @@ impl BpeTokenizer {
         self.tokens.len()
     }
 
-    /// The special tokens with their ids.
-    pub fn special_tokens(&self) -> &[(String, u32)] {
-        &self.specials
+    /// The special (and added) tokens with their ids.
+    pub fn special_tokens(&self) -> Vec<(String, u32)> {
+        self.specials
+            .iter()
+            .map(|s| (s.text.clone(), s.id))
+            .collect()
     }
 
     /// The id of a special token, if this vocabulary has it.
     pub fn special_id(&self, token: &str) -> Option<u32> {
-        self.specials.iter().find(|s| s.0 == token).map(|s| s.1)
+        self.specials.iter().find(|s| s.text == token).map(|s| s.id)
     }
 
     /// The merges in rank order (pairs of token ids).
@@ -270,29 +323,90 @@ impl BpeTokenizer {
         let mut out = Vec::with_capacity(text.len() / 4);
         let mut cache = FxHashMap::default();
         let mut start = 0;
-        while let Some((pos, special, id)) = self.next_special(text, start) {
-            if !allowed.contains(&special) {
+        while let Some((pos, special)) = self.next_special(text, start, true) {
+            if !special.always && !allowed.contains(&special.text.as_str()) {
                 return Err(Error::invalid(
                     "encode",
                     format!(
-                        "the text contains the special token {special:?} at byte {pos}; allow it \
-                         (--allow-special) to encode it as id {id}, or remove it"
+                        "the text contains the special token {:?} at byte {pos}; allow it \
+                         (--allow-special) to encode it as id {}, or remove it",
+                        special.text, special.id
                     ),
                 ));
             }
-            self.encode_ordinary_into(&text[start..pos], &mut out, &mut cache);
-            out.push(id);
-            start = pos + special.len();
+            self.encode_plain_into(&text[start..pos], &mut out, &mut cache)?;
+            out.push(special.id);
+            start = pos + special.text.len();
         }
-        self.encode_ordinary_into(&text[start..], &mut out, &mut cache);
+        self.encode_plain_into(&text[start..], &mut out, &mut cache)?;
         Ok(out)
     }
 
-    /// Encodes text treating special-token strings as ordinary text.
-    pub fn encode_ordinary(&self, text: &str) -> Vec<u32> {
+    /// Encodes text treating special-token strings as ordinary text (a `tokenizer.json`'s
+    /// non-special added tokens are still matched, as the `tokenizers` library does).
+    pub fn encode_ordinary(&self, text: &str) -> Result<Vec<u32>> {
         let mut out = Vec::with_capacity(text.len() / 4);
-        self.encode_ordinary_into(text, &mut out, &mut FxHashMap::default());
-        out
+        let mut cache = FxHashMap::default();
+        let mut start = 0;
+        while let Some((pos, added)) = self.next_special(text, start, false) {
+            self.encode_plain_into(&text[start..pos], &mut out, &mut cache)?;
+            out.push(added.id);
+            start = pos + added.text.len();
+        }
+        self.encode_plain_into(&text[start..], &mut out, &mut cache)?;
+        Ok(out)
+    }
+
+    /// The pieces BPE runs on, as text: special tokens cut out as pieces of their own (all of
+    /// them matched), the rest normalized (NFC, if the tokenizer says so) and split by the
+    /// pre-tokenizer. For studying and testing a tokenizer's regex.
+    pub fn pre_tokens(&self, text: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let plain = |segment: &str, out: &mut Vec<String>| -> Result<()> {
+            match &self.hf {
+                Some(hf) => hf.pieces(segment, |p| out.push(p.to_string())),
+                None => {
+                    pretokenize::pre_tokenize(segment, |p| out.push(p.to_string()));
+                    Ok(())
+                }
+            }
+        };
+        let mut start = 0;
+        while let Some((pos, special)) = self.next_special(text, start, true) {
+            plain(&text[start..pos], &mut out)?;
+            out.push(special.text.clone());
+            start = pos + special.text.len();
+        }
+        plain(&text[start..], &mut out)?;
+        Ok(out)
+    }
+
+    /// Text with no added tokens in it: GPT-2's inner loop, or a `tokenizer.json`'s rules.
+    fn encode_plain_into<'t>(
+        &self,
+        text: &'t str,
+        out: &mut Vec<u32>,
+        cache: &mut FxHashMap<&'t str, Vec<u32>>,
+    ) -> Result<()> {
+        match &self.hf {
+            None => {
+                self.encode_ordinary_into(text, out, cache);
+                Ok(())
+            }
+            Some(hf) => {
+                let mut merged: FxHashMap<String, Vec<u32>> = FxHashMap::default();
+                hf.pieces(text, |piece| match merged.get(piece) {
+                    Some(ids) => out.extend_from_slice(ids),
+                    None => {
+                        let mut ids = Vec::new();
+                        let whole = self.ranks.get(piece.as_bytes()).copied();
+                        hf.encode_piece(piece.as_bytes(), whole, &mut ids);
+                        out.extend_from_slice(&ids);
+                        merged.insert(piece.to_string(), ids);
+                    }
+                })
+            }
+        }
     }
 
     /// The encoder's inner loop. Pieces that are whole tokens (most words) take one hash lookup;
@@ -318,19 +432,17 @@ impl BpeTokenizer {
     }
 
     fn special_names(&self) -> Vec<&str> {
-        self.specials.iter().map(|s| s.0.as_str()).collect()
+        self.specials.iter().map(|s| s.text.as_str()).collect()
     }
 
-    /// The first special token at or after byte `from`: (offset, token, id).
-    fn next_special<'a>(&'a self, text: &str, from: usize) -> Option<(usize, &'a str, u32)> {
+    /// The first special (or, without `all`, always-matched added) token at or after byte
+    /// `from`: (offset, token), the longest where two start at the same byte.
+    fn next_special(&self, text: &str, from: usize, all: bool) -> Option<(usize, &Special)> {
         self.specials
             .iter()
-            .filter_map(|(s, id)| {
-                text[from..]
-                    .find(s.as_str())
-                    .map(|p| (from + p, s.as_str(), *id))
-            })
-            .min_by_key(|m| (m.0, std::cmp::Reverse(m.1.len())))
+            .filter(|s| all || s.always)
+            .filter_map(|s| text[from..].find(s.text.as_str()).map(|p| (from + p, s)))
+            .min_by_key(|m| (m.0, std::cmp::Reverse(m.1.text.len())))
     }
 
     /// The bytes of a sequence of ids.
@@ -348,16 +460,20 @@ impl BpeTokenizer {
         Ok(String::from_utf8_lossy(&self.decode_bytes(ids)?).into_owned())
     }
 
-    /// Writes `encoder.json` and `vocab.bpe` into `dir` (created if needed), atomically, in
-    /// OpenAI's format — [`BpeTokenizer::from_dir`] reads them back.
+    /// Writes the tokenizer into `dir` (created if needed), atomically: the `tokenizer.json` it
+    /// was read from, unchanged, or `encoder.json` and `vocab.bpe` in OpenAI's format —
+    /// [`BpeTokenizer::from_dir`] reads either back.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        if let Some(hf) = &self.hf {
+            return write_atomic(dir.join(hf_json::TOKENIZER_JSON), hf.source.as_bytes());
+        }
         let table = byte_to_char_table();
         let mut encoder = serde_json::Map::new();
         for (id, t) in self.tokens.iter().enumerate() {
-            let name = match self.specials.iter().find(|s| s.1 == id as u32) {
-                Some((s, _)) => s.clone(),
+            let name = match self.specials.iter().find(|s| s.id == id as u32) {
+                Some(s) => s.text.clone(),
                 None => bytes_to_token(t, &table),
             };
             encoder.insert(name, serde_json::Value::from(id as u64));

@@ -106,6 +106,32 @@ fn rows_to_ids(rows: &[Vec<i64>]) -> Result<Ids> {
     Ids::from_rows(rows)
 }
 
+/// A model's mean log-probabilities of a batch's chosen and rejected answers (`ctx`'s dropout).
+fn answer_logprobs(
+    m: &GptModel,
+    batch: &PreferenceBatch,
+    ctx: &ForwardCtx,
+) -> Result<(Tensor, Tensor)> {
+    let logprobs = |ids: &[Vec<i64>], mask: &[Vec<bool>]| {
+        let ids = rows_to_ids(ids)?;
+        m.forward(&ids, ctx)?.sequence_logprobs(&ids, Some(mask))
+    };
+    Ok((
+        logprobs(&batch.chosen, &batch.chosen_mask)?,
+        logprobs(&batch.rejected, &batch.rejected_mask)?,
+    ))
+}
+
+/// The frozen reference's log-probabilities of a batch's answers (eval mode, under `no_grad`):
+/// what a DPO loss compares the policy's with. They never change, so a fixed batch's can be
+/// computed once ([`dpo_metrics_cached`]).
+pub fn reference_logprobs(
+    reference: &GptModel,
+    batch: &PreferenceBatch,
+) -> Result<(Tensor, Tensor)> {
+    no_grad(|| answer_logprobs(reference, batch, &ForwardCtx::eval()))
+}
+
 /// The book's `compute_dpo_loss_batch`: the policy's log-probabilities of the chosen and the
 /// rejected answers (with `ctx`'s dropout), the reference's under `no_grad`, and the loss.
 pub fn dpo_batch_loss(
@@ -115,21 +141,20 @@ pub fn dpo_batch_loss(
     beta: f64,
     ctx: &ForwardCtx,
 ) -> Result<DpoBatchLoss> {
-    let chosen = rows_to_ids(&batch.chosen)?;
-    let rejected = rows_to_ids(&batch.rejected)?;
-    let logprobs = |m: &GptModel, ids: &Ids, mask: &[Vec<bool>], ctx: &ForwardCtx| {
-        m.forward(ids, ctx)?.sequence_logprobs(ids, Some(mask))
-    };
-    let pc = logprobs(policy, &chosen, &batch.chosen_mask, ctx)?;
-    let pr = logprobs(policy, &rejected, &batch.rejected_mask, ctx)?;
-    let eval = ForwardCtx::eval();
-    let (rc, rr) = no_grad(|| -> Result<_> {
-        Ok((
-            logprobs(reference, &chosen, &batch.chosen_mask, &eval)?,
-            logprobs(reference, &rejected, &batch.rejected_mask, &eval)?,
-        ))
-    })?;
-    let out = dpo_loss(&pc, &pr, &rc, &rr, beta)?;
+    let (rc, rr) = reference_logprobs(reference, batch)?;
+    dpo_batch_loss_against(policy, (&rc, &rr), batch, beta, ctx)
+}
+
+/// [`dpo_batch_loss`] given the reference's log-probabilities of the batch.
+fn dpo_batch_loss_against(
+    policy: &GptModel,
+    (rc, rr): (&Tensor, &Tensor),
+    batch: &PreferenceBatch,
+    beta: f64,
+    ctx: &ForwardCtx,
+) -> Result<DpoBatchLoss> {
+    let (pc, pr) = answer_logprobs(policy, batch, ctx)?;
+    let out = dpo_loss(&pc, &pr, rc, rr, beta)?;
     Ok(DpoBatchLoss {
         loss: out.loss,
         chosen_rewards: out.chosen_rewards,
@@ -160,12 +185,31 @@ pub fn dpo_metrics(
     batches: &[PreferenceBatch],
     beta: f64,
 ) -> Result<DpoMetrics> {
-    if batches.is_empty() {
-        return Err(Error::invalid("dpo_metrics", "no batches to evaluate"));
+    let cached = batches
+        .iter()
+        .map(|b| reference_logprobs(reference, b))
+        .collect::<Result<Vec<_>>>()?;
+    dpo_metrics_cached(policy, batches, &cached, beta)
+}
+
+/// [`dpo_metrics`] with the reference's log-probabilities of each batch already computed (the
+/// fixed validation batches': half of each evaluation's forward passes saved).
+pub fn dpo_metrics_cached(
+    policy: &GptModel,
+    batches: &[PreferenceBatch],
+    reference: &[(Tensor, Tensor)],
+    beta: f64,
+) -> Result<DpoMetrics> {
+    if batches.is_empty() || batches.len() != reference.len() {
+        return Err(Error::invalid(
+            "dpo_metrics",
+            "no batches to evaluate, or not one reference per batch",
+        ));
     }
     let mut m = DpoMetrics::default();
-    for b in batches {
-        let out = no_grad(|| dpo_batch_loss(policy, reference, b, beta, &ForwardCtx::eval()))?;
+    for (b, (rc, rr)) in batches.iter().zip(reference) {
+        let eval = ForwardCtx::eval();
+        let out = no_grad(|| dpo_batch_loss_against(policy, (rc, rr), b, beta, &eval))?;
         m.loss += out.loss.item()? as f64;
         m.chosen_rewards += out.chosen_rewards;
         m.rejected_rewards += out.rejected_rewards;
@@ -396,6 +440,10 @@ pub fn train_dpo_from(
         .take(opts.eval_iter)
         .map(|idx| val.batch(&idx, max_len))
         .collect::<Result<Vec<_>>>()?;
+    let val_reference = val_batches
+        .iter()
+        .map(|b| reference_logprobs(models.reference, b))
+        .collect::<Result<Vec<_>>>()?;
     let mut hooks = DpoHooks {
         models,
         params: policy.parameters(),
@@ -405,6 +453,7 @@ pub fn train_dpo_from(
         opts,
         max_len,
         val_batches,
+        val_reference,
         info: control.save.as_ref().map(|s| &s.info),
         on_event,
     };
@@ -421,6 +470,8 @@ struct DpoHooks<'a, F> {
     opts: &'a DpoTrainOptions,
     max_len: usize,
     val_batches: Vec<PreferenceBatch>,
+    /// The reference's log-probabilities of the fixed validation batches, computed once.
+    val_reference: Vec<(Tensor, Tensor)>,
     info: Option<&'a RunInfo>,
     on_event: F,
 }
@@ -481,7 +532,12 @@ impl<F: FnMut(&DpoEvent)> EpochHooks for DpoHooks<'_, F> {
             .map(|idx| self.train.batch(idx, self.max_len))
             .collect::<Result<Vec<_>>>()?;
         let t = dpo_metrics(policy, reference, &train_batches, self.opts.beta)?;
-        let v = dpo_metrics(policy, reference, &self.val_batches, self.opts.beta)?;
+        let v = dpo_metrics_cached(
+            policy,
+            &self.val_batches,
+            &self.val_reference,
+            self.opts.beta,
+        )?;
         state.train_losses.push(t.loss);
         state.val_losses.push(v.loss);
         state.track_tokens_seen.push(state.tokens_seen);

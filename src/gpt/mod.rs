@@ -3,6 +3,7 @@
 pub mod config;
 pub mod generate;
 pub mod hf;
+pub mod hf_decoder;
 pub mod hub_cache;
 pub mod kv_cache;
 pub mod model;

@@ -165,6 +165,16 @@ fn what_the_decoder_does_not_run_is_refused_by_name() {
         "factor",
     );
     refused("head_dim", json!(31), "even");
+    refused(
+        "rope_parameters",
+        json!({"rope_type": "default", "rope_theta": "big"}),
+        "not a number",
+    );
+    // A theta outside the dict (a file mixing both forms) is still the theta.
+    let mut mixed = base.clone();
+    mixed["rope_parameters"] = json!({"rope_type": "default"});
+    mixed["rope_theta"] = json!(123.0);
+    assert_eq!(parse(&mixed).unwrap().rope_theta, 123.0);
     refused("vocab_size", json!("many"), "vocab_size");
     assert!(HfDecoderConfig::parse("{", "config.json").is_err());
 }

@@ -113,6 +113,7 @@ fn a_tokenizer_json_folder_round_trips_and_tokenize_reads_it() {
         std::fs::read(src.join("tokenizer.json")).unwrap(),
         "saved unchanged"
     );
+    assert!(tok.is_tokenizer_json());
     let again = BpeTokenizer::from_dir(&dir).unwrap();
     let text = "<|im_start|>user\nCafe\u{301} costs 12345 yen?<|im_end|>";
     let all = ["<|im_start|>", "<|im_end|>"];
@@ -134,6 +135,13 @@ fn a_tokenizer_json_folder_round_trips_and_tokenize_reads_it() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let printed: Vec<u32> = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(printed, tok.encode_with_special(text, &all).unwrap());
+    // A folder holds one format: saving GPT-2's files over it removes the tokenizer.json, which
+    // would otherwise shadow them, and the other way round.
+    BpeTokenizer::gpt2().save(&dir).unwrap();
+    assert!(!dir.join("tokenizer.json").exists());
+    assert!(!BpeTokenizer::from_dir(&dir).unwrap().is_tokenizer_json());
+    tok.save(&dir).unwrap();
+    assert!(!dir.join("encoder.json").exists() && !dir.join("vocab.bpe").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -209,6 +217,25 @@ fn what_the_engine_does_not_run_is_a_clear_error() {
     assert!(e.contains("zzz"), "{e}");
     let e = broken(&|v| v["pre_tokenizer"]["pretokenizers"][0]["behavior"] = json!("Removed"));
     assert!(e.contains("pre-tokenizer"), "{e}");
+    // An empty added token would match everywhere; a huge id would not be a dense vocabulary.
+    let e = broken(&|v| v["added_tokens"][0]["content"] = json!(""));
+    assert!(e.contains("empty"), "{e}");
+    let e = broken(&|v| v["added_tokens"][0]["id"] = json!(1_000_000_000_000u64));
+    assert!(e.contains("not one of"), "{e}");
+    let e = broken(&|v| v["model"]["vocab"]["he"] = json!(99_999_999));
+    assert!(e.contains("not one of"), "{e}");
+    // A template that appends an end token is not half applied.
+    let e = broken(&|v| {
+        v["post_processor"]["processors"][1]["single"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"SpecialToken": {"id": "<|eot_id|>", "type_id": 0}}))
+    });
+    assert!(e.contains("post-processor"), "{e}");
+    let e = broken(&|v| v["decoder"] = json!({"type": "WordPiece"}));
+    assert!(e.contains("decoder"), "{e}");
+    let e = broken(&|v| v["truncation"] = json!({"max_length": 8}));
+    assert!(e.contains("truncation"), "{e}");
     // A folder with neither format names both.
     let dir = temp("empty");
     let e = BpeTokenizer::from_dir(&dir).expect_err("empty").to_string();

@@ -34,10 +34,14 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     export_hf_gpt2(&model, &a.hf_out)?;
     // The tokenizer beside the weights, under transformers' GPT-2 names (its `vocab.json` and
     // `merges.txt` are OpenAI's `encoder.json` and `vocab.bpe`): GPT-2's, or the run's own.
+    // A tokenizer read from a `tokenizer.json` is written back as that file, which transformers
+    // reads as it is.
     tok.save(&a.hf_out)?;
-    for (ours, theirs) in [("encoder.json", "vocab.json"), ("vocab.bpe", "merges.txt")] {
-        std::fs::rename(a.hf_out.join(ours), a.hf_out.join(theirs))
-            .with_context(|| format!("writing {}", a.hf_out.join(theirs).display()))?;
+    if !tok.is_tokenizer_json() {
+        for (ours, theirs) in [("encoder.json", "vocab.json"), ("vocab.bpe", "merges.txt")] {
+            std::fs::rename(a.hf_out.join(ours), a.hf_out.join(theirs))
+                .with_context(|| format!("writing {}", a.hf_out.join(theirs).display()))?;
+        }
     }
     println!(
         "wrote {} ({} parameters, {} head): load it with transformers.GPT2LMHeadModel.from_pretrained(\"{}\")",

@@ -164,7 +164,13 @@ fn rope_settings(v: &Value, what: &str) -> Result<(f64, Option<Llama3Scaling>)> 
             p
         }
     };
-    let theta = params["rope_theta"].as_f64().unwrap_or(10_000.0);
+    // The theta: the dict's, else a top-level one (a file mixing the two forms), else 10,000.
+    let theta = match (params.get("rope_theta"), v.get("rope_theta")) {
+        (Some(t), _) | (None, Some(t)) if !t.is_null() => t
+            .as_f64()
+            .ok_or_else(|| bad(format!("rope_theta {t} is not a number")))?,
+        _ => 10_000.0,
+    };
     let kind = params["rope_type"]
         .as_str()
         .or_else(|| params["type"].as_str())

@@ -17,7 +17,10 @@
 //! - `added_tokens`: cut out of the text before anything else, scanning left to right; special
 //!   ones only where the caller allows them (as GPT-2's `<|endoftext|>`), the others always;
 //! - `post_processor`: a `TemplateProcessing` that puts one special token before the sequence
-//!   (Llama 3's `<|begin_of_text|>`) is remembered as the model's BOS ([`BpeTokenizer::bos_id`]).
+//!   (Llama 3's `<|begin_of_text|>`) is remembered as the model's BOS ([`BpeTokenizer::bos_id`]);
+//!   `ByteLevel` adds nothing; other templates are refused;
+//! - `decoder`: `ByteLevel` (the bytes of the tokens, concatenated); `truncation`, `padding`:
+//!   none.
 //!
 //! [`BpeTokenizer::save`] writes such a tokenizer back as the same `tokenizer.json`, so a
 //! checkpoint's `tokenizer/` folder holds it unchanged.
@@ -113,13 +116,21 @@ pub(crate) fn from_tokenizer_json(text: &str, what: &str) -> Result<BpeTokenizer
     let vocab = model["vocab"]
         .as_object()
         .ok_or_else(|| bad(what, "model.vocab is not an object"))?;
+    let added_count = v["added_tokens"].as_array().map_or(0, Vec::len);
+    // Ids are dense: every one below the count of entries names a token.
+    let id_limit = vocab.len() + added_count;
     let mut by_id: Vec<Option<Vec<u8>>> = vec![None; vocab.len()];
     let mut ids_of: FxHashMap<String, u32> = FxHashMap::default();
     for (token, id) in vocab {
         let id = id
             .as_u64()
-            .ok_or_else(|| bad(what, format!("vocab entry {token:?} has no integer id")))?
-            as usize;
+            .filter(|&i| i < id_limit as u64)
+            .ok_or_else(|| {
+                bad(
+                    what,
+                    format!("vocab entry {token:?} has id {id}, not one of 0..{id_limit}"),
+                )
+            })? as usize;
         let bytes = token_to_bytes(token, &table).ok_or_else(|| {
             bad(
                 what,
@@ -172,7 +183,8 @@ pub(crate) fn from_tokenizer_json(text: &str, what: &str) -> Result<BpeTokenizer
         };
         let (a, b) = (id(left)?, id(right)?);
         let merged = id(&format!("{left}{right}"))?;
-        pair_ranks.entry((a, b)).or_insert((rank as u32, merged));
+        // A pair listed twice takes its last rank, as the `tokenizers` library's map does.
+        pair_ranks.insert((a, b), (rank as u32, merged));
         merges.push((a, b));
     }
 
@@ -182,10 +194,21 @@ pub(crate) fn from_tokenizer_json(text: &str, what: &str) -> Result<BpeTokenizer
         let content = t["content"]
             .as_str()
             .ok_or_else(|| bad(what, "an added token has no content"))?;
+        if content.is_empty() {
+            return Err(bad(what, "an added token has empty content"));
+        }
         let id = t["id"]
             .as_u64()
-            .ok_or_else(|| bad(what, format!("added token {content:?} has no id")))?
-            as usize;
+            .filter(|&i| i < id_limit as u64)
+            .ok_or_else(|| {
+                bad(
+                    what,
+                    format!(
+                        "added token {content:?} has id {}, not one of 0..{id_limit}",
+                        t["id"]
+                    ),
+                )
+            })? as usize;
         for flag in ["single_word", "lstrip", "rstrip", "normalized"] {
             if t[flag].as_bool().unwrap_or(false) {
                 return Err(bad(
@@ -214,7 +237,25 @@ pub(crate) fn from_tokenizer_json(text: &str, what: &str) -> Result<BpeTokenizer
         let bytes = token_to_bytes(token, &table).expect("checked above");
         ranks.insert(bytes, id);
     }
-    let bos = template_bos(&v["post_processor"], &specials);
+    let bos = post_processor_bos(&v["post_processor"], &specials, what)?;
+    match &v["decoder"] {
+        Value::Null => {}
+        d if d["type"] == "ByteLevel" => {}
+        d => {
+            return Err(bad(
+                what,
+                format!("decoder {d} is not supported (ByteLevel)"),
+            ))
+        }
+    }
+    for key in ["truncation", "padding"] {
+        if !v[key].is_null() {
+            return Err(bad(
+                what,
+                format!("{key} {} is not supported (null)", v[key]),
+            ));
+        }
+    }
     Ok(BpeTokenizer {
         ranks,
         tokens,
@@ -282,18 +323,48 @@ fn pre_tokenizer(p: &Value, what: &str) -> Result<Option<fancy_regex::Regex>> {
     }
 }
 
-/// The special token a `TemplateProcessing` post-processor puts before a single sequence.
-fn template_bos(p: &Value, specials: &[Special]) -> Option<u32> {
-    let templates: Vec<&Value> = match p["type"].as_str()? {
-        "Sequence" => p["processors"].as_array()?.iter().collect(),
-        _ => vec![p],
+/// The special token the post-processor puts before a single sequence (Llama 3's
+/// `TemplateProcessing`: `[SpecialToken BOS, Sequence A]`), or none (`ByteLevel`, no
+/// post-processor). Any other template — an EOS after the sequence, several tokens — is refused
+/// rather than half applied.
+fn post_processor_bos(p: &Value, specials: &[Special], what: &str) -> Result<Option<u32>> {
+    let steps: Vec<&Value> = match p["type"].as_str() {
+        None => return Ok(None),
+        Some("Sequence") => p["processors"].as_array().into_iter().flatten().collect(),
+        Some(_) => vec![p],
     };
-    let t = templates
-        .into_iter()
-        .find(|t| t["type"] == "TemplateProcessing")?;
-    let first = t["single"].as_array()?.first()?;
-    let name = first["SpecialToken"]["id"].as_str()?;
-    specials.iter().find(|s| s.text == name).map(|s| s.id)
+    let unsupported = || {
+        bad(
+            what,
+            format!("post-processor {p} is not supported (ByteLevel, or a TemplateProcessing that puts one special token first)"),
+        )
+    };
+    let mut bos = None;
+    for step in steps {
+        match step["type"].as_str() {
+            Some("ByteLevel") => {}
+            Some("TemplateProcessing") => {
+                let single = step["single"].as_array().ok_or_else(unsupported)?;
+                let [first, second] = single.as_slice() else {
+                    return Err(unsupported());
+                };
+                let name = first["SpecialToken"]["id"]
+                    .as_str()
+                    .ok_or_else(unsupported)?;
+                if second["Sequence"]["id"] != "A" {
+                    return Err(unsupported());
+                }
+                let id = step["special_tokens"][name]["ids"][0]
+                    .as_u64()
+                    .map(|i| i as u32)
+                    .or_else(|| specials.iter().find(|s| s.text == name).map(|s| s.id))
+                    .ok_or_else(unsupported)?;
+                bos = Some(id);
+            }
+            _ => return Err(unsupported()),
+        }
+    }
+    Ok(bos)
 }
 
 impl HfRules {

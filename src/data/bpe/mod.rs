@@ -59,6 +59,62 @@ pub struct BpeTokenizer {
     hf: Option<Box<hf_json::HfRules>>,
 }
 
+/// Finds a text's special (or added) tokens left to right, the longest where two start at the
+/// same byte. Each token's occurrences are located once per text (overlapping ones included), so
+/// a text with many special tokens and a vocabulary with many of them (Llama 3 has 256) costs one
+/// pass per token, not one per token per match.
+struct SpecialScan<'a> {
+    /// Each token, its occurrences in order, and the first not yet passed.
+    tokens: Vec<(&'a Special, Vec<usize>, usize)>,
+}
+
+impl<'a> SpecialScan<'a> {
+    /// The scan of `text` for every special token (`all`), or only the always-matched ones.
+    fn new(tok: &'a BpeTokenizer, text: &str, all: bool) -> Self {
+        let tokens = tok
+            .specials
+            .iter()
+            .filter(|s| (all || s.always) && !s.text.is_empty())
+            .map(|s| {
+                let mut at = Vec::new();
+                let mut from = 0;
+                while let Some(p) = text[from..].find(s.text.as_str()) {
+                    at.push(from + p);
+                    // The next occurrence may overlap this one: resume one character on.
+                    let step = text[from + p..].chars().next().map_or(1, char::len_utf8);
+                    from += p + step;
+                }
+                (s, at, 0)
+            })
+            .collect();
+        SpecialScan { tokens }
+    }
+
+    /// The first token at or after byte `from`: (offset, token). Calls must not go back.
+    fn next(&mut self, from: usize) -> Option<(usize, &'a Special)> {
+        let mut best: Option<(usize, &'a Special)> = None;
+        for (s, at, cursor) in &mut self.tokens {
+            while *cursor < at.len() && at[*cursor] < from {
+                *cursor += 1;
+            }
+            if let Some(&p) = at.get(*cursor) {
+                let better = match best {
+                    None => true,
+                    Some((bp, bs)) => p < bp || (p == bp && s.text.len() > bs.text.len()),
+                };
+                if better {
+                    best = Some((p, *s));
+                }
+            }
+        }
+        best
+    }
+}
+
+/// The per-call caches of merged pieces: borrowed pieces (GPT-2's path) and owned ones (a
+/// `tokenizer.json`'s, which may be normalized).
+type PieceCaches<'t> = (FxHashMap<&'t str, Vec<u32>>, FxHashMap<String, Vec<u32>>);
+
 /// A special (or added) token.
 #[derive(Clone, Debug)]
 pub(crate) struct Special {
@@ -111,6 +167,11 @@ impl BpeTokenizer {
     /// errors.
     pub fn from_tokenizer_json(text: &str, what: &str) -> Result<Self> {
         hf_json::from_tokenizer_json(text, what)
+    }
+
+    /// Whether this tokenizer was read from a `tokenizer.json` (and `save` writes one).
+    pub fn is_tokenizer_json(&self) -> bool {
+        self.hf.is_some()
     }
 
     /// The id its `tokenizer.json` puts before every sequence it encodes for the model (Llama 3's
@@ -321,9 +382,10 @@ impl BpeTokenizer {
             }
         }
         let mut out = Vec::with_capacity(text.len() / 4);
-        let mut cache = FxHashMap::default();
+        let mut cache = PieceCaches::default();
         let mut start = 0;
-        while let Some((pos, special)) = self.next_special(text, start, true) {
+        let mut scan = SpecialScan::new(self, text, true);
+        while let Some((pos, special)) = scan.next(start) {
             if !special.always && !allowed.contains(&special.text.as_str()) {
                 return Err(Error::invalid(
                     "encode",
@@ -346,9 +408,10 @@ impl BpeTokenizer {
     /// non-special added tokens are still matched, as the `tokenizers` library does).
     pub fn encode_ordinary(&self, text: &str) -> Result<Vec<u32>> {
         let mut out = Vec::with_capacity(text.len() / 4);
-        let mut cache = FxHashMap::default();
+        let mut cache = PieceCaches::default();
         let mut start = 0;
-        while let Some((pos, added)) = self.next_special(text, start, false) {
+        let mut scan = SpecialScan::new(self, text, false);
+        while let Some((pos, added)) = scan.next(start) {
             self.encode_plain_into(&text[start..pos], &mut out, &mut cache)?;
             out.push(added.id);
             start = pos + added.text.len();
@@ -372,7 +435,8 @@ impl BpeTokenizer {
             }
         };
         let mut start = 0;
-        while let Some((pos, special)) = self.next_special(text, start, true) {
+        let mut scan = SpecialScan::new(self, text, true);
+        while let Some((pos, special)) = scan.next(start) {
             plain(&text[start..pos], &mut out)?;
             out.push(special.text.clone());
             start = pos + special.text.len();
@@ -381,12 +445,13 @@ impl BpeTokenizer {
         Ok(out)
     }
 
-    /// Text with no added tokens in it: GPT-2's inner loop, or a `tokenizer.json`'s rules.
+    /// Text with no added tokens in it: GPT-2's inner loop, or a `tokenizer.json`'s rules. The
+    /// caches live for one encode call: pieces merged once, reused in every segment.
     fn encode_plain_into<'t>(
         &self,
         text: &'t str,
         out: &mut Vec<u32>,
-        cache: &mut FxHashMap<&'t str, Vec<u32>>,
+        (cache, merged): &mut PieceCaches<'t>,
     ) -> Result<()> {
         match &self.hf {
             None => {
@@ -394,7 +459,7 @@ impl BpeTokenizer {
                 Ok(())
             }
             Some(hf) => {
-                let mut merged: FxHashMap<String, Vec<u32>> = FxHashMap::default();
+                // Pieces of normalized text are owned strings, hence their own cache.
                 hf.pieces(text, |piece| match merged.get(piece) {
                     Some(ids) => out.extend_from_slice(ids),
                     None => {
@@ -435,16 +500,6 @@ impl BpeTokenizer {
         self.specials.iter().map(|s| s.text.as_str()).collect()
     }
 
-    /// The first special (or, without `all`, always-matched added) token at or after byte
-    /// `from`: (offset, token), the longest where two start at the same byte.
-    fn next_special(&self, text: &str, from: usize, all: bool) -> Option<(usize, &Special)> {
-        self.specials
-            .iter()
-            .filter(|s| all || s.always)
-            .filter_map(|s| text[from..].find(s.text.as_str()).map(|p| (from + p, s)))
-            .min_by_key(|m| (m.0, std::cmp::Reverse(m.1.text.len())))
-    }
-
     /// The bytes of a sequence of ids.
     pub fn decode_bytes(&self, ids: &[u32]) -> Result<Vec<u8>> {
         let mut out = Vec::new();
@@ -466,9 +521,18 @@ impl BpeTokenizer {
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        // A folder holds one format: the other's files (from an earlier save) would shadow or
+        // contradict this one, so they go.
+        let remove = |name: &str| match std::fs::remove_file(dir.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(dir.join(name), e)),
+            _ => Ok(()),
+        };
         if let Some(hf) = &self.hf {
+            remove("encoder.json")?;
+            remove("vocab.bpe")?;
             return write_atomic(dir.join(hf_json::TOKENIZER_JSON), hf.source.as_bytes());
         }
+        remove(hf_json::TOKENIZER_JSON)?;
         let table = byte_to_char_table();
         let mut encoder = serde_json::Map::new();
         for (id, t) in self.tokens.iter().enumerate() {

@@ -13,7 +13,7 @@ use scratchgpt::finetune::lora::save_lora_adapters;
 use scratchgpt::gpt::{GptConfig, GptModel};
 use scratchgpt::optim::{AdamW, AdamWConfig};
 use scratchgpt::train::checkpoint::{
-    load_checkpoint, load_resumable, save_finetune_checkpoint, Checkpoint, RunInfo, Task,
+    load_checkpoint, load_resumable, save_finetune_checkpoint, RunInfo, Task,
 };
 use scratchgpt::train::{PeriodicSave, RunEnd, TrainState};
 use serde_json::{json, Value};
@@ -150,7 +150,7 @@ impl FinetuneArgs {
 
     /// Loads `--resume`, checking that it is a checkpoint of the same command, data and
     /// settings (`record`, from [`Self::run_record`]) with an optimizer to continue.
-    pub fn load_resume(&self, record: &Value) -> anyhow::Result<Option<Checkpoint>> {
+    pub fn load_resume(&self, record: &Value) -> anyhow::Result<Option<Resumed>> {
         let Some(path) = &self.resume else {
             return Ok(None);
         };
@@ -191,10 +191,17 @@ impl FinetuneArgs {
                 }
             }
         }
-        if ck.optimizer.is_none() {
+        let Some(optimizer) = ck.optimizer else {
             bail!("{shown} has no optimizer state to resume from");
-        }
-        Ok(Some(ck))
+        };
+        Ok(Some(Resumed {
+            source: format!("run {shown}"),
+            task: ck.task,
+            model: ck.model,
+            optimizer,
+            state: ck.state,
+            reference: ck.reference,
+        }))
     }
 
     /// Periodic checkpoints (`--save-every`, `--keep-last`) into `dir` and the Ctrl-C flag.
@@ -241,6 +248,19 @@ impl FinetuneArgs {
             },
         )
     }
+}
+
+/// A run read back by `--resume`, ready to continue.
+pub struct Resumed {
+    /// "run PATH", for the opening line.
+    pub source: String,
+    pub task: Task,
+    /// With its adapters unmerged and its frozen layers frozen.
+    pub model: GptModel,
+    pub optimizer: AdamW,
+    pub state: TrainState,
+    /// DPO's reference, when the file holds one.
+    pub reference: Option<GptModel>,
 }
 
 /// The book's AdamW settings for a fine-tuning command.

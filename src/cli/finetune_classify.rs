@@ -70,13 +70,11 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         Trainable::LastBlocks(a.last_blocks)
     };
     let (mut model, source, mut optimizer, mut state) = match resumed {
-        Some(ck) => {
-            if !matches!(ck.task, Task::Classify { .. }) {
-                bail!("the checkpoint to resume holds a {:?} model", ck.task);
+        Some(r) => {
+            if !matches!(r.task, Task::Classify { .. }) {
+                bail!("the checkpoint to resume holds a {:?} model", r.task);
             }
-            let opt = ck.optimizer.expect("load_resume checks the optimizer");
-            let path = a.common.resume.as_ref().expect("resumed").display();
-            (ck.model, format!("run {path}"), opt, ck.state)
+            (r.model, r.source, r.optimizer, r.state)
         }
         None => {
             let (model, source) = load_start(&a.common)?;

@@ -74,21 +74,23 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let (train_entries, test_entries, val_entries) = split_preferences(&data)?;
     let device = super::device::resolve(a.common.device)?;
     let (model, source, reference, mut optimizer, mut state) = match resumed {
-        Some(ck) => {
-            let path = a.common.resume.as_ref().expect("resumed").display();
-            let model = ck.model;
+        Some(run) => {
+            let model = run.model;
             model.to_device(device)?;
-            let reference = match ck.reference {
+            let reference = match run.reference {
                 Some(r) => {
                     r.to_device(device)?;
                     r
                 }
                 None if model.has_lora() => reference_model(&model)?,
-                None => anyhow::bail!("{path} holds no reference model to resume DPO against"),
+                None => anyhow::bail!(
+                    "the {} holds no reference model to resume DPO against",
+                    run.source
+                ),
             };
-            let mut opt = ck.optimizer.expect("load_resume checks the optimizer");
+            let mut opt = run.optimizer;
             opt.follow_params()?;
-            (model, format!("run {path}"), reference, opt, ck.state)
+            (model, run.source, reference, opt, run.state)
         }
         None => {
             let (mut model, source, task) = load_start_with_task(&a.common)?;

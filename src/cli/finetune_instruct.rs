@@ -76,13 +76,11 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let resumed = a.common.load_resume(&record)?;
     let (train_entries, test_entries, val_entries) = split_instructions(&data)?;
     let (mut model, source, mut optimizer, mut state) = match resumed {
-        Some(ck) => {
-            if ck.task != Task::Instruct {
-                anyhow::bail!("the checkpoint to resume holds a {:?} model", ck.task);
+        Some(r) => {
+            if r.task != Task::Instruct {
+                anyhow::bail!("the checkpoint to resume holds a {:?} model", r.task);
             }
-            let opt = ck.optimizer.expect("load_resume checks the optimizer");
-            let path = a.common.resume.as_ref().expect("resumed").display();
-            (ck.model, format!("run {path}"), opt, ck.state)
+            (r.model, r.source, r.optimizer, r.state)
         }
         None => {
             let (mut model, source) = load_start(&a.common)?;

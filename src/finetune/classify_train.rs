@@ -268,7 +268,6 @@ pub fn train_classifier_from(
         val,
         opts,
         val_batches,
-        info: control.save.as_ref().map(|s| &s.info),
         on_event,
     };
     let end = run_epochs(&plan, control, state, &mut hooks);
@@ -283,7 +282,6 @@ struct ClassifierHooks<'a, F> {
     val: &'a SpamDataset,
     opts: &'a ClassifierTrainOptions,
     val_batches: Vec<Vec<usize>>,
-    info: Option<&'a RunInfo>,
     on_event: F,
 }
 
@@ -353,18 +351,14 @@ impl<F: FnMut(&ClassifierEvent)> EpochHooks for ClassifierHooks<'_, F> {
         Ok(())
     }
 
-    fn save(&mut self, path: &Path, state: &TrainState) -> Result<()> {
+    fn save(&mut self, path: &Path, info: &RunInfo, state: &TrainState) -> Result<()> {
         self.engine.sync_to_cpu()?;
-        let info = self
-            .info
-            .cloned()
-            .unwrap_or_else(|| RunInfo::gpt2(self.opts.seed));
         save_finetune_checkpoint(
             path,
             self.engine.model(),
             self.engine.optimizer(),
             state,
-            &info,
+            info,
             &spam_task(self.train.max_length),
             None,
         )

@@ -454,7 +454,6 @@ pub fn train_dpo_from(
         max_len,
         val_batches,
         val_reference,
-        info: control.save.as_ref().map(|s| &s.info),
         on_event,
     };
     run_epochs(&plan, control, state, &mut hooks)
@@ -472,7 +471,6 @@ struct DpoHooks<'a, F> {
     val_batches: Vec<PreferenceBatch>,
     /// The reference's log-probabilities of the fixed validation batches, computed once.
     val_reference: Vec<(Tensor, Tensor)>,
-    info: Option<&'a RunInfo>,
     on_event: F,
 }
 
@@ -571,17 +569,13 @@ impl<F: FnMut(&DpoEvent)> EpochHooks for DpoHooks<'_, F> {
         Ok(())
     }
 
-    fn save(&mut self, path: &Path, state: &TrainState) -> Result<()> {
-        let info = self
-            .info
-            .cloned()
-            .unwrap_or_else(|| RunInfo::gpt2(self.opts.seed));
+    fn save(&mut self, path: &Path, info: &RunInfo, state: &TrainState) -> Result<()> {
         save_finetune_checkpoint(
             path,
             self.models.policy,
             self.optimizer,
             state,
-            &info,
+            info,
             &Task::Instruct,
             Some(self.models.reference),
         )

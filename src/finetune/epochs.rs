@@ -21,6 +21,7 @@ use std::time::Instant;
 use crate::data::dataset::batch_order;
 use crate::error::{Error, Result};
 use crate::tensor::rng::{mix64, Rng};
+use crate::train::checkpoint::RunInfo;
 use crate::train::periodic::{stop_requested, PeriodicSaver};
 use crate::train::{PeriodicSave, RunEnd, TrainState};
 
@@ -77,8 +78,9 @@ pub(crate) trait EpochHooks {
     /// After an epoch's last step; `rng` is the shuffling stream (a classifier's accuracy draws
     /// one more shuffle from it).
     fn epoch_end(&mut self, epoch: usize, rng: &mut Rng, state: &mut TrainState) -> Result<()>;
-    /// Writes a resumable checkpoint of the run at `state` to `path`.
-    fn save(&mut self, path: &Path, state: &TrainState) -> Result<()>;
+    /// Writes a resumable checkpoint of the run at `state` to `path`, with the run's metadata
+    /// `info` (the periodic save's).
+    fn save(&mut self, path: &Path, info: &RunInfo, state: &TrainState) -> Result<()>;
     /// A periodic checkpoint was written.
     fn saved(&mut self, _step: usize, _path: &Path) {}
 }
@@ -177,8 +179,9 @@ pub(crate) fn run_epochs(
                 hooks.eval(epoch, step, shuffle(&mut rng), state)?;
                 check_evaluation(state, step, epoch)?;
             }
-            let saved: Option<PathBuf> =
-                saver.save_if_due(state.global_step, |path| hooks.save(path, state))?;
+            let saved: Option<PathBuf> = saver.save_if_due(state.global_step, |path, info| {
+                hooks.save(path, info, state)
+            })?;
             if let Some(path) = saved {
                 hooks.saved(state.global_step, &path);
             }

@@ -209,7 +209,6 @@ pub fn train_instructions_from(
         max_len,
         val_batches,
         start_ids: tok.encode(&opts.start_context)?,
-        info: control.save.as_ref().map(|s| &s.info),
         on_event,
     };
     let end = run_epochs(&plan, control, state, &mut hooks);
@@ -227,7 +226,6 @@ struct InstructHooks<'a, F> {
     max_len: usize,
     val_batches: Vec<Batch>,
     start_ids: Vec<u32>,
-    info: Option<&'a RunInfo>,
     on_event: F,
 }
 
@@ -312,18 +310,14 @@ impl<F: FnMut(&TrainEvent)> EpochHooks for InstructHooks<'_, F> {
         Ok(())
     }
 
-    fn save(&mut self, path: &Path, state: &TrainState) -> Result<()> {
+    fn save(&mut self, path: &Path, info: &RunInfo, state: &TrainState) -> Result<()> {
         self.engine.sync_to_cpu()?;
-        let info = self
-            .info
-            .cloned()
-            .unwrap_or_else(|| RunInfo::gpt2(self.opts.seed));
         save_finetune_checkpoint(
             path,
             self.engine.model(),
             self.engine.optimizer(),
             state,
-            &info,
+            info,
             &Task::Instruct,
             None,
         )

@@ -486,9 +486,8 @@ fn train_loop(
                     tokens_seen: state.tokens_seen,
                 });
             }
-            let saved = saver.save_if_due(state.global_step, |path| {
+            let saved = saver.save_if_due(state.global_step, |path, info| {
                 engine.sync_to_cpu()?;
-                let info = &opts.save.as_ref().expect("a save is due").info;
                 checkpoint::save_run_checkpoint(
                     path,
                     engine.model(),

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use super::checkpoint::RunInfo;
 use super::PeriodicSave;
 use crate::error::Result;
 
@@ -34,12 +35,12 @@ impl<'a> PeriodicSaver<'a> {
         }
     }
 
-    /// After `steps_done` optimizer steps: writes the periodic checkpoint through `write` if one
-    /// is due, and returns its path.
+    /// After `steps_done` optimizer steps: writes the periodic checkpoint through `write` (given
+    /// its path and the run's metadata) if one is due, and returns its path.
     pub(crate) fn save_if_due(
         &mut self,
         steps_done: usize,
-        write: impl FnOnce(&Path) -> Result<()>,
+        write: impl FnOnce(&Path, &RunInfo) -> Result<()>,
     ) -> Result<Option<PathBuf>> {
         let Some(save) = self.save else {
             return Ok(None);
@@ -48,7 +49,7 @@ impl<'a> PeriodicSaver<'a> {
             return Ok(None);
         }
         let path = save.path_at(steps_done);
-        write(&path)?;
+        write(&path, &save.info)?;
         self.unproven = Some(path.clone());
         Ok(Some(path))
     }

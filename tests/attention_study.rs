@@ -106,7 +106,12 @@ fn v1_v2_causal_and_fused_agree_on_the_same_weights() {
                 lora: None,
             },
             num_heads: 1,
+            num_kv_heads: 1,
+            head_dim: 2,
             dropout: 0.5,
+            q_norm: None,
+            k_norm: None,
+            rope: None,
         };
         let fused = mha.forward(&batch, &ctx()).unwrap();
         assert!(
@@ -168,7 +173,12 @@ fn the_wrapper_equals_fused_multi_head_attention() {
             lora: None,
         },
         num_heads: heads,
+        num_kv_heads: heads,
+        head_dim: d_head,
         dropout: 0.0,
+        q_norm: None,
+        k_norm: None,
+        rope: None,
     };
     let got = mha.forward(&x, &ForwardCtx::eval()).unwrap();
     assert!(max_diff(&got, &want) < 1e-6, "{}", max_diff(&got, &want));

@@ -89,7 +89,11 @@ fn a_few_steps_on_spam_messages_lower_the_loss_and_leave_frozen_weights_alone() 
     let tok = BpeTokenizer::gpt2();
     let train = SpamDataset::new(&s.train[..16], tok, Some(32)).unwrap();
     let c = Classifier::new(tiny(), 2, Trainable::LastBlocks(1), 2).unwrap();
-    let frozen_before = c.model.trf_blocks[0].ff.fc1.weight.to_vec().unwrap();
+    let frozen_before = c.model.trf_blocks[0].ff.linears("ff")[0]
+        .1
+        .weight
+        .to_vec()
+        .unwrap();
     let mut opt = AdamW::new(
         c.model
             .named_parameters()
@@ -115,11 +119,19 @@ fn a_few_steps_on_spam_messages_lower_the_loss_and_leave_frozen_weights_alone() 
     }
     assert!(losses[11] < 0.5 * losses[0], "losses {losses:?}");
     assert_eq!(
-        c.model.trf_blocks[0].ff.fc1.weight.to_vec().unwrap(),
+        c.model.trf_blocks[0].ff.linears("ff")[0]
+            .1
+            .weight
+            .to_vec()
+            .unwrap(),
         frozen_before
     );
     assert!(
-        c.model.trf_blocks[0].ff.fc1.weight.grad().is_none(),
+        c.model.trf_blocks[0].ff.linears("ff")[0]
+            .1
+            .weight
+            .grad()
+            .is_none(),
         "frozen parameters get no gradient buffer"
     );
     let acc = c.accuracy(&train, 8, None).unwrap();

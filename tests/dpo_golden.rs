@@ -25,6 +25,7 @@ fn model(weights: &HashMap<String, Loaded>, scale: f32) -> GptModel {
         qkv_bias: false,
         tie_weights: false,
         num_classes: None,
+        arch: scratchgpt::gpt::Architecture::Gpt2,
     };
     let m = GptModel::new(&cfg, 0).unwrap();
     m.load_named(|name| {

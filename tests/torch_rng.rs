@@ -132,6 +132,7 @@ fn torch_init_draws_the_golden_fixtures_initial_weights() {
         qkv_bias: false,
         tie_weights: false,
         num_classes: None,
+        arch: scratchgpt::gpt::Architecture::Gpt2,
     };
     let model = GptModel::new_torch_init(&cfg, 123).unwrap();
     let want = read_safetensors(format!("{dir}/weights.safetensors")).unwrap();

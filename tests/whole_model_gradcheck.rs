@@ -3,7 +3,9 @@
 //! against f64 central differences. The op checks verify each rule; this verifies the wiring.
 
 use scratchgpt::autograd::gradcheck::GradcheckOptions;
-use scratchgpt::gpt::whole_model_check::{check_whole_model, tiny_config};
+use scratchgpt::gpt::whole_model_check::{
+    check_whole_model, check_whole_model_of, tiny_config, tiny_decoder_config,
+};
 use scratchgpt::gpt::GptModel;
 
 #[test]
@@ -19,6 +21,28 @@ fn every_entry_of_every_parameter_of_a_tiny_gpt() {
     }
 }
 
+/// The same for the tiny Llama and Qwen3: RMSNorm, RoPE (Llama's with its frequency scaling),
+/// SwiGLU, two query heads reading one key/value head, Qwen3's 6-wide heads and q/k norms.
+#[test]
+fn every_entry_of_every_parameter_of_a_tiny_llama_and_qwen3() {
+    for qwen3 in [false, true] {
+        let cfg = tiny_decoder_config(qwen3);
+        let report = check_whole_model_of(&cfg, usize::MAX, &GradcheckOptions::default()).unwrap();
+        let model = GptModel::new(&cfg, 7).unwrap();
+        assert_eq!(report.len(), model.named_parameters().len());
+        let entries: usize = report.iter().map(|p| p.checked).sum();
+        assert_eq!(entries, model.num_parameters());
+        assert_eq!(model.num_parameters(), cfg.num_parameters());
+        assert_eq!(
+            report.iter().any(|p| p.name.ends_with("q_norm.scale")),
+            qwen3
+        );
+        for p in &report {
+            assert!(p.ok, "{}: {p:?}", cfg.arch.name());
+        }
+    }
+}
+
 #[test]
 fn gradcheck_prints_the_whole_model_rows() {
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_scratchgpt"))
@@ -31,6 +55,10 @@ fn gradcheck_prints_the_whole_model_rows() {
         out.contains("whole model    tok_emb.weight [20, 8]"),
         "{out}"
     );
-    assert!(out.contains("36 passed, 0 failed"), "{out}");
+    assert!(out.contains("96 passed, 0 failed"), "{out}");
+    assert!(
+        out.contains("whole qwen3    trf_blocks.1.att.k_norm.scale [6]"),
+        "{out}"
+    );
     assert!(!out.contains("layer_norm ["), "only the whole model: {out}");
 }

@@ -1,10 +1,11 @@
-//! `scratchgpt export`: write a model as a Hugging Face GPT-2 folder that transformers loads.
+//! `scratchgpt export`: write a model as a Hugging Face folder that transformers loads — GPT-2's
+//! layout for the book's GPT, Llama's or Qwen3's for those.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use scratchgpt::gpt::hf::export_hf_gpt2;
+use scratchgpt::gpt::hf_llama::{export_hf, ExportDtype, ExportOptions};
 
 use super::generate::ModelSource;
 
@@ -19,6 +20,20 @@ pub struct Args {
     /// first: `W ← W + (alpha/rank)·(A·B)ᵀ`.
     #[arg(long)]
     lora_adapters: Option<PathBuf>,
+    /// Element type of a Llama/Qwen3 export: f32, or bf16 (rounded to nearest even, as
+    /// `model.to(torch.bfloat16)`; half the size). GPT-2 exports are f32.
+    #[arg(long, value_enum, default_value = "f32")]
+    dtype: DtypeArg,
+    /// Split a Llama/Qwen3 export into shards of at most this many MB, with
+    /// `model.safetensors.index.json` (as the hub's large models).
+    #[arg(long, value_name = "MB")]
+    max_shard_size: Option<usize>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DtypeArg {
+    F32,
+    Bf16,
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
@@ -29,9 +44,19 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         println!("merged the LoRA adapters of {}", path.display());
     }
     if model.cfg.num_classes.is_some() {
-        anyhow::bail!("a classifier has no GPT-2 language-model head to export");
+        anyhow::bail!("a classifier has no language-model head to export");
     }
-    export_hf_gpt2(&model, &a.hf_out)?;
+    if a.max_shard_size == Some(0) {
+        anyhow::bail!("--max-shard-size must be at least 1 (MB)");
+    }
+    let opts = ExportOptions {
+        dtype: match a.dtype {
+            DtypeArg::F32 => ExportDtype::F32,
+            DtypeArg::Bf16 => ExportDtype::Bf16,
+        },
+        max_shard_bytes: a.max_shard_size.map(|mb| mb * 1_000_000),
+    };
+    export_hf(&model, &a.hf_out, opts)?;
     // The tokenizer beside the weights, under transformers' GPT-2 names (its `vocab.json` and
     // `merges.txt` are OpenAI's `encoder.json` and `vocab.bpe`): GPT-2's, or the run's own.
     // A tokenizer read from a `tokenizer.json` is written back as that file, which transformers
@@ -43,8 +68,13 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("writing {}", a.hf_out.join(theirs).display()))?;
         }
     }
+    let class = match model.cfg.arch.name() {
+        "llama" => "LlamaForCausalLM",
+        "qwen3" => "Qwen3ForCausalLM",
+        _ => "GPT2LMHeadModel",
+    };
     println!(
-        "wrote {} ({} parameters, {} head): load it with transformers.GPT2LMHeadModel.from_pretrained(\"{}\")",
+        "wrote {} ({} parameters, {} head): load it with transformers.{class}.from_pretrained(\"{}\")",
         a.hf_out.display(),
         model.num_parameters(),
         if model.cfg.tie_weights { "tied" } else { "untied" },

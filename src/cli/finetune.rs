@@ -320,10 +320,17 @@ pub fn load_start_with_task(a: &FinetuneArgs) -> anyhow::Result<(GptModel, Strin
         }
         (None, Some(spec)) => {
             let dir = scratchgpt::gpt::hub_cache::resolve_model(spec)?;
-            (
-                GptModel::from_hf_gpt2(&dir)?,
-                format!("GPT-2 weights {}", dir.display()),
-            )
+            let model = scratchgpt::gpt::hf_llama::load_hf(&dir)?;
+            if model.cfg.arch != scratchgpt::gpt::Architecture::Gpt2 {
+                // The fine-tuning data are read with GPT-2's tokenizer and the book's Alpaca
+                // prompt; a Llama or Qwen3 needs its own tokenizer and chat template.
+                bail!(
+                    "{} is a {} model: fine-tuning reads its data with GPT-2's tokenizer, so it takes GPT-2 weights (or a --preset such as llama-small with --random-init)",
+                    dir.display(),
+                    model.cfg.arch.name()
+                );
+            }
+            (model, format!("GPT-2 weights {}", dir.display()))
         }
         (None, None) => {
             let mut cfg = match a.context_length {
@@ -331,7 +338,8 @@ pub fn load_start_with_task(a: &FinetuneArgs) -> anyhow::Result<(GptModel, Strin
                 None => GptConfig::preset(preset)?,
             };
             cfg.drop_rate = drop_rate;
-            cfg.qkv_bias = true; // GPT-2's layout, as the book's fine-tuning config
+            // GPT-2's layout, as the book's fine-tuning config (Llama and Qwen3 have none).
+            cfg.qkv_bias = cfg.arch == scratchgpt::gpt::Architecture::Gpt2;
             (
                 GptModel::new(&cfg, seed)?,
                 format!("random initialisation ({preset}, seed {seed})"),

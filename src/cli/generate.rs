@@ -11,22 +11,64 @@ use scratchgpt::autograd::no_grad;
 use scratchgpt::data::manifest::TokenizerRef;
 use scratchgpt::data::text_file::read_text;
 use scratchgpt::data::BpeTokenizer;
+use scratchgpt::gpt::hf_llama::load_hf;
 use scratchgpt::gpt::hub_cache::resolve_model;
 use scratchgpt::gpt::{generate, generate_cached, GptModel, Sampling};
 use scratchgpt::nn::ForwardCtx;
 use scratchgpt::train::checkpoint::{load_checkpoint, Task};
 use scratchgpt::Ids;
 
-/// Where the weights come from: a checkpoint of ours, or OpenAI's GPT-2 in a Hugging Face folder.
+/// The tokenizer of a Hugging Face model folder: GPT-2's own (built in) for a GPT-2 model; for a
+/// Llama or Qwen3 the folder's `tokenizer.json` (or GPT-2-format `vocab.json` + `merges.txt`,
+/// as `export` writes them), which must hold only ids the model has.
+pub fn folder_tokenizer(
+    dir: &std::path::Path,
+    model: &GptModel,
+) -> anyhow::Result<Cow<'static, BpeTokenizer>> {
+    if model.cfg.arch == scratchgpt::gpt::Architecture::Gpt2 {
+        return Ok(Cow::Borrowed(BpeTokenizer::gpt2()));
+    }
+    let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+    let tok = if dir.join("tokenizer.json").is_file() {
+        BpeTokenizer::from_dir(dir)?
+    } else if vocab.is_file() && merges.is_file() {
+        // GPT-2's format under transformers' names: what `export` writes for a model trained
+        // here with a GPT-2-style tokenizer.
+        BpeTokenizer::from_gpt2_format(
+            &read_text(&vocab)?,
+            &read_text(&merges)?,
+            &dir.display().to_string(),
+        )?
+    } else {
+        bail!(
+            "{} has no tokenizer.json (nor vocab.json and merges.txt): a {} model needs its own tokenizer",
+            dir.display(),
+            model.cfg.arch.name()
+        );
+    };
+    if tok.vocab_size() > model.cfg.vocab_size {
+        bail!(
+            "{}: the tokenizer has {} ids, the model only {}",
+            dir.display(),
+            tok.vocab_size(),
+            model.cfg.vocab_size
+        );
+    }
+    Ok(Cow::Owned(tok))
+}
+
+/// Where the weights come from: a checkpoint of ours, or a Hugging Face folder (GPT-2, Llama 3,
+/// Qwen3).
 #[derive(clap::Args)]
 #[group(required = true, multiple = false)]
 pub struct ModelSource {
     /// A checkpoint written by `train`.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-    /// A Hugging Face GPT-2 model: its folder (config.json + model.safetensors), or a hub name
-    /// (gpt2 … gpt2-xl, org/name) already in the local Hugging Face cache. `--gpt2` is the old
-    /// name of this flag.
+    /// A Hugging Face model — GPT-2, Llama 3 or Qwen3: its folder (config.json, then
+    /// model.safetensors or sharded files with their index; Llama and Qwen3 with their
+    /// tokenizer.json), or a hub name (gpt2 … gpt2-xl, org/name) already in the local Hugging
+    /// Face cache. `--gpt2` is the old name of this flag.
     #[arg(long = "model", visible_alias = "gpt2", value_name = "NAME|DIR")]
     model: Option<String>,
 }
@@ -60,11 +102,12 @@ impl ModelSource {
                 }
                 (ck.model, ck.task, tok)
             }
-            (None, Some(spec)) => (
-                GptModel::from_hf_gpt2(resolve_model(spec)?)?,
-                Task::Pretrain,
-                Cow::Borrowed(BpeTokenizer::gpt2()),
-            ),
+            (None, Some(spec)) => {
+                let dir = resolve_model(spec)?;
+                let model = load_hf(&dir)?;
+                let tok = folder_tokenizer(&dir, &model)?;
+                (model, Task::Pretrain, tok)
+            }
             (None, None) => bail!("give --checkpoint or --model"),
         })
     }

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use scratchgpt::autograd::gradcheck::GradcheckOptions;
-use scratchgpt::gpt::whole_model_check::check_whole_model;
+use scratchgpt::gpt::whole_model_check::{check_whole_model_of, tiny_config, tiny_decoder_config};
 use scratchgpt::ops::gradcheck_suite::{cases, families};
 
 #[derive(clap::Args)]
@@ -88,12 +88,25 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
     }
     if args.op.is_none() {
-        // The wiring of all the rules: a tiny GPT's every parameter through one backward.
-        for p in check_whole_model(args.samples, &opts)? {
+        // The wiring of all the rules: a tiny GPT's, Llama's and Qwen3's every parameter
+        // through one backward.
+        let families = [
+            ("whole model", tiny_config()),
+            ("whole llama", tiny_decoder_config(false)),
+            ("whole qwen3", tiny_decoder_config(true)),
+        ];
+        let checks = families
+            .iter()
+            .map(|(label, cfg)| Ok((*label, check_whole_model_of(cfg, args.samples, &opts)?)))
+            .collect::<scratchgpt::error::Result<Vec<_>>>()?;
+        for (label, p) in checks
+            .iter()
+            .flat_map(|(label, ps)| ps.iter().map(move |p| (*label, p)))
+        {
             writeln!(
                 out,
                 "{:<14} {:<46} {:>12.2e} {:>12.2e} {:>12} {:>12}  {}",
-                "whole model",
+                label,
                 format!("{} {:?}", p.name, p.shape),
                 p.max_abs_err,
                 p.max_rel_err,
@@ -111,7 +124,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if args.op.is_none() {
         writeln!(
             out,
-            "(whole model: a tiny GPT — 2 layers, emb 8, dropout 0.1 with fixed masks, tied head, qkv bias, 2 ignored targets — {} entries of each parameter, one backward)",
+            "(whole model: a tiny GPT — 2 layers, emb 8, dropout 0.1 with fixed masks, tied head, qkv bias, 2 ignored targets — {} entries of each parameter, one backward; whole llama / qwen3: the same with RMSNorm, RoPE, SwiGLU and 2 query heads sharing 1 key/value head, Qwen3 with heads of 6 and q/k norms)",
             args.samples
         )?;
     }

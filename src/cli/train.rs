@@ -39,7 +39,10 @@ pub struct Args {
     /// brings its own.
     #[arg(long)]
     tokenizer: Option<String>,
-    /// Model preset: gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, small, tiny.
+    /// Model preset: gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, small, tiny; the same
+    /// sizes as Llama 3 or Qwen3 (RMSNorm, RoPE, SwiGLU, grouped-query attention):
+    /// llama-small, llama-tiny, qwen3-small, qwen3-tiny; the published models' shapes:
+    /// llama3.2-1b, llama3.2-3b, qwen3-0.6b, qwen3-1.7b.
     #[arg(long, default_value = "gpt2-small")]
     preset: String,
     /// Context length (at most the preset's; default the book's 256, or the preset's context

@@ -23,13 +23,7 @@ impl GptModel {
     fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
         let mut out = Vec::new();
         for (i, b) in self.trf_blocks.iter_mut().enumerate() {
-            let a = &mut b.att;
-            out.push((format!("trf_blocks.{i}.att.W_query"), &mut a.w_query));
-            out.push((format!("trf_blocks.{i}.att.W_key"), &mut a.w_key));
-            out.push((format!("trf_blocks.{i}.att.W_value"), &mut a.w_value));
-            out.push((format!("trf_blocks.{i}.att.out_proj"), &mut a.out_proj));
-            out.push((format!("trf_blocks.{i}.ff.layers.0"), &mut b.ff.fc1));
-            out.push((format!("trf_blocks.{i}.ff.layers.2"), &mut b.ff.fc2));
+            out.extend(b.linears_mut(&format!("trf_blocks.{i}")));
         }
         out.push(("out_head".to_string(), &mut self.out_head));
         out

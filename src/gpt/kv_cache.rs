@@ -12,8 +12,8 @@
 //! embeddings beyond it do not exist): when the cache is full, the next step re-encodes the last
 //! `context_size` tokens from position 0 — exactly what uncached generation does when it crops
 //! the window — so cached and uncached generation stay identical at any length. (Sliding the
-//! cache without re-encoding would be wrong with absolute position embeddings: every cached key
-//! was computed at a position that has since shifted.)
+//! cache without re-encoding would be wrong with absolute position embeddings, and with RoPE
+//! too: every cached key was computed — or rotated — at a position that has since shifted.)
 
 use super::generate::{pick, Sampling};
 use super::GptModel;
@@ -25,9 +25,10 @@ use crate::tensor::rng::Rng;
 use crate::tensor::Tensor;
 
 /// Keys and values of every layer, preallocated for `capacity` tokens on the model's device,
-/// stored token-major (`(capacity, heads·head_dim)` = the layout the projections produce), so
+/// stored token-major (`(capacity, kv_heads·head_dim)` = the layout the projections produce), so
 /// appending is a copy of contiguous rows ([`Tensor::write_rows`]) — on a GPU, a copy on the
-/// device.
+/// device. A grouped-query model caches only its KV heads (Llama-3.2-1B: 8 of 32, a quarter of
+/// an MHA cache); the attention op shares them among the query heads without copying.
 pub struct KvCache {
     keys: Vec<Tensor>,
     values: Vec<Tensor>,
@@ -40,7 +41,7 @@ impl KvCache {
     /// on the model's device.
     pub fn new(model: &GptModel, capacity: usize) -> Result<Self> {
         let capacity = capacity.min(model.cfg.context_length).max(1);
-        let width = model.cfg.emb_dim;
+        let width = model.cfg.n_kv_heads() * model.cfg.head_dim();
         let layers = model.cfg.n_layers;
         let device = model.device();
         let zeros = || Tensor::full_on(&[capacity, width], 0.0, device);
@@ -70,11 +71,25 @@ impl KvCache {
     pub fn clear(&mut self) {
         self.len = 0;
     }
+
+    /// Bytes the cache holds (f32 keys and values of every layer).
+    pub fn bytes(&self) -> usize {
+        self.keys
+            .iter()
+            .chain(&self.values)
+            .map(|t| t.numel() * 4)
+            .sum()
+    }
 }
 
 impl GptModel {
     /// Run `new_ids` (at positions `cache.len()..`) through the model, appending their keys and
     /// values to `cache`, and return the logits of the last new token. Eval mode, no graph.
+    ///
+    /// The blocks are the model's own ([`super::MultiHeadAttention::heads_qkv`] projects, norms
+    /// and rotates exactly as training does); only the keys and values of earlier positions
+    /// come from the cache. A rotary model's new keys are cached rotated: a key's rotation
+    /// depends on its own position only, so it never changes.
     pub fn forward_cached(&self, new_ids: &[u32], cache: &mut KvCache) -> Result<Vec<f32>> {
         let n = new_ids.len();
         let start = cache.len;
@@ -90,43 +105,41 @@ impl GptModel {
                 ),
             ));
         }
-        let (d, h) = (self.cfg.emb_dim, self.cfg.n_heads);
-        let hd = d / h;
+        let (kvh, hd) = (self.cfg.n_kv_heads(), self.cfg.head_dim());
         no_grad(|| -> Result<Vec<f32>> {
             let ids = Ids::new(new_ids.iter().map(|&t| t as i64).collect(), &[1, n])?;
-            let pos = Ids::from_vec((start as i64..(start + n) as i64).collect());
-            let mut x = self
-                .tok_emb
-                .forward(&ids)?
-                .add(&self.pos_emb.forward(&pos)?)?;
+            let mut x = self.tok_emb.forward(&ids)?;
+            if let Some(pos_emb) = &self.pos_emb {
+                let pos = Ids::from_vec((start as i64..(start + n) as i64).collect());
+                x = x.add(&pos_emb.forward(&pos)?)?;
+            }
+            let table = self.rope.as_ref().map(|r| r.table(start, n));
+            let total = start + n;
             for (l, block) in self.trf_blocks.iter().enumerate() {
                 let a = &block.att;
-                let hin = block.norm1.forward(&x)?;
-                let q = a.w_query.forward(&hin)?;
-                let k_new = a.w_key.forward(&hin)?.reshape(&[n, d])?;
-                let v_new = a.w_value.forward(&hin)?.reshape(&[n, d])?;
-                cache.keys[l].write_rows(start, &k_new)?;
-                cache.values[l].write_rows(start, &v_new)?;
-                let total = start + n;
-                let heads = |t: Tensor, len: usize| t.reshape(&[1, len, h, hd])?.transpose(1, 2);
-                let k_all = heads(cache.keys[l].narrow(0, 0, total)?, total)?;
-                let v_all = heads(cache.values[l].narrow(0, 0, total)?, total)?;
+                let (q, k_new, v_new) = a.heads_qkv(&block.norm1.forward(&x)?, table.as_ref())?;
+                // (1, KV, n, hd) → token-major rows (n, KV·hd).
+                let rows = |t: Tensor| t.transpose(1, 2)?.reshape(&[n, kvh * hd]);
+                cache.keys[l].write_rows(start, &rows(k_new)?)?;
+                cache.values[l].write_rows(start, &rows(v_new)?)?;
+                let heads = |t: &Tensor| {
+                    t.narrow(0, 0, total)?
+                        .reshape(&[1, total, kvh, hd])?
+                        .transpose(1, 2)
+                };
+                let (k_all, v_all) = (heads(&cache.keys[l])?, heads(&cache.values[l])?);
                 // Queries are the last n of `total` positions: the op's causal mask is aligned to
                 // the bottom right, as a cache needs.
-                let o =
-                    Tensor::attention(&heads(q, n)?, &k_all, &v_all, &AttentionOptions::default())?;
-                let o = a
-                    .out_proj
-                    .forward(&o.transpose(1, 2)?.reshape(&[1, n, d])?)?;
-                let x_mid = x.add(&o)?;
+                let o = Tensor::attention(&q, &k_all, &v_all, &AttentionOptions::default())?;
+                let x_mid = x.add(&a.merge_heads(&o)?)?;
                 x = x_mid.add(&block.ff.forward(&block.norm2.forward(&x_mid)?)?)?;
             }
-            cache.len = start + n;
+            cache.len = total;
             // Only the last position's logits are needed.
             let last = self.final_norm.forward(&x.select(1, n - 1)?)?;
             self.out_head
                 .forward(&last)?
-                .reshape(&[self.cfg.vocab_size])?
+                .reshape(&[self.cfg.out_dim()])?
                 .to_vec()
         })
     }

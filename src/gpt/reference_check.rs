@@ -97,6 +97,7 @@ pub fn check_book_fixture(dir: impl AsRef<Path>) -> Result<Vec<CheckLine>> {
             .unwrap_or(false),
         tie_weights: false,
         num_classes: None,
+        arch: crate::gpt::Architecture::Gpt2,
     };
     let tol = &expected["tolerances_hint"];
     let weights = read_safetensors(dir.join("weights.safetensors"))?;
@@ -257,17 +258,20 @@ pub fn check_book_fixture(dir: impl AsRef<Path>) -> Result<Vec<CheckLine>> {
     Ok(lines)
 }
 
-/// Whether `dir` holds a Hugging Face GPT-2 fixture (config.json + model.safetensors) rather
-/// than a book-format one.
+/// Whether `dir` holds a Hugging Face fixture (config.json + model.safetensors or a sharded
+/// index) rather than a book-format one.
 pub fn is_hf_fixture(dir: impl AsRef<Path>) -> bool {
     let d = dir.as_ref();
-    d.join("model.safetensors").is_file() && !d.join("weights.safetensors").is_file()
+    (d.join("model.safetensors").is_file() || d.join(super::hf_weights::INDEX_FILE).is_file())
+        && !d.join("weights.safetensors").is_file()
 }
 
-/// Runs every check of a Hugging Face GPT-2 fixture (the `hf-gpt2-tiny` format): load the
-/// weights through [`GptModel::from_hf_gpt2`], then compare the last-position logits (first 8,
-/// sum, top 5, argmax), the loss, the L2 norm of every parameter's gradient (by transformers'
-/// names; q, k and v together form `c_attn`) and a greedy continuation.
+/// Runs every check of a Hugging Face fixture (the `hf-gpt2-tiny`, `hf-llama-tiny` and
+/// `hf-qwen3-tiny` format): load the weights (GPT-2, Llama or Qwen3, by `config.json`), then
+/// compare the last-position logits (first 8, sum, top 5, argmax), the logits' sum, L2 norm and
+/// argmax at every position when the fixture has them, the loss, the L2 norm of every
+/// parameter's gradient (by transformers' names; GPT-2's q, k and v together form `c_attn`) and
+/// a greedy continuation.
 pub fn check_hf_fixture(dir: impl AsRef<Path>) -> Result<Vec<CheckLine>> {
     let dir = dir.as_ref();
     let what = format!("{}/expected.json", dir.display());
@@ -275,7 +279,7 @@ pub fn check_hf_fixture(dir: impl AsRef<Path>) -> Result<Vec<CheckLine>> {
         .map_err(|e| Error::parse(what.clone(), e.to_string()))?;
     let tol = &expected["tolerances_hint"];
     let tol_of = |k: &str, default: f64| tol.get(k).and_then(Value::as_f64).unwrap_or(default);
-    let model = GptModel::from_hf_gpt2(dir)?;
+    let model = super::hf_llama::load_hf(dir)?;
     let input = ids(&expected, "input_ids", &what)?;
     let n = input.len();
     if n < 2 {
@@ -345,6 +349,54 @@ pub fn check_hf_fixture(dir: impl AsRef<Path>) -> Result<Vec<CheckLine>> {
         &[num(&expected, "last_position_argmax", &what)? as u32],
     ));
 
+    // Every position's logits (a RoPE error shows at t > 0 only).
+    if let Some(per) = expected.get("logits_per_position") {
+        let v = model.cfg.vocab_size;
+        let all = logits.to_vec()?;
+        let rows: Vec<&[f32]> = all.chunks(v).collect();
+        let of = |key: &str| -> Result<Vec<f64>> {
+            per[key]
+                .as_array()
+                .and_then(|a| a.iter().map(Value::as_f64).collect())
+                .ok_or_else(|| Error::parse(what.clone(), format!("logits_per_position.{key}")))
+        };
+        let sums: Vec<f64> = rows
+            .iter()
+            .map(|r| r.iter().map(|&x| x as f64).sum())
+            .collect();
+        let l2s: Vec<f64> = rows
+            .iter()
+            .map(|r| r.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt())
+            .collect();
+        for (label, got, want) in [("sum", &sums, of("sum")?), ("L2 norm", &l2s, of("l2")?)] {
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| (g - w).abs())
+                .fold(0.0f64, f64::max);
+            lines.push(CheckLine {
+                quantity: format!("logits' {label} at each of {n} positions"),
+                max_abs_err: worst,
+                max_rel_err: worst / want.iter().fold(0.0f64, |m, w| m.max(w.abs())).max(1e-30),
+                tolerance: sum_tol,
+                ok: got.len() == want.len() && worst <= sum_tol,
+            });
+        }
+        let argmax: Vec<u32> = rows
+            .iter()
+            .map(|r| {
+                (0..r.len())
+                    .max_by(|&a, &b| r[a].total_cmp(&r[b]).then(b.cmp(&a)))
+                    .unwrap_or(0) as u32
+            })
+            .collect();
+        lines.push(exact(
+            format!("argmax at each of {n} positions"),
+            &argmax,
+            &ids(per, "argmax", &what)?,
+        ));
+    }
+
     // Loss over the n−1 predictions, and every gradient's L2 norm.
     let loss = model
         .forward(&as_ids(&input[..n - 1])?, &eval)?
@@ -359,7 +411,11 @@ pub fn check_hf_fixture(dir: impl AsRef<Path>) -> Result<Vec<CheckLine>> {
     loss.backward()?;
     let mut sq: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
     for (name, p) in model.named_parameters() {
-        let Some(hf) = super::hf::hf_name(&name) else {
+        let hf = match model.cfg.arch {
+            super::Architecture::Gpt2 => super::hf::hf_name(&name),
+            _ => super::hf_llama::decoder_hf_name(&name),
+        };
+        let Some(hf) = hf else {
             continue;
         };
         let g = p
@@ -405,6 +461,24 @@ pub fn check_hf_fixture(dir: impl AsRef<Path>) -> Result<Vec<CheckLine>> {
     lines.push(exact(
         format!("greedy {} new ids", want_new.len()),
         &got[n..],
+        &want_new,
+    ));
+    let cached = super::generate_cached(
+        &model,
+        &input,
+        want_new.len(),
+        model.cfg.context_length,
+        &super::Sampling {
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            eos_id: None,
+            seed: 0,
+        },
+    )?;
+    lines.push(exact(
+        format!("greedy {} new ids with the KV cache", want_new.len()),
+        &cached[n..],
         &want_new,
     ));
     Ok(lines)

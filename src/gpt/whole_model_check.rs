@@ -41,12 +41,53 @@ pub fn tiny_config() -> GptConfig {
         qkv_bias: true,
         tie_weights: true,
         num_classes: None,
+        arch: crate::gpt::Architecture::Gpt2,
+    }
+}
+
+/// The tiny Llama and Qwen3 of the check: the GPT's sizes with one key/value head shared by
+/// the two query heads, a SwiGLU of width 12, biases on the attention projections (HF
+/// `attention_bias`, so their gradients are checked too), a tied head; Qwen3's heads are 6
+/// wide (not emb/heads = 4), and its q/k norms add two parameters per layer.
+pub fn tiny_decoder_config(qwen3: bool) -> GptConfig {
+    let shape = crate::gpt::DecoderShape {
+        n_kv_heads: 1,
+        head_dim: if qwen3 { 6 } else { 4 },
+        hidden_dim: 12,
+        norm_eps: 1e-6,
+        rope_theta: 10_000.0,
+        // Llama 3's scaling with a short original context, so some frequencies are scaled and
+        // one is smoothed at these sizes.
+        rope_scaling: (!qwen3).then_some(crate::ops::rope::Llama3Scaling {
+            factor: 4.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 32,
+        }),
+    };
+    GptConfig {
+        arch: if qwen3 {
+            crate::gpt::Architecture::Qwen3(shape)
+        } else {
+            crate::gpt::Architecture::Llama(shape)
+        },
+        ..tiny_config()
     }
 }
 
 /// Checks `samples` entries (all, if fewer) of every parameter of the tiny GPT.
 pub fn check_whole_model(samples: usize, opts: &GradcheckOptions) -> Result<Vec<ParamCheck>> {
-    let cfg = tiny_config();
+    check_whole_model_of(&tiny_config(), samples, opts)
+}
+
+/// [`check_whole_model`] for any configuration (the tiny Llama and Qwen3 of
+/// [`tiny_decoder_config`]; its vocabulary must hold ids 0..20 and its context 5 tokens).
+pub fn check_whole_model_of(
+    cfg: &GptConfig,
+    samples: usize,
+    opts: &GradcheckOptions,
+) -> Result<Vec<ParamCheck>> {
+    let cfg = cfg.clone();
     let model: GptModel<f64> = GptModel::new(&cfg, 7)?.cast()?;
     // Two sequences of 5 tokens; two targets ignored (−100), so N = 8, not 10.
     let ids = Ids::new(vec![3, 17, 0, 9, 9, 12, 4, 19, 1, 6], &[2, 5])?;

@@ -9,7 +9,7 @@
 
 use crate::autograd::next_tensor_id;
 use crate::error::Result;
-use crate::gpt::{GptConfig, GptModel};
+use crate::gpt::{FeedForward, GptConfig, GptModel};
 use crate::ops::embedding::Ids;
 use crate::tensor::rng::Rng;
 use crate::tensor::Tensor;
@@ -104,16 +104,14 @@ pub fn forward(
     let (b, t) = (ids.shape()[0], ids.shape()[1]);
     taps.enter("embedding");
     let tok = ops.embedding(&model.tok_emb.weight, ids)?;
-    let pos = ops.embedding(
-        &model.pos_emb.weight,
-        &Ids::from_vec((0..t as i64).collect()),
-    )?;
+    let pos_emb = model.pos_emb.as_ref().ok_or_else(not_gpt)?;
+    let pos = ops.embedding(&pos_emb.weight, &Ids::from_vec((0..t as i64).collect()))?;
     let mut x = tok.add(&pos)?; // (B,T,C) + (T,C): the batch broadcast
     taps.tap("embeddings (block 0 input)", &x);
     for (i, block) in model.trf_blocks.iter().enumerate() {
         taps.enter(format!("trf_blocks.{i}.att"));
         let att = &block.att;
-        let n1 = &block.norm1;
+        let n1 = layer_norm(&block.norm1)?;
         let h = ops.layer_norm(&x, &n1.scale, &n1.shift, n1.eps)?;
         let d_out = att.w_query.weight.shape()[0];
         let hd = d_out / att.num_heads;
@@ -136,9 +134,11 @@ pub fn forward(
         taps.tap(format!("trf_blocks.{i}.att output"), &h);
         x = x.add(&h)?; // the shortcut: dx receives the block's gradient *and* dh's
         taps.enter(format!("trf_blocks.{i}.ff"));
-        let n2 = &block.norm2;
+        let n2 = layer_norm(&block.norm2)?;
         let h = ops.layer_norm(&x, &n2.scale, &n2.shift, n2.eps)?;
-        let (fc1, fc2) = (&block.ff.fc1, &block.ff.fc2);
+        let FeedForward::Gelu { fc1, fc2 } = &block.ff else {
+            return Err(not_gpt());
+        };
         let h = ops.gelu(&ops.linear(&h, &fc1.weight, fc1.bias.as_ref())?)?;
         let h = ops.linear(&h, &fc2.weight, fc2.bias.as_ref())?;
         taps.tap(format!("trf_blocks.{i}.ff output"), &h);
@@ -146,11 +146,23 @@ pub fn forward(
         taps.tap(format!("trf_blocks.{i} output"), &x);
     }
     taps.enter("head");
-    let fnorm = &model.final_norm;
+    let fnorm = layer_norm(&model.final_norm)?;
     let h = ops.layer_norm(&x, &fnorm.scale, &fnorm.shift, fnorm.eps)?;
     let head = &model.out_head;
     let logits = ops.linear(&h, &head.weight, head.bias.as_ref())?;
     taps.tap("logits", &logits);
     taps.enter("loss");
     ops.cross_entropy(&logits, &batch.targets)
+}
+
+/// The study walks the book's GPT; a Llama or Qwen3 model is refused by name.
+fn not_gpt() -> crate::error::Error {
+    crate::error::Error::invalid("study gpt", "the study model must be the book's GPT (gpt2)")
+}
+
+fn layer_norm(norm: &crate::nn::Norm<f64>) -> Result<&crate::nn::LayerNorm<f64>> {
+    match norm {
+        crate::nn::Norm::Layer(n) => Ok(n),
+        crate::nn::Norm::Rms(_) => Err(not_gpt()),
+    }
 }

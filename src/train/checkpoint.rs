@@ -21,7 +21,8 @@ use super::TrainState;
 use crate::data::manifest::TokenizerRef;
 use crate::data::text_file::write_atomic;
 use crate::error::{Error, Result};
-use crate::gpt::{GptConfig, GptModel};
+use crate::gpt::{Architecture, DecoderShape, GptConfig, GptModel};
+use crate::ops::rope::Llama3Scaling;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::tensor::Tensor;
 
@@ -113,9 +114,73 @@ pub struct Checkpoint {
 const REFERENCE_PREFIX: &str = "reference.";
 
 fn config_json(c: &GptConfig) -> Value {
-    json!({"vocab_size": c.vocab_size, "context_length": c.context_length, "emb_dim": c.emb_dim,
-           "n_heads": c.n_heads, "n_layers": c.n_layers, "drop_rate": c.drop_rate,
-           "qkv_bias": c.qkv_bias, "tie_weights": c.tie_weights, "num_classes": c.num_classes})
+    let mut v = json!({"vocab_size": c.vocab_size, "context_length": c.context_length,
+           "emb_dim": c.emb_dim, "n_heads": c.n_heads, "n_layers": c.n_layers,
+           "drop_rate": c.drop_rate, "qkv_bias": c.qkv_bias, "tie_weights": c.tie_weights,
+           "num_classes": c.num_classes, "architecture": c.arch.name()});
+    if let Some(d) = c.arch.decoder() {
+        v["n_kv_heads"] = json!(d.n_kv_heads);
+        v["head_dim"] = json!(d.head_dim);
+        v["hidden_dim"] = json!(d.hidden_dim);
+        v["norm_eps"] = json!(d.norm_eps);
+        v["rope_theta"] = json!(d.rope_theta);
+        v["rope_scaling"] = match d.rope_scaling {
+            None => Value::Null,
+            Some(s) => json!({"factor": s.factor, "low_freq_factor": s.low_freq_factor,
+                "high_freq_factor": s.high_freq_factor,
+                "original_max_position_embeddings": s.original_max_position_embeddings}),
+        };
+    }
+    v
+}
+
+/// The architecture recorded in a checkpoint's config (absent in files written before Llama
+/// and Qwen3 existed here: the book's GPT).
+fn architecture_of(c: &Value, what: &str) -> Result<Architecture> {
+    let name = match c.get("architecture") {
+        None | Some(Value::Null) => return Ok(Architecture::Gpt2),
+        Some(v) => v.as_str().unwrap_or(""),
+    };
+    let bad = |msg: String| Error::parse(what.to_string(), format!("metadata: {msg}"));
+    let num = |k: &str| {
+        c.get(k)
+            .and_then(Value::as_f64)
+            .ok_or_else(|| bad(format!("missing {k}")))
+    };
+    if name == "gpt2" {
+        return Ok(Architecture::Gpt2);
+    }
+    let rope_scaling = match c.get("rope_scaling") {
+        None | Some(Value::Null) => None,
+        Some(s) => {
+            let f = |k: &str| {
+                s.get(k)
+                    .and_then(Value::as_f64)
+                    .ok_or_else(|| bad(format!("rope_scaling without {k}")))
+            };
+            Some(Llama3Scaling {
+                factor: f("factor")?,
+                low_freq_factor: f("low_freq_factor")?,
+                high_freq_factor: f("high_freq_factor")?,
+                original_max_position_embeddings: f("original_max_position_embeddings")? as usize,
+            })
+        }
+    };
+    let shape = DecoderShape {
+        n_kv_heads: num("n_kv_heads")? as usize,
+        head_dim: num("head_dim")? as usize,
+        hidden_dim: num("hidden_dim")? as usize,
+        norm_eps: num("norm_eps")?,
+        rope_theta: num("rope_theta")?,
+        rope_scaling,
+    };
+    match name {
+        "llama" => Ok(Architecture::Llama(shape)),
+        "qwen3" => Ok(Architecture::Qwen3(shape)),
+        other => Err(bad(format!(
+            "unknown architecture {other:?} (gpt2, llama, qwen3)"
+        ))),
+    }
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -358,6 +423,7 @@ pub fn load_resumable(path: impl AsRef<Path>) -> Result<Checkpoint> {
         qkv_bias: c["qkv_bias"].as_bool().unwrap_or(false),
         tie_weights: c["tie_weights"].as_bool().unwrap_or(false),
         num_classes: c["num_classes"].as_u64().map(|n| n as usize),
+        arch: architecture_of(&c, &what)?,
     };
     let tensor = |name: &str| -> Result<Tensor> {
         let v = st

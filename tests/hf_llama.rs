@@ -15,6 +15,13 @@ use serde_json::{json, Value};
 
 const FIXTURES: [&str; 2] = ["hf-llama-tiny", "hf-qwen3-tiny"];
 
+/// Our own fixtures, written by transformers 4.55 (benches/reference/make_hf_decoder_fixtures.py):
+/// untied heads, BF16 weights in three shards with their index, transformers-4 configs.
+const OWN_FIXTURES: [&str; 2] = [
+    "hf-llama-untied-bf16-sharded",
+    "hf-qwen3-untied-bf16-sharded",
+];
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -81,6 +88,38 @@ fn the_llama_and_qwen3_fixtures_pass_every_check() {
     }
 }
 
+/// The forms real checkpoints take, each written by transformers itself: an untied head
+/// (`lm_head.weight`), BF16 weights (upcast exactly), three shards named by an index (a layer
+/// split across two of them), a transformers-4 `config.json`.
+#[test]
+fn untied_bf16_sharded_transformers_4_fixtures_pass_every_check() {
+    for name in OWN_FIXTURES {
+        let dir = fixture(name);
+        assert!(is_hf_fixture(&dir));
+        assert!(!dir.join("model.safetensors").exists());
+        assert_all_ok(&dir, name);
+        let m = load_hf(&dir).unwrap();
+        assert!(!m.cfg.tie_weights, "{name}");
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
+                .unwrap();
+        assert!(expected["grad_l2_norms"]
+            .as_object()
+            .unwrap()
+            .contains_key("lm_head.weight"));
+        // Every weight is a bf16 value: its low 16 bits are zero.
+        for (n, p) in m.named_parameters() {
+            assert!(
+                p.to_vec()
+                    .unwrap()
+                    .iter()
+                    .all(|x| x.to_bits() & 0xffff == 0),
+                "{name} {n}"
+            );
+        }
+    }
+}
+
 /// The hub's Llama 3.x and Qwen3 files are transformers-4 configs: a top-level `rope_theta` and a
 /// `rope_scaling` dict (or null), `torch_dtype`. The same weights under that config pass the
 /// same checks.
@@ -130,6 +169,7 @@ fn export_round_trips_in_f32_and_in_bf16_shards() {
         let opts = ExportOptions {
             dtype: ExportDtype::Bf16,
             max_shard_bytes: Some(64 * 1024),
+            ..ExportOptions::default()
         };
         export_hf(&m, &dir, opts).unwrap();
         assert!(
@@ -318,11 +358,16 @@ fn bad_folders_are_clear_errors() {
         err(&dir)
     );
     std::fs::write(dir.join("shard.safetensors"), &original).unwrap();
+    let mut map: serde_json::Map<String, Value> = safetensors::SafeTensors::deserialize(&original)
+        .unwrap()
+        .names()
+        .into_iter()
+        .map(|n| (n.to_string(), json!("shard.safetensors")))
+        .collect();
+    map.insert("model.extra.weight".into(), json!("shard.safetensors"));
     std::fs::write(
         dir.join("model.safetensors.index.json"),
-        json!({"weight_map": {"model.norm.weight": "shard.safetensors",
-                              "model.extra.weight": "shard.safetensors"}})
-        .to_string(),
+        json!({ "weight_map": map }).to_string(),
     )
     .unwrap();
     assert!(err(&dir).contains("model.extra.weight"), "{}", err(&dir));
@@ -429,4 +474,212 @@ fn a_tiny_llama_and_qwen3_learn() {
         }
         assert!(losses[14] < 0.5 * losses[0], "{preset}: {:?}", losses);
     }
+}
+
+/// A tied config whose file also stores `lm_head.weight`: equal to the embedding it is the tie
+/// written out (still tied); different, the file's head is the function (untied); the only copy
+/// (the embedding deduplicated away on save), it is the embedding.
+#[test]
+fn a_head_stored_beside_a_tied_config_is_read_as_the_file_says() {
+    let name = "hf-llama-tiny";
+    let base = load_hf(fixture(name)).unwrap();
+    let ids: Vec<i64> = vec![9, 8, 7, 6, 5];
+    let original = std::fs::read(fixture(name).join("model.safetensors")).unwrap();
+    let embed = base.tok_emb.weight.to_vec().unwrap();
+    let shape = base.tok_emb.weight.shape();
+    let dir = temp("tied-head");
+    copy_fixture(name, &dir);
+
+    let same = rewrite(
+        &original,
+        |_| true,
+        Some(("lm_head.weight", shape.clone(), embed.clone())),
+    );
+    std::fs::write(dir.join("model.safetensors"), same).unwrap();
+    let m = load_hf(&dir).unwrap();
+    assert!(m.cfg.tie_weights);
+    assert_eq!(logits(&m, &ids), logits(&base, &ids));
+
+    let only_head = rewrite(
+        &original,
+        |n| n != "model.embed_tokens.weight",
+        Some(("lm_head.weight", shape.clone(), embed.clone())),
+    );
+    std::fs::write(dir.join("model.safetensors"), only_head).unwrap();
+    let m = load_hf(&dir).unwrap();
+    assert!(m.cfg.tie_weights);
+    assert_eq!(logits(&m, &ids), logits(&base, &ids));
+
+    let other: Vec<f32> = embed.iter().map(|x| -x).collect();
+    let different = rewrite(&original, |_| true, Some(("lm_head.weight", shape, other)));
+    std::fs::write(dir.join("model.safetensors"), different).unwrap();
+    let m = load_hf(&dir).unwrap();
+    assert!(!m.cfg.tie_weights, "a different head unties");
+    assert_eq!(
+        m.out_head.weight.to_vec().unwrap(),
+        embed.iter().map(|x| -x).collect::<Vec<_>>()
+    );
+    assert_ne!(logits(&m, &ids), logits(&base, &ids));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The sizes in config.json are checked against the file before anything is allocated; a
+/// model type we do not run, or a tensor the index does not list, is refused by name.
+#[test]
+fn configs_that_do_not_match_their_files_are_refused() {
+    let name = "hf-qwen3-tiny";
+    let dir = temp("mismatch");
+    copy_fixture(name, &dir);
+    let cfg = std::fs::read_to_string(fixture(name).join("config.json")).unwrap();
+    let mut v: Value = serde_json::from_str(&cfg).unwrap();
+    let err = |dir: &Path| load_hf(dir).map(|_| ()).unwrap_err().to_string();
+
+    v["num_hidden_layers"] = json!(3);
+    std::fs::write(dir.join("config.json"), v.to_string()).unwrap();
+    assert!(
+        err(&dir).contains("missing tensor model.layers.2."),
+        "{}",
+        err(&dir)
+    );
+    // Wider than the file: every name is there, the numbers are not.
+    v["num_hidden_layers"] = json!(2);
+    v["intermediate_size"] = json!(130);
+    std::fs::write(dir.join("config.json"), v.to_string()).unwrap();
+    assert!(err(&dir).contains("parameters"), "{}", err(&dir));
+    v["intermediate_size"] = json!(128);
+    // A vocabulary no machine holds: an error, not an allocation.
+    v["num_hidden_layers"] = json!(2);
+    v["vocab_size"] = json!(1u64 << 50);
+    std::fs::write(dir.join("config.json"), v.to_string()).unwrap();
+    assert!(err(&dir).contains("parameters"), "{}", err(&dir));
+    v["vocab_size"] = json!(256);
+    v["model_type"] = json!("mistral");
+    std::fs::write(dir.join("config.json"), v.to_string()).unwrap();
+    assert!(err(&dir).contains("\"mistral\""), "{}", err(&dir));
+
+    // A shard holding a tensor its index does not name.
+    std::fs::write(dir.join("config.json"), &cfg).unwrap();
+    let st = std::fs::rename(dir.join("model.safetensors"), dir.join("only.safetensors"));
+    st.unwrap();
+    let original = std::fs::read(fixture(name).join("model.safetensors")).unwrap();
+    let names: Vec<String> = safetensors::SafeTensors::deserialize(&original)
+        .unwrap()
+        .names()
+        .into_iter()
+        .filter(|n| *n != "model.norm.weight")
+        .map(|n| n.to_string())
+        .collect();
+    let map: serde_json::Map<String, Value> = names
+        .into_iter()
+        .map(|n| (n, json!("only.safetensors")))
+        .collect();
+    std::fs::write(
+        dir.join("model.safetensors.index.json"),
+        json!({ "weight_map": map }).to_string(),
+    )
+    .unwrap();
+    assert!(err(&dir).contains("model.norm.weight"), "{}", err(&dir));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Generation allocates the cache it uses, not the model's context: a model whose context is
+/// ten million tokens (its full cache would be gigabytes) generates at once.
+#[test]
+fn generation_does_not_allocate_the_whole_context() {
+    use scratchgpt::gpt::{generate, generate_cached, Sampling};
+    let mut cfg = GptConfig::preset("llama-tiny").unwrap();
+    cfg.context_length = 10_000_000;
+    cfg.drop_rate = 0.0;
+    let m = GptModel::new(&cfg, 3).unwrap();
+    let prompt = [1u32, 2, 3];
+    let a = generate_cached(&m, &prompt, 6, cfg.context_length, &Sampling::default()).unwrap();
+    let b = generate(&m, &prompt, 6, cfg.context_length, &Sampling::default()).unwrap();
+    assert_eq!(a, b);
+}
+
+/// `generate`, `eval` and `export` on a Llama folder with its own tokenizer.json: the prompt
+/// starts with `<|begin_of_text|>` (as transformers encodes it), and the end tokens stop it.
+#[test]
+fn the_commands_run_a_llama_folder_with_its_tokenizer() {
+    let dir = temp("cli-llama");
+    let mut cfg = GptConfig::preset("llama-tiny").unwrap();
+    cfg.vocab_size = 605; // the fixture tokenizer's ids
+    cfg.drop_rate = 0.0;
+    let m = GptModel::new(&cfg, 11).unwrap();
+    export_hf(&m, &dir, ExportOptions::default()).unwrap();
+    std::fs::copy(
+        fixture("hf-llama-tiny").join("tokenizer.json"),
+        dir.join("tokenizer.json"),
+    )
+    .unwrap();
+    let tok = scratchgpt::data::BpeTokenizer::from_dir(&dir).unwrap();
+    let bos = tok.bos_id().unwrap();
+    let ids = tok.encode_for_model("Hello<|eot_id|>").unwrap();
+    assert_eq!(ids[0], bos);
+    assert_eq!(*ids.last().unwrap(), tok.special_id("<|eot_id|>").unwrap());
+    assert!(tok
+        .end_ids()
+        .contains(&tok.special_id("<|end_of_text|>").unwrap()));
+
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_scratchgpt"))
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "{args:?}: {text}");
+        text
+    };
+    let d = dir.to_str().unwrap();
+    let out = run(&[
+        "generate",
+        "--model",
+        d,
+        "--prompt",
+        "Hello",
+        "--max-new-tokens",
+        "5",
+        "--eos",
+    ]);
+    assert!(out.contains("Hello"), "{out}");
+    // The same model without the KV cache gives the same text.
+    let again = run(&[
+        "generate",
+        "--model",
+        d,
+        "--prompt",
+        "Hello",
+        "--max-new-tokens",
+        "5",
+        "--eos",
+        "--no-kv-cache",
+    ]);
+    assert_eq!(out, again);
+    let eval = run(&["eval", "--model", d, "--text", "Hello world, hello tea."]);
+    assert!(eval.to_lowercase().contains("loss"), "{eval}");
+    // Export it again, in bf16 shards: config.json carries the tokenizer's bos and end ids.
+    let out_dir = dir.join("re-export");
+    run(&[
+        "export",
+        "--model",
+        d,
+        "--hf-out",
+        out_dir.to_str().unwrap(),
+        "--dtype",
+        "bf16",
+        "--max-shard-size",
+        "1",
+    ]);
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["bos_token_id"], json!(bos));
+    assert!(cfg["eos_token_id"].is_array() || cfg["eos_token_id"].is_number());
+    assert!(out_dir.join("tokenizer.json").is_file());
+    assert!(out_dir.join("model.safetensors.index.json").is_file());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -96,7 +96,7 @@ fn cached_and_uncached_generation_are_identical_past_the_context_of(preset: &str
                 temperature: 1.2,
                 top_k: Some(40),
                 top_p: None,
-                eos_id: None,
+                eos_ids: Vec::new(),
                 seed: 7,
             },
         ),
@@ -106,7 +106,7 @@ fn cached_and_uncached_generation_are_identical_past_the_context_of(preset: &str
                 temperature: 0.8,
                 top_k: None,
                 top_p: Some(0.9),
-                eos_id: None,
+                eos_ids: Vec::new(),
                 seed: 3,
             },
         ),
@@ -162,7 +162,7 @@ fn a_tiny_top_p_is_greedy() {
         temperature: 1.0,
         top_k: None,
         top_p: Some(1e-9),
-        eos_id: None,
+        eos_ids: Vec::new(),
         seed: 1,
     };
     assert_eq!(

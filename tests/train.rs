@@ -92,7 +92,7 @@ fn tiny_gpt_loss_falls_on_the_verdict() {
         temperature: 1.0,
         top_k: Some(20),
         top_p: None,
-        eos_id: None,
+        eos_ids: Vec::new(),
         seed: 5,
     };
     let a = generate(&model, &prompt, 8, 32, &s).unwrap();

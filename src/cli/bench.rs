@@ -289,7 +289,7 @@ fn time_gpu(
 /// 6·2·L·T·d (scores and weighted sum; the causal half is not subtracted, as PaLM counts).
 /// With untied weights the token embedding (a lookup) is not a matmul but the head is; with
 /// tied weights the one shared matrix is the head. Either way: all parameters minus one
-/// vocab×d table (embedding lookup) — plus it back if tied — minus the position table.
+/// vocab×d table (embedding lookup) — plus it back if tied — minus a position table.
 fn flops_per_token(model: &GptModel, context: usize) -> f64 {
     let cfg = &model.cfg;
     let lookup = if cfg.tie_weights {
@@ -297,8 +297,13 @@ fn flops_per_token(model: &GptModel, context: usize) -> f64 {
     } else {
         cfg.vocab_size * cfg.emb_dim
     };
-    let matmul_params = model.num_parameters() - cfg.context_length * cfg.emb_dim - lookup;
-    6.0 * matmul_params as f64 + 12.0 * (cfg.n_layers * context * cfg.emb_dim) as f64
+    // Learned positions are a lookup too (Llama and Qwen3 have none); norms' few parameters
+    // are counted as if they were matmuls (a rounding error of the count).
+    let positions = model.pos_emb.as_ref().map_or(0, |p| p.weight.numel());
+    let matmul_params = model.num_parameters() - positions - lookup;
+    // Attention's width is heads × head size (Qwen3-0.6B: 16 × 128 = 2·emb_dim).
+    let width = cfg.n_heads * cfg.head_dim();
+    6.0 * matmul_params as f64 + 12.0 * (cfg.n_layers * context * width) as f64
 }
 
 fn print_kernel_profile(prof: &ProfilingGpu) {

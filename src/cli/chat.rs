@@ -50,7 +50,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     // An instruction-tuned checkpoint learned the Alpaca template: use it without being asked.
     let alpaca = a.alpaca || task == scratchgpt::train::checkpoint::Task::Instruct;
     let ctx = model.cfg.context_length;
-    let eos = tok.special_id("<|endoftext|>");
+    let eos = tok.end_ids();
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
     let interactive = std::io::IsTerminal::is_terminal(&stdin);
@@ -75,7 +75,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         } else {
             line.clone()
         };
-        let prompt = tok.encode_with_special(&text, &["<|endoftext|>"])?;
+        let prompt = tok.encode_for_model(&text)?;
         if prompt.len() >= ctx {
             eprintln!(
                 "error: the prompt is {} tokens; the model's context is {ctx}",
@@ -87,7 +87,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             temperature: a.temperature,
             top_k: Some(a.top_k).filter(|&k| k > 0),
             top_p: a.top_p,
-            eos_id: eos,
+            eos_ids: eos.clone(),
             seed: a.seed.wrapping_add(turn as u64),
         };
         // Stream: decode the reply's bytes so far and print what became valid UTF-8 (a BPE token

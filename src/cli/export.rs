@@ -54,7 +54,15 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             DtypeArg::F32 => ExportDtype::F32,
             DtypeArg::Bf16 => ExportDtype::Bf16,
         },
-        max_shard_bytes: a.max_shard_size.map(|mb| mb * 1_000_000),
+        max_shard_bytes: match a.max_shard_size {
+            None => None,
+            Some(mb) => Some(
+                mb.checked_mul(1_000_000)
+                    .ok_or_else(|| anyhow::anyhow!("--max-shard-size {mb} MB is too large"))?,
+            ),
+        },
+        bos_token_id: tok.bos_id(),
+        eos_token_ids: tok.end_ids(),
     };
     export_hf(&model, &a.hf_out, opts)?;
     // The tokenizer beside the weights, under transformers' GPT-2 names (its `vocab.json` and
@@ -66,6 +74,18 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         for (ours, theirs) in [("encoder.json", "vocab.json"), ("vocab.bpe", "merges.txt")] {
             std::fs::rename(a.hf_out.join(ours), a.hf_out.join(theirs))
                 .with_context(|| format!("writing {}", a.hf_out.join(theirs).display()))?;
+        }
+        if model.cfg.arch != scratchgpt::gpt::Architecture::Gpt2 {
+            // transformers would read these two files with the family's own tokenizer class
+            // (Qwen's regex and NFC; Llama's needs a tokenizer.json): say they are GPT-2's.
+            let config = serde_json::json!({
+                "tokenizer_class": "GPT2Tokenizer",
+                "model_max_length": model.cfg.context_length,
+            });
+            scratchgpt::data::text_file::write_atomic(
+                a.hf_out.join("tokenizer_config.json"),
+                serde_json::to_string_pretty(&config)?.as_bytes(),
+            )?;
         }
     }
     let class = match model.cfg.arch.name() {

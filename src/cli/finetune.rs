@@ -320,16 +320,15 @@ pub fn load_start_with_task(a: &FinetuneArgs) -> anyhow::Result<(GptModel, Strin
         }
         (None, Some(spec)) => {
             let dir = scratchgpt::gpt::hub_cache::resolve_model(spec)?;
-            let model = scratchgpt::gpt::hf_llama::load_hf(&dir)?;
-            if model.cfg.arch != scratchgpt::gpt::Architecture::Gpt2 {
+            if scratchgpt::gpt::hf_llama::is_decoder_folder(&dir) {
                 // The fine-tuning data are read with GPT-2's tokenizer and the book's Alpaca
                 // prompt; a Llama or Qwen3 needs its own tokenizer and chat template.
                 bail!(
-                    "{} is a {} model: fine-tuning reads its data with GPT-2's tokenizer, so it takes GPT-2 weights (or a --preset such as llama-small with --random-init)",
-                    dir.display(),
-                    model.cfg.arch.name()
+                    "{} is a Llama/Qwen3 model: fine-tuning reads its data with GPT-2's tokenizer, so it takes GPT-2 weights (or a --preset such as llama-small with --random-init)",
+                    dir.display()
                 );
             }
+            let model = scratchgpt::gpt::hf_llama::load_hf(&dir)?;
             (model, format!("GPT-2 weights {}", dir.display()))
         }
         (None, None) => {

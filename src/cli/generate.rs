@@ -135,7 +135,8 @@ pub struct GenerateArgs {
     no_kv_cache: bool,
     #[arg(long, default_value_t = 123)]
     seed: u64,
-    /// Stop at <|endoftext|>.
+    /// Stop at the end of the text: `<|endoftext|>` (GPT-2, Qwen), `<|end_of_text|>` or
+    /// `<|eot_id|>` (Llama 3), `<|im_end|>` (Qwen chat) — whichever the tokenizer has.
     #[arg(long)]
     eos: bool,
     /// Where the model runs: cpu, cuda, or auto.
@@ -150,7 +151,7 @@ pub fn run_generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
             "this checkpoint is a classifier (no language-model head): use `scratchgpt classify`"
         );
     }
-    let prompt = tok.encode_with_special(&args.prompt, &["<|endoftext|>"])?;
+    let prompt = tok.encode_for_model(&args.prompt)?;
     let ctx = model.cfg.context_length;
     if prompt.len() > ctx {
         bail!(
@@ -162,11 +163,7 @@ pub fn run_generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
         temperature: args.temperature,
         top_k: args.top_k,
         top_p: args.top_p,
-        eos_id: if args.eos {
-            tok.special_id("<|endoftext|>")
-        } else {
-            None
-        },
+        eos_ids: if args.eos { tok.end_ids() } else { Vec::new() },
         seed: args.seed,
     };
     model.to_device(super::device::resolve(args.device)?)?;
@@ -210,7 +207,7 @@ pub fn run_eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     }
     let model = &loaded;
     let ids: Vec<i64> = tok
-        .encode_with_special(&text, &["<|endoftext|>"])?
+        .encode_for_model(&text)?
         .into_iter()
         .map(i64::from)
         .collect();

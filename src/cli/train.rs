@@ -262,7 +262,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if resumed.is_none() {
         cfg.drop_rate = args.drop_rate;
         cfg.qkv_bias = args.qkv_bias;
-        cfg.tie_weights = args.tie_weights;
+        // The published Llama/Qwen3 shapes are tied; the book's GPT ties only when asked.
+        cfg.tie_weights |= args.tie_weights;
         cfg.vocab_size = tok.vocab_size();
     } else if cfg.vocab_size != tok.vocab_size() {
         bail!(

@@ -336,7 +336,7 @@ fn greedy() -> Sampling {
         temperature: 0.0,
         top_k: None,
         top_p: None,
-        eos_id: Some(PAD_ID),
+        eos_ids: vec![PAD_ID],
         seed: 0,
     }
 }

@@ -292,38 +292,48 @@ impl GptConfig {
 
     /// The number of parameters, counting a tied weight once.
     pub fn num_parameters(&self) -> usize {
-        let d = self.emb_dim;
+        self.checked_num_parameters().unwrap_or(usize::MAX)
+    }
+
+    /// [`Self::num_parameters`], or `None` if the sizes overflow (a config read from a file is
+    /// checked with this before anything is allocated).
+    pub fn checked_num_parameters(&self) -> Option<usize> {
+        // In u128: no product of these sizes can overflow it; the total must fit a usize.
+        let w = |x: usize| x as u128;
+        let d = w(self.emb_dim);
         let (block, emb) = match self.arch.decoder() {
             None => (
                 3 * d * d + if self.qkv_bias { 3 * d } else { 0 } // W_query, W_key, W_value
                 + d * d + d                                        // out_proj
                 + 4 * d * d + 4 * d + 4 * d * d + d                // ff
                 + 4 * d, // norm1, norm2
-                self.vocab_size * d + self.context_length * d,
+                w(self.vocab_size) * d + w(self.context_length) * d,
             ),
             Some(s) => {
-                let (q, kv) = (self.n_heads * s.head_dim, s.n_kv_heads * s.head_dim);
+                let hd = w(s.head_dim);
+                let (q, kv) = (w(self.n_heads) * hd, w(s.n_kv_heads) * hd);
                 let biases = if self.qkv_bias { q + 2 * kv + d } else { 0 };
                 let qk_norm = match self.arch {
-                    Architecture::Qwen3(_) => 2 * s.head_dim,
+                    Architecture::Qwen3(_) => 2 * hd,
                     _ => 0,
                 };
                 (
-                    d * q + 2 * d * kv + q * d + biases + qk_norm + 3 * d * s.hidden_dim + 2 * d,
-                    self.vocab_size * d,
+                    d * q + 2 * d * kv + q * d + biases + qk_norm + 3 * d * w(s.hidden_dim) + 2 * d,
+                    w(self.vocab_size) * d,
                 )
             }
         };
         let head = match self.num_classes {
-            Some(n) => n * d + n,
+            Some(n) => w(n) * d + w(n),
             None if self.tie_weights => 0,
-            None => self.vocab_size * d,
+            None => w(self.vocab_size) * d,
         };
         let final_norm = if self.arch.decoder().is_some() {
             d
         } else {
             2 * d
         };
-        emb + self.n_layers * block + final_norm + head
+        let total = emb + w(self.n_layers) * block + final_norm + head;
+        usize::try_from(total).ok()
     }
 }

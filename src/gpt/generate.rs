@@ -19,8 +19,9 @@ pub struct Sampling {
     /// Nucleus sampling: keep the smallest set of most likely tokens whose probabilities (after
     /// temperature and top-k) sum to at least p (None = all).
     pub top_p: Option<f64>,
-    /// Stop when this id is generated (it is not appended).
-    pub eos_id: Option<u32>,
+    /// Stop when one of these ids is generated (it is not appended): a tokenizer's
+    /// [`end_ids`](crate::data::BpeTokenizer::end_ids), or none.
+    pub eos_ids: Vec<u32>,
     /// Seed of the sampling stream.
     pub seed: u64,
 }
@@ -56,7 +57,7 @@ impl Default for Sampling {
             temperature: 0.0,
             top_k: None,
             top_p: None,
-            eos_id: None,
+            eos_ids: Vec::new(),
             seed: 123,
         }
     }
@@ -122,7 +123,7 @@ pub fn generate_with(
         let start = ids.len().saturating_sub(context_size);
         let last = next_logits(&ids[start..])?;
         let next = pick(&last, sampling, &mut rng);
-        if Some(next) == sampling.eos_id {
+        if sampling.eos_ids.contains(&next) {
             break;
         }
         ids.push(next);

@@ -87,6 +87,36 @@ pub fn decoder_hf_name(ours: &str) -> Option<String> {
     Some(format!("model.layers.{i}.{hf_module}.{hf_param}"))
 }
 
+/// The Hugging Face names of every parameter of a Llama/Qwen3 model of `cfg` (with the
+/// `model.` prefix; `lm_head.weight` only when untied) — what its file must hold.
+fn expected_hf_names(cfg: &GptConfig) -> Vec<String> {
+    let mut out = vec!["model.embed_tokens.weight".to_string()];
+    let qwen3 = matches!(cfg.arch, Architecture::Qwen3(_));
+    for i in 0..cfg.n_layers {
+        let l = |s: &str| format!("model.layers.{i}.{s}");
+        out.push(l("input_layernorm.weight"));
+        out.push(l("post_attention_layernorm.weight"));
+        for p in ["q_proj", "k_proj", "v_proj", "o_proj"] {
+            out.push(l(&format!("self_attn.{p}.weight")));
+            if cfg.qkv_bias {
+                out.push(l(&format!("self_attn.{p}.bias")));
+            }
+        }
+        if qwen3 {
+            out.push(l("self_attn.q_norm.weight"));
+            out.push(l("self_attn.k_norm.weight"));
+        }
+        for p in ["gate_proj", "up_proj", "down_proj"] {
+            out.push(l(&format!("mlp.{p}.weight")));
+        }
+    }
+    out.push("model.norm.weight".to_string());
+    if !cfg.tie_weights {
+        out.push("lm_head.weight".to_string());
+    }
+    out
+}
+
 /// Whether `config.json` in `dir` describes a Llama or Qwen3 model (rather than GPT-2).
 pub fn is_decoder_folder(dir: &Path) -> bool {
     read_text(dir.join("config.json"))
@@ -116,11 +146,11 @@ impl GptModel {
             &read_text(&config_path)?,
             &config_path.display().to_string(),
         )?;
-        let cfg = hf.gpt_config();
+        let mut cfg = hf.gpt_config();
         let maps = WeightMaps::open(dir)?;
         let files = maps.tensors()?;
         // A base-model save (`LlamaModel`) has no `model.` prefix.
-        let prefixed = files.has("model.embed_tokens.weight");
+        let prefixed = files.names().any(|n| n.starts_with("model."));
         let key = |hf: &str| -> String {
             if prefixed || hf == "lm_head.weight" {
                 hf.to_string()
@@ -128,29 +158,44 @@ impl GptModel {
                 hf.trim_start_matches("model.").to_string()
             }
         };
-        if !cfg.tie_weights && !files.has("lm_head.weight") {
+        let embed_key = key("model.embed_tokens.weight");
+        let has_head = files.has("lm_head.weight");
+        if !cfg.tie_weights && !has_head {
             return Err(Error::parse(
                 files.what("lm_head.weight").to_string(),
                 "tie_word_embeddings is false but there is no lm_head.weight",
             ));
         }
-        let model = GptModel::new(&cfg, 0)?;
-        let mut used = std::collections::HashSet::new();
-        for (name, p) in model.named_parameters() {
-            let hf_name = decoder_hf_name(&name).ok_or_else(|| {
-                Error::invalid(
-                    "from_hf_decoder",
-                    format!("no Hugging Face name for {name}"),
-                )
-            })?;
-            let k = key(&hf_name);
-            set(&p, files.get(&k, &p.shape())?)?;
-            used.insert(k);
+        // A tied config with a head of its own in the file: the file's head is the function it
+        // describes. Equal to the embedding, it is the tie written out; different, it unties.
+        let mut head_is_embedding = false;
+        if cfg.tie_weights && has_head {
+            if !files.has(&embed_key) {
+                // Deduplicated on save: the shared matrix kept under the head's name.
+                head_is_embedding = true;
+            } else {
+                let shape = [cfg.vocab_size, cfg.emb_dim];
+                if files.get("lm_head.weight", &shape)? != files.get(&embed_key, &shape)? {
+                    cfg.tie_weights = false;
+                }
+            }
         }
-        // Everything else must be a buffer we may ignore, or a head the config ties.
+        // What the file must hold, by name, before anything is allocated: no tensor the family
+        // does not have (only old checkpoints' rotary buffers, and a head the config ties, are
+        // ignored), none missing.
+        let wanted: std::collections::HashSet<String> = expected_hf_names(&cfg)
+            .iter()
+            .map(|n| {
+                if head_is_embedding && n == "model.embed_tokens.weight" {
+                    "lm_head.weight".to_string()
+                } else {
+                    key(n)
+                }
+            })
+            .collect();
         let mut unknown: Vec<&str> = files
             .names()
-            .filter(|n| !used.contains(*n))
+            .filter(|n| !wanted.contains(*n))
             .filter(|n| !n.ends_with("rotary_emb.inv_freq"))
             .filter(|n| !(cfg.tie_weights && *n == "lm_head.weight"))
             .collect();
@@ -168,6 +213,43 @@ impl GptModel {
                 ),
             ));
         }
+        let mut missing: Vec<&String> = wanted.iter().filter(|n| !files.has(n)).collect();
+        if !missing.is_empty() {
+            missing.sort();
+            return Err(Error::parse(
+                files.what(missing[0]).to_string(),
+                format!("missing tensor {}", missing[0]),
+            ));
+        }
+        // The sizes come from config.json: the file must hold that many numbers before they are
+        // allocated (a wrong config is an error here, not an allocation of its fantasy sizes).
+        let in_file: usize = wanted.iter().filter_map(|n| files.numel(n)).sum();
+        let want = cfg
+            .checked_num_parameters()
+            .ok_or_else(|| Error::parse(config_path.display().to_string(), "the sizes overflow"))?;
+        if in_file != want {
+            return Err(Error::parse(
+                dir.display().to_string(),
+                format!(
+                    "config.json describes {want} parameters, the weights hold {in_file} numbers"
+                ),
+            ));
+        }
+        let model = GptModel::new(&cfg, 0)?;
+        for (name, p) in model.named_parameters() {
+            let hf_name = decoder_hf_name(&name).ok_or_else(|| {
+                Error::invalid(
+                    "from_hf_decoder",
+                    format!("no Hugging Face name for {name}"),
+                )
+            })?;
+            let k = if head_is_embedding && name == "tok_emb.weight" {
+                "lm_head.weight".to_string()
+            } else {
+                key(&hf_name)
+            };
+            set(&p, files.get(&k, &p.shape())?)?;
+        }
         Ok(model)
     }
 }
@@ -181,13 +263,17 @@ pub enum ExportDtype {
 }
 
 /// How [`export_hf_decoder`] writes the weights.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExportOptions {
     pub dtype: ExportDtype,
     /// Split into `model-0000k-of-0000n.safetensors` shards of at most this many bytes (a tensor
     /// larger than this is a shard of its own), with `model.safetensors.index.json`; `None`: one
     /// `model.safetensors`.
     pub max_shard_bytes: Option<usize>,
+    /// `config.json`'s `bos_token_id` (null if `None`).
+    pub bos_token_id: Option<u32>,
+    /// `config.json`'s `eos_token_id`: one id, a list, or null if empty.
+    pub eos_token_ids: Vec<u32>,
 }
 
 impl Default for ExportOptions {
@@ -195,6 +281,8 @@ impl Default for ExportOptions {
         ExportOptions {
             dtype: ExportDtype::F32,
             max_shard_bytes: None,
+            bos_token_id: None,
+            eos_token_ids: Vec::new(),
         }
     }
 }
@@ -298,6 +386,16 @@ pub fn export_hf_decoder(
             weight_map.insert(tensors[i].0.clone(), json!(file_name(k)));
         }
     }
+    // Shards of an earlier export with another count would confuse a reader of the folder.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let ours = (0..n).any(|k| file_name(k) == name);
+            if !ours && name.starts_with("model-") && name.ends_with(".safetensors") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     let total: usize = tensors.iter().map(|t| t.2.len()).sum();
     if sharded {
         let index = json!({"metadata": {"total_size": total}, "weight_map": weight_map});
@@ -345,6 +443,15 @@ pub fn export_hf_decoder(
         "attention_bias": cfg.qkv_bias,
         "attention_dropout": 0.0,
         "tie_word_embeddings": cfg.tie_weights,
+        // Written out: left absent, LlamaConfig's defaults (1 and 2) would stop transformers'
+        // generate() at token 2.
+        "bos_token_id": opts.bos_token_id,
+        "eos_token_id": match opts.eos_token_ids.as_slice() {
+            [] => Value::Null,
+            [one] => json!(one),
+            many => json!(many),
+        },
+        "pad_token_id": Value::Null,
         "torch_dtype": if opts.dtype == ExportDtype::Bf16 { "bfloat16" } else { "float32" },
         "use_cache": true,
     });
@@ -363,7 +470,7 @@ pub fn export_hf_decoder(
 pub fn export_hf(model: &GptModel, dir: impl AsRef<Path>, opts: ExportOptions) -> Result<()> {
     match model.cfg.arch {
         Architecture::Gpt2 => {
-            if opts != ExportOptions::default() {
+            if opts.dtype != ExportDtype::F32 || opts.max_shard_bytes.is_some() {
                 return Err(Error::invalid(
                     "export",
                     "a GPT-2 export is one F32 model.safetensors (no --dtype or shards)",
@@ -376,13 +483,26 @@ pub fn export_hf(model: &GptModel, dir: impl AsRef<Path>, opts: ExportOptions) -
 }
 
 /// Any Hugging Face folder this crate reads: GPT-2, Llama or Qwen3, by `config.json`'s
-/// `model_type`.
+/// `model_type` (another type is an error naming it).
 pub fn load_hf(dir: impl AsRef<Path>) -> Result<GptModel> {
     let dir = dir.as_ref();
-    if is_decoder_folder(dir) {
-        GptModel::from_hf_decoder(dir)
-    } else {
-        GptModel::from_hf_gpt2(dir)
+    let config = dir.join("config.json");
+    if !config.is_file() {
+        return Err(Error::parse(
+            dir.display().to_string(),
+            "not a Hugging Face model folder: config.json is missing",
+        ));
+    }
+    let what = config.display().to_string();
+    let v: Value = serde_json::from_str(&read_text(&config)?)
+        .map_err(|e| Error::parse(what.clone(), format!("not valid JSON: {e}")))?;
+    match v["model_type"].as_str() {
+        Some("gpt2") => GptModel::from_hf_gpt2(dir),
+        Some("llama" | "qwen3") => GptModel::from_hf_decoder(dir),
+        other => Err(Error::parse(
+            what,
+            format!("model_type {other:?} is not supported (gpt2, llama, qwen3)"),
+        )),
     }
 }
 

@@ -162,8 +162,16 @@ impl WeightMaps {
             })?;
             for name in st.names() {
                 if let Some(index) = &self.index {
-                    if index.get(name) != Some(&k) {
-                        continue; // the index decides which shard holds a tensor
+                    match index.get(name) {
+                        Some(&j) if j == k => {}
+                        // Listed in another shard too: the index decides which copy is read.
+                        Some(_) => continue,
+                        None => {
+                            return Err(Error::parse(
+                                what,
+                                format!("tensor {name} is in this shard but not in the index"),
+                            ))
+                        }
                     }
                 }
                 names.insert(name.to_string(), k);
@@ -212,6 +220,13 @@ impl Weights<'_> {
     pub(crate) fn what(&self, name: &str) -> &str {
         let k = self.names.get(name).copied().unwrap_or(0);
         &self.files[k].2
+    }
+
+    /// The number of values of tensor `name`.
+    pub(crate) fn numel(&self, name: &str) -> Option<usize> {
+        let &k = self.names.get(name)?;
+        let view = self.files[k].0.tensor(name).ok()?;
+        Some(view.shape().iter().product())
     }
 
     /// Tensor `name` as f32, checked against `shape`.

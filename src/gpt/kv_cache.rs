@@ -43,6 +43,20 @@ impl KvCache {
         let capacity = capacity.min(model.cfg.context_length).max(1);
         let width = model.cfg.n_kv_heads() * model.cfg.head_dim();
         let layers = model.cfg.n_layers;
+        // Keys and values of every layer, in f32: refuse what cannot be addressed rather than
+        // abort in the allocator.
+        capacity
+            .checked_mul(width)
+            .and_then(|n| n.checked_mul(2 * layers * 4))
+            .filter(|&b| b <= isize::MAX as usize)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "KvCache",
+                    format!(
+                        "{capacity} tokens × {layers} layers × {width} values do not fit in memory"
+                    ),
+                )
+            })?;
         let device = model.device();
         let zeros = || Tensor::full_on(&[capacity, width], 0.0, device);
         Ok(KvCache {
@@ -178,14 +192,21 @@ pub fn generate_cached_streaming(
     }
     sampling.validate()?;
     let context_size = context_size.min(model.cfg.context_length).max(1);
-    let mut cache = KvCache::new(model, context_size)?;
+    // Only as many positions as this call can use: the prompt's window and the new tokens
+    // (a Llama 3.2's context is 131,072 tokens — 4 GiB of cache it would never touch). When
+    // they fit in the context the cache never fills, so the re-encode below is never needed.
+    let used = prompt
+        .len()
+        .min(context_size)
+        .saturating_add(max_new_tokens);
+    let mut cache = KvCache::new(model, context_size.min(used))?;
     let mut rng = Rng::new(sampling.seed);
     let mut ids = prompt.to_vec();
     let window = |ids: &[u32]| ids[ids.len().saturating_sub(context_size)..].to_vec();
     let mut logits = model.forward_cached(&window(&ids), &mut cache)?;
     for step in 0..max_new_tokens {
         let next = pick(&logits, sampling, &mut rng);
-        if Some(next) == sampling.eos_id {
+        if sampling.eos_ids.contains(&next) {
             break;
         }
         ids.push(next);

@@ -472,7 +472,7 @@ pub fn check_hf_fixture(dir: impl AsRef<Path>) -> Result<Vec<CheckLine>> {
             temperature: 0.0,
             top_k: None,
             top_p: None,
-            eos_id: None,
+            eos_ids: Vec::new(),
             seed: 0,
         },
     )?;

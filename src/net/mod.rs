@@ -1,6 +1,9 @@
-//! The project's one HTTP stack (`ureq`, with rustls for https): an agent with timeouts and a
-//! bounded reply, and a JSON POST. Only commands the user points at a server use it — a model
-//! server for judging or writing preference data; nothing in training touches the network.
+//! The project's HTTP (`ureq`, with rustls for https): an agent with timeouts and a bounded
+//! reply, and a JSON POST. Only commands the user points at a server use it — a model server for
+//! judging or writing preference data, and `download` ([`hub`], through the `hf-hub` crate and
+//! its own ureq); nothing in training touches the network.
+
+pub mod hub;
 
 use std::time::Duration;
 

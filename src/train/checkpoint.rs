@@ -147,6 +147,12 @@ fn architecture_of(c: &Value, what: &str) -> Result<Architecture> {
             .and_then(Value::as_f64)
             .ok_or_else(|| bad(format!("missing {k}")))
     };
+    let int = |k: &str| {
+        c.get(k)
+            .and_then(Value::as_u64)
+            .map(|v| v as usize)
+            .ok_or_else(|| bad(format!("missing or non-integer {k}")))
+    };
     if name == "gpt2" {
         return Ok(Architecture::Gpt2);
     }
@@ -167,9 +173,9 @@ fn architecture_of(c: &Value, what: &str) -> Result<Architecture> {
         }
     };
     let shape = DecoderShape {
-        n_kv_heads: num("n_kv_heads")? as usize,
-        head_dim: num("head_dim")? as usize,
-        hidden_dim: num("hidden_dim")? as usize,
+        n_kv_heads: int("n_kv_heads")?,
+        head_dim: int("head_dim")?,
+        hidden_dim: int("hidden_dim")?,
         norm_eps: num("norm_eps")?,
         rope_theta: num("rope_theta")?,
         rope_scaling,

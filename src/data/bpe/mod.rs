@@ -339,6 +339,36 @@ impl BpeTokenizer {
             .collect()
     }
 
+    /// `text` as the model reads it — Hugging Face's `tokenizer(text)`: every special token of
+    /// the vocabulary matched where it appears, and the sequence start (Llama 3's
+    /// `<|begin_of_text|>`) put first when the tokenizer's template has one. For GPT-2's vocabulary
+    /// that is `encode_with_special(text, &["<|endoftext|>"])`.
+    pub fn encode_for_model(&self, text: &str) -> Result<Vec<u32>> {
+        let names: Vec<String> = self.specials.iter().map(|s| s.text.clone()).collect();
+        let allowed: Vec<&str> = names.iter().map(String::as_str).collect();
+        let ids = self.encode_with_special(text, &allowed)?;
+        Ok(match self.bos_id() {
+            Some(bos) => std::iter::once(bos).chain(ids).collect(),
+            None => ids,
+        })
+    }
+
+    /// The tokens that end a text or a turn, of those this vocabulary has: GPT-2's and Qwen's
+    /// `<|endoftext|>`, Llama 3's `<|end_of_text|>`, `<|eot_id|>` and `<|eom_id|>`, Qwen's
+    /// `<|im_end|>`. Generation stops at any of them.
+    pub fn end_ids(&self) -> Vec<u32> {
+        [
+            "<|endoftext|>",
+            "<|end_of_text|>",
+            "<|eot_id|>",
+            "<|eom_id|>",
+            "<|im_end|>",
+        ]
+        .iter()
+        .filter_map(|t| self.special_id(t))
+        .collect()
+    }
+
     /// The id of a special token, if this vocabulary has it.
     pub fn special_id(&self, token: &str) -> Option<u32> {
         self.specials.iter().find(|s| s.text == token).map(|s| s.id)

@@ -104,6 +104,20 @@ fn gpt_training_step_matches_the_cpu_autograd() {
 }
 
 #[test]
+fn llama_and_qwen3_steps_and_generation_match_the_cpu() {
+    if let Some(d) = device() {
+        for qwen3 in [false, true] {
+            gpt::compare_step(
+                d,
+                || gpt::tiny_decoder(qwen3, 0.1, qwen3),
+                gpt::batch(2, 11, 101),
+            );
+            gpt::generation_of_matches_the_cpu(d, || gpt::tiny_decoder(qwen3, 0.0, true));
+        }
+    }
+}
+
+#[test]
 fn small_preset_step_with_the_full_vocabulary_matches_the_cpu() {
     // emb 256, 4 layers, 4 heads of 64 (GPT-2's head size), vocabulary 50257.
     if let Some(d) = device() {

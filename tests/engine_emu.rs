@@ -60,6 +60,46 @@ fn gpt_step_on_emulated_cuda_matches_cpu_with_lora() {
     checks::compare_step(emu(), build, batch(2, 11, 101));
 }
 
+/// Llama 3 and Qwen3 on the device: RMSNorm, RoPE, SiLU, grouped-query attention and Qwen3's
+/// q/k norms through the same model code and backward, with dropout, tied and untied.
+#[test]
+fn llama_and_qwen3_steps_on_emulated_cuda_match_cpu() {
+    for qwen3 in [false, true] {
+        checks::compare_step(
+            emu(),
+            || checks::tiny_decoder(qwen3, 0.1, qwen3),
+            batch(2, 11, 101),
+        );
+    }
+}
+
+#[test]
+fn llama_and_qwen3_with_lora_on_emulated_cuda_match_cpu() {
+    for qwen3 in [false, true] {
+        let build = || {
+            let mut m = checks::tiny_decoder(qwen3, 0.0, false);
+            m.add_lora(4, 8.0, 3).unwrap();
+            for (name, p) in m.named_parameters() {
+                if name.ends_with("lora.B") {
+                    let r = Tensor::<f32>::randn(&p.shape(), 9)
+                        .mul_scalar(0.02)
+                        .unwrap();
+                    p.set_value(r.value().unwrap()).unwrap();
+                }
+            }
+            m
+        };
+        checks::compare_step(emu(), build, batch(2, 11, 101));
+    }
+}
+
+#[test]
+fn llama_and_qwen3_generate_the_cpu_tokens_on_the_device() {
+    for qwen3 in [false, true] {
+        checks::generation_of_matches_the_cpu(emu(), || checks::tiny_decoder(qwen3, 0.0, true));
+    }
+}
+
 #[test]
 fn a_classifier_step_with_frozen_blocks_matches_the_cpu() {
     checks::classifier_step_matches_the_cpu(emu());

@@ -8,6 +8,7 @@ mod chat;
 mod check_reference;
 mod classify;
 mod device;
+mod download;
 mod export;
 mod finetune;
 mod finetune_classify;
@@ -59,8 +60,12 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Loss, perplexity and the top-5 next tokens of a text under a checkpoint.
     Eval(generate::EvalArgs),
-    /// Writes a checkpoint (or GPT-2 folder) as a Hugging Face GPT-2 folder for transformers.
+    /// Writes a checkpoint (or a Hugging Face folder) as a Hugging Face folder for transformers:
+    /// GPT-2's layout, or Llama's / Qwen3's (f32 or bf16, optionally sharded).
     Export(export::Args),
+    /// Downloads a model from the Hugging Face hub into the local hub cache — the only command
+    /// that touches the network; `--model NAME` then uses it offline.
+    Download(download::Args),
     /// Reads prompts from standard input and streams each reply as it is generated.
     Chat(chat::Args),
     /// Fine-tunes a GPT: `classify` (chapter 6, spam) or `instruct` (chapter 7, Alpaca-style
@@ -131,6 +136,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Generate(args) => generate::run_generate(&args),
         Command::Eval(args) => generate::run_eval(&args),
         Command::Export(args) => export::run(&args),
+        Command::Download(args) => download::run(&args),
         Command::Chat(args) => chat::run(&args),
         Command::Finetune(cmd) => finetune::run(&cmd),
         Command::Classify(args) => classify::run(&args),

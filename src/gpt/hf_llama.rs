@@ -482,6 +482,24 @@ pub fn export_hf(model: &GptModel, dir: impl AsRef<Path>, opts: ExportOptions) -
     }
 }
 
+/// The configuration of a Hugging Face folder, read from its `config.json` alone (no weights
+/// are touched): what `download` reports.
+pub fn hf_config(dir: impl AsRef<Path>) -> Result<GptConfig> {
+    let config = dir.as_ref().join("config.json");
+    let what = config.display().to_string();
+    let text = read_text(&config)?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::parse(what.clone(), format!("not valid JSON: {e}")))?;
+    match v["model_type"].as_str() {
+        Some("gpt2") => Ok(super::hf::HfGpt2Config::parse(&text, &what)?.gpt_config()),
+        Some("llama" | "qwen3") => Ok(HfDecoderConfig::parse(&text, &what)?.gpt_config()),
+        other => Err(Error::parse(
+            what,
+            format!("model_type {other:?} is not supported (gpt2, llama, qwen3)"),
+        )),
+    }
+}
+
 /// Any Hugging Face folder this crate reads: GPT-2, Llama or Qwen3, by `config.json`'s
 /// `model_type` (another type is an error naming it).
 pub fn load_hf(dir: impl AsRef<Path>) -> Result<GptModel> {

@@ -103,7 +103,7 @@ pub fn resolve_model(spec: &str) -> Result<PathBuf> {
     Err(Error::invalid(
         "--model",
         format!(
-            "{spec} is neither a folder nor in the Hugging Face cache ({} looked for {}); nothing is downloaded at run time — fetch it into the cache first (for example `huggingface-cli download {}`), or give its folder",
+            "{spec} is neither a folder nor in the Hugging Face cache ({} looked for {}); nothing is downloaded at run time — fetch it into the cache first with `scratchgpt download {}`, or give its folder",
             cache.display(),
             candidates
                 .iter()

@@ -97,7 +97,12 @@ pub fn download(name: &str, revision: &str, settings: &HubSettings) -> Result<Do
     }
     // hf-hub asserts and unwraps on some malformed replies (a redirect without a Location, a
     // file missing after its rename); a bad server must give an error, not abort the program.
+    // The default hook would print the panic as if the program had crashed: silence it for
+    // this call (the caller reports the error), then put it back.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
     let outcome = std::panic::catch_unwind(|| fetch(&id, revision, settings));
+    std::panic::set_hook(hook);
     match outcome {
         Ok(r) => r,
         Err(panic) => {

@@ -20,6 +20,26 @@ pub fn tiny(drop_rate: f64, tie: bool, qkv_bias: bool) -> GptModel {
     GptModel::new(&cfg, 5).unwrap()
 }
 
+/// The same size as Llama 3 (`qwen3: false`) or Qwen3: RMSNorm, RoPE (Llama's with its
+/// frequency scaling), SwiGLU, 4 query heads on 2 key/value heads (Qwen3's 16 wide, with q/k
+/// norms), attention biases — every new op on the device at once.
+pub fn tiny_decoder(qwen3: bool, drop_rate: f64, tie: bool) -> GptModel {
+    let mut cfg = GptConfig::preset(if qwen3 { "qwen3-tiny" } else { "llama-tiny" }).unwrap();
+    cfg.vocab_size = 101;
+    cfg.drop_rate = drop_rate;
+    cfg.tie_weights = tie;
+    cfg.qkv_bias = true;
+    if let scratchgpt::gpt::Architecture::Llama(d) = &mut cfg.arch {
+        d.rope_scaling = Some(scratchgpt::ops::rope::Llama3Scaling {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 16,
+        });
+    }
+    GptModel::new(&cfg, 5).unwrap()
+}
+
 /// Inputs and targets of shape (b, t), the fourth target ignored (−100).
 pub fn batch(b: usize, t: usize, vocab: usize) -> (Ids, Ids) {
     let x: Vec<i64> = (0..b * t)
@@ -242,10 +262,15 @@ pub fn bad_batches_are_clear_errors(dev: Device) {
 /// Greedy generation with the model on the device gives the CPU's tokens, with and without the
 /// KV cache (kept on the device), and the cache crosses its capacity (re-encoding the window).
 pub fn generation_matches_the_cpu(dev: Device) {
+    generation_of_matches_the_cpu(dev, || tiny(0.1, true, true));
+}
+
+/// [`generation_matches_the_cpu`] for the model `build` makes.
+pub fn generation_of_matches_the_cpu(dev: Device, build: impl Fn() -> GptModel) {
     use scratchgpt::gpt::generate::{generate, Sampling};
     use scratchgpt::gpt::kv_cache::generate_cached;
-    let cpu = tiny(0.1, true, true);
-    let on_dev = tiny(0.1, true, true);
+    let cpu = build();
+    let on_dev = build();
     on_dev.to_device(dev).unwrap();
     let prompt = [5u32, 17, 3, 99, 42];
     let s = Sampling::default();

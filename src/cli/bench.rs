@@ -33,8 +33,10 @@ pub enum BenchCommand {
     /// Fine-tuning steps on the chapter 6 / 7 batches: examples/s, tokens/s, peak memory, with
     /// or without LoRA.
     Finetune(super::bench_finetune::FinetuneBenchArgs),
-    /// Peak memory and time of loading GPT-2 weights from a Hugging Face folder; `--write`
-    /// first generates random weights of a preset's size there (e.g. gpt2-medium, 1.4 GB).
+    /// Peak memory and time of loading weights from a Hugging Face folder (GPT-2, Llama, Qwen3);
+    /// `--write` first generates random weights of a preset's size there (e.g. gpt2-medium,
+    /// 1.4 GB; llama3.2-1b, 2.5 GB in BF16).
+    #[command(alias = "load")]
     LoadGpt2(LoadGpt2Args),
     /// Resident memory of training from memory-mapped shards as the corpus grows, and
     /// prepare-data's throughput (MB/s).
@@ -51,6 +53,13 @@ pub struct GenerateBenchArgs {
     /// New tokens to generate.
     #[arg(long, default_value_t = 200)]
     tokens: usize,
+    /// Prompt length in tokens.
+    #[arg(long, default_value_t = 4)]
+    prompt: usize,
+    /// Only the KV cache (rerunning the window for every token is out of reach for 1B-sized
+    /// models on a CPU).
+    #[arg(long)]
+    cached_only: bool,
 }
 
 #[derive(clap::Args)]
@@ -59,7 +68,8 @@ pub struct LoadGpt2Args {
     #[arg(long)]
     dir: std::path::PathBuf,
     /// Write random weights of this preset's size into the folder first, then measure the load in
-    /// a fresh process.
+    /// a fresh process. A Llama/Qwen3 preset is written as its hub files are: BF16, in shards of
+    /// at most 2 GB.
     #[arg(long)]
     write: Option<String>,
 }
@@ -444,12 +454,24 @@ fn write_random_gpt2(dir: &std::path::Path, preset: &str) -> anyhow::Result<()> 
 
 fn load_gpt2(a: &LoadGpt2Args) -> anyhow::Result<ExitCode> {
     if let Some(preset) = &a.write {
-        write_random_gpt2(&a.dir, preset)?;
-        let size = std::fs::metadata(a.dir.join("model.safetensors"))?.len();
+        let cfg = GptConfig::preset(preset)?;
+        if cfg.arch == scratchgpt::gpt::Architecture::Gpt2 {
+            write_random_gpt2(&a.dir, preset)?;
+        } else {
+            let mut cfg = cfg;
+            cfg.drop_rate = 0.0;
+            let model = GptModel::new(&cfg, 1)?;
+            let opts = scratchgpt::gpt::hf_llama::ExportOptions {
+                dtype: scratchgpt::gpt::hf_llama::ExportDtype::Bf16,
+                max_shard_bytes: Some(2_000_000_000),
+                ..Default::default()
+            };
+            scratchgpt::gpt::hf_llama::export_hf(&model, &a.dir, opts)?;
+        }
         println!(
-            "wrote {} ({:.2} GiB)",
-            a.dir.join("model.safetensors").display(),
-            size as f64 / (1u64 << 30) as f64
+            "wrote {} ({:.2} GiB of weights)",
+            a.dir.display(),
+            weight_bytes(&a.dir)? as f64 / (1u64 << 30) as f64
         );
         // Measure the load in a fresh process, so this one's generation buffers do not count.
         let status = std::process::Command::new(std::env::current_exe()?)
@@ -464,9 +486,9 @@ fn load_gpt2(a: &LoadGpt2Args) -> anyhow::Result<ExitCode> {
     }
     let before = peak_rss().unwrap_or(0);
     let t0 = Instant::now();
-    let model = GptModel::from_hf_gpt2(&a.dir)?;
+    let model = scratchgpt::gpt::hf_llama::load_hf(&a.dir)?;
     let secs = t0.elapsed().as_secs_f64();
-    let file = std::fs::metadata(a.dir.join("model.safetensors"))?.len();
+    let file = weight_bytes(&a.dir)?;
     let params = model.num_parameters() as u64 * 4;
     let peak = peak_rss().unwrap_or(0);
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
@@ -483,16 +505,50 @@ fn load_gpt2(a: &LoadGpt2Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Bytes of a folder's safetensors files (one, or shards).
+fn weight_bytes(dir: &std::path::Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_name().to_string_lossy().ends_with(".safetensors") {
+            total += e.metadata()?.len();
+        }
+    }
+    Ok(total)
+}
+
 fn bench_generate(a: &GenerateBenchArgs) -> anyhow::Result<ExitCode> {
     use scratchgpt::gpt::{generate, generate_cached, Sampling};
     let mut cfg = GptConfig::preset(&a.preset)?;
     cfg.drop_rate = 0.0;
+    let t0 = Instant::now();
     let model = GptModel::new(&cfg, 123)?;
-    let prompt: Vec<u32> = vec![6109, 3626, 6100, 345]; // "Every effort moves you"
+    let t_init = t0.elapsed().as_secs_f64();
+    // "Every effort moves you", repeated to the prompt length.
+    let prompt: Vec<u32> = [6109u32, 3626, 6100, 345]
+        .iter()
+        .cycle()
+        .take(a.prompt.max(1))
+        .copied()
+        .collect();
     let s = Sampling::default();
     let t0 = Instant::now();
     let cached = generate_cached(&model, &prompt, a.tokens, cfg.context_length, &s)?;
     let t_cached = t0.elapsed().as_secs_f64();
+    if a.cached_only {
+        println!(
+            "{} ({} parameters, random init {:.1} s; {} threads), {}-token prompt, {} new tokens: KV cache {:.2} tokens/s ({:.0} ms/token, prefill included)",
+            a.preset,
+            model.num_parameters(),
+            t_init,
+            rayon::current_num_threads(),
+            prompt.len(),
+            a.tokens,
+            a.tokens as f64 / t_cached,
+            t_cached * 1e3 / a.tokens as f64
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let t0 = Instant::now();
     let plain = generate(&model, &prompt, a.tokens, cfg.context_length, &s)?;
     let t_plain = t0.elapsed().as_secs_f64();

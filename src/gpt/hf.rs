@@ -154,9 +154,13 @@ impl Gpt2Weights<'_> {
     }
 }
 
+/// Moves `data` into the parameter as its value (no copy: loading holds the model plus one
+/// tensor, not two).
 pub(crate) fn set(model_param: &Tensor, data: Vec<f32>) -> Result<()> {
     let shape = model_param.shape();
-    model_param.set_value(Tensor::from_vec(data, &shape)?.value()?)
+    let value = crate::tensor::CpuArray::from_shape_vec(ndarray::IxDyn(&shape), data)
+        .map_err(|e| Error::invalid("load", format!("values for shape {shape:?}: {e}")))?;
+    model_param.set_value(value)
 }
 
 impl GptModel {
@@ -192,7 +196,7 @@ impl GptModel {
         if lm_head {
             cfg.tie_weights = false;
         }
-        let model = GptModel::new(&cfg, 0)?;
+        let model = GptModel::new_from(&cfg, &mut crate::tensor::rng::Rng::placeholder())?;
         let (d, v, t) = (cfg.emb_dim, cfg.vocab_size, cfg.context_length);
         set(&model.tok_emb.weight, w.get("wte.weight", &[v, d])?)?;
         set(&gpt2_pos_emb(&model)?.weight, w.get("wpe.weight", &[t, d])?)?;

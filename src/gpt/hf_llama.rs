@@ -235,7 +235,7 @@ impl GptModel {
                 ),
             ));
         }
-        let model = GptModel::new(&cfg, 0)?;
+        let model = GptModel::new_from(&cfg, &mut crate::tensor::rng::Rng::placeholder())?;
         for (name, p) in model.named_parameters() {
             let hf_name = decoder_hf_name(&name).ok_or_else(|| {
                 Error::invalid(

@@ -552,7 +552,7 @@ impl<T: Element> GptModel<T> {
     /// The same model in another precision: every parameter cast (f32 → f64 is exact), the
     /// configuration and the tying kept. What the whole-model gradient check differentiates.
     pub fn cast<U: Element>(&self) -> Result<GptModel<U>> {
-        let other = GptModel::<U>::build(&self.cfg, &mut Rng::new(0))?;
+        let other = GptModel::<U>::build(&self.cfg, &mut Rng::placeholder())?;
         let mine: std::collections::HashMap<String, Tensor<T>> =
             self.named_parameters().into_iter().collect();
         other.load_named(|name| mine.get(name).and_then(|t| t.detach().cast::<U>().ok()))?;

@@ -126,7 +126,7 @@ pub fn check_book_fixture(dir: impl AsRef<Path>) -> Result<Vec<CheckLine>> {
         targets: ids_of("targets")?,
     };
     let fresh_model = || -> Result<GptModel> {
-        let model = GptModel::new(&cfg, 0)?;
+        let model = GptModel::new_from(&cfg, &mut crate::tensor::rng::Rng::placeholder())?;
         model.load_named(|name| weights.get(name).and_then(|l| l.to_tensor(name).ok()))?;
         Ok(model)
     };

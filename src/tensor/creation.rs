@@ -75,6 +75,9 @@ impl<T: Element> Tensor<T> {
     /// Uniform in [low, high) drawn from an existing stream (model initialisation draws all its
     /// parameters from one stream so a single seed fixes them all).
     pub fn uniform_from(shape: &[usize], low: f64, high: f64, rng: &mut Rng) -> Self {
+        if rng.is_placeholder() {
+            return Self::zeros(shape);
+        }
         if let Some(g) = rng.torch_generator() {
             // PyTorch's f32 `uniform_` (the values are f32 whatever T is).
             let mut v = vec![0f32; shape.iter().product()];
@@ -105,6 +108,9 @@ impl<T: Element> Tensor<T> {
 
     /// Normal with the given mean and standard deviation, drawn from an existing stream.
     pub fn normal_from(shape: &[usize], mean: f64, std: f64, rng: &mut Rng) -> Self {
+        if rng.is_placeholder() {
+            return Self::zeros(shape);
+        }
         if let Some(g) = rng.torch_generator() {
             let mut v = vec![0f32; shape.iter().product()];
             g.normal_(&mut v, mean, std);

@@ -37,6 +37,7 @@ pub fn hash_uniform(seed: u64, index: u64) -> f32 {
 pub struct Rng {
     state: u64,
     torch: Option<TorchGenerator>,
+    placeholder: bool,
 }
 
 impl Rng {
@@ -45,7 +46,23 @@ impl Rng {
         Rng {
             state: mix64(seed ^ 0x5851_f42d_4c95_7f2d),
             torch: None,
+            placeholder: false,
         }
+    }
+
+    /// A stream whose tensor initialisations (`uniform_from`, `normal_from`) are zeros, drawn
+    /// from nothing: for a model built only to receive loaded weights (drawing Llama-3.2-1B's
+    /// 1.2 billion random numbers first would take longer than reading the file).
+    pub fn placeholder() -> Self {
+        Rng {
+            placeholder: true,
+            ..Rng::new(0)
+        }
+    }
+
+    /// Whether tensor initialisations are zeros ([`Rng::placeholder`]).
+    pub fn is_placeholder(&self) -> bool {
+        self.placeholder
     }
 
     /// A stream whose tensor initialisations (`uniform_from`, `normal_from`) draw exactly what
@@ -70,7 +87,11 @@ impl Rng {
 
     /// A stream continuing from a saved [`Rng::state`].
     pub fn from_state(state: u64) -> Self {
-        Rng { state, torch: None }
+        Rng {
+            state,
+            torch: None,
+            placeholder: false,
+        }
     }
 
     /// The next 64 random bits.

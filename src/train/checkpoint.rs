@@ -465,7 +465,7 @@ pub fn load_resumable(path: impl AsRef<Path>) -> Result<Checkpoint> {
             ));
         }
     }
-    let mut model = GptModel::new(&cfg, 0)?;
+    let mut model = GptModel::new_from(&cfg, &mut crate::tensor::rng::Rng::placeholder())?;
     match get_json("scratchgpt.lora")? {
         // A resumable fine-tuning checkpoint: the adapters, unmerged, over a frozen base.
         Some(l) => {
@@ -507,7 +507,7 @@ pub fn load_resumable(path: impl AsRef<Path>) -> Result<Checkpoint> {
     let reference = match st.names().iter().any(|n| n.starts_with(REFERENCE_PREFIX)) {
         false => None,
         true => {
-            let r = GptModel::new(&cfg, 0)?;
+            let r = GptModel::new_from(&cfg, &mut crate::tensor::rng::Rng::placeholder())?;
             load_into(&r, REFERENCE_PREFIX)?;
             r.freeze_all();
             Some(r)

@@ -9,8 +9,8 @@ use scratchgpt::gpt::reference_check::{check_book_fixture, check_hf_fixture, is_
 #[derive(clap::Args)]
 pub struct Args {
     /// A fixture folder: the book-gpt-tiny format (config.json, weights/batch/expected
-    /// .safetensors, expected.json) or the hf-gpt2-tiny format (a Hugging Face GPT-2 folder
-    /// with expected.json).
+    /// .safetensors, expected.json) or the hf-gpt2-tiny format (a Hugging Face GPT-2, Llama or
+    /// Qwen3 folder — one file or shards — with expected.json: hf-llama-tiny, hf-qwen3-tiny).
     dir: PathBuf,
 }
 

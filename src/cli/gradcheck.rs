@@ -19,7 +19,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1e-8)]
     atol: f64,
     /// Only the whole-model check: every parameter tensor of a tiny GPT (dropout, tied head,
-    /// qkv bias, ignored targets) through one backward, against central differences.
+    /// qkv bias, ignored targets), and of a tiny Llama and Qwen3, through one backward, against
+    /// central differences.
     #[arg(long, conflicts_with = "op")]
     whole_model: bool,
     /// Entries compared per parameter tensor in the whole-model check.

@@ -1,5 +1,6 @@
 //! Loading OpenAI's GPT-2 weights in the Hugging Face layout (book §5.5): a folder with
-//! `config.json` and `model.safetensors`, as `save_pretrained` or the hub writes it.
+//! `config.json` and `model.safetensors` (or shards, read by [`super::hf_weights`]), as
+//! `save_pretrained` or the hub writes it. Llama and Qwen3 folders: [`super::hf_llama`].
 //!
 //! What the loader has to know about that layout:
 //! - keys may carry a `transformer.` prefix (transformers' own saves) or not (OpenAI's uploads);

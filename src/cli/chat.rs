@@ -5,6 +5,7 @@
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
+use scratchgpt::data::chat_template::ChatTemplate;
 use scratchgpt::gpt::{generate_cached_streaming, Sampling};
 
 use super::generate::ModelSource;
@@ -26,19 +27,20 @@ pub struct Args {
     #[arg(long, default_value_t = 123)]
     seed: u64,
     /// Wrap each prompt in the book's Alpaca instruction template (chapter 7); automatic for a
-    /// checkpoint written by `finetune instruct`.
+    /// checkpoint written by `finetune instruct`. The same as `--template alpaca`.
     #[arg(long)]
     alpaca: bool,
+    /// How each prompt is put to the model: plain, alpaca, llama3 (Llama 3 Instruct's headers),
+    /// qwen (ChatML, no thinking block). Default: alpaca for a `finetune instruct` checkpoint,
+    /// else the template of the tokenizer's vocabulary (Llama 3's or Qwen's), else plain.
+    #[arg(long)]
+    template: Option<String>,
+    /// A system message (llama3 and qwen templates).
+    #[arg(long)]
+    system: Option<String>,
     /// Where the model runs: cpu, cuda, auto, or emu (the KV cache lives there too).
     #[arg(long, value_enum, default_value = "cpu")]
     device: super::device::DeviceChoice,
-}
-
-/// The book's instruction template (ch. 7) around a prompt.
-pub fn alpaca_prompt(instruction: &str) -> String {
-    format!(
-        "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
-    )
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
@@ -47,8 +49,20 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("this checkpoint is a classifier: use `scratchgpt classify`");
     }
     model.to_device(super::device::resolve(a.device)?)?;
-    // An instruction-tuned checkpoint learned the Alpaca template: use it without being asked.
-    let alpaca = a.alpaca || task == scratchgpt::train::checkpoint::Task::Instruct;
+    // An instruction-tuned checkpoint learned the Alpaca template: use it without being asked;
+    // a Llama 3 or Qwen vocabulary brings its own.
+    let template = match (&a.template, a.alpaca) {
+        (Some(_), true) => anyhow::bail!("give --alpaca or --template, not both"),
+        (Some(name), false) => ChatTemplate::from_name(name)?,
+        (None, true) => ChatTemplate::Alpaca,
+        (None, false) if task == scratchgpt::train::checkpoint::Task::Instruct => {
+            ChatTemplate::Alpaca
+        }
+        (None, false) => ChatTemplate::for_tokenizer(&tok).unwrap_or(ChatTemplate::Plain),
+    };
+    if a.system.is_some() && !matches!(template, ChatTemplate::Llama3 | ChatTemplate::Qwen) {
+        anyhow::bail!("--system needs the llama3 or qwen template (this one is {template:?})");
+    }
     let ctx = model.cfg.context_length;
     let eos = tok.end_ids();
     let stdin = std::io::stdin();
@@ -58,10 +72,9 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         eprintln!(
             "{} parameters, context {ctx}{}. One prompt per line; Ctrl-D ends.",
             model.num_parameters(),
-            if alpaca {
-                ", Alpaca instruction template"
-            } else {
-                ""
+            match template {
+                ChatTemplate::Plain => String::new(),
+                t => format!(", {t:?} template"),
             }
         );
     }
@@ -70,12 +83,11 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         if line.trim().is_empty() {
             continue;
         }
-        let text = if alpaca {
-            alpaca_prompt(line.trim())
-        } else {
-            line.clone()
+        let user = match template {
+            ChatTemplate::Plain => line.as_str(),
+            _ => line.trim(),
         };
-        let prompt = tok.encode_for_model(&text)?;
+        let prompt = template.encode(&tok, user, a.system.as_deref())?;
         if prompt.len() >= ctx {
             eprintln!(
                 "error: the prompt is {} tokens; the model's context is {ctx}",

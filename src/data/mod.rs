@@ -2,6 +2,7 @@
 //! byte-level BPE (identical to tiktoken) and its trainer, the sliding-window dataset and loader.
 
 pub mod bpe;
+pub mod chat_template;
 pub mod dataset;
 pub mod manifest;
 pub mod prepare;

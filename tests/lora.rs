@@ -204,3 +204,45 @@ fn lora_on_a_tied_model_unties_the_head_so_its_adapter_trains_and_is_saved() {
     let reloaded = load_lora_adapters(&path, base.clone()).unwrap();
     assert_eq!(logits(&reloaded), logits(&model));
 }
+
+/// LoRA on Llama's and Qwen3's SwiGLU blocks: adapters on all seven projections (q, k, v, o,
+/// gate, up, down) and the head, the model starting equal to its base, the file round trip, and
+/// adapters refused on a base of another family (a Llama's and a Qwen3's adapters share names).
+#[test]
+fn lora_on_llama_and_qwen3_adapts_every_projection_and_knows_its_family() {
+    let dir = scratch_dir("lora-decoders");
+    let build = |preset: &str| {
+        let mut cfg = GptConfig::preset(preset).unwrap();
+        cfg.drop_rate = 0.0;
+        GptModel::new(&cfg, 5).unwrap()
+    };
+    for (preset, other) in [("llama-tiny", "qwen3-tiny"), ("qwen3-tiny", "llama-tiny")] {
+        let base = build(preset);
+        let mut model = base.clone();
+        model.add_lora(4, 8.0, 3).unwrap();
+        assert_eq!(
+            logits(&model),
+            logits(&base),
+            "{preset}: B = 0 starts at the base"
+        );
+        let adapted: Vec<String> = trainable_names(&model)
+            .into_iter()
+            .filter(|n| n.ends_with("lora.A"))
+            .collect();
+        // 2 layers × 7 projections + the head.
+        assert_eq!(adapted.len(), 2 * 7 + 1, "{preset}: {adapted:?}");
+        assert!(adapted.contains(&"trf_blocks.1.ff.fc3.lora.A".to_string()));
+        assert!(trainable_names(&model).iter().all(|n| n.contains(".lora.")));
+        let path = dir.join(format!("{preset}.safetensors"));
+        save_lora_adapters(&path, &model).unwrap();
+        let reloaded = load_lora_adapters(&path, base.clone()).unwrap();
+        assert_eq!(logits(&reloaded), logits(&model));
+        let e = load_lora_adapters(&path, build(other))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(preset.trim_end_matches("-tiny")), "{e}");
+        let e = load_lora_adapters(&path, tiny()).unwrap_err().to_string();
+        assert!(e.contains("gpt2"), "{e}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -114,7 +114,8 @@ pub fn save_lora_adapters(path: impl AsRef<Path>, model: &GptModel) -> Result<()
         (
             "scratchgpt.lora".to_string(),
             json!({"rank": rank, "alpha": alpha, "num_classes": model.cfg.num_classes,
-                   "emb_dim": model.cfg.emb_dim, "n_layers": model.cfg.n_layers})
+                   "emb_dim": model.cfg.emb_dim, "n_layers": model.cfg.n_layers,
+                   "architecture": model.cfg.arch.name()})
             .to_string(),
         ),
         ("format".to_string(), "pt".to_string()),
@@ -163,6 +164,18 @@ pub fn load_lora_adapters(path: impl AsRef<Path>, base: GptModel) -> Result<GptM
             format!(
                 "adapters for emb_dim {emb:?} and {layers:?} layers; the base model has {} and {}",
                 base.cfg.emb_dim, base.cfg.n_layers
+            ),
+        ));
+    }
+    // A Llama's adapters have a Qwen3's names (and a GPT's the same attention names): the
+    // family must match too. Files written before the field existed are GPT-2's.
+    let arch = meta["architecture"].as_str().unwrap_or("gpt2");
+    if arch != base.cfg.arch.name() {
+        return Err(Error::parse(
+            what,
+            format!(
+                "adapters for a {arch} model; the base model is {}",
+                base.cfg.arch.name()
             ),
         ));
     }

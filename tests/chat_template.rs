@@ -42,12 +42,27 @@ fn the_templates_render_one_turn_as_the_models_do() {
         ChatTemplate::Alpaca.render(&entry.instruction, None),
         format!("{}\n\n### Response:\n", format_input(&entry))
     );
+    // Llama 3.1+ always opens with a system turn (its template's fallback date).
+    assert_eq!(
+        ChatTemplate::Llama31.render("Hi", None),
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n\
+         Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n<|eot_id|>\
+         <|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>\
+         <|start_header_id|>assistant<|end_header_id|>\n\n"
+    );
+    // Qwen3 answers without thinking when the reply opens with the empty block.
+    assert_eq!(
+        ChatTemplate::Qwen3.render("Hi", None),
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    );
     assert_eq!(ChatTemplate::Plain.render(" as is ", None), " as is ");
     for (name, t) in [
         ("plain", ChatTemplate::Plain),
         ("alpaca", ChatTemplate::Alpaca),
         ("llama3", ChatTemplate::Llama3),
+        ("llama3.1", ChatTemplate::Llama31),
         ("qwen", ChatTemplate::Qwen),
+        ("qwen3", ChatTemplate::Qwen3),
     ] {
         assert_eq!(ChatTemplate::from_name(name).unwrap(), t);
     }
@@ -167,4 +182,61 @@ fn chat_runs_llama_and_qwen_folders_with_their_templates() {
         assert!(!ok && err.contains("does not have"), "{preset}: {err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// A Llama 3.1+ vocabulary names `<|eom_id|>`; a Qwen3 one has `<think>` and `</think>` (added,
+/// not special): the vocabulary picks the template, and the ids are the library's.
+#[test]
+fn llama_3_1_and_qwen3_vocabularies_pick_their_templates() {
+    let dir = std::env::temp_dir().join(format!("scratchgpt-chat-vocab-{}", std::process::id()));
+    for (name, added, template) in [
+        (
+            "hf-llama-tiny",
+            vec![("<|eom_id|>", true)],
+            ChatTemplate::Llama31,
+        ),
+        (
+            "hf-qwen3-tiny",
+            vec![("<think>", false), ("</think>", false)],
+            ChatTemplate::Qwen3,
+        ),
+    ] {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut t: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture(name).join("tokenizer.json")).unwrap(),
+        )
+        .unwrap();
+        let list = t["added_tokens"].as_array_mut().unwrap();
+        let mut next = list
+            .iter()
+            .map(|a| a["id"].as_u64().unwrap())
+            .max()
+            .unwrap()
+            + 1;
+        let template_entry = list[0].clone();
+        for (content, special) in added {
+            let mut e = template_entry.clone();
+            e["id"] = next.into();
+            e["content"] = content.into();
+            e["special"] = special.into();
+            list.push(e);
+            next += 1;
+        }
+        std::fs::write(dir.join("tokenizer.json"), t.to_string()).unwrap();
+        let tok = BpeTokenizer::from_dir(&dir).unwrap();
+        assert_eq!(ChatTemplate::for_tokenizer(&tok), Some(template), "{name}");
+        let oracle = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+        let text = template.render("Why?", Some("  Be brief. "));
+        let want = oracle
+            .encode(text.as_str(), false)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        assert_eq!(
+            template.encode(&tok, "Why?", Some("  Be brief. ")).unwrap(),
+            want
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

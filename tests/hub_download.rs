@@ -118,8 +118,16 @@ fn answer(
         return not_found();
     };
     if repo == "broken/redirect" {
-        // A redirect without a Location: hf-hub unwraps the header.
-        return http("302 Found", &[], b"");
+        // A redirect with the headers hf-hub reads first but no Location: it unwraps the
+        // header (a panic inside the crate, which must reach the user as an error).
+        return http(
+            "302 Found",
+            &[
+                ("ETag".into(), "\"abc\"".into()),
+                ("X-Repo-Commit".into(), COMMIT.into()),
+            ],
+            b"",
+        );
     }
     let Some(r) = repos.get(repo) else {
         return not_found();
@@ -271,6 +279,23 @@ fn download_then_generate_offline() {
         COMMIT
     );
 
+    // A download that stopped part way is resumed: only the missing file is fetched again.
+    std::fs::remove_file(snapshot.join("model.safetensors")).unwrap();
+    let before = seen.lock().unwrap().len();
+    let o = scratchgpt(&["download", "gpt2"], &cache, &endpoint, None);
+    assert!(o.status.success(), "{}", text(&o));
+    let again: Vec<String> = seen.lock().unwrap()[before..].to_vec();
+    assert!(again
+        .iter()
+        .any(|r| r.contains("/resolve/") && r.contains("model.safetensors")));
+    assert!(
+        !again
+            .iter()
+            .any(|r| r.contains("/resolve/") && r.contains("config.json")),
+        "{again:?}"
+    );
+    assert!(snapshot.join("model.safetensors").is_file());
+
     // Gated: refused without the token, with a message saying what to do; fetched with it.
     let o = scratchgpt(
         &["download", "meta-llama/Tiny-Llama"],
@@ -393,7 +418,7 @@ fn hub_failures_are_clear_errors() {
     assert!(err("old/bin-only").contains(".bin files are not read"));
     assert!(err("some/dataset-like").contains("no config.json"));
     let broken = err("broken/redirect");
-    assert!(broken.contains("broken/redirect"), "{broken}");
+    assert!(broken.contains("malformed reply"), "{broken}");
     assert!(err("../etc").contains("not a hub repository name"));
     // Nothing reachable at all.
     let o = scratchgpt(&["download", "gpt2"], &cache, "http://127.0.0.1:9", None);

@@ -30,12 +30,14 @@ pub struct Args {
     /// checkpoint written by `finetune instruct`. The same as `--template alpaca`.
     #[arg(long)]
     alpaca: bool,
-    /// How each prompt is put to the model: plain, alpaca, llama3 (Llama 3 Instruct's headers),
-    /// qwen (ChatML, no thinking block). Default: alpaca for a `finetune instruct` checkpoint,
-    /// else the template of the tokenizer's vocabulary (Llama 3's or Qwen's), else plain.
+    /// How each prompt is put to the model: plain, alpaca, llama3 (Llama 3.0 Instruct's
+    /// headers), llama3.1 (3.1+: a system turn with the knowledge-cutoff lines), qwen (ChatML),
+    /// qwen3 (ChatML with the empty thinking block: answers without thinking). Default: alpaca
+    /// for a `finetune instruct` checkpoint, else the template of the tokenizer's vocabulary,
+    /// else plain.
     #[arg(long)]
     template: Option<String>,
-    /// A system message (llama3 and qwen templates).
+    /// A system message (the llama3 and qwen templates).
     #[arg(long)]
     system: Option<String>,
     /// Where the model runs: cpu, cuda, auto, or emu (the KV cache lives there too).
@@ -60,7 +62,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         }
         (None, false) => ChatTemplate::for_tokenizer(&tok).unwrap_or(ChatTemplate::Plain),
     };
-    if a.system.is_some() && !matches!(template, ChatTemplate::Llama3 | ChatTemplate::Qwen) {
+    if a.system.is_some() && matches!(template, ChatTemplate::Plain | ChatTemplate::Alpaca) {
         anyhow::bail!("--system needs the llama3 or qwen template (this one is {template:?})");
     }
     let ctx = model.cfg.context_length;

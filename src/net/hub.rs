@@ -53,11 +53,28 @@ impl HubSettings {
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let cache_dir = hub_cache_dir();
-        // huggingface-cli login writes $HF_HOME/token; hf-hub's Cache reads it beside the hub
-        // folder.
+        // Where `huggingface-cli login` writes it: $HF_TOKEN_PATH, else $HF_HOME/token, else
+        // the default home's (not beside an $HF_HUB_CACHE, which may be elsewhere).
+        let token_path = var("HF_TOKEN_PATH").map(PathBuf::from).unwrap_or_else(|| {
+            var("HF_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    var("XDG_CACHE_HOME")
+                        .map(PathBuf::from)
+                        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                        .unwrap_or_else(|| PathBuf::from(".cache"))
+                        .join("huggingface")
+                })
+                .join("token")
+        });
         let token = var("HF_TOKEN")
             .or_else(|| var("HUGGING_FACE_HUB_TOKEN"))
-            .or_else(|| Cache::new(cache_dir.clone()).token());
+            .or_else(|| {
+                std::fs::read_to_string(&token_path)
+                    .ok()
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+            });
         HubSettings {
             endpoint: var("HF_ENDPOINT")
                 .map(|e| e.trim_end_matches('/').to_string())
@@ -97,12 +114,13 @@ pub fn download(name: &str, revision: &str, settings: &HubSettings) -> Result<Do
     }
     // hf-hub asserts and unwraps on some malformed replies (a redirect without a Location, a
     // file missing after its rename); a bad server must give an error, not abort the program.
-    // The default hook would print the panic as if the program had crashed: silence it for
-    // this call (the caller reports the error), then put it back.
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    // The default hook would print the panic as if the program had crashed: a hook installed
+    // once stays silent for panics inside this call on this thread (the caller reports the
+    // error) and defers to the previous hook everywhere else.
+    quiet_panics_in_hub();
+    IN_HUB.with(|f| f.set(true));
     let outcome = std::panic::catch_unwind(|| fetch(&id, revision, settings));
-    std::panic::set_hook(hook);
+    IN_HUB.with(|f| f.set(false));
     match outcome {
         Ok(r) => r,
         Err(panic) => {
@@ -117,6 +135,22 @@ pub fn download(name: &str, revision: &str, settings: &HubSettings) -> Result<Do
             })
         }
     }
+}
+
+thread_local! {
+    static IN_HUB: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn quiet_panics_in_hub() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_HUB.with(|f| f.get()) {
+                previous(info);
+            }
+        }));
+    });
 }
 
 fn valid_repo_id(id: &str) -> bool {
@@ -136,14 +170,24 @@ fn fetch(id: &str, revision: &str, settings: &HubSettings) -> Result<Downloaded>
         .with_endpoint(settings.endpoint.clone())
         .with_token(settings.token.clone())
         .with_progress(settings.progress)
+        .with_retries(3)
         .build()
         .map_err(|e| hub_error(&url, id, e))?;
-    let repo = api.repo(Repo::with_revision(
+    let listing = api.repo(Repo::with_revision(
         id.to_string(),
         RepoType::Model,
         revision.to_string(),
     ));
-    let info = repo.info().map_err(|e| hub_error(&url, id, e))?;
+    let info = listing.info().map_err(|e| hub_error(&url, id, e))?;
+    // Every file from the one commit the listing names: a branch that moves during the download
+    // must not mix two commits in one snapshot.
+    let sha = info.sha.clone();
+    if sha.len() != 40 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Error::Network {
+            url,
+            msg: format!("the hub named commit {sha:?}, not a 40-digit hash"),
+        });
+    }
     let listed: Vec<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
     if !listed.contains(&"config.json") {
         return Err(Error::Network {
@@ -151,12 +195,11 @@ fn fetch(id: &str, revision: &str, settings: &HubSettings) -> Result<Downloaded>
             msg: "the repository has no config.json: not a transformers model".into(),
         });
     }
-    let mut want: Vec<String> = vec!["config.json".into()];
     let sharded = listed.contains(&INDEX_FILE);
-    if sharded {
-        want.push(INDEX_FILE.into());
+    let weights = if sharded {
+        INDEX_FILE
     } else if listed.contains(&"model.safetensors") {
-        want.push("model.safetensors".into());
+        "model.safetensors"
     } else {
         return Err(Error::Network {
             url,
@@ -164,32 +207,47 @@ fn fetch(id: &str, revision: &str, settings: &HubSettings) -> Result<Downloaded>
                 "the repository has no safetensors weights (model.safetensors or {INDEX_FILE}); PyTorch .bin files are not read"
             ),
         });
-    }
-    want.extend(
-        EXTRA_FILES
-            .iter()
-            .filter(|f| listed.contains(f))
-            .map(|f| f.to_string()),
-    );
-    let mut files = Vec::new();
-    let mut dir: Option<PathBuf> = None;
-    let get = |file: &str, files: &mut Vec<String>| -> Result<PathBuf> {
-        let path = repo.get(file).map_err(|e| hub_error(&url, id, e))?;
-        files.push(file.to_string());
-        Ok(path)
     };
-    for file in &want {
-        let path = get(file, &mut files)?;
-        if dir.is_none() {
-            dir = path.parent().map(Path::to_path_buf);
+    let pinned = api.repo(Repo::with_revision(
+        id.to_string(),
+        RepoType::Model,
+        sha.clone(),
+    ));
+    let dir = settings
+        .cache_dir
+        .join(format!("models--{}", id.replace('/', "--")))
+        .join("snapshots")
+        .join(&sha);
+    let mut files = Vec::new();
+    // A file already in this commit's snapshot is kept (a download resumed after a failure
+    // fetches only the rest).
+    let mut get = |file: &str| -> Result<()> {
+        if !dir.join(file).is_file() {
+            pinned.download(file).map_err(|e| hub_error(&url, id, e))?;
         }
-    }
-    let dir = dir.ok_or_else(|| Error::invalid("download", "nothing was downloaded"))?;
+        files.push(file.to_string());
+        Ok(())
+    };
+    get(weights)?;
     if sharded {
         for shard in shard_names(&dir.join(INDEX_FILE))? {
-            get(&shard, &mut files)?;
+            get(&shard)?;
         }
     }
+    for extra in EXTRA_FILES.iter().filter(|f| listed.contains(f)) {
+        get(extra)?;
+    }
+    // config.json last: until it is there, `--model NAME` passes the snapshot over, so an
+    // interrupted download never looks like a model.
+    get("config.json")?;
+    Cache::new(settings.cache_dir.clone())
+        .repo(Repo::with_revision(
+            id.to_string(),
+            RepoType::Model,
+            revision.to_string(),
+        ))
+        .create_ref(&sha)
+        .map_err(|e| Error::io(&dir, e))?;
     Ok(Downloaded { dir, files })
 }
 
@@ -228,8 +286,10 @@ fn hub_error(url: &str, id: &str, e: ApiError) -> Error {
         .and_then(|(_, code)| code.trim().get(..3))
         .and_then(|c| c.parse::<u16>().ok());
     let msg = match status {
+        // The hub answers 401 both for a repository that does not exist and for one the
+        // request may not read.
         Some(401) | Some(403) => format!(
-            "{text}: {id} is gated or private — accept its license on the hub, then set HF_TOKEN (or run huggingface-cli login)"
+            "{text}: {id} does not exist, or is gated or private — check the name; for a gated model accept its license on the hub, then set HF_TOKEN (or run huggingface-cli login)"
         ),
         Some(404) => format!("{text}: no repository {id} (or no such revision or file)"),
         _ => text,

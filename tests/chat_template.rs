@@ -208,20 +208,19 @@ fn llama_3_1_and_qwen3_vocabularies_pick_their_templates() {
         )
         .unwrap();
         let list = t["added_tokens"].as_array_mut().unwrap();
-        let mut next = list
+        let first = list
             .iter()
             .map(|a| a["id"].as_u64().unwrap())
             .max()
             .unwrap()
             + 1;
         let template_entry = list[0].clone();
-        for (content, special) in added {
+        for (k, (content, special)) in added.into_iter().enumerate() {
             let mut e = template_entry.clone();
-            e["id"] = next.into();
+            e["id"] = (first + k as u64).into();
             e["content"] = content.into();
             e["special"] = special.into();
             list.push(e);
-            next += 1;
         }
         std::fs::write(dir.join("tokenizer.json"), t.to_string()).unwrap();
         let tok = BpeTokenizer::from_dir(&dir).unwrap();

@@ -43,21 +43,26 @@ fn gpt_step_on_emulated_cuda_matches_cpu_with_frozen_layers() {
 
 #[test]
 fn gpt_step_on_emulated_cuda_matches_cpu_with_lora() {
-    let build = || {
-        let mut m = tiny(0.1, false, true);
-        m.add_lora(4, 8.0, 3).unwrap();
-        // B starts at zero (the adapter is a no-op at first); give it values so ∂A is not zero.
-        for (name, p) in m.named_parameters() {
-            if name.ends_with("lora.B") {
-                let r = Tensor::<f32>::randn(&p.shape(), 9)
-                    .mul_scalar(0.02)
-                    .unwrap();
-                p.set_value(r.value().unwrap()).unwrap();
-            }
+    checks::compare_step(
+        emu(),
+        || with_lora(tiny(0.1, false, true)),
+        batch(2, 11, 101),
+    );
+}
+
+/// Rank-4 adapters on every linear layer of `m`, B drawn non-zero (it starts at zero, where the
+/// adapter is a no-op and ∂A is zero).
+fn with_lora(mut m: scratchgpt::gpt::GptModel) -> scratchgpt::gpt::GptModel {
+    m.add_lora(4, 8.0, 3).unwrap();
+    for (name, p) in m.named_parameters() {
+        if name.ends_with("lora.B") {
+            let r = Tensor::<f32>::randn(&p.shape(), 9)
+                .mul_scalar(0.02)
+                .unwrap();
+            p.set_value(r.value().unwrap()).unwrap();
         }
-        m
-    };
-    checks::compare_step(emu(), build, batch(2, 11, 101));
+    }
+    m
 }
 
 /// Llama 3 and Qwen3 on the device: RMSNorm, RoPE, SiLU, grouped-query attention and Qwen3's
@@ -76,19 +81,7 @@ fn llama_and_qwen3_steps_on_emulated_cuda_match_cpu() {
 #[test]
 fn llama_and_qwen3_with_lora_on_emulated_cuda_match_cpu() {
     for qwen3 in [false, true] {
-        let build = || {
-            let mut m = checks::tiny_decoder(qwen3, 0.0, false);
-            m.add_lora(4, 8.0, 3).unwrap();
-            for (name, p) in m.named_parameters() {
-                if name.ends_with("lora.B") {
-                    let r = Tensor::<f32>::randn(&p.shape(), 9)
-                        .mul_scalar(0.02)
-                        .unwrap();
-                    p.set_value(r.value().unwrap()).unwrap();
-                }
-            }
-            m
-        };
+        let build = || with_lora(checks::tiny_decoder(qwen3, 0.0, false));
         checks::compare_step(emu(), build, batch(2, 11, 101));
     }
 }

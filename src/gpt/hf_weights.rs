@@ -73,15 +73,17 @@ pub(crate) fn to_f32(
     let n = data.len() / width;
     let mut out = vec![0f32; n];
     const CHUNK: usize = 1 << 16;
+    // One conversion per dtype, chosen once (not per value).
+    let convert: fn(&[u8]) -> f32 = match dtype {
+        Dtype::F32 => |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        Dtype::F16 => |b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])),
+        _ => |b| bf16_to_f32(u16::from_le_bytes([b[0], b[1]])),
+    };
     out.par_chunks_mut(CHUNK)
         .zip(data.par_chunks(CHUNK * width))
         .for_each(|(o, bytes)| {
             for (x, b) in o.iter_mut().zip(bytes.chunks_exact(width)) {
-                *x = match dtype {
-                    Dtype::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-                    Dtype::F16 => f16_to_f32(u16::from_le_bytes([b[0], b[1]])),
-                    _ => bf16_to_f32(u16::from_le_bytes([b[0], b[1]])),
-                };
+                *x = convert(b);
             }
         });
     Ok(out)

@@ -253,34 +253,41 @@ impl<T: Element> FeedForward<T> {
         }
     }
 
+    /// The layers' names in the book's modules: `nn.Sequential` indices for GELU, the
+    /// standalone notebooks' `fc1`/`fc2`/`fc3` for SwiGLU.
+    fn names(&self) -> &'static [&'static str] {
+        match self {
+            FeedForward::Gelu { .. } => &["layers.0", "layers.2"],
+            FeedForward::SwiGlu { .. } => &["fc1", "fc2", "fc3"],
+        }
+    }
+
     /// The layers with their names under `prefix`.
     pub fn linears(&self, prefix: &str) -> Vec<(String, &Linear<T>)> {
-        match self {
-            FeedForward::Gelu { fc1, fc2 } => vec![
-                (format!("{prefix}.layers.0"), fc1),
-                (format!("{prefix}.layers.2"), fc2),
-            ],
-            FeedForward::SwiGlu { fc1, fc2, fc3 } => vec![
-                (format!("{prefix}.fc1"), fc1),
-                (format!("{prefix}.fc2"), fc2),
-                (format!("{prefix}.fc3"), fc3),
-            ],
-        }
+        let layers: Vec<&Linear<T>> = match self {
+            FeedForward::Gelu { fc1, fc2 } => vec![fc1, fc2],
+            FeedForward::SwiGlu { fc1, fc2, fc3 } => vec![fc1, fc2, fc3],
+        };
+        let names = self.names();
+        names
+            .iter()
+            .map(|n| format!("{prefix}.{n}"))
+            .zip(layers)
+            .collect()
     }
 
     /// [`Self::linears`], mutable (LoRA's targets).
     pub fn linears_mut(&mut self, prefix: &str) -> Vec<(String, &mut Linear<T>)> {
-        match self {
-            FeedForward::Gelu { fc1, fc2 } => vec![
-                (format!("{prefix}.layers.0"), fc1),
-                (format!("{prefix}.layers.2"), fc2),
-            ],
-            FeedForward::SwiGlu { fc1, fc2, fc3 } => vec![
-                (format!("{prefix}.fc1"), fc1),
-                (format!("{prefix}.fc2"), fc2),
-                (format!("{prefix}.fc3"), fc3),
-            ],
-        }
+        let names = self.names();
+        let layers: Vec<&mut Linear<T>> = match self {
+            FeedForward::Gelu { fc1, fc2 } => vec![fc1, fc2],
+            FeedForward::SwiGlu { fc1, fc2, fc3 } => vec![fc1, fc2, fc3],
+        };
+        names
+            .iter()
+            .map(|n| format!("{prefix}.{n}"))
+            .zip(layers)
+            .collect()
     }
 
     fn parameters(&self, prefix: &str, out: &mut Vec<(String, Tensor<T>)>) {

@@ -276,7 +276,7 @@ fn a_classifier_checkpoint_round_trips_with_its_labels() {
         &c.model,
         None,
         &TrainState::default(),
-        1,
+        &scratchgpt::train::checkpoint::RunInfo::gpt2(1),
         &Task::Classify {
             labels: labels.clone(),
             max_length: Some(120),
@@ -304,7 +304,7 @@ fn a_classifier_checkpoint_round_trips_with_its_labels() {
         &c.model,
         None,
         &TrainState::default(),
-        1,
+        &scratchgpt::train::checkpoint::RunInfo::gpt2(1),
         &Task::Classify {
             labels: vec!["a".into(), "b".into(), "c".into()],
             max_length: None,

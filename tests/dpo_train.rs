@@ -8,6 +8,7 @@ use scratchgpt::finetune::dpo_train::{
     dpo_metrics, reference_model, train_dpo, DpoEvent, DpoModels, DpoTrainOptions,
     PreferenceDataset,
 };
+use scratchgpt::finetune::instruct_format::InstructFormat;
 use scratchgpt::finetune::instruct_train::{
     train_instructions, InstructTrainOptions, InstructionDataset,
 };
@@ -54,8 +55,8 @@ fn tiny_instruct_model() -> GptModel {
     )
     .unwrap();
     let tok = BpeTokenizer::gpt2();
-    let train = InstructionDataset::new(&data[..60], tok).unwrap();
-    let val = InstructionDataset::new(&data[60..64], tok).unwrap();
+    let train = InstructionDataset::new(&data[..60], tok, &InstructFormat::book()).unwrap();
+    let val = InstructionDataset::new(&data[60..64], tok, &InstructFormat::book()).unwrap();
     let mut opt = adamw(&model, 1e-3);
     let mut engine = engine_for(Device::Cpu, &model, &mut opt).unwrap();
     let opts = InstructTrainOptions {
@@ -68,11 +69,20 @@ fn tiny_instruct_model() -> GptModel {
         max_steps: Some(15),
         allowed_max_length: CONTEXT,
         mask_instructions: false,
-        start_context: String::new(),
+        start_ids: Vec::new(),
         sample_tokens: 0,
     };
-    let run =
-        train_instructions(engine.as_mut(), &model, &train, &val, tok, &opts, |_| {}).unwrap();
+    let run = train_instructions(
+        engine.as_mut(),
+        &model,
+        &train,
+        &val,
+        tok,
+        &InstructFormat::book(),
+        &opts,
+        |_| {},
+    )
+    .unwrap();
     assert_eq!(run.steps, 15);
     drop(engine);
     model
@@ -275,7 +285,7 @@ fn cli_finetune_dpo_writes_a_checkpoint_a_plot_and_the_books_lines() {
         &model,
         None,
         &TrainState::default(),
-        1,
+        &scratchgpt::train::checkpoint::RunInfo::gpt2(1),
         &Task::Pretrain,
     )
     .unwrap();

@@ -23,6 +23,7 @@ use scratchgpt::finetune::dpo_train::{
     PreferenceDataset,
 };
 use scratchgpt::finetune::epochs::RunControl;
+use scratchgpt::finetune::instruct_format::InstructFormat;
 use scratchgpt::finetune::instruct_train::{
     train_instructions_from, InstructData, InstructTrainOptions, InstructionDataset,
 };
@@ -169,7 +170,7 @@ fn fresh_model(setup: Setup) -> (GptModel, AdamW) {
 fn task(setup: Setup) -> Task {
     match setup.kind {
         Kind::Classify => spam_task(40),
-        _ => Task::Instruct,
+        _ => Task::INSTRUCT_ALPACA,
     }
 }
 
@@ -199,8 +200,9 @@ fn train(setup: Setup, start: Start<'_>, until: &Until) -> Outcome {
     let end = match setup.kind {
         Kind::Instruct => {
             let entries = instruction_entries();
-            let train = InstructionDataset::new(&entries[..TRAIN], tok).unwrap();
-            let val = InstructionDataset::new(&entries[TRAIN..], tok).unwrap();
+            let format = InstructFormat::book();
+            let train = InstructionDataset::new(&entries[..TRAIN], tok, &format).unwrap();
+            let val = InstructionDataset::new(&entries[TRAIN..], tok, &format).unwrap();
             let opts = InstructTrainOptions {
                 num_epochs: until.epochs,
                 batch_size: BATCH,
@@ -211,7 +213,7 @@ fn train(setup: Setup, start: Start<'_>, until: &Until) -> Outcome {
                 max_steps: until.max_steps,
                 allowed_max_length: 128,
                 mask_instructions: true,
-                start_context: "Hi".into(),
+                start_ids: tok.encode("Hi").unwrap(),
                 sample_tokens: 3,
             };
             let mut engine = Engine::new(&model, &mut optimizer);
@@ -219,6 +221,7 @@ fn train(setup: Setup, start: Start<'_>, until: &Until) -> Outcome {
                 train: &train,
                 val: &val,
                 tok,
+                format: &format,
             };
             train_instructions_from(
                 &mut engine,

@@ -409,7 +409,7 @@ fn checkpoints_keep_the_architecture() {
             &m,
             None,
             &scratchgpt::train::TrainState::default(),
-            0,
+            &scratchgpt::train::checkpoint::RunInfo::gpt2(0),
             &Task::Pretrain,
         )
         .unwrap();

@@ -4,6 +4,7 @@
 
 use scratchgpt::data::BpeTokenizer;
 use scratchgpt::finetune::evaluate::{exact_match, judge_prompt, offline_scores, token_f1};
+use scratchgpt::finetune::instruct_format::InstructFormat;
 use scratchgpt::finetune::instruct_train::{
     extract_response, respond, train_instructions, InstructTrainOptions, InstructionDataset,
 };
@@ -36,7 +37,7 @@ fn model(context: usize) -> GptModel {
 #[test]
 fn collated_batches_shift_pad_mask_and_truncate() {
     let tok = BpeTokenizer::gpt2();
-    let data = InstructionDataset::new(&entries(3), tok).unwrap();
+    let data = InstructionDataset::new(&entries(3), tok, &InstructFormat::book()).unwrap();
     let b = data.batch(&[0, 1], 1024, false).unwrap();
     let longest = data.encoded[0].len().max(data.encoded[1].len());
     assert_eq!(b.inputs.shape(), &[2, longest]);
@@ -65,8 +66,8 @@ fn collated_batches_shift_pad_mask_and_truncate() {
 fn a_short_run_learns_and_answers() {
     let tok = BpeTokenizer::gpt2();
     let train_entries = entries(24);
-    let train = InstructionDataset::new(&train_entries, tok).unwrap();
-    let val = InstructionDataset::new(&entries(6), tok).unwrap();
+    let train = InstructionDataset::new(&train_entries, tok, &InstructFormat::book()).unwrap();
+    let val = InstructionDataset::new(&entries(6), tok, &InstructFormat::book()).unwrap();
     let m = model(96);
     let mut opt = AdamW::new(
         m.named_parameters(),
@@ -87,19 +88,28 @@ fn a_short_run_learns_and_answers() {
         max_steps: None,
         allowed_max_length: 1024,
         mask_instructions: false,
-        start_context: format_input(&train_entries[0]),
+        start_ids: tok.encode(&format_input(&train_entries[0])).unwrap(),
         sample_tokens: 4,
     };
     let mut lines = Vec::new();
     let mut samples = 0;
-    let run = train_instructions(&mut engine, &m, &train, &val, tok, &opts, |e| {
-        if let TrainEvent::Sample { .. } = e {
-            samples += 1;
-        }
-        if let Some(l) = e.book_line() {
-            lines.push(l);
-        }
-    })
+    let run = train_instructions(
+        &mut engine,
+        &m,
+        &train,
+        &val,
+        tok,
+        &InstructFormat::book(),
+        &opts,
+        |e| {
+            if let TrainEvent::Sample { .. } = e {
+                samples += 1;
+            }
+            if let Some(l) = e.book_line() {
+                lines.push(l);
+            }
+        },
+    )
     .unwrap();
     assert_eq!(run.steps, 30);
     assert_eq!(samples, 10);
@@ -116,7 +126,7 @@ fn a_short_run_learns_and_answers() {
         text[prompt.len()..].starts_with("\n\n### Response:"),
         "{text:?}"
     );
-    let answer = respond(&m, tok, &train_entries[0], 6).unwrap();
+    let answer = respond(&m, tok, &InstructFormat::book(), &train_entries[0], 6).unwrap();
     assert!(!answer.contains("### Response:"), "{answer:?}");
 }
 

@@ -12,6 +12,7 @@ const I: i64 = IGNORE_INDEX;
 fn the_books_collate_example() {
     let b = collate(
         &[vec![0, 1, 2, 3, 4], vec![5, 6], vec![7, 8, 9]],
+        50256,
         None,
         None,
     )
@@ -32,13 +33,19 @@ fn the_books_collate_example() {
             vec![8, 9, P, I, I]
         ]
     );
-    let t = collate(&[vec![0, 1, 2, 3, 4], vec![5, 6]], Some(3), None).unwrap();
+    let t = collate(&[vec![0, 1, 2, 3, 4], vec![5, 6]], 50256, Some(3), None).unwrap();
     assert_eq!(t.inputs, vec![vec![0, 1, 2], vec![5, 6, P]]);
     assert_eq!(t.targets, vec![vec![1, 2, 3], vec![6, P, I]]);
     // Exercise 7.2: prompts of 3 and 1 tokens are not learned.
-    let m = collate(&[vec![0, 1, 2, 3, 4], vec![5, 6]], None, Some(&[3, 1])).unwrap();
+    let m = collate(
+        &[vec![0, 1, 2, 3, 4], vec![5, 6]],
+        50256,
+        None,
+        Some(&[3, 1]),
+    )
+    .unwrap();
     assert_eq!(m.targets, vec![vec![I, I, 3, 4, P], vec![6, P, I, I, I]]);
-    assert!(collate(&[], None, None).is_err());
+    assert!(collate(&[], 50256, None, None).is_err());
 }
 
 #[test]

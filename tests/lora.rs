@@ -147,7 +147,7 @@ fn an_adapted_model_starts_equal_to_its_base_and_only_adapters_train() {
         &model,
         None,
         &TrainState::default(),
-        1,
+        &scratchgpt::train::checkpoint::RunInfo::gpt2(1),
         &Task::Pretrain,
     )
     .expect_err("adapters")

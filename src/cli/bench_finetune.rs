@@ -8,6 +8,7 @@ use std::time::Instant;
 use scratchgpt::data::dataset::Batch;
 use scratchgpt::data::BpeTokenizer;
 use scratchgpt::finetune::classifier::{Classifier, Trainable};
+use scratchgpt::finetune::instruct_format::InstructFormat;
 use scratchgpt::finetune::instruct_train::InstructionDataset;
 use scratchgpt::finetune::instruction_data::{parse_instruction_json, split_instructions};
 use scratchgpt::finetune::spam_data::{balance_and_split, parse_spam_tsv, SpamDataset};
@@ -86,7 +87,7 @@ pub fn run(a: &FinetuneBenchArgs) -> anyhow::Result<ExitCode> {
                 "data/instruction-data.json",
             )?;
             let (train, _, _) = split_instructions(&data)?;
-            let train = InstructionDataset::new(&train, tok)?;
+            let train = InstructionDataset::new(&train, tok, &InstructFormat::book())?;
             let batches = train
                 .batch_indices(a.batch_size, Some(&mut rng), true)
                 .iter()

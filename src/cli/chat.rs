@@ -1,12 +1,14 @@
 //! `scratchgpt chat`: read prompts from standard input, one per line, and stream each reply's
-//! tokens as they are generated (KV cache). A checkpoint trained with the instruction format
-//! (`### Response:`) gets its prompts wrapped in the book's Alpaca template.
+//! tokens as they are generated (KV cache). A checkpoint written by `finetune instruct` gets its
+//! prompts wrapped in the template it learned (the book's Alpaca, or a Llama 3 / Qwen chat
+//! template); a Llama 3 or Qwen model in its vocabulary's.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use scratchgpt::data::chat_template::ChatTemplate;
 use scratchgpt::gpt::{generate_cached_streaming, Sampling};
+use scratchgpt::train::checkpoint::Task;
 
 use super::generate::ModelSource;
 
@@ -27,14 +29,14 @@ pub struct Args {
     #[arg(long, default_value_t = 123)]
     seed: u64,
     /// Wrap each prompt in the book's Alpaca instruction template (chapter 7); automatic for a
-    /// checkpoint written by `finetune instruct`. The same as `--template alpaca`.
+    /// checkpoint that `finetune instruct` trained on it. The same as `--template alpaca`.
     #[arg(long)]
     alpaca: bool,
     /// How each prompt is put to the model: plain, alpaca, llama3 (Llama 3.0 Instruct's
     /// headers), llama3.1 (3.1+: a system turn with the knowledge-cutoff lines), qwen (ChatML),
-    /// qwen3 (ChatML with the empty thinking block: answers without thinking). Default: alpaca
-    /// for a `finetune instruct` checkpoint, else the template of the tokenizer's vocabulary,
-    /// else plain.
+    /// qwen3 (ChatML with the empty thinking block: answers without thinking). Default: the
+    /// template a `finetune instruct` checkpoint was trained on, else the template of the
+    /// tokenizer's vocabulary, else plain.
     #[arg(long)]
     template: Option<String>,
     /// A system message (the llama3 and qwen templates).
@@ -51,16 +53,15 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("this checkpoint is a classifier: use `scratchgpt classify`");
     }
     model.to_device(super::device::resolve(a.device)?)?;
-    // An instruction-tuned checkpoint learned the Alpaca template: use it without being asked;
-    // a Llama 3 or Qwen vocabulary brings its own.
-    let template = match (&a.template, a.alpaca) {
-        (Some(_), true) => anyhow::bail!("give --alpaca or --template, not both"),
-        (Some(name), false) => ChatTemplate::from_name(name)?,
-        (None, true) => ChatTemplate::Alpaca,
-        (None, false) if task == scratchgpt::train::checkpoint::Task::Instruct => {
-            ChatTemplate::Alpaca
-        }
-        (None, false) => ChatTemplate::for_tokenizer(&tok).unwrap_or(ChatTemplate::Plain),
+    // An instruction-tuned checkpoint learned a template (the book's Alpaca, or the model's
+    // chat template) and names it: use it without being asked; a Llama 3 or Qwen vocabulary
+    // brings its own.
+    let template = match (&a.template, a.alpaca, task) {
+        (Some(_), true, _) => anyhow::bail!("give --alpaca or --template, not both"),
+        (Some(name), false, _) => ChatTemplate::from_name(name)?,
+        (None, true, _) => ChatTemplate::Alpaca,
+        (None, false, Task::Instruct { template }) => template,
+        (None, false, _) => ChatTemplate::for_tokenizer(&tok).unwrap_or(ChatTemplate::Plain),
     };
     if a.system.is_some() && matches!(template, ChatTemplate::Plain | ChatTemplate::Alpaca) {
         anyhow::bail!("--system needs the llama3 or qwen template (this one is {template:?})");

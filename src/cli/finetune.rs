@@ -2,12 +2,15 @@
 //! the command line. What they share lives here: where the starting weights come from, the LoRA
 //! flags, printing the book's lines beside a progress bar, and the run folder.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
+use scratchgpt::data::manifest::TokenizerRef;
+use scratchgpt::data::BpeTokenizer;
 use scratchgpt::finetune::epochs::RunControl;
 use scratchgpt::finetune::lora::save_lora_adapters;
 use scratchgpt::gpt::{GptConfig, GptModel};
@@ -201,6 +204,7 @@ impl FinetuneArgs {
             optimizer,
             state: ck.state,
             reference: ck.reference,
+            tokenizer: ck.info.tokenizer,
         }))
     }
 
@@ -261,6 +265,8 @@ pub struct Resumed {
     pub state: TrainState,
     /// DPO's reference, when the file holds one.
     pub reference: Option<GptModel>,
+    /// `Folder`: the run's tokenizer is in `tokenizer/` beside the checkpoint.
+    pub tokenizer: TokenizerRef,
 }
 
 /// The book's AdamW settings for a fine-tuning command.
@@ -282,16 +288,45 @@ impl BookOptimizer {
     };
 }
 
-/// Loads the starting model: from a checkpoint (refusing a classifier, whose head cannot
-/// generate or be re-headed meaningfully), from GPT-2 weights, or freshly from `--preset`; with
-/// the run's dropout rate.
-pub fn load_start(a: &FinetuneArgs) -> anyhow::Result<(GptModel, String)> {
-    load_start_with_task(a).map(|(m, what, _)| (m, what))
+/// Where a fine-tuning run starts.
+pub struct Start {
+    /// With the run's dropout rate.
+    pub model: GptModel,
+    /// Where the weights came from, for the opening line.
+    pub source: String,
+    /// What the weights were trained for (`Task::Pretrain` for hub weights and fresh models).
+    pub task: Task,
+    /// The weights' vocabulary: GPT-2's (`TokenizerRef::Gpt2`), or their own — a Llama or Qwen
+    /// folder's, or the one saved beside a checkpoint (`TokenizerRef::Folder`).
+    pub tokenizer: Cow<'static, BpeTokenizer>,
+    pub tokenizer_ref: TokenizerRef,
 }
 
-/// [`load_start`], also returning what the starting weights were trained for (`Task::Pretrain`
-/// for GPT-2 weights and fresh models).
-pub fn load_start_with_task(a: &FinetuneArgs) -> anyhow::Result<(GptModel, String, Task)> {
+impl Start {
+    /// For the commands whose data are read with GPT-2's vocabulary alone (classify, dpo).
+    pub fn require_gpt2_tokenizer(&self, command: &str) -> anyhow::Result<()> {
+        if self.tokenizer_ref != TokenizerRef::Gpt2 {
+            bail!(
+                "{} has its own tokenizer; `finetune {command}` reads its data with GPT-2's (`finetune instruct` takes a model with its own tokenizer and chat template)",
+                self.source
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Loads the starting model for a command that reads its data with GPT-2's tokenizer
+/// ([`load_start_with_task`], refusing weights with a vocabulary of their own).
+pub fn load_start(a: &FinetuneArgs, command: &str) -> anyhow::Result<(GptModel, String)> {
+    let start = load_start_with_task(a)?;
+    start.require_gpt2_tokenizer(command)?;
+    Ok((start.model, start.source))
+}
+
+/// Loads the starting model: from a checkpoint (refusing a classifier, whose head cannot
+/// generate or be re-headed meaningfully), from a Hugging Face model (GPT-2, Llama 3, Qwen3),
+/// or freshly from `--preset`; with the run's dropout rate, and its vocabulary.
+pub fn load_start_with_task(a: &FinetuneArgs) -> anyhow::Result<Start> {
     let (from, preset, drop_rate, seed) = (&a.from, a.preset.as_str(), a.drop_rate, a.seed);
     if !(0.0..1.0).contains(&drop_rate) {
         bail!("--drop-rate must be in [0, 1), got {drop_rate}");
@@ -300,15 +335,13 @@ pub fn load_start_with_task(a: &FinetuneArgs) -> anyhow::Result<(GptModel, Strin
         bail!("give the starting weights: --checkpoint FILE, --model NAME|DIR or --random-init (or --resume a run)");
     }
     let mut task = Task::Pretrain;
+    let mut tokenizer = Cow::Borrowed(BpeTokenizer::gpt2());
+    let mut tokenizer_ref = TokenizerRef::Gpt2;
     let (mut model, what) = match (&from.checkpoint, &from.model) {
         (Some(path), _) => {
             let ck = load_checkpoint(path)?;
-            if ck.info.tokenizer != scratchgpt::data::manifest::TokenizerRef::Gpt2 {
-                bail!(
-                    "{} was trained with its own tokenizer; fine-tuning reads its data with GPT-2's",
-                    path.display()
-                );
-            }
+            tokenizer = super::train::checkpoint_tokenizer(&ck.info.tokenizer, path)?;
+            tokenizer_ref = ck.info.tokenizer.clone();
             if matches!(ck.task, Task::Classify { .. }) {
                 bail!(
                     "{} is a classifier; fine-tune from a language model",
@@ -320,16 +353,14 @@ pub fn load_start_with_task(a: &FinetuneArgs) -> anyhow::Result<(GptModel, Strin
         }
         (None, Some(spec)) => {
             let dir = scratchgpt::gpt::hub_cache::resolve_model(spec)?;
-            if scratchgpt::gpt::hf_llama::is_decoder_folder(&dir) {
-                // The fine-tuning data are read with GPT-2's tokenizer and the book's Alpaca
-                // prompt; a Llama or Qwen3 needs its own tokenizer and chat template.
-                bail!(
-                    "{} is a Llama/Qwen3 model: fine-tuning reads its data with GPT-2's tokenizer, so it takes GPT-2 weights (or a --preset such as llama-small with --random-init)",
-                    dir.display()
-                );
-            }
             let model = scratchgpt::gpt::hf_llama::load_hf(&dir)?;
-            (model, format!("GPT-2 weights {}", dir.display()))
+            // GPT-2's vocabulary is built in; a Llama or Qwen3 brings its own.
+            tokenizer = super::generate::folder_tokenizer(&dir, &model)?;
+            if model.cfg.arch != scratchgpt::gpt::Architecture::Gpt2 {
+                tokenizer_ref = TokenizerRef::Folder;
+            }
+            let family = model.cfg.arch.name();
+            (model, format!("{family} weights {}", dir.display()))
         }
         (None, None) => {
             let mut cfg = match a.context_length {
@@ -351,7 +382,20 @@ pub fn load_start_with_task(a: &FinetuneArgs) -> anyhow::Result<(GptModel, Strin
         b.drop_shortcut.p = drop_rate;
     }
     model.drop_emb.p = drop_rate;
-    Ok((model, what, task))
+    if tokenizer.vocab_size() > model.cfg.vocab_size {
+        bail!(
+            "{what}: the tokenizer has {} ids, the model only {}",
+            tokenizer.vocab_size(),
+            model.cfg.vocab_size
+        );
+    }
+    Ok(Start {
+        model,
+        source: what,
+        task,
+        tokenizer,
+        tokenizer_ref,
+    })
 }
 
 /// After a LoRA run: save the adapters alone to `dir/adapters.safetensors`, then fold them into

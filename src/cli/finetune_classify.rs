@@ -77,7 +77,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             (r.model, r.source, r.optimizer, r.state)
         }
         None => {
-            let (model, source) = load_start(&a.common)?;
+            let (model, source) = load_start(&a.common, "classify")?;
             let classifier = Classifier::new(model, 2, trainable, a.common.seed)?;
             let mut model = classifier.model;
             if let Some(rank) = a.common.lora.lora_rank {
@@ -268,7 +268,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         &model,
         None,
         &TrainState::default(),
-        a.common.seed,
+        &RunInfo::gpt2(a.common.seed),
         &task,
     )?;
     println!("classifier: {}", path.display());

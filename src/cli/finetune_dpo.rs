@@ -13,6 +13,7 @@ use scratchgpt::finetune::dpo_train::{
     reference_model, train_dpo_from, DpoData, DpoEvent, DpoModels, DpoRun, DpoTrainOptions,
     PreferenceDataset,
 };
+use scratchgpt::finetune::instruct_format::InstructFormat;
 use scratchgpt::finetune::instruct_train::respond;
 use scratchgpt::finetune::instruction_data::format_input;
 use scratchgpt::finetune::preference_data::{
@@ -93,11 +94,13 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             (model, run.source, reference, opt, run.state)
         }
         None => {
-            let (mut model, source, task) = load_start_with_task(&a.common)?;
+            let start = load_start_with_task(&a.common)?;
+            start.require_gpt2_tokenizer("dpo")?;
+            let (mut model, source, task) = (start.model, start.source, start.task);
             if model.cfg.num_classes.is_some() {
                 anyhow::bail!("DPO needs a language-model head, not a classifier");
             }
-            if task != Task::Instruct {
+            if task != Task::INSTRUCT_ALPACA {
                 eprintln!(
                     "warning: {source} is not instruction-tuned; DPO refines a model that already answers Alpaca prompts (run `finetune instruct` first, as the book does)"
                 );
@@ -113,6 +116,8 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         }
     };
     let tok = BpeTokenizer::gpt2();
+    // DPO reads the book's Alpaca prompts on GPT-2's vocabulary.
+    let book_format = InstructFormat::book();
     let train = PreferenceDataset::new(&train_entries, tok)?;
     let val = PreferenceDataset::new(&val_entries, tok)?;
     println!(
@@ -142,7 +147,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let shown = &val_entries[..a.show.min(val_entries.len())];
     let before = shown
         .iter()
-        .map(|e| respond(&reference, tok, &e.entry, a.max_new_tokens))
+        .map(|e| respond(&reference, tok, &book_format, &e.entry, a.max_new_tokens))
         .collect::<scratchgpt::Result<Vec<_>>>()?;
     let opts = DpoTrainOptions {
         num_epochs: a.epochs,
@@ -204,7 +209,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         model: &model,
         optimizer: &optimizer,
         info: &info,
-        task: &Task::Instruct,
+        task: &Task::INSTRUCT_ALPACA,
         reference: Some(&reference),
     };
     let saved = save_resumable(&dir, resumable, &state)?;
@@ -240,7 +245,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         println!("plot: {}", plot.display());
     }
     for (e, before) in shown.iter().zip(&before) {
-        let after = respond(&model, tok, &e.entry, a.max_new_tokens)?;
+        let after = respond(&model, tok, &book_format, &e.entry, a.max_new_tokens)?;
         println!(
             "\n{}\n\nCorrect response:\n>> {}\n\nReference model response:\n>> {before}\n\nPolicy model response:\n>> {after}\n{}",
             format_input(&e.entry),
@@ -256,8 +261,8 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         &model,
         None,
         &TrainState::default(),
-        a.common.seed,
-        &Task::Instruct,
+        &RunInfo::gpt2(a.common.seed),
+        &Task::INSTRUCT_ALPACA,
     )?;
     println!(
         "checkpoint: {} (chat uses the Alpaca template with it)",

@@ -1,29 +1,34 @@
 //! `scratchgpt finetune instruct`: the book's chapter 7 run — split the 1,100 instruction
 //! entries 935/110/55, train with the book's collate function, answer the test set, write
 //! `instruction-data-with-response.json`, score the answers offline (exact match, token F1) and,
-//! given `--judge-url`, with an Ollama-compatible judge as the book does.
+//! given `--judge-url`, with an Ollama-compatible judge as the book does. A Llama 3 or Qwen model
+//! trains on its own tokenizer and chat template (see `finetune::instruct_format`); the run
+//! folder keeps that tokenizer in `tokenizer/`, and the checkpoint names the template.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use scratchgpt::data::chat_template::ChatTemplate;
+use scratchgpt::data::manifest::{TokenizerRef, TOKENIZER_DIR};
 use scratchgpt::data::BpeTokenizer;
 use scratchgpt::finetune::evaluate::{judge_score, offline_scores};
+use scratchgpt::finetune::instruct_format::InstructFormat;
 use scratchgpt::finetune::instruct_train::{
     respond, train_instructions_from, InstructData, InstructTrainOptions, InstructionDataset,
 };
 use scratchgpt::finetune::instruction_data::{
-    format_input, parse_instruction_json, read_instruction_json, split_instructions,
+    parse_instruction_json, read_instruction_json, split_instructions,
 };
 use scratchgpt::train::checkpoint::{save_task_checkpoint, RunInfo, Task};
 use scratchgpt::train::{engine_for, TrainEvent, TrainState};
 use serde_json::json;
 
 use super::finetune::{
-    data_bytes, data_identity, load_start, out_dir, peak_rss_gib, progress, report_interrupted,
-    save_adapters_and_merge, save_resumable, say, step_done, BookOptimizer, FinetuneArgs,
-    ResumableRun,
+    data_bytes, data_identity, load_start_with_task, out_dir, peak_rss_gib, progress,
+    report_interrupted, save_adapters_and_merge, save_resumable, say, step_done, BookOptimizer,
+    FinetuneArgs, ResumableRun,
 };
 use super::interrupt::StopSignal;
 
@@ -45,6 +50,12 @@ pub struct Args {
     /// Exercise 7.2: mask the prompt's targets so only responses are learned.
     #[arg(long)]
     mask_instructions: bool,
+    /// How each entry is put to the model: alpaca (the book's), llama3, llama3.1, qwen or qwen3
+    /// (the instruction, then the input after a blank line, as the user's turn; the response
+    /// ends with the turn's end token). Default: the template of the model's vocabulary — a
+    /// Llama 3 or Qwen model's own chat template — else alpaca.
+    #[arg(long)]
+    template: Option<String>,
     /// Longest generated response.
     #[arg(long, default_value_t = 256)]
     max_new_tokens: usize,
@@ -71,34 +82,72 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         &book,
         data_identity(&data_bytes(&a.data, BUNDLED)?, data.len()),
         json!({"eval-freq": a.eval_freq, "allowed-max-length": a.allowed_max_length,
-               "mask-instructions": a.mask_instructions}),
+               "mask-instructions": a.mask_instructions, "template": a.template}),
     );
     let resumed = a.common.load_resume(&record)?;
     let (train_entries, test_entries, val_entries) = split_instructions(&data)?;
-    let (mut model, source, mut optimizer, mut state) = match resumed {
-        Some(r) => {
-            if r.task != Task::Instruct {
-                anyhow::bail!("the checkpoint to resume holds a {:?} model", r.task);
+    let (mut model, source, mut optimizer, mut state, tok, tokenizer_ref, resumed_task) =
+        match resumed {
+            Some(r) => {
+                if !r.task.is_instruct() {
+                    bail!("the checkpoint to resume holds a {:?} model", r.task);
+                }
+                let path = a
+                    .common
+                    .resume
+                    .as_deref()
+                    .expect("a resumed run has a path");
+                let tok = super::train::checkpoint_tokenizer(&r.tokenizer, path)?;
+                (
+                    r.model,
+                    r.source,
+                    r.optimizer,
+                    r.state,
+                    tok,
+                    r.tokenizer,
+                    Some(r.task),
+                )
             }
-            (r.model, r.source, r.optimizer, r.state)
-        }
-        None => {
-            let (mut model, source) = load_start(&a.common)?;
-            if model.cfg.num_classes.is_some() {
-                anyhow::bail!(
-                    "instruction fine-tuning needs a language-model head, not a classifier"
-                );
+            None => {
+                let start = load_start_with_task(&a.common)?;
+                let mut model = start.model;
+                if model.cfg.num_classes.is_some() {
+                    bail!("instruction fine-tuning needs a language-model head, not a classifier");
+                }
+                if let Some(rank) = a.common.lora.lora_rank {
+                    model.add_lora(rank, a.common.lora.lora_alpha, a.common.seed)?;
+                }
+                let opt = a.common.optimizer(&model, &book);
+                (
+                    model,
+                    start.source,
+                    opt,
+                    TrainState::default(),
+                    start.tokenizer,
+                    start.tokenizer_ref,
+                    None,
+                )
             }
-            if let Some(rank) = a.common.lora.lora_rank {
-                model.add_lora(rank, a.common.lora.lora_alpha, a.common.seed)?;
-            }
-            let opt = a.common.optimizer(&model, &book);
-            (model, source, opt, TrainState::default())
-        }
+        };
+    let template = match &a.template {
+        Some(name) => ChatTemplate::from_name(name)?,
+        None => ChatTemplate::for_tokenizer(&tok).unwrap_or(ChatTemplate::Alpaca),
     };
-    let tok = BpeTokenizer::gpt2();
-    let train = InstructionDataset::new(&train_entries, tok)?;
-    let val = InstructionDataset::new(&val_entries, tok)?;
+    let format = InstructFormat::new(template, &tok)?;
+    let task = Task::Instruct { template };
+    if let Some(was) = resumed_task.filter(|t| *t != task) {
+        bail!("the checkpoint to resume was trained as {was:?}; this run would train as {task:?}");
+    }
+    if tok.vocab_size() > model.cfg.vocab_size {
+        bail!(
+            "the tokenizer has {} ids, the model only {}",
+            tok.vocab_size(),
+            model.cfg.vocab_size
+        );
+    }
+    let tok: &BpeTokenizer = &tok;
+    let train = InstructionDataset::new(&train_entries, tok, &format)?;
+    let val = InstructionDataset::new(&val_entries, tok, &format)?;
     let n_trainable = model.num_trainable_parameters();
     println!(
         "from {source}: {} parameters, {n_trainable} trainable{}",
@@ -109,13 +158,18 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         ))
     );
     println!(
-        "data: {} entries → {} train / {} test / {} validation",
+        "data: {} entries → {} train / {} test / {} validation; {} template",
         data.len(),
         train.len(),
         test_entries.len(),
-        val.len()
+        val.len(),
+        template.name()
     );
     let dir = out_dir(&a.common, "instruct")?;
+    if tokenizer_ref == TokenizerRef::Folder {
+        // The run's checkpoints are read back with this vocabulary: it travels with them.
+        tok.save(dir.join(TOKENIZER_DIR))?;
+    }
     let opts = InstructTrainOptions {
         num_epochs: a.epochs,
         batch_size: a.common.batch_size,
@@ -126,12 +180,16 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         max_steps: a.common.max_steps,
         allowed_max_length: a.allowed_max_length,
         mask_instructions: a.mask_instructions,
-        start_context: format_input(&val_entries[0]),
+        start_ids: format.prompt(tok, &val_entries[0])?,
         sample_tokens: 35,
+    };
+    let weights_info = RunInfo {
+        tokenizer: tokenizer_ref,
+        ..RunInfo::gpt2(a.common.seed)
     };
     let info = RunInfo {
         finetune: Some(record),
-        ..RunInfo::gpt2(a.common.seed)
+        ..weights_info.clone()
     };
     let signal = StopSignal::install()?;
     let control = a.common.run_control(&dir, &info, &signal)?;
@@ -150,6 +208,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             train: &train,
             val: &val,
             tok,
+            format: &format,
         };
         train_instructions_from(
             engine.as_mut(),
@@ -182,7 +241,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         model: &model,
         optimizer: &optimizer,
         info: &info,
-        task: &Task::Instruct,
+        task: &task,
         reference: None,
     };
     let saved = save_resumable(&dir, resumable, &state)?;
@@ -206,12 +265,13 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         &model,
         None,
         &TrainState::default(),
-        a.common.seed,
-        &Task::Instruct,
+        &weights_info,
+        &task,
     )?;
     println!(
-        "checkpoint: {} (chat uses the Alpaca template with it)",
-        ck.display()
+        "checkpoint: {} (chat uses the {} template with it)",
+        ck.display(),
+        template.name()
     );
 
     // Answer the test set (the book's §7.7) and score the answers.
@@ -225,7 +285,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let gen_bar = progress(limit);
     gen_bar.set_message("answering the test set");
     for e in &test_entries[..limit] {
-        let response = respond(&model, tok, e, a.max_new_tokens)?;
+        let response = respond(&model, tok, &format, e, a.max_new_tokens)?;
         pairs.push((response.clone(), e.output.clone()));
         with_responses.push(
             serde_json::json!({"instruction": e.instruction, "input": e.input,
@@ -241,7 +301,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     if let Some((e, (r, _))) = test_entries.iter().zip(&pairs).next() {
         println!(
             "{}\n\nCorrect response:\n>> {}\n\nModel response:\n>> {r}",
-            format_input(e),
+            tok.decode(&format.prompt(tok, e)?)?,
             e.output
         );
     }

@@ -6,9 +6,8 @@ use std::process::ExitCode;
 
 use std::borrow::Cow;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use scratchgpt::autograd::no_grad;
-use scratchgpt::data::manifest::TokenizerRef;
 use scratchgpt::data::text_file::read_text;
 use scratchgpt::data::BpeTokenizer;
 use scratchgpt::gpt::hf_llama::load_hf;
@@ -80,19 +79,7 @@ impl ModelSource {
         Ok(match (&self.checkpoint, &self.model) {
             (Some(path), _) => {
                 let ck = load_checkpoint(path)?;
-                let tok = match ck.info.tokenizer {
-                    TokenizerRef::Gpt2 => Cow::Borrowed(BpeTokenizer::gpt2()),
-                    TokenizerRef::Folder => {
-                        let dir = super::train::checkpoint_tokenizer_dir(path);
-                        Cow::Owned(BpeTokenizer::from_dir(&dir).with_context(|| {
-                            format!(
-                                "{} was trained with its own tokenizer, expected in {}",
-                                path.display(),
-                                dir.display()
-                            )
-                        })?)
-                    }
-                };
+                let tok = super::train::checkpoint_tokenizer(&ck.info.tokenizer, path)?;
                 if tok.vocab_size() > ck.model.cfg.vocab_size {
                     bail!(
                         "the tokenizer has {} ids, the model only {}",

@@ -2,6 +2,7 @@
 //! Defaults reproduce the book: gpt2-small at context 256, dropout 0.1, no qkv bias, 10 epochs,
 //! batch 2, AdamW lr 4e-4 wd 0.1, eval every 5 steps on 5 batches, seed 123.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,7 +14,7 @@ use super::metrics_log::open_metrics;
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use scratchgpt::data::manifest::{TokenizerRef, TOKENIZER_DIR};
-use scratchgpt::data::DataLoader;
+use scratchgpt::data::{BpeTokenizer, DataLoader};
 use scratchgpt::gpt::safetensors_io::read_safetensors;
 use scratchgpt::gpt::{GptConfig, GptModel};
 use scratchgpt::optim::{AdamW, AdamWConfig, LrSchedule};
@@ -605,6 +606,26 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         return Ok(signal.exit_code());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The vocabulary a checkpoint's ids belong to: GPT-2's, or the one in `tokenizer/` beside it.
+pub fn checkpoint_tokenizer(
+    which: &TokenizerRef,
+    checkpoint: &Path,
+) -> anyhow::Result<Cow<'static, BpeTokenizer>> {
+    Ok(match which {
+        TokenizerRef::Gpt2 => Cow::Borrowed(BpeTokenizer::gpt2()),
+        TokenizerRef::Folder => {
+            let dir = checkpoint_tokenizer_dir(checkpoint);
+            Cow::Owned(BpeTokenizer::from_dir(&dir).with_context(|| {
+                format!(
+                    "{} was trained with its own tokenizer, expected in {}",
+                    checkpoint.display(),
+                    dir.display()
+                )
+            })?)
+        }
+    })
 }
 
 /// Where a checkpoint's custom tokenizer lives: `tokenizer/` in its folder.

@@ -34,7 +34,7 @@ pub enum ChatTemplate {
 }
 
 impl ChatTemplate {
-    /// By name: `plain`, `alpaca`, `llama3`, `qwen`.
+    /// By name: `plain`, `alpaca`, `llama3`, `llama3.1`, `qwen`, `qwen3` (and `none`, `chatml`).
     pub fn from_name(name: &str) -> Result<Self> {
         Ok(match name {
             "plain" | "none" => ChatTemplate::Plain,
@@ -52,6 +52,18 @@ impl ChatTemplate {
                 ))
             }
         })
+    }
+
+    /// The name [`Self::from_name`] reads (what checkpoints record).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ChatTemplate::Plain => "plain",
+            ChatTemplate::Alpaca => "alpaca",
+            ChatTemplate::Llama3 => "llama3",
+            ChatTemplate::Llama31 => "llama3.1",
+            ChatTemplate::Qwen => "qwen",
+            ChatTemplate::Qwen3 => "qwen3",
+        }
     }
 
     /// The template a vocabulary was made for: Llama 3's if it has the header tokens (3.1+'s

@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use super::epochs::{check_plan, run_epochs, EpochHooks, EpochPlan, RunControl, StepResult};
+use super::instruct_format::InstructFormat;
 use super::instruct_train::respond;
 use super::instruction_data::InstructionEntry;
 use super::preference_data::{
@@ -561,8 +562,14 @@ impl<F: FnMut(&DpoEvent)> EpochHooks for DpoHooks<'_, F> {
     fn epoch_end(&mut self, epoch: usize, _rng: &mut Rng, _state: &mut TrainState) -> Result<()> {
         if let Some(entry) = &self.opts.sample_entry {
             if self.opts.sample_tokens > 0 {
-                let text = respond(self.models.policy, self.tok, entry, self.opts.sample_tokens)?
-                    .replace('\n', " ");
+                let text = respond(
+                    self.models.policy,
+                    self.tok,
+                    &InstructFormat::book(),
+                    entry,
+                    self.opts.sample_tokens,
+                )?
+                .replace('\n', " ");
                 (self.on_event)(&DpoEvent::Sample { epoch, text });
             }
         }
@@ -576,7 +583,7 @@ impl<F: FnMut(&DpoEvent)> EpochHooks for DpoHooks<'_, F> {
             self.optimizer,
             state,
             info,
-            &Task::Instruct,
+            &Task::INSTRUCT_ALPACA,
             Some(self.models.reference),
         )
     }

@@ -1,13 +1,14 @@
-//! Chapter 7's training and generation: the instruction dataset (each entry's full Alpaca text,
-//! tokenized once), its loaders (shuffled, drop_last for training; collated per batch), the
-//! book's `train_model_simple` over them with a sample after each epoch, and the responses to
-//! the test set extracted after `### Response:`.
+//! Chapter 7's training and generation: the instruction dataset (each entry tokenized once, in
+//! the run's [`InstructFormat`]: the book's Alpaca text or the model's chat template), its
+//! loaders (shuffled, drop_last for training; collated per batch), the book's
+//! `train_model_simple` over them with a sample after each epoch, and the responses to the test
+//! set (after `### Response:`, or the assistant's turn).
 
 use std::path::Path;
 
 use super::epochs::{check_plan, run_epochs, EpochHooks, EpochPlan, RunControl, StepResult};
-use super::instruction_data::{collate, format_example, format_input, InstructionEntry};
-use super::spam_data::PAD_ID;
+use super::instruct_format::InstructFormat;
+use super::instruction_data::{collate, InstructionEntry};
 use crate::data::dataset::{batch_order, Batch};
 use crate::data::BpeTokenizer;
 use crate::error::Result;
@@ -17,28 +18,34 @@ use crate::tensor::rng::Rng;
 use crate::train::checkpoint::{save_finetune_checkpoint, RunInfo, Task};
 use crate::train::{engine_loss_loader, RunEnd, StepEngine, TrainEvent, TrainState};
 
-/// The book's `InstructionDataset`: every entry's `format_example` text tokenized, plus the
-/// length of its prompt part (`format_input` + `\n\n### Response:\n`) for instruction masking.
+/// The book's `InstructionDataset`: every entry tokenized in `format` (the book:
+/// `format_example`'s Alpaca text), plus the length of its prompt part for instruction masking
+/// and the end token collate appends.
 #[derive(Clone, Debug)]
 pub struct InstructionDataset {
     pub encoded: Vec<Vec<u32>>,
     pub prompt_lengths: Vec<usize>,
+    /// Appended to every example and padding the batches (the book: 50256).
+    pub end_id: u32,
 }
 
 impl InstructionDataset {
-    pub fn new(entries: &[InstructionEntry], tok: &BpeTokenizer) -> Result<Self> {
+    pub fn new(
+        entries: &[InstructionEntry],
+        tok: &BpeTokenizer,
+        format: &InstructFormat,
+    ) -> Result<Self> {
         let mut encoded = Vec::with_capacity(entries.len());
         let mut prompt_lengths = Vec::with_capacity(entries.len());
         for e in entries {
-            encoded.push(tok.encode(&format_example(e))?);
-            prompt_lengths.push(
-                tok.encode(&format!("{}\n\n### Response:\n", format_input(e)))?
-                    .len(),
-            );
+            let (ids, prompt_len) = format.example(tok, e)?;
+            encoded.push(ids);
+            prompt_lengths.push(prompt_len);
         }
         Ok(InstructionDataset {
             encoded,
             prompt_lengths,
+            end_id: format.end_id(),
         })
     }
 
@@ -61,6 +68,7 @@ impl InstructionDataset {
         let prompts: Vec<usize> = idx.iter().map(|&i| self.prompt_lengths[i]).collect();
         let b = collate(
             &items,
+            self.end_id,
             Some(allowed_max_length),
             mask_instructions.then_some(prompts.as_slice()),
         )?;
@@ -98,8 +106,9 @@ pub struct InstructTrainOptions {
     pub allowed_max_length: usize,
     /// Exercise 7.2: do not learn to predict the prompt.
     pub mask_instructions: bool,
-    /// The per-epoch sample's prompt (the book: the first validation entry's `format_input`).
-    pub start_context: String,
+    /// The per-epoch sample's prompt ids (the book: the first validation entry's prompt,
+    /// [`InstructFormat::prompt`]); none for no sample.
+    pub start_ids: Vec<u32>,
     pub sample_tokens: usize,
 }
 
@@ -138,11 +147,17 @@ pub fn train_instructions(
     train: &InstructionDataset,
     val: &InstructionDataset,
     tok: &BpeTokenizer,
+    format: &InstructFormat,
     opts: &InstructTrainOptions,
     on_event: impl FnMut(&TrainEvent),
 ) -> Result<InstructRun> {
     let mut state = TrainState::default();
-    let data = InstructData { train, val, tok };
+    let data = InstructData {
+        train,
+        val,
+        tok,
+        format,
+    };
     train_instructions_from(
         engine,
         model,
@@ -155,12 +170,14 @@ pub fn train_instructions(
     Ok(InstructRun::from_state(&state))
 }
 
-/// The data of an instruction run: both splits and the tokenizer of the samples.
+/// The data of an instruction run: both splits, the tokenizer of the samples and the format
+/// (where samples stop).
 #[derive(Clone, Copy)]
 pub struct InstructData<'a> {
     pub train: &'a InstructionDataset,
     pub val: &'a InstructionDataset,
     pub tok: &'a BpeTokenizer,
+    pub format: &'a InstructFormat,
 }
 
 /// [`train_instructions`] from `state` (a fresh one, or a checkpoint's to resume), with periodic
@@ -174,7 +191,12 @@ pub fn train_instructions_from(
     state: &mut TrainState,
     on_event: impl FnMut(&TrainEvent),
 ) -> Result<RunEnd> {
-    let InstructData { train, val, tok } = data;
+    let InstructData {
+        train,
+        val,
+        tok,
+        format,
+    } = data;
     let plan = EpochPlan {
         num_epochs: opts.num_epochs,
         batch_size: opts.batch_size,
@@ -208,7 +230,10 @@ pub fn train_instructions_from(
         opts,
         max_len,
         val_batches,
-        start_ids: tok.encode(&opts.start_context)?,
+        sampling: greedy(format),
+        task: Task::Instruct {
+            template: format.template(),
+        },
         on_event,
     };
     let end = run_epochs(&plan, control, state, &mut hooks);
@@ -225,7 +250,9 @@ struct InstructHooks<'a, F> {
     opts: &'a InstructTrainOptions,
     max_len: usize,
     val_batches: Vec<Batch>,
-    start_ids: Vec<u32>,
+    sampling: Sampling,
+    /// What checkpoints record (the template, so `chat` uses it).
+    task: Task,
     on_event: F,
 }
 
@@ -296,13 +323,13 @@ impl<F: FnMut(&TrainEvent)> EpochHooks for InstructHooks<'_, F> {
 
     fn epoch_end(&mut self, epoch: usize, _rng: &mut Rng, _state: &mut TrainState) -> Result<()> {
         self.engine.sync_to_cpu()?;
-        if !self.start_ids.is_empty() && self.opts.sample_tokens > 0 {
+        if !self.opts.start_ids.is_empty() && self.opts.sample_tokens > 0 {
             let ids = generate_cached(
                 self.model,
-                &self.start_ids,
+                &self.opts.start_ids,
                 self.opts.sample_tokens,
                 self.model.cfg.context_length,
-                &greedy(),
+                &self.sampling,
             )?;
             let text = self.tok.decode(&ids)?.replace('\n', " ");
             (self.on_event)(&TrainEvent::Sample { epoch, text });
@@ -318,7 +345,7 @@ impl<F: FnMut(&TrainEvent)> EpochHooks for InstructHooks<'_, F> {
             self.engine.optimizer(),
             state,
             info,
-            &Task::Instruct,
+            &self.task,
             None,
         )
     }
@@ -331,12 +358,13 @@ impl<F: FnMut(&TrainEvent)> EpochHooks for InstructHooks<'_, F> {
     }
 }
 
-fn greedy() -> Sampling {
+/// Greedy decoding that stops at the format's end tokens (the book: `<|endoftext|>`).
+fn greedy(format: &InstructFormat) -> Sampling {
     Sampling {
         temperature: 0.0,
         top_k: None,
         top_p: None,
-        eos_ids: vec![PAD_ID],
+        eos_ids: format.stop_ids().to_vec(),
         seed: 0,
     }
 }
@@ -352,19 +380,20 @@ pub fn extract_response(generated: &str, prompt: &str) -> String {
         .to_string()
 }
 
-/// Greedy response of `model` to an entry (stopping at `<|endoftext|>`, at most
-/// `max_new_tokens`), extracted as the book does.
+/// Greedy response of `model` to an entry (stopping at the format's end tokens — the book:
+/// `<|endoftext|>` — after at most `max_new_tokens`): the reply after the prompt, extracted as
+/// the book does ([`InstructFormat::extract`]; for Alpaca the same text as
+/// [`extract_response`] of the whole decoded sequence, since the prompt decodes to itself).
 pub fn respond(
     model: &GptModel,
     tok: &BpeTokenizer,
+    format: &InstructFormat,
     entry: &InstructionEntry,
     max_new_tokens: usize,
 ) -> Result<String> {
-    let prompt = format_input(entry);
-    let ids = tok.encode(&prompt)?;
+    let ids = format.prompt(tok, entry)?;
     let ctx = model.cfg.context_length;
     // Keep the prompt's end if it is longer than the context (generation crops the same way).
-    let out = generate_cached(model, &ids, max_new_tokens, ctx, &greedy())?;
-    let text = tok.decode(&out)?;
-    Ok(extract_response(&text, &prompt))
+    let out = generate_cached(model, &ids, max_new_tokens, ctx, &greedy(format))?;
+    Ok(format.extract(&tok.decode(&out[ids.len()..])?))
 }

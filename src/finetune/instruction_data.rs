@@ -5,7 +5,6 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::spam_data::PAD_ID;
 use crate::data::text_file::read_text;
 use crate::error::{Error, Result};
 
@@ -117,13 +116,16 @@ pub struct InstructionBatch {
     pub targets: Vec<Vec<i64>>,
 }
 
-/// The book's `custom_collate_fn`: append one `<|endoftext|>` to every item, pad with it to the
-/// longest item + 1, inputs = all but the last id, targets = all but the first (shifted by one);
-/// every padding target except the first of each row becomes −100 (the first teaches the model
-/// to end its answer). `allowed_max_length` truncates; `prompt_lengths` (exercise 7.2) also
-/// masks the targets that predict prompt tokens, so only the response is learned.
+/// The book's `custom_collate_fn`: append one `pad_token_id` (the book's default: 50256,
+/// `<|endoftext|>`; a chat template's turn end, see [`super::instruct_format`]) to every item,
+/// pad with it to the longest item + 1, inputs = all but the last id, targets = all but the
+/// first (shifted by one); every padding target except the first of each row becomes −100 (the
+/// first teaches the model to end its answer). `allowed_max_length` truncates; `prompt_lengths`
+/// (exercise 7.2) also masks the targets that predict prompt tokens, so only the response is
+/// learned.
 pub fn collate(
     items: &[Vec<u32>],
+    pad_token_id: u32,
     allowed_max_length: Option<usize>,
     prompt_lengths: Option<&[usize]>,
 ) -> Result<InstructionBatch> {
@@ -134,7 +136,7 @@ pub fn collate(
         return Err(Error::invalid("collate", "one prompt length per item"));
     }
     let max_len = items.iter().map(|i| i.len() + 1).max().expect("non-empty");
-    let pad = PAD_ID as i64;
+    let pad = pad_token_id as i64;
     let mut batch = InstructionBatch {
         inputs: Vec::new(),
         targets: Vec::new(),

@@ -6,6 +6,7 @@ pub mod classify_train;
 pub mod dpo_train;
 pub mod epochs;
 pub mod evaluate;
+pub mod instruct_format;
 pub mod instruct_train;
 pub mod instruction_data;
 pub mod lora;

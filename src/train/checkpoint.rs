@@ -18,6 +18,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::{json, Value};
 
 use super::TrainState;
+use crate::data::chat_template::ChatTemplate;
 use crate::data::manifest::TokenizerRef;
 use crate::data::text_file::write_atomic;
 use crate::error::{Error, Result};
@@ -39,8 +40,21 @@ pub enum Task {
         labels: Vec<String>,
         max_length: Option<usize>,
     },
-    /// Chapter 7: instruction-tuned on Alpaca-format prompts.
-    Instruct,
+    /// Chapter 7: instruction-tuned on prompts in `template` (the book's Alpaca, or the
+    /// model's chat template), which `chat` then uses by itself.
+    Instruct { template: ChatTemplate },
+}
+
+impl Task {
+    /// The book's chapter 7 task: instruction-tuned on Alpaca prompts.
+    pub const INSTRUCT_ALPACA: Task = Task::Instruct {
+        template: ChatTemplate::Alpaca,
+    };
+
+    /// Whether the model was instruction-tuned (in any template).
+    pub fn is_instruct(&self) -> bool {
+        matches!(self, Task::Instruct { .. })
+    }
 }
 
 impl Task {
@@ -50,14 +64,22 @@ impl Task {
             Task::Classify { labels, max_length } => {
                 json!({"kind": "classify", "labels": labels, "max_length": max_length})
             }
-            Task::Instruct => json!({"kind": "instruct"}),
+            Task::Instruct { template } => {
+                json!({"kind": "instruct", "template": template.name()})
+            }
         }
     }
 
     fn from_json(v: &Value) -> Option<Task> {
         match v["kind"].as_str()? {
             "pretrain" => Some(Task::Pretrain),
-            "instruct" => Some(Task::Instruct),
+            // Files from before templates were recorded hold Alpaca-tuned models.
+            "instruct" => Some(Task::Instruct {
+                template: match v["template"].as_str() {
+                    None => ChatTemplate::Alpaca,
+                    Some(name) => ChatTemplate::from_name(name).ok()?,
+                },
+            }),
             "classify" => Some(Task::Classify {
                 labels: v["labels"]
                     .as_array()?
@@ -230,18 +252,10 @@ pub fn save_task_checkpoint(
     model: &GptModel,
     optimizer: Option<&AdamW>,
     state: &TrainState,
-    seed: u64,
+    info: &RunInfo,
     task: &Task,
 ) -> Result<()> {
-    save_full(
-        path,
-        model,
-        optimizer,
-        state,
-        &RunInfo::gpt2(seed),
-        task,
-        None,
-    )
+    save_full(path, model, optimizer, state, info, task, None)
 }
 
 /// A fine-tuning run's resumable checkpoint: the model with its LoRA adapters unmerged (if it

@@ -28,6 +28,33 @@ fn tokenizer(fixture_name: &str) -> BpeTokenizer {
     BpeTokenizer::from_dir(fixture(fixture_name)).unwrap()
 }
 
+/// A fixture's tokenizer.json with more added tokens: `<|eom_id|>` makes a Llama 3.1+
+/// vocabulary, `<think>` and `</think>` a Qwen3 one. Written into `dir`.
+fn extended_tokenizer_json(fixture_name: &str, added: &[&str], dir: &Path) -> PathBuf {
+    let mut t: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture(fixture_name).join("tokenizer.json")).unwrap(),
+    )
+    .unwrap();
+    let list = t["added_tokens"].as_array_mut().unwrap();
+    let next = list
+        .iter()
+        .map(|a| a["id"].as_u64().unwrap())
+        .max()
+        .unwrap()
+        + 1;
+    let like = list[0].clone();
+    for (k, content) in added.iter().enumerate() {
+        let mut e = like.clone();
+        e["id"] = (next + k as u64).into();
+        e["content"] = (*content).into();
+        list.push(e);
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("tokenizer.json");
+    std::fs::write(&path, t.to_string()).unwrap();
+    path
+}
+
 fn entry(instruction: &str, input: &str, output: &str) -> InstructionEntry {
     InstructionEntry {
         instruction: instruction.into(),
@@ -61,12 +88,54 @@ fn chat_formats_are_prompt_then_response_then_turn_end() {
         assert_eq!(prompt_len, prompt.len(), "{name}");
         assert_eq!(&ids[..prompt_len], &prompt[..]);
         assert_eq!(&ids[prompt_len..], &tok.encode("Red.").unwrap()[..]);
+        // One sequence start, the template's own (Llama), or none (Qwen).
+        let starts = ids
+            .iter()
+            .filter(|&&i| Some(i) == tok.special_id("<|begin_of_text|>"))
+            .count();
+        assert_eq!(
+            starts,
+            usize::from(template == ChatTemplate::Llama3),
+            "{name}"
+        );
         // The response is data, not markup: a special token in it is refused.
         assert!(f
             .example(&tok, &entry("x", "", &format!("a{end}b")))
             .is_err());
         assert_eq!(f.extract("  Red.\n"), "Red.");
     }
+}
+
+#[test]
+fn llama_3_1_and_qwen3_vocabularies_train_in_their_templates() {
+    let dir =
+        std::env::temp_dir().join(format!("scratchgpt-instruct-vocab-{}", std::process::id()));
+    let e = entry("Name a colour.", "", "Red.");
+    for (name, added, template, marker) in [
+        (
+            "hf-llama-tiny",
+            vec!["<|eom_id|>"],
+            ChatTemplate::Llama31,
+            "Cutting Knowledge Date",
+        ),
+        (
+            "hf-qwen3-tiny",
+            vec!["<think>", "</think>"],
+            ChatTemplate::Qwen3,
+            "<think>\n\n</think>\n\n",
+        ),
+    ] {
+        let json = extended_tokenizer_json(name, &added, &dir.join(name));
+        let tok = BpeTokenizer::from_dir(json.parent().unwrap()).unwrap();
+        let f = InstructFormat::for_tokenizer(&tok).unwrap();
+        assert_eq!(f.template(), template);
+        let (ids, prompt_len) = f.example(&tok, &e).unwrap();
+        let prompt = tok.decode(&ids[..prompt_len]).unwrap();
+        assert!(prompt.contains(marker), "{prompt:?}");
+        assert_eq!(prompt, template.render("Name a colour.", None));
+        assert_eq!(tok.decode(&ids[prompt_len..]).unwrap(), "Red.");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -142,16 +211,16 @@ fn collated_chat_batches_learn_the_turn_end_and_ignore_the_padding() {
     assert!(x[n0..t].iter().all(|&v| v == f.end_id() as i64));
 }
 
-/// A random Llama or Qwen3 folder with the fixture's tokenizer (605 ids) and a context that
-/// holds the chat prompts.
-fn model_folder(preset: &str, fixture_name: &str, tag: &str) -> PathBuf {
+/// A random Llama or Qwen3 folder with the fixture's tokenizer (605 ids, or more with `added`
+/// tokens) and a context that holds the chat prompts.
+fn model_folder(preset: &str, fixture_name: &str, added: &[&str], tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "scratchgpt-instruct-{tag}-{preset}-{}",
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
     let mut cfg = GptConfig::preset(preset).unwrap();
-    cfg.vocab_size = 605;
+    cfg.vocab_size = 608;
     cfg.context_length = 96;
     cfg.drop_rate = 0.0;
     export_hf(
@@ -160,11 +229,7 @@ fn model_folder(preset: &str, fixture_name: &str, tag: &str) -> PathBuf {
         ExportOptions::default(),
     )
     .unwrap();
-    std::fs::copy(
-        fixture(fixture_name).join("tokenizer.json"),
-        dir.join("tokenizer.json"),
-    )
-    .unwrap();
+    extended_tokenizer_json(fixture_name, added, &dir);
     dir
 }
 
@@ -238,11 +303,17 @@ fn weights(path: &Path) -> Vec<(String, Vec<f32>)> {
 
 #[test]
 fn finetune_instruct_trains_llama_and_qwen3_on_their_own_templates() {
-    for (preset, fixture_name, template) in [
-        ("llama-tiny", "hf-llama-tiny", ChatTemplate::Llama3),
-        ("qwen3-tiny", "hf-qwen3-tiny", ChatTemplate::Qwen),
+    for (preset, fixture_name, added, template) in [
+        ("llama-tiny", "hf-llama-tiny", &[][..], ChatTemplate::Llama3),
+        ("qwen3-tiny", "hf-qwen3-tiny", &[][..], ChatTemplate::Qwen),
+        (
+            "qwen3-tiny",
+            "hf-qwen3-tiny",
+            &["<think>", "</think>"][..],
+            ChatTemplate::Qwen3,
+        ),
     ] {
-        let model = model_folder(preset, fixture_name, "cli");
+        let model = model_folder(preset, fixture_name, added, template.name());
         let data = data_file(&model);
         for lora in [false, true] {
             let out = model.join(format!("run-lora-{lora}"));
@@ -332,7 +403,7 @@ fn finetune_instruct_trains_llama_and_qwen3_on_their_own_templates() {
 /// run with LoRA ends with the weights of an uninterrupted one, bit for bit.
 #[test]
 fn finetune_instruct_on_llama_resumes_exactly() {
-    let model = model_folder("llama-tiny", "hf-llama-tiny", "resume");
+    let model = model_folder("llama-tiny", "hf-llama-tiny", &[], "resume");
     let data = data_file(&model);
     for lora in [false, true] {
         let lora_args: &[&str] = if lora { &["--lora-rank", "2"] } else { &[] };

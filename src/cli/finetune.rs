@@ -50,9 +50,10 @@ pub struct StartFrom {
     /// A checkpoint of ours (e.g. one pretrained with `train`).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// A Hugging Face GPT-2 model — its folder (config.json + model.safetensors) or a hub name
-    /// already in the local Hugging Face cache: OpenAI's weights, as the book fine-tunes them.
-    /// `--gpt2` is the old name of this flag.
+    /// A Hugging Face model — its folder (config.json + model.safetensors or shards) or a hub
+    /// name already in the local Hugging Face cache: OpenAI's GPT-2, as the book fine-tunes it,
+    /// or (for `finetune instruct`) a Llama 3 or Qwen3 with its own tokenizer. `--gpt2` is the
+    /// old name of this flag.
     #[arg(long = "model", visible_alias = "gpt2", value_name = "NAME|DIR")]
     pub model: Option<String>,
     /// A freshly initialised model of `--preset` (the book's ablation without pretraining).
@@ -302,31 +303,22 @@ pub struct Start {
     pub tokenizer_ref: TokenizerRef,
 }
 
-impl Start {
-    /// For the commands whose data are read with GPT-2's vocabulary alone (classify, dpo).
-    pub fn require_gpt2_tokenizer(&self, command: &str) -> anyhow::Result<()> {
-        if self.tokenizer_ref != TokenizerRef::Gpt2 {
-            bail!(
-                "{} has its own tokenizer; `finetune {command}` reads its data with GPT-2's (`finetune instruct` takes a model with its own tokenizer and chat template)",
-                self.source
-            );
-        }
-        Ok(())
-    }
-}
-
 /// Loads the starting model for a command that reads its data with GPT-2's tokenizer
 /// ([`load_start_with_task`], refusing weights with a vocabulary of their own).
 pub fn load_start(a: &FinetuneArgs, command: &str) -> anyhow::Result<(GptModel, String)> {
-    let start = load_start_with_task(a)?;
-    start.require_gpt2_tokenizer(command)?;
+    let start = load_start_with_task(a, Some(command))?;
     Ok((start.model, start.source))
 }
 
 /// Loads the starting model: from a checkpoint (refusing a classifier, whose head cannot
 /// generate or be re-headed meaningfully), from a Hugging Face model (GPT-2, Llama 3, Qwen3),
 /// or freshly from `--preset`; with the run's dropout rate, and its vocabulary.
-pub fn load_start_with_task(a: &FinetuneArgs) -> anyhow::Result<Start> {
+/// `gpt2_only_for`: the command, when it reads its data with GPT-2's vocabulary alone — then
+/// weights with their own are refused before they are loaded.
+pub fn load_start_with_task(
+    a: &FinetuneArgs,
+    gpt2_only_for: Option<&str>,
+) -> anyhow::Result<Start> {
     let (from, preset, drop_rate, seed) = (&a.from, a.preset.as_str(), a.drop_rate, a.seed);
     if !(0.0..1.0).contains(&drop_rate) {
         bail!("--drop-rate must be in [0, 1), got {drop_rate}");
@@ -340,6 +332,13 @@ pub fn load_start_with_task(a: &FinetuneArgs) -> anyhow::Result<Start> {
     let (mut model, what) = match (&from.checkpoint, &from.model) {
         (Some(path), _) => {
             let ck = load_checkpoint(path)?;
+            if let Some(command) = gpt2_only_for.filter(|_| ck.info.tokenizer != TokenizerRef::Gpt2)
+            {
+                bail!(
+                    "{} was trained with its own tokenizer; `finetune {command}` reads its data with GPT-2's (`finetune instruct` takes a model with its own tokenizer)",
+                    path.display()
+                );
+            }
             tokenizer = super::train::checkpoint_tokenizer(&ck.info.tokenizer, path)?;
             tokenizer_ref = ck.info.tokenizer.clone();
             if matches!(ck.task, Task::Classify { .. }) {
@@ -353,13 +352,25 @@ pub fn load_start_with_task(a: &FinetuneArgs) -> anyhow::Result<Start> {
         }
         (None, Some(spec)) => {
             let dir = scratchgpt::gpt::hub_cache::resolve_model(spec)?;
+            if let Some(command) =
+                gpt2_only_for.filter(|_| scratchgpt::gpt::hf_llama::is_decoder_folder(&dir))
+            {
+                bail!(
+                    "{} is a Llama/Qwen3 model with its own tokenizer; `finetune {command}` reads its data with GPT-2's, so it takes GPT-2 weights (`finetune instruct` takes this model)",
+                    dir.display()
+                );
+            }
             let model = scratchgpt::gpt::hf_llama::load_hf(&dir)?;
             // GPT-2's vocabulary is built in; a Llama or Qwen3 brings its own.
             tokenizer = super::generate::folder_tokenizer(&dir, &model)?;
             if model.cfg.arch != scratchgpt::gpt::Architecture::Gpt2 {
                 tokenizer_ref = TokenizerRef::Folder;
             }
-            let family = model.cfg.arch.name();
+            let family = match model.cfg.arch {
+                scratchgpt::gpt::Architecture::Gpt2 => "GPT-2",
+                scratchgpt::gpt::Architecture::Llama(_) => "Llama",
+                scratchgpt::gpt::Architecture::Qwen3(_) => "Qwen3",
+            };
             (model, format!("{family} weights {}", dir.display()))
         }
         (None, None) => {

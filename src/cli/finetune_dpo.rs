@@ -94,8 +94,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             (model, run.source, reference, opt, run.state)
         }
         None => {
-            let start = load_start_with_task(&a.common)?;
-            start.require_gpt2_tokenizer("dpo")?;
+            let start = load_start_with_task(&a.common, Some("dpo"))?;
             let (mut model, source, task) = (start.model, start.source, start.task);
             if model.cfg.num_classes.is_some() {
                 anyhow::bail!("DPO needs a language-model head, not a classifier");

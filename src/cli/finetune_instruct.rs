@@ -82,8 +82,17 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         &book,
         data_identity(&data_bytes(&a.data, BUNDLED)?, data.len()),
         json!({"eval-freq": a.eval_freq, "allowed-max-length": a.allowed_max_length,
-               "mask-instructions": a.mask_instructions, "template": a.template}),
+               "mask-instructions": a.mask_instructions}),
     );
+    // Checked before any weights load; the template itself is recorded in the checkpoints' task.
+    let asked = a
+        .template
+        .as_deref()
+        .map(ChatTemplate::from_name)
+        .transpose()?;
+    if asked == Some(ChatTemplate::Plain) {
+        bail!("--template plain does not mark where a response begins: use alpaca or the model's chat template");
+    }
     let resumed = a.common.load_resume(&record)?;
     let (train_entries, test_entries, val_entries) = split_instructions(&data)?;
     let (mut model, source, mut optimizer, mut state, tok, tokenizer_ref, resumed_task) =
@@ -109,7 +118,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
                 )
             }
             None => {
-                let start = load_start_with_task(&a.common)?;
+                let start = load_start_with_task(&a.common, None)?;
                 let mut model = start.model;
                 if model.cfg.num_classes.is_some() {
                     bail!("instruction fine-tuning needs a language-model head, not a classifier");
@@ -129,15 +138,22 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
                 )
             }
         };
-    let template = match &a.template {
-        Some(name) => ChatTemplate::from_name(name)?,
-        None => ChatTemplate::for_tokenizer(&tok).unwrap_or(ChatTemplate::Alpaca),
+    // A resumed run continues in its own template; a fresh one takes the vocabulary's.
+    let trained_in = match resumed_task {
+        Some(Task::Instruct { template }) => Some(template),
+        _ => None,
+    };
+    let template = match (asked, trained_in) {
+        (Some(asked), Some(was)) if asked != was => bail!(
+            "the checkpoint to resume was trained with --template {}, this run asks for {}: resume with the run's own settings",
+            was.name(),
+            asked.name()
+        ),
+        (Some(t), _) | (None, Some(t)) => t,
+        (None, None) => ChatTemplate::for_tokenizer(&tok).unwrap_or(ChatTemplate::Alpaca),
     };
     let format = InstructFormat::new(template, &tok)?;
     let task = Task::Instruct { template };
-    if let Some(was) = resumed_task.filter(|t| *t != task) {
-        bail!("the checkpoint to resume was trained as {was:?}; this run would train as {task:?}");
-    }
     if tok.vocab_size() > model.cfg.vocab_size {
         bail!(
             "the tokenizer has {} ids, the model only {}",

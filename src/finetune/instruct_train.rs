@@ -141,6 +141,7 @@ impl InstructRun {
 /// the mean loss of `eval_iter` training batches (a fresh shuffle, as iterating the book's
 /// loader) and validation batches; after each epoch a greedy sample of the start context.
 /// Reports the book's lines through [`TrainEvent`]. `model` is the CPU copy for samples.
+#[allow(clippy::too_many_arguments)]
 pub fn train_instructions(
     engine: &mut dyn StepEngine,
     model: &GptModel,

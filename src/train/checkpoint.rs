@@ -645,3 +645,31 @@ pub fn load_resumable(path: impl AsRef<Path>) -> Result<Checkpoint> {
         reference,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instruct_task_names_its_template_and_old_files_mean_alpaca() {
+        for template in [
+            ChatTemplate::Alpaca,
+            ChatTemplate::Llama3,
+            ChatTemplate::Llama31,
+            ChatTemplate::Qwen,
+            ChatTemplate::Qwen3,
+        ] {
+            let task = Task::Instruct { template };
+            assert_eq!(Task::from_json(&task.to_json()), Some(task));
+        }
+        // Written before templates were recorded: the book's Alpaca.
+        assert_eq!(
+            Task::from_json(&json!({"kind": "instruct"})),
+            Some(Task::INSTRUCT_ALPACA)
+        );
+        assert_eq!(
+            Task::from_json(&json!({"kind": "instruct", "template": "jinja"})),
+            None
+        );
+    }
+}

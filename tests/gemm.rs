@@ -6,7 +6,7 @@
 
 use ndarray::{Array2, ShapeBuilder};
 use scratchgpt::backend::cpu::gemm;
-use scratchgpt::backend::gemm::{sgemm_with, Kernel};
+use scratchgpt::backend::gemm::{round_to_bf16, select, selected, sgemm_with, Kernel};
 
 fn filled(rows: usize, cols: usize, seed: u64, col_major: bool) -> Array2<f32> {
     let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
@@ -53,6 +53,27 @@ fn reference(
     (want, tol)
 }
 
+/// The values rounded to bfloat16 (and back to f32).
+fn bf16(x: &Array2<f32>) -> Array2<f32> {
+    x.mapv(|v| f32::from_bits((round_to_bf16(v) as u32) << 16))
+}
+
+/// Every kernel to check: the f32 ones this CPU runs, and the bf16 one where it has AVX-512 BF16
+/// (`SCRATCHGPT_REQUIRE_BF16=1` makes its absence a failure, for machines known to have it).
+fn kernels() -> Vec<Kernel> {
+    let mut all = Kernel::available();
+    if Kernel::Avx512Bf16.supported() {
+        all.push(Kernel::Avx512Bf16);
+    } else {
+        assert!(
+            std::env::var("SCRATCHGPT_REQUIRE_BF16").is_err(),
+            "SCRATCHGPT_REQUIRE_BF16 is set but this CPU lacks AVX-512 BF16"
+        );
+        eprintln!("this CPU lacks AVX-512 BF16: the bf16 kernel is not checked here");
+    }
+    all
+}
+
 /// Runs `kernel` on views with the given layouts and checks every element.
 #[allow(clippy::too_many_arguments)]
 fn check(
@@ -72,7 +93,13 @@ fn check(
     if beta == 0.0 {
         c.fill(f32::NAN); // must never be read
     }
-    let (want, tol) = reference(alpha, &a, &b, beta, &c);
+    // The bf16 kernel multiplies the operands rounded to bf16, exactly, and sums in f32: the
+    // reference is the f64 product of the rounded operands, with the same f32 rounding bound.
+    let (want, tol) = if kernel.is_f32() {
+        reference(alpha, &a, &b, beta, &c)
+    } else {
+        reference(alpha, &bf16(&a), &bf16(&b), beta, &c)
+    };
     let s = |x: &Array2<f32>| [x.strides()[0], x.strides()[1]];
     let ([rsa, csa], [rsb, csb], [rsc, csc]) = (s(&a), s(&b), s(&c));
     // SAFETY: pointers and strides of arrays of shapes (m,k), (k,n), (m,n); C is distinct.
@@ -108,7 +135,7 @@ fn check(
 
 #[test]
 fn every_kernel_matches_a_naive_product_on_ragged_shapes_and_layouts() {
-    let kernels = Kernel::available();
+    let kernels = kernels();
     assert!(kernels.contains(&Kernel::Portable));
     eprintln!("kernels on this CPU: {kernels:?}");
     // Sizes around every kernel's tile (4×8, 6×16, 12×32), the row block (120), the inner slice
@@ -143,20 +170,19 @@ fn every_kernel_matches_a_naive_product_on_ragged_shapes_and_layouts() {
 #[test]
 fn general_strides_on_every_operand() {
     // Neither stride 1: every third row and every second column of larger arrays.
-    for kernel in Kernel::available() {
+    for kernel in kernels() {
         let (m, k, n) = (19, 45, 37);
         let a_big = filled(3 * m, 2 * k, 1, false);
         let b_big = filled(3 * k, 2 * n, 2, true);
         let a = a_big.slice(ndarray::s![..;3, ..;2]);
         let b = b_big.slice(ndarray::s![..;3, ..;2]);
         let mut c_big = Array2::<f32>::from_elem((2 * m, 3 * n), f32::NAN);
-        let (want, tol) = reference(
-            1.0,
-            &a.to_owned(),
-            &b.to_owned(),
-            0.0,
-            &Array2::zeros((m, n)),
-        );
+        let (a_ref, b_ref) = if kernel.is_f32() {
+            (a.to_owned(), b.to_owned())
+        } else {
+            (bf16(&a.to_owned()), bf16(&b.to_owned()))
+        };
+        let (want, tol) = reference(1.0, &a_ref, &b_ref, 0.0, &Array2::zeros((m, n)));
         {
             let mut c = c_big.slice_mut(ndarray::s![..;2, ..;3]);
             let [rsc, csc] = [c.strides()[0], c.strides()[1]];
@@ -206,6 +232,16 @@ fn the_engines_parallel_split_gives_the_same_bits_on_one_and_two_threads() {
         })
     };
     assert_eq!(run(1), run(2));
+    // The same for the bf16 kernel (selected for the whole process, so checked here, in the
+    // one test of this file that goes through the selection).
+    if Kernel::Avx512Bf16.supported() {
+        let before = selected();
+        assert!(select(Kernel::Avx512Bf16));
+        let (one, two) = (run(1), run(2));
+        select(before);
+        assert_eq!(one, two);
+        assert_ne!(one, run(1), "bf16 rounding changes the result");
+    }
 }
 
 #[test]
@@ -225,7 +261,11 @@ fn bench_gemm_reports_the_peak_and_every_product() {
                 .iter()
                 .any(|p| l.starts_with(p))
         })
-        .filter(|l| l.split_whitespace().filter(|w| w.ends_with('%')).count() == 2)
+        // Ours and matrixmultiply's, and the bf16 kernel's where the CPU has it.
+        .filter(|l| {
+            let shares = l.split_whitespace().filter(|w| w.ends_with('%')).count();
+            shares == 2 + usize::from(out.contains("bf16 peak ("))
+        })
         .count();
     assert_eq!(rows, 15, "{out}");
 }

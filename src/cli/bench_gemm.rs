@@ -1,13 +1,14 @@
 //! `scratchgpt bench gemm`: the machine's FMA peak, measured, and every GEMM of a gpt2-small
 //! training step (batch 2, context 256) through the engine's matmul path, with our kernel and
-//! with matrixmultiply's — GFLOP/s and the share of the peak measured in the same run.
+//! with matrixmultiply's — GFLOP/s and the share of the peak measured in the same run; on a CPU
+//! with AVX-512 BF16 also the `vdpbf16ps` peak and the bf16 kernel of `--precision bf16`.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use ndarray::Array2;
 use scratchgpt::backend::cpu::gemm;
-use scratchgpt::backend::gemm::{fma_peak, select, selected, Kernel};
+use scratchgpt::backend::gemm::{dpbf16_peak, fma_peak, select, selected, Kernel};
 
 #[derive(clap::Args)]
 pub struct GemmBenchArgs {
@@ -50,6 +51,13 @@ pub fn run(a: &GemmBenchArgs) -> anyhow::Result<ExitCode> {
     println!(
         "FMA peak ({isa}, independent chains): {one:.0} GFLOP/s on 1 thread, {all:.0} GFLOP/s on {threads} threads"
     );
+    let bf16_peak = dpbf16_peak(0.3);
+    match bf16_peak {
+        Some((one, all)) => println!(
+            "bf16 peak (vdpbf16ps, independent chains): {one:.0} GFLOP/s on 1 thread, {all:.0} GFLOP/s on {threads} threads"
+        ),
+        None => println!("bf16: this CPU lacks AVX-512 BF16 (no --precision bf16)"),
+    }
     // Our widest kernel this CPU runs, against matrixmultiply's (the default for now).
     let before = selected();
     let ours = Kernel::available()[0];
@@ -62,7 +70,7 @@ pub fn run(a: &GemmBenchArgs) -> anyhow::Result<ExitCode> {
         ("mlp proj 3072→768", 768, 3072),
         ("head 768→50257", 50257, 768),
     ];
-    println!(
+    print!(
         "{:<34} {:>8} {:>8} {:>8} {:>8} {:>7}",
         "product (M = tokens)",
         ours.name(),
@@ -71,6 +79,10 @@ pub fn run(a: &GemmBenchArgs) -> anyhow::Result<ExitCode> {
         "% peak",
         "ours/mm"
     );
+    if bf16_peak.is_some() {
+        print!(" {:>8} {:>9} {:>9}", "bf16", "% bf16pk", "bf16/f32");
+    }
+    println!();
     for (name, out_f, in_f) in layers {
         let x = random(m, in_f, 1);
         let w = random(out_f, in_f, 2);
@@ -96,7 +108,7 @@ pub fn run(a: &GemmBenchArgs) -> anyhow::Result<ExitCode> {
                 select(k);
                 rates[i] = time(flops, a.secs, &mut *f);
             }
-            println!(
+            print!(
                 "{:<34} {:>8.0} {:>7.0}% {:>8.0} {:>7.0}% {:>7.2}",
                 format!("{name} {what}"),
                 rates[0],
@@ -105,11 +117,27 @@ pub fn run(a: &GemmBenchArgs) -> anyhow::Result<ExitCode> {
                 100.0 * rates[1] / all,
                 rates[0] / rates[1]
             );
+            if let Some((_, bf16_all)) = bf16_peak {
+                select(Kernel::Avx512Bf16);
+                let r = time(flops, a.secs, &mut *f);
+                // Against the faster f32 kernel: what --precision bf16 gains over the default.
+                print!(
+                    " {r:>8.0} {:>8.0}% {:>9.2}",
+                    100.0 * r / bf16_all,
+                    r / rates[0].max(rates[1])
+                );
+            }
+            println!();
         }
     }
     select(before);
     println!(
-        "(GFLOP/s in {threads} threads through the engine's GEMM split; \"% peak\" of the {all:.0} GFLOP/s measured above; dW accumulates into an existing gradient)"
+        "(GFLOP/s in {threads} threads through the engine's GEMM split; \"% peak\" of the {all:.0} GFLOP/s measured above; dW accumulates into an existing gradient{})",
+        if bf16_peak.is_some() {
+            "; bf16/f32 against the faster f32 kernel"
+        } else {
+            ""
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -33,10 +33,14 @@
 
 mod avx2;
 mod avx512;
+mod avx512_bf16;
+mod pack;
+mod pack_bf16;
 mod peak;
 mod portable;
 
-pub use peak::fma_peak;
+pub use pack_bf16::round_to_bf16;
+pub use peak::{dpbf16_peak, fma_peak};
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -61,6 +65,10 @@ pub enum Kernel {
     Portable,
     /// `matrixmultiply::sgemm`, the reference: for comparison and benchmarks.
     MatrixMultiply,
+    /// 12 × 32 tiles in 512-bit registers, operands rounded to bfloat16 while they are packed and
+    /// multiplied by `vdpbf16ps` (two products per f32 lane per instruction, summed in f32): the
+    /// GEMM of `--precision bf16`. Not a plain f32 product — see [`round_to_bf16`].
+    Avx512Bf16,
 }
 
 impl Kernel {
@@ -71,18 +79,26 @@ impl Kernel {
             Kernel::Avx2Fma => "avx2",
             Kernel::Portable => "portable",
             Kernel::MatrixMultiply => "matrixmultiply",
+            Kernel::Avx512Bf16 => "avx512-bf16",
         }
     }
 
+    /// Every kernel, the f32 ones first.
+    const ALL: [Kernel; 5] = [
+        Kernel::Avx512,
+        Kernel::Avx2Fma,
+        Kernel::Portable,
+        Kernel::MatrixMultiply,
+        Kernel::Avx512Bf16,
+    ];
+
     fn from_name(s: &str) -> Option<Kernel> {
-        [
-            Kernel::Avx512,
-            Kernel::Avx2Fma,
-            Kernel::Portable,
-            Kernel::MatrixMultiply,
-        ]
-        .into_iter()
-        .find(|k| k.name() == s)
+        Self::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    /// Whether it multiplies f32 operands as they are (every kernel but the bf16 one).
+    pub fn is_f32(self) -> bool {
+        self != Kernel::Avx512Bf16
     }
 
     /// Whether this CPU can run it.
@@ -91,27 +107,27 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
             #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Bf16 => {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bf16")
+            }
+            #[cfg(target_arch = "x86_64")]
             Kernel::Avx2Fma => {
                 std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
             }
             #[cfg(not(target_arch = "x86_64"))]
-            Kernel::Avx512 | Kernel::Avx2Fma => false,
+            Kernel::Avx512 | Kernel::Avx2Fma | Kernel::Avx512Bf16 => false,
             Kernel::Portable | Kernel::MatrixMultiply => true,
         }
     }
 
-    /// Every kernel this CPU can run (what the tests force one by one).
+    /// Every f32 kernel this CPU can run (what the tests force one by one), widest first.
     pub fn available() -> Vec<Kernel> {
-        [
-            Kernel::Avx512,
-            Kernel::Avx2Fma,
-            Kernel::Portable,
-            Kernel::MatrixMultiply,
-        ]
-        .into_iter()
-        .filter(|k| k.supported())
-        .collect()
+        Self::ALL
+            .into_iter()
+            .filter(|k| k.is_f32() && k.supported())
+            .collect()
     }
 
     /// Micro-tile rows and columns.
@@ -120,6 +136,7 @@ impl Kernel {
             Kernel::Avx512 => (avx512::MR, avx512::NR),
             Kernel::Avx2Fma => (avx2::MR, avx2::NR),
             Kernel::Portable | Kernel::MatrixMultiply => (portable::MR, portable::NR),
+            Kernel::Avx512Bf16 => (avx512_bf16::MR, avx512_bf16::NR),
         }
     }
 }
@@ -133,6 +150,7 @@ fn encode(k: Kernel) -> u8 {
         Kernel::Avx2Fma => 2,
         Kernel::Portable => 3,
         Kernel::MatrixMultiply => 4,
+        Kernel::Avx512Bf16 => 5,
     }
 }
 
@@ -149,11 +167,12 @@ pub fn selected() -> Kernel {
         2 => Kernel::Avx2Fma,
         3 => Kernel::Portable,
         4 => Kernel::MatrixMultiply,
+        5 => Kernel::Avx512Bf16,
         _ => {
             let k = std::env::var("SCRATCHGPT_GEMM")
                 .ok()
                 .and_then(|s| Kernel::from_name(&s))
-                .filter(|k| k.supported())
+                .filter(|k| k.is_f32() && k.supported())
                 .unwrap_or(Kernel::MatrixMultiply);
             SELECTED.store(encode(k), Ordering::Relaxed);
             k
@@ -169,6 +188,10 @@ pub fn check_env() -> crate::error::Result<()> {
         return Ok(());
     };
     match Kernel::from_name(&name) {
+        Some(Kernel::Avx512Bf16) => Err(crate::error::Error::invalid(
+            "SCRATCHGPT_GEMM",
+            "bf16 products change the numbers, not only the speed: ask for them with --precision bf16",
+        )),
         None => Err(crate::error::Error::invalid(
             "SCRATCHGPT_GEMM",
             format!(
@@ -199,6 +222,9 @@ pub fn select(k: Kernel) -> bool {
 thread_local! {
     /// Packing buffers, reused across calls on a thread (3 MB for B, 120 KB for A).
     static PACKED: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// The same for bf16 pairs (half the bytes per value of the inner dimension).
+    static PACKED_BF16: RefCell<(Vec<u32>, Vec<u32>)> =
+        const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// `C = alpha·A·B + beta·C` with the [`selected`] kernel, on the calling thread.
@@ -297,23 +323,245 @@ pub unsafe fn sgemm_with(
         }
         return;
     }
-    let (mr, nr) = kernel.tile();
-    PACKED.with(|bufs| {
-        let mut bufs = bufs.borrow_mut();
-        let (pa, pb) = &mut *bufs;
+    match kernel {
+        Kernel::Avx512Bf16 => {
+            // SAFETY: forwarded with the caller's guarantees; the CPU runs the kernel (asserted).
+            unsafe {
+                blocked(
+                    &Bf16Pairs, m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc,
+                )
+            }
+        }
+        // SAFETY: as above.
+        f32_kernel => unsafe {
+            blocked(
+                &F32Values(f32_kernel),
+                m,
+                k,
+                n,
+                alpha,
+                a,
+                rsa,
+                csa,
+                b,
+                rsb,
+                csb,
+                beta,
+                c,
+                rsc,
+                csc,
+            )
+        },
+    }
+}
+
+/// How a family of micro-kernels wants its operands packed: f32 values as they are, or rounded
+/// to bf16 and paired along the inner index.
+trait Packing {
+    /// One packed value: an `f32`, or two bf16 (consecutive `l`) in a `u32`.
+    type Packed: Copy + Default;
+    /// The micro-tile, rows × columns.
+    fn tile(&self) -> (usize, usize);
+    /// Packed values per row or column of a `kc`-deep slice (kc, or ⌈kc/2⌉ pairs).
+    fn depth(kc: usize) -> usize;
+    /// The inner-dimension slice: as deep as keeps the two slivers in L1.
+    const KC: usize;
+    /// The thread's two reusable packing buffers (for A and for B).
+    fn with_buffers<R>(f: impl FnOnce(&mut Vec<Self::Packed>, &mut Vec<Self::Packed>) -> R) -> R;
+    /// Packs `rows × kc` of A into MR-row slivers of `depth(kc)·MR` values.
+    ///
+    /// # Safety
+    /// Every `a + i·rsa + l·csa` for `i < rows, l < kc` is readable.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn pack_a(
+        dst: &mut [Self::Packed],
+        a: *const f32,
+        rsa: isize,
+        csa: isize,
+        rows: usize,
+        kc: usize,
+        mr: usize,
+    );
+    /// Packs `kc × cols` of B into NR-column slivers of `depth(kc)·NR` values.
+    ///
+    /// # Safety
+    /// Every `b + l·rsb + j·csb` for `l < kc, j < cols` is readable.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn pack_b(
+        dst: &mut [Self::Packed],
+        b: *const f32,
+        rsb: isize,
+        csb: isize,
+        kc: usize,
+        cols: usize,
+        nr: usize,
+    );
+    /// The tile ← alpha · (A sliver · B sliver) + beta · tile.
+    ///
+    /// # Safety
+    /// The CPU runs the kernel; the slivers hold `depth(kc)` rows of packed values; `tile`
+    /// describes a valid part of C.
+    unsafe fn kernel(&self, kc: usize, a: &[Self::Packed], b: &[Self::Packed], tile: &Tile);
+}
+
+/// f32 operands, for the FMA micro-kernels.
+struct F32Values(Kernel);
+
+impl Packing for F32Values {
+    type Packed = f32;
+
+    fn tile(&self) -> (usize, usize) {
+        self.0.tile()
+    }
+
+    fn depth(kc: usize) -> usize {
+        kc
+    }
+
+    const KC: usize = KC;
+
+    fn with_buffers<R>(f: impl FnOnce(&mut Vec<f32>, &mut Vec<f32>) -> R) -> R {
+        PACKED.with(|bufs| {
+            let mut bufs = bufs.borrow_mut();
+            let (pa, pb) = &mut *bufs;
+            f(pa, pb)
+        })
+    }
+
+    unsafe fn pack_a(
+        dst: &mut [f32],
+        a: *const f32,
+        rsa: isize,
+        csa: isize,
+        rows: usize,
+        kc: usize,
+        mr: usize,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe { pack::pack_a(dst, a, rsa, csa, rows, kc, mr) }
+    }
+
+    unsafe fn pack_b(
+        dst: &mut [f32],
+        b: *const f32,
+        rsb: isize,
+        csb: isize,
+        kc: usize,
+        cols: usize,
+        nr: usize,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe { pack::pack_b(dst, b, rsb, csb, kc, cols, nr) }
+    }
+
+    unsafe fn kernel(&self, kc: usize, a: &[f32], b: &[f32], tile: &Tile) {
+        // SAFETY: the caller's contract; the kernel matches the CPU (asserted at entry).
+        unsafe {
+            match self.0 {
+                Kernel::Avx512 => avx512::kernel(kc, a, b, tile),
+                Kernel::Avx2Fma => avx2::kernel(kc, a, b, tile),
+                _ => portable::kernel(kc, a, b, tile),
+            }
+        }
+    }
+}
+
+/// bf16 pairs, for the `vdpbf16ps` micro-kernel.
+struct Bf16Pairs;
+
+impl Packing for Bf16Pairs {
+    type Packed = u32;
+
+    fn tile(&self) -> (usize, usize) {
+        (avx512_bf16::MR, avx512_bf16::NR)
+    }
+
+    fn depth(kc: usize) -> usize {
+        kc.div_ceil(2)
+    }
+
+    /// Pairs take the bytes of f32 values: twice the f32 depth fits the same L1, and halves how
+    /// often the tile of C is read and written back.
+    const KC: usize = 2 * KC;
+
+    fn with_buffers<R>(f: impl FnOnce(&mut Vec<u32>, &mut Vec<u32>) -> R) -> R {
+        PACKED_BF16.with(|bufs| {
+            let mut bufs = bufs.borrow_mut();
+            let (pa, pb) = &mut *bufs;
+            f(pa, pb)
+        })
+    }
+
+    unsafe fn pack_a(
+        dst: &mut [u32],
+        a: *const f32,
+        rsa: isize,
+        csa: isize,
+        rows: usize,
+        kc: usize,
+        mr: usize,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe { pack_bf16::pack_a(dst, a, rsa, csa, rows, kc, mr) }
+    }
+
+    unsafe fn pack_b(
+        dst: &mut [u32],
+        b: *const f32,
+        rsb: isize,
+        csb: isize,
+        kc: usize,
+        cols: usize,
+        nr: usize,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe { pack_bf16::pack_b(dst, b, rsb, csb, kc, cols, nr) }
+    }
+
+    unsafe fn kernel(&self, kc: usize, a: &[u32], b: &[u32], tile: &Tile) {
+        // SAFETY: the caller's contract.
+        unsafe { avx512_bf16::kernel(kc.div_ceil(2), a, b, tile) }
+    }
+}
+
+/// The blocked loops of the module's documentation, for one packing scheme.
+///
+/// # Safety
+/// As [`sgemm`], with `m, n, k > 0`; the CPU runs `packing`'s kernel.
+#[allow(clippy::too_many_arguments)]
+unsafe fn blocked<P: Packing>(
+    packing: &P,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    beta: f32,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+) {
+    let (mr, nr) = packing.tile();
+    P::with_buffers(|pa, pb| {
         let nc_max = NC.min(n.div_ceil(nr) * nr);
         let mc_max = MC.min(m.div_ceil(mr) * mr);
-        let kc_max = KC.min(k);
-        pb.resize(kc_max * nc_max, 0.0);
-        pa.resize(kc_max * mc_max, 0.0);
+        let kc_max = P::depth(P::KC.min(k));
+        pb.resize(kc_max * nc_max, P::Packed::default());
+        pa.resize(kc_max * mc_max, P::Packed::default());
         for jc in (0..n).step_by(NC) {
             let nc = NC.min(n - jc);
-            for pc in (0..k).step_by(KC) {
-                let kc = KC.min(k - pc);
+            for pc in (0..k).step_by(P::KC) {
+                let kc = P::KC.min(k - pc);
+                let depth = P::depth(kc);
                 // SAFETY: rows pc..pc+kc and columns jc..jc+nc lie inside B's shape.
                 unsafe {
-                    pack_b(
-                        &mut pb[..kc * nc.div_ceil(nr) * nr],
+                    P::pack_b(
+                        &mut pb[..depth * nc.div_ceil(nr) * nr],
                         b.offset(pc as isize * rsb + jc as isize * csb),
                         rsb,
                         csb,
@@ -328,8 +576,8 @@ pub unsafe fn sgemm_with(
                     let mcb = MC.min(m - ic);
                     // SAFETY: rows ic..ic+mcb and columns pc..pc+kc lie inside A's shape.
                     unsafe {
-                        pack_a(
-                            &mut pa[..kc * mcb.div_ceil(mr) * mr],
+                        P::pack_a(
+                            &mut pa[..depth * mcb.div_ceil(mr) * mr],
                             a.offset(ic as isize * rsa + pc as isize * csa),
                             rsa,
                             csa,
@@ -340,10 +588,10 @@ pub unsafe fn sgemm_with(
                     };
                     for (jt, jr) in (0..nc).step_by(nr).enumerate() {
                         let cols = nr.min(nc - jr);
-                        let bs = &pb[jt * kc * nr..(jt + 1) * kc * nr];
+                        let bs = &pb[jt * depth * nr..(jt + 1) * depth * nr];
                         for (it, ir) in (0..mcb).step_by(mr).enumerate() {
                             let rows = mr.min(mcb - ir);
-                            let as_ = &pa[it * kc * mr..(it + 1) * kc * mr];
+                            let as_ = &pa[it * depth * mr..(it + 1) * depth * mr];
                             let tile = Tile {
                                 // SAFETY: (ic+ir, jc+jr) is inside C's shape.
                                 c: unsafe {
@@ -356,16 +604,10 @@ pub unsafe fn sgemm_with(
                                 alpha,
                                 beta: beta_here,
                             };
-                            // SAFETY: the slivers hold kc·mr and kc·nr packed values; the
+                            // SAFETY: the slivers hold depth·mr and depth·nr packed values; the
                             // tile's rows × cols elements of C are inside C (checked above);
-                            // the kernel matches the CPU (asserted at entry).
-                            unsafe {
-                                match kernel {
-                                    Kernel::Avx512 => avx512::kernel(kc, as_, bs, &tile),
-                                    Kernel::Avx2Fma => avx2::kernel(kc, as_, bs, &tile),
-                                    _ => portable::kernel(kc, as_, bs, &tile),
-                                }
-                            }
+                            // the kernel matches the CPU (the caller's contract).
+                            unsafe { packing.kernel(kc, as_, bs, &tile) }
                         }
                     }
                 }
@@ -418,106 +660,6 @@ impl Tile {
                             self.alpha * v + self.beta * *p
                         };
                     }
-                }
-            }
-        }
-    }
-}
-
-/// Packs `rows × kc` of A (at `a`, strides `rsa`, `csa`) into MR-row slivers: sliver s holds,
-/// for each `l`, the MR values `A[s·MR + r, l]` (zero beyond `rows`).
-///
-/// # Safety
-/// Every `a + i·rsa + l·csa` for `i < rows, l < kc` is readable.
-unsafe fn pack_a(
-    dst: &mut [f32],
-    a: *const f32,
-    rsa: isize,
-    csa: isize,
-    rows: usize,
-    kc: usize,
-    mr: usize,
-) {
-    for (s, sliver) in dst.chunks_exact_mut(kc * mr).enumerate() {
-        let r0 = s * mr;
-        let live = mr.min(rows - r0);
-        if csa == 1 {
-            // Rows of A are contiguous: read each along l, write with stride mr.
-            for r in 0..live {
-                // SAFETY: row r0 + r < rows, columns < kc.
-                let src =
-                    unsafe { std::slice::from_raw_parts(a.offset((r0 + r) as isize * rsa), kc) };
-                for (l, &v) in src.iter().enumerate() {
-                    sliver[l * mr + r] = v;
-                }
-            }
-        } else {
-            for l in 0..kc {
-                for r in 0..live {
-                    // SAFETY: as above.
-                    sliver[l * mr + r] =
-                        unsafe { *a.offset((r0 + r) as isize * rsa + l as isize * csa) };
-                }
-            }
-        }
-        if live < mr {
-            for l in 0..kc {
-                sliver[l * mr + live..(l + 1) * mr].fill(0.0);
-            }
-        }
-    }
-}
-
-/// Packs `kc × cols` of B (at `b`, strides `rsb`, `csb`) into NR-column slivers: sliver t holds,
-/// for each `l`, the NR values `B[l, t·NR + x]` (zero beyond `cols`).
-///
-/// # Safety
-/// Every `b + l·rsb + j·csb` for `l < kc, j < cols` is readable.
-unsafe fn pack_b(
-    dst: &mut [f32],
-    b: *const f32,
-    rsb: isize,
-    csb: isize,
-    kc: usize,
-    cols: usize,
-    nr: usize,
-) {
-    for (t, sliver) in dst.chunks_exact_mut(kc * nr).enumerate() {
-        let j0 = t * nr;
-        let live = nr.min(cols - j0);
-        if csb == 1 {
-            for l in 0..kc {
-                // SAFETY: row l < kc, columns j0..j0+live < cols.
-                let src = unsafe {
-                    std::slice::from_raw_parts(b.offset(l as isize * rsb + j0 as isize), live)
-                };
-                sliver[l * nr..l * nr + live].copy_from_slice(src);
-                sliver[l * nr + live..(l + 1) * nr].fill(0.0);
-            }
-        } else if rsb == 1 {
-            // Columns of B are contiguous (B is a transposed row-major matrix, e.g. Wᵀ).
-            for x in 0..live {
-                // SAFETY: column j0 + x < cols, rows < kc.
-                let src =
-                    unsafe { std::slice::from_raw_parts(b.offset((j0 + x) as isize * csb), kc) };
-                for (l, &v) in src.iter().enumerate() {
-                    sliver[l * nr + x] = v;
-                }
-            }
-            if live < nr {
-                for l in 0..kc {
-                    sliver[l * nr + live..(l + 1) * nr].fill(0.0);
-                }
-            }
-        } else {
-            for l in 0..kc {
-                for x in 0..nr {
-                    sliver[l * nr + x] = if x < live {
-                        // SAFETY: as above.
-                        unsafe { *b.offset(l as isize * rsb + (j0 + x) as isize * csb) }
-                    } else {
-                        0.0
-                    };
                 }
             }
         }

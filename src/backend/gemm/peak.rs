@@ -88,27 +88,78 @@ fn scalar(iters: u64) -> f64 {
 /// The FMA peak in GFLOP/s on one thread and on every thread of the rayon pool at once, and
 /// the instruction set used. Each measurement runs about `secs` seconds.
 pub fn fma_peak(secs: f64) -> (&'static str, f64, f64) {
+    let (isa, _) = run(1);
+    let (one, all) = measure(secs, |iters| run(iters).1);
+    (isa, one, all)
+}
+
+/// The `vdpbf16ps` peak (each instruction: 16 lanes × 2 products, 64 flops) in GFLOP/s on one
+/// thread and on all; `None` on a CPU without AVX-512 BF16.
+pub fn dpbf16_peak(secs: f64) -> Option<(f64, f64)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bf16")
+        {
+            // SAFETY: both features are present (checked above).
+            return Some(measure(secs, |iters| unsafe { dpbf16(iters) }));
+        }
+    }
+    let _ = secs;
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn dpbf16(iters: u64) -> f64 {
+    use std::arch::x86_64::*;
+    // SAFETY: a bf16 vector is 512 bits, as is an i32 vector.
+    let (x, y): (__m512bh, __m512bh) = unsafe {
+        (
+            std::mem::transmute(_mm512_set1_epi32(black_box(0x3f80_3f80))),
+            std::mem::transmute(_mm512_set1_epi32(black_box(0x3380_3380))),
+        )
+    };
+    let mut acc = [_mm512_set1_ps(1.0); CHAINS];
+    for _ in 0..iters {
+        for a in &mut acc {
+            *a = _mm512_dpbf16_ps(*a, x, y);
+        }
+    }
+    let mut out = [0.0f32; 16];
+    let sum = acc
+        .iter()
+        .fold(_mm512_setzero_ps(), |s, &a| _mm512_add_ps(s, a));
+    // SAFETY: `out` holds 16 floats.
+    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), sum) };
+    black_box(out);
+    (iters * CHAINS as u64 * 16 * 4) as f64
+}
+
+/// GFLOP/s of `run` (which does `iters` rounds and returns its flops) on one thread and on
+/// every thread of the rayon pool at once, each for about `secs` seconds.
+fn measure(secs: f64, run: impl Fn(u64) -> f64 + Sync) -> (f64, f64) {
     // Calibrate: how many rounds take `secs`.
     let mut iters = 1u64 << 16;
-    let (isa, rounds_per_sec) = loop {
+    let rounds_per_sec = loop {
         let t = Instant::now();
-        let (isa, _) = run(iters);
+        run(iters);
         let dt = t.elapsed().as_secs_f64();
         if dt > 0.05 {
-            break (isa, iters as f64 / dt);
+            break iters as f64 / dt;
         }
         iters *= 4;
     };
     let iters = ((secs * rounds_per_sec) as u64).max(1);
     let one = {
         let t = Instant::now();
-        let (_, flops) = run(iters);
+        let flops = run(iters);
         flops / t.elapsed().as_secs_f64() / 1e9
     };
     let all = {
         let t = Instant::now();
-        let total: f64 = rayon::broadcast(|_| run(iters).1).into_iter().sum();
+        let total: f64 = rayon::broadcast(|_| run(iters)).into_iter().sum();
         total / t.elapsed().as_secs_f64() / 1e9
     };
-    (isa, one, all)
+    (one, all)
 }

@@ -101,6 +101,9 @@ pub struct TrainStepArgs {
     /// On a GPU, also time every kernel separately and print where a step's time goes.
     #[arg(long)]
     profile: bool,
+    /// The matrix products' number format: f32, or bf16 on a CPU with AVX-512 BF16.
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: super::precision::PrecisionChoice,
 }
 
 /// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
@@ -125,6 +128,7 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     cfg.drop_rate = a.drop_rate;
     let model = GptModel::new(&cfg, 123)?;
     let device = resolve(a.device)?;
+    let precision = a.precision.apply(device)?;
     let kernel_profile = match device {
         Device::Cuda(o) if a.profile => {
             // Every launch of the step goes through the profiler (installed before the model
@@ -236,12 +240,13 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{} context {} batch {} ({} parameters, {} threads): median {:.1} ms/step (min {:.1}), {:.0} tokens/s, {:.1} GFLOP/s, peak RSS {:.2} GiB",
+        "{} context {} batch {} ({} parameters, {} threads, {} products): median {:.1} ms/step (min {:.1}), {:.0} tokens/s, {:.1} GFLOP/s, peak RSS {:.2} GiB",
         a.preset,
         a.context,
         a.batch_size,
         model.num_parameters(),
         rayon::current_num_threads(),
+        precision.name(),
         median * 1e3,
         min * 1e3,
         tokens as f64 / median,

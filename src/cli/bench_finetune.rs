@@ -46,6 +46,9 @@ pub struct FinetuneBenchArgs {
     steps: usize,
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceChoice,
+    /// The matrix products' number format: f32, or bf16 on a CPU with AVX-512 BF16.
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: super::precision::PrecisionChoice,
 }
 
 pub fn run(a: &FinetuneBenchArgs) -> anyhow::Result<ExitCode> {
@@ -110,6 +113,7 @@ pub fn run(a: &FinetuneBenchArgs) -> anyhow::Result<ExitCode> {
     let n_trainable = model.num_trainable_parameters();
     let mut optimizer = AdamW::new(model.named_parameters(), AdamWConfig::default());
     let device = resolve(a.device)?;
+    a.precision.apply(device)?;
     let mut engine = engine_for(device, &model, &mut optimizer)?;
     let engine = engine.as_mut();
     engine.train_step(std::slice::from_ref(&batches[0]), &[1], None, 5e-5)?; // warm-up

@@ -113,6 +113,10 @@ pub struct FinetuneArgs {
     pub out: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: super::device::DeviceChoice,
+    /// The matrix products' number format: f32, or bf16 operands with f32 sums on a CPU with
+    /// AVX-512 BF16 (weights, optimizer state and the loss stay f32). A resume repeats it.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: super::precision::PrecisionChoice,
     /// Continue a run exactly from one of its checkpoints: the run folder's
     /// checkpoint.safetensors (written whenever a run ends or is interrupted) or a periodic
     /// checkpoint-step*.safetensors. Give the run's own settings (the command printed at an
@@ -145,6 +149,7 @@ impl FinetuneArgs {
             "eval-iter": self.eval_iter, "drop-rate": self.drop_rate,
             "lora-rank": self.lora.lora_rank,
             "lora-alpha": self.lora.lora_rank.map(|_| self.lora.lora_alpha),
+            "precision": self.precision.precision().name(),
         });
         if let (Some(all), Some(more)) = (settings.as_object_mut(), extra.as_object()) {
             all.extend(more.clone());
@@ -181,10 +186,16 @@ impl FinetuneArgs {
         }
         if let Some(settings) = record["settings"].as_object() {
             for (flag, value) in settings {
-                let was = &rec["settings"][flag];
+                // Runs saved before `--precision` existed multiplied in f32.
+                let f32_default = json!("f32");
+                let was = match &rec["settings"][flag] {
+                    Value::Null if flag == "precision" => &f32_default,
+                    was => was,
+                };
                 if was != value {
                     let say = |v: &Value| match v {
                         Value::Null => "none".to_string(),
+                        Value::String(s) => s.clone(),
                         other => other.to_string(),
                     };
                     bail!(
@@ -235,6 +246,22 @@ impl FinetuneArgs {
     pub fn total_steps(&self, epochs: usize, train_len: usize) -> usize {
         let all = epochs * (train_len / self.batch_size.max(1));
         self.max_steps.map_or(all, |m| m.min(all))
+    }
+
+    /// Where the run's steps go (`--device`), with its products' precision applied.
+    pub fn device(&self) -> anyhow::Result<scratchgpt::Device> {
+        let device = super::device::resolve(self.device)?;
+        self.precision.apply(device)?;
+        Ok(device)
+    }
+
+    /// What the run's checkpoints record besides its settings: the seed, GPT-2's tokenizer and
+    /// the precision (callers override the tokenizer and add the settings).
+    pub fn run_info(&self) -> RunInfo {
+        RunInfo {
+            precision: self.precision.precision(),
+            ..RunInfo::gpt2(self.seed)
+        }
     }
 
     /// The learning rate: `--lr`, or the book's for the command.

@@ -124,11 +124,11 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         train.max_length
     );
 
-    let device = super::device::resolve(a.common.device)?;
+    let device = a.common.device()?;
     let dir = out_dir(&a.common, "classify")?;
     let info = RunInfo {
         finetune: Some(record),
-        ..RunInfo::gpt2(a.common.seed)
+        ..a.common.run_info()
     };
     let signal = StopSignal::install()?;
     let control = a.common.run_control(&dir, &info, &signal)?;
@@ -268,7 +268,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         &model,
         None,
         &TrainState::default(),
-        &RunInfo::gpt2(a.common.seed),
+        &a.common.run_info(),
         &task,
     )?;
     println!("classifier: {}", path.display());

@@ -73,7 +73,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     );
     let resumed = a.common.load_resume(&record)?;
     let (train_entries, test_entries, val_entries) = split_preferences(&data)?;
-    let device = super::device::resolve(a.common.device)?;
+    let device = a.common.device()?;
     let (model, source, reference, mut optimizer, mut state) = match resumed {
         Some(run) => {
             let model = run.model;
@@ -139,7 +139,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let dir = out_dir(&a.common, "dpo")?;
     let info = RunInfo {
         finetune: Some(record),
-        ..RunInfo::gpt2(a.common.seed)
+        ..a.common.run_info()
     };
     let signal = StopSignal::install()?;
     let control = a.common.run_control(&dir, &info, &signal)?;
@@ -260,7 +260,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         &model,
         None,
         &TrainState::default(),
-        &RunInfo::gpt2(a.common.seed),
+        &a.common.run_info(),
         &Task::INSTRUCT_ALPACA,
     )?;
     println!(

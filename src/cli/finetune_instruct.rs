@@ -201,7 +201,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     };
     let weights_info = RunInfo {
         tokenizer: tokenizer_ref,
-        ..RunInfo::gpt2(a.common.seed)
+        ..a.common.run_info()
     };
     let info = RunInfo {
         finetune: Some(record),
@@ -218,7 +218,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let examples_before = state.examples_seen;
     let end = {
-        let device = super::device::resolve(a.common.device)?;
+        let device = a.common.device()?;
         let mut engine = engine_for(device, &model, &mut optimizer)?;
         let data = InstructData {
             train: &train,

@@ -22,6 +22,7 @@ mod kernels;
 mod make_preference_data;
 mod metrics_log;
 mod model_server;
+mod precision;
 mod prepare_data;
 mod study;
 mod study_gpt;

@@ -138,6 +138,10 @@ pub struct Args {
     /// and checkpoints use the CPU copy, synced from the GPU as needed.
     #[arg(long, value_enum, default_value = "cpu")]
     device: super::device::DeviceChoice,
+    /// The matrix products' number format: f32, or bf16 operands with f32 sums on a CPU with
+    /// AVX-512 BF16 (weights, optimizer state and the loss stay f32). A resume repeats it.
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: super::precision::PrecisionChoice,
 }
 
 /// Which generator draws the initial weights.
@@ -175,6 +179,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     "{} holds a fine-tuned model ({:?}), not a pretraining run",
                     path.display(),
                     ck.task
+                );
+            }
+            if ck.info.precision != args.precision.precision() {
+                bail!(
+                    "{} was trained with --precision {}, this run asks for {}: resume with the run's own settings",
+                    path.display(),
+                    ck.info.precision.name(),
+                    args.precision.precision().name()
                 );
             }
             Some(ck)
@@ -402,6 +414,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         tokenizer: data.tokenizer.reference(),
         data: Some(identity),
         finetune: None,
+        precision: args.precision.precision(),
     };
     let checkpoint_path = out_dir.join("checkpoint.safetensors");
     let mut metrics = open_metrics(&out_dir.join("metrics.jsonl"), &state)?;
@@ -452,6 +465,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
     };
     let device = super::device::resolve(args.device)?;
+    args.precision.apply(device)?;
     let mut engine = engine_for(device, &model, &mut optimizer)?;
     let started = Instant::now();
     // The loss curve so far (a resumed run's included), redrawn as evaluations arrive.

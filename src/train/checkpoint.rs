@@ -18,6 +18,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::{json, Value};
 
 use super::TrainState;
+use crate::backend::gemm::Precision;
 use crate::data::chat_template::ChatTemplate;
 use crate::data::manifest::TokenizerRef;
 use crate::data::text_file::write_atomic;
@@ -106,6 +107,8 @@ pub struct RunInfo {
     /// A fine-tuning run's command and settings (what fixes its position and its maths), as
     /// JSON; a resume compares its own with these.
     pub finetune: Option<Value>,
+    /// The matrix products' number format (metadata `scratchgpt.precision`; f32 when absent).
+    pub precision: Precision,
 }
 
 impl RunInfo {
@@ -116,6 +119,7 @@ impl RunInfo {
             tokenizer: TokenizerRef::Gpt2,
             data: None,
             finetune: None,
+            precision: Precision::F32,
         }
     }
 }
@@ -354,6 +358,10 @@ fn save_full(
     meta.insert(
         "scratchgpt.tokenizer".to_string(),
         info.tokenizer.as_str().to_string(),
+    );
+    meta.insert(
+        "scratchgpt.precision".to_string(),
+        info.precision.name().to_string(),
     );
     if let Some(data) = &info.data {
         meta.insert("scratchgpt.data".to_string(), data.to_string());
@@ -635,6 +643,12 @@ pub fn load_resumable(path: impl AsRef<Path>) -> Result<Checkpoint> {
         tokenizer,
         data: get_json("scratchgpt.data")?,
         finetune: get_json("scratchgpt.finetune")?,
+        precision: match meta.get("scratchgpt.precision") {
+            None => Precision::F32,
+            Some(p) => Precision::from_name(p).ok_or_else(|| {
+                Error::parse(what.clone(), format!("metadata: unknown precision {p:?}"))
+            })?,
+        },
     };
     Ok(Checkpoint {
         info,

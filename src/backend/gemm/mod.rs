@@ -665,3 +665,58 @@ impl Tile {
         }
     }
 }
+
+/// The number format of the CPU's matrix products (`--precision`): `F32`, the default, which
+/// reproduces the book's numbers, or `Bf16` — operands rounded to bfloat16, products summed in
+/// f32 ([`Kernel::Avx512Bf16`]) — on CPUs with AVX-512 BF16. Everything else (weights and their
+/// optimizer state, normalisation and softmax statistics, the loss) stays f32 either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    /// `f32` or `bf16`, as the flag and checkpoints spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        [Precision::F32, Precision::Bf16]
+            .into_iter()
+            .find(|p| p.name() == s)
+    }
+
+    /// Makes every later `f32` product of the process use this precision: bf16 selects the
+    /// bf16 kernel (an error naming the missing instructions on a CPU without them); f32 keeps
+    /// the f32 kernel already chosen (by default or `SCRATCHGPT_GEMM`).
+    pub fn apply(self) -> crate::error::Result<()> {
+        match self {
+            Precision::F32 => {
+                if !selected().is_f32() {
+                    select(Kernel::MatrixMultiply);
+                }
+                Ok(())
+            }
+            Precision::Bf16 if select(Kernel::Avx512Bf16) => Ok(()),
+            Precision::Bf16 => Err(crate::error::Error::invalid(
+                "--precision bf16",
+                "this CPU lacks the AVX-512 BF16 instructions (avx512_bf16) that bf16 products use; train in f32",
+            )),
+        }
+    }
+
+    /// What the products use now.
+    pub fn current() -> Self {
+        if selected().is_f32() {
+            Precision::F32
+        } else {
+            Precision::Bf16
+        }
+    }
+}

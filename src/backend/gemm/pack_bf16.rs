@@ -208,11 +208,27 @@ unsafe fn across_pairs(even: *const f32, odd: Option<*const f32>, dst: &mut [u32
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub(super) unsafe fn pack_a(_: &mut [u32], _: *const f32, _: isize, _: isize, _: usize, _: usize, _: usize) {
+pub(super) unsafe fn pack_a(
+    _: &mut [u32],
+    _: *const f32,
+    _: isize,
+    _: isize,
+    _: usize,
+    _: usize,
+    _: usize,
+) {
     unreachable!("AVX-512 BF16 is x86-64 only")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub(super) unsafe fn pack_b(_: &mut [u32], _: *const f32, _: isize, _: isize, _: usize, _: usize, _: usize) {
+pub(super) unsafe fn pack_b(
+    _: &mut [u32],
+    _: *const f32,
+    _: isize,
+    _: isize,
+    _: usize,
+    _: usize,
+    _: usize,
+) {
     unreachable!("AVX-512 BF16 is x86-64 only")
 }

@@ -116,8 +116,8 @@ unsafe fn dpbf16(iters: u64) -> f64 {
     // SAFETY: a bf16 vector is 512 bits, as is an i32 vector.
     let (x, y): (__m512bh, __m512bh) = unsafe {
         (
-            std::mem::transmute(_mm512_set1_epi32(black_box(0x3f80_3f80))),
-            std::mem::transmute(_mm512_set1_epi32(black_box(0x3380_3380))),
+            std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(black_box(0x3f80_3f80))),
+            std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(black_box(0x3380_3380))),
         )
     };
     let mut acc = [_mm512_set1_ps(1.0); CHAINS];

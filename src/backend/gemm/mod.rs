@@ -27,6 +27,11 @@
 //! AVX2 + FMA: 6 × 16 (12 of 16); a portable 4 × 8 loop for anything else. The tile is then
 //! merged into C with alpha and beta (`beta = 0` never reads C, which may be uninitialised).
 //!
+//! **bf16** (`--precision bf16`, [`Precision`]): the same loops with another packing — operands
+//! rounded to bfloat16 and paired along the inner index ([`pack_bf16`]) — and a 12 × 32
+//! `vdpbf16ps` micro-kernel that does two products per f32 lane per instruction; the
+//! [`Packing`] trait is what differs between the two.
+//!
 //! **Determinism.** Every element of C is the same sequence of operations — its KC-slices in
 //! order, each summed over `l` in order — whatever tile, block or thread computes it, so results
 //! do not depend on the thread count (the caller's split) or on where the edges fall.

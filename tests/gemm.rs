@@ -138,8 +138,9 @@ fn every_kernel_matches_a_naive_product_on_ragged_shapes_and_layouts() {
     let kernels = kernels();
     assert!(kernels.contains(&Kernel::Portable));
     eprintln!("kernels on this CPU: {kernels:?}");
-    // Sizes around every kernel's tile (4×8, 6×16, 12×32), the row block (120), the inner slice
-    // (256) — so full tiles, edge tiles and several k-slices all occur.
+    // Sizes around every kernel's tile (4×8, 6×16, 12×32), the row block (240 rows), the inner
+    // slice (128 for f32, 256 for bf16) — so full tiles, edge tiles, several row blocks and
+    // k-slices all occur.
     let shapes = [
         (1, 1, 1),
         (1, 7, 33),
@@ -151,6 +152,8 @@ fn every_kernel_matches_a_naive_product_on_ragged_shapes_and_layouts() {
         (64, 64, 64),
         (130, 40, 200),
         (7, 600, 97),
+        (9, 45, 23), // an odd inner dimension over two vectors of a contiguous run
+        (250, 300, 40),
     ];
     for kernel in kernels {
         for &(m, k, n) in &shapes {

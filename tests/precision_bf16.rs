@@ -96,6 +96,7 @@ fn bf16_training_lands_near_f32_is_reproducible_and_resumes_only_in_bf16() {
         let o = train(&a, &["--precision", "bf16"]);
         assert!(!o.status.success());
         assert!(text(&o).contains("AVX-512 BF16"), "{}", text(&o));
+        assert!(!a.exists(), "refused before the run folder is made");
         return;
     }
     let f32_run = train(&f32_dir, &[]);
@@ -131,14 +132,21 @@ fn bf16_training_lands_near_f32_is_reproducible_and_resumes_only_in_bf16() {
     let again = train(&b, &["--precision", "bf16"]);
     assert!(again.status.success(), "{}", text(&again));
     assert_eq!(weights(&ck), weights(&b.join("checkpoint.safetensors")));
-    // A resume continues in the run's precision, and only in it (a finished run: nothing left).
-    let ck_s = ck.to_str().unwrap();
-    let o = train(&a, &["--resume", ck_s]);
+    // A run stopped partway resumes in its precision, and only in it, to the straight run's
+    // weights.
+    let c = temp("c");
+    let part = train(&c, &["--precision", "bf16", "--max-steps", "5"]);
+    assert!(part.status.success(), "{}", text(&part));
+    let ck_c = c.join("checkpoint.safetensors");
+    let ck_s = ck_c.to_str().unwrap();
+    let o = train(&c, &["--resume", ck_s]);
     assert!(!o.status.success());
     assert!(text(&o).contains("--precision bf16"), "{}", text(&o));
-    let o = train(&a, &["--resume", ck_s, "--precision", "bf16"]);
+    let o = train(&c, &["--resume", ck_s, "--precision", "bf16"]);
     assert!(o.status.success(), "{}", text(&o));
-    for d in [f32_dir, a, b] {
+    assert!(text(&o).contains("resuming at step 5"), "{}", text(&o));
+    assert_eq!(weights(&ck), weights(&ck_c));
+    for d in [f32_dir, a, b, c] {
         std::fs::remove_dir_all(d).unwrap();
     }
 }

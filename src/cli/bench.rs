@@ -124,11 +124,11 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Corpus(c) => return super::bench_corpus::run(c),
         BenchCommand::Gemm(g) => return super::bench_gemm::run(g),
     };
+    let precision = a.precision.apply(a.device)?;
     let mut cfg = GptConfig::preset_with_context(&a.preset, a.context)?;
     cfg.drop_rate = a.drop_rate;
     let model = GptModel::new(&cfg, 123)?;
     let device = resolve(a.device)?;
-    let precision = a.precision.apply(device)?;
     let kernel_profile = match device {
         Device::Cuda(o) if a.profile => {
             // Every launch of the step goes through the profiler (installed before the model

@@ -55,6 +55,7 @@ pub fn run(a: &FinetuneBenchArgs) -> anyhow::Result<ExitCode> {
     if a.steps == 0 || a.batch_size == 0 {
         anyhow::bail!("--steps and --batch-size must be at least 1");
     }
+    a.precision.apply(a.device)?;
     let mut cfg = GptConfig::preset(&a.preset)?;
     cfg.qkv_bias = true;
     cfg.drop_rate = 0.0;
@@ -113,7 +114,6 @@ pub fn run(a: &FinetuneBenchArgs) -> anyhow::Result<ExitCode> {
     let n_trainable = model.num_trainable_parameters();
     let mut optimizer = AdamW::new(model.named_parameters(), AdamWConfig::default());
     let device = resolve(a.device)?;
-    a.precision.apply(device)?;
     let mut engine = engine_for(device, &model, &mut optimizer)?;
     let engine = engine.as_mut();
     engine.train_step(std::slice::from_ref(&batches[0]), &[1], None, 5e-5)?; // warm-up

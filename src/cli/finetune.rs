@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
+use scratchgpt::backend::gemm::Precision;
 use scratchgpt::data::manifest::TokenizerRef;
 use scratchgpt::data::BpeTokenizer;
 use scratchgpt::finetune::epochs::RunControl;
@@ -114,7 +115,8 @@ pub struct FinetuneArgs {
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: super::device::DeviceChoice,
     /// The matrix products' number format: f32, or bf16 operands with f32 sums on a CPU with
-    /// AVX-512 BF16 (weights, optimizer state and the loss stay f32). A resume repeats it.
+    /// AVX-512 BF16 (weights, optimizer state and the loss stay f32). A resume must pass the
+    /// run's own.
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: super::precision::PrecisionChoice,
     /// Continue a run exactly from one of its checkpoints: the run folder's
@@ -248,11 +250,14 @@ impl FinetuneArgs {
         self.max_steps.map_or(all, |m| m.min(all))
     }
 
-    /// Where the run's steps go (`--device`), with its products' precision applied.
+    /// Where the run's steps go (`--device`).
     pub fn device(&self) -> anyhow::Result<scratchgpt::Device> {
-        let device = super::device::resolve(self.device)?;
-        self.precision.apply(device)?;
-        Ok(device)
+        super::device::resolve(self.device)
+    }
+
+    /// Applies `--precision` (first thing in a run, before its data and folder are touched).
+    pub fn apply_precision(&self) -> anyhow::Result<()> {
+        self.precision.apply(self.device).map(|_| ())
     }
 
     /// What the run's checkpoints record besides its settings: the seed, GPT-2's tokenizer and
@@ -443,7 +448,11 @@ pub fn save_adapters_and_merge(dir: &Path, model: &mut GptModel) -> anyhow::Resu
         let adapters = dir.join("adapters.safetensors");
         save_lora_adapters(&adapters, model)?;
         println!("LoRA adapters: {}", adapters.display());
+        // W + (alpha/r)·A·B in f32 whatever the run's precision: the saved weights stay f32.
+        let precision = Precision::current();
+        Precision::F32.apply()?;
         model.merge_lora()?;
+        precision.apply()?;
     }
     Ok(())
 }

@@ -48,6 +48,7 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
+    a.common.apply_precision()?;
     const BUNDLED: &str = include_str!("../../data/SMSSpamCollection.tsv");
     let messages = match &a.data {
         Some(p) => read_spam_tsv(p)?,

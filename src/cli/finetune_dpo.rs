@@ -58,6 +58,7 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
+    a.common.apply_precision()?;
     const BUNDLED: &str = include_str!("../../data/instruction-data-with-preference.json");
     let data = match &a.data {
         Some(p) => read_preference_json(p)?,

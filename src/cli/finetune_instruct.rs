@@ -71,6 +71,7 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
+    a.common.apply_precision()?;
     const BUNDLED: &str = include_str!("../../data/instruction-data.json");
     let data = match &a.data {
         Some(p) => read_instruction_json(p)?,

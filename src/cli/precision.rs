@@ -3,7 +3,8 @@
 //! CPU; the GPU has no bf16 kernels yet.
 
 use scratchgpt::backend::gemm::Precision;
-use scratchgpt::Device;
+
+use super::device::DeviceChoice;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PrecisionChoice {
@@ -22,11 +23,12 @@ impl PrecisionChoice {
         }
     }
 
-    /// Makes the run's products use it, on `device`: bf16 is refused on a GPU and on a CPU
-    /// without the instructions, each with its own message.
-    pub fn apply(self, device: Device) -> anyhow::Result<Precision> {
+    /// Makes the run's products use it, for a run on `device` — called first, before a run
+    /// touches its data or folder: bf16 is refused for a GPU (or `auto`, which may pick one) and
+    /// on a CPU without the instructions, each with its own message.
+    pub fn apply(self, device: DeviceChoice) -> anyhow::Result<Precision> {
         let p = self.precision();
-        if p == Precision::Bf16 && device != Device::Cpu {
+        if p == Precision::Bf16 && device != DeviceChoice::Cpu {
             anyhow::bail!(
                 "--precision bf16 runs on the CPU (AVX-512 BF16); the GPU has no bf16 kernels yet: use --device cpu, or f32 on the GPU"
             );

@@ -139,7 +139,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "cpu")]
     device: super::device::DeviceChoice,
     /// The matrix products' number format: f32, or bf16 operands with f32 sums on a CPU with
-    /// AVX-512 BF16 (weights, optimizer state and the loss stay f32). A resume repeats it.
+    /// AVX-512 BF16 (weights, optimizer state and the loss stay f32). A resume must pass the
+    /// run's own.
     #[arg(long, value_enum, default_value = "f32")]
     precision: super::precision::PrecisionChoice,
 }
@@ -160,6 +161,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if args.save_every == Some(0) || args.keep_last == Some(0) {
         bail!("--save-every and --keep-last must be at least 1");
     }
+    args.precision.apply(args.device)?;
     let resumed = match &args.resume {
         Some(path) => {
             let ck = load_checkpoint(path)?;
@@ -465,7 +467,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
     };
     let device = super::device::resolve(args.device)?;
-    args.precision.apply(device)?;
     let mut engine = engine_for(device, &model, &mut optimizer)?;
     let started = Instant::now();
     // The loss curve so far (a resumed run's included), redrawn as evaluations arrive.

@@ -174,15 +174,23 @@ pub fn selected() -> Kernel {
         4 => Kernel::MatrixMultiply,
         5 => Kernel::Avx512Bf16,
         _ => {
-            let k = std::env::var("SCRATCHGPT_GEMM")
-                .ok()
-                .and_then(|s| Kernel::from_name(&s))
-                .filter(|k| k.is_f32() && k.supported())
-                .unwrap_or(Kernel::MatrixMultiply);
-            SELECTED.store(encode(k), Ordering::Relaxed);
-            k
+            // First use: the default, unless a `select` got here first.
+            let k = default_f32_kernel();
+            match SELECTED.compare_exchange(0, encode(k), Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => k,
+                Err(_) => selected(),
+            }
         }
     }
+}
+
+/// `SCRATCHGPT_GEMM`'s f32 kernel if set to one this CPU runs, else matrixmultiply's.
+fn default_f32_kernel() -> Kernel {
+    std::env::var("SCRATCHGPT_GEMM")
+        .ok()
+        .and_then(|s| Kernel::from_name(&s))
+        .filter(|k| k.is_f32() && k.supported())
+        .unwrap_or(Kernel::MatrixMultiply)
 }
 
 /// Checks `SCRATCHGPT_GEMM`: unset is fine; a name this build does not know, or a kernel this
@@ -704,7 +712,7 @@ impl Precision {
         match self {
             Precision::F32 => {
                 if !selected().is_f32() {
-                    select(Kernel::MatrixMultiply);
+                    select(default_f32_kernel());
                 }
                 Ok(())
             }

@@ -32,6 +32,7 @@ pub fn round_to_bf16(x: f32) -> u16 {
 }
 
 /// Two values as one packed word: `lo` in the low half.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn pair(lo: f32, hi: f32) -> u32 {
     round_to_bf16(lo) as u32 | (round_to_bf16(hi) as u32) << 16

@@ -12,7 +12,8 @@
 //! Rounding is vectorised (`vcvtne2ps2bf16` / `vcvtneps2bf16`, which like `vdpbf16ps` treat
 //! denormals as zero) for the two layouts the engine's operands have:
 //! - **along the pairs**: the values of one packed row (of A) or column (of B) are contiguous in
-//!   memory, so a pair is two neighbours and 32 floats become 16 words in one instruction —
+//!   memory, so a pair is two neighbours and 32 floats become 16 words in one instruction; 16
+//!   such rows or columns are transposed in registers into the sliver's order —
 //!   A = X or G (row-major), B = Wᵀ;
 //! - **across the pairs**: the values of one pair index are contiguous across rows (of A) or
 //!   columns (of B), so word `x` joins element `x` of two runs — B = W or X, A = Gᵀ.
@@ -61,9 +62,11 @@ pub(super) unsafe fn pack_a(
         // SAFETY (every branch): rows r0..r0+live < rows and columns < kc lie inside A.
         unsafe {
             if csa == 1 {
-                for r in 0..live {
-                    along_pairs(a.offset((r0 + r) as isize * rsa), kc, &mut sliver[r..], mr);
+                let mut rows = [std::ptr::null(); 16];
+                for (r, row) in rows.iter_mut().enumerate().take(live) {
+                    *row = a.offset((r0 + r) as isize * rsa);
                 }
+                along_pairs_lines(&rows[..live], kc, sliver, mr);
             } else if rsa == 1 {
                 for p in 0..pairs {
                     let even = a.offset(r0 as isize + (2 * p) as isize * csa);
@@ -118,8 +121,14 @@ pub(super) unsafe fn pack_b(
                     across_pairs(even, odd, &mut sliver[p * nr..p * nr + live]);
                 }
             } else if rsb == 1 {
-                for x in 0..live {
-                    along_pairs(b.offset((j0 + x) as isize * csb), kc, &mut sliver[x..], nr);
+                // Sixteen columns at a time, transposed in registers.
+                for x0 in (0..live).step_by(16) {
+                    let width = (live - x0).min(16);
+                    let mut cols = [std::ptr::null(); 16];
+                    for (x, col) in cols.iter_mut().enumerate().take(width) {
+                        *col = b.offset((j0 + x0 + x) as isize * csb);
+                    }
+                    along_pairs_lines(&cols[..width], kc, &mut sliver[x0..], nr);
                 }
             } else {
                 for x in 0..live {
@@ -139,40 +148,86 @@ pub(super) unsafe fn pack_b(
     }
 }
 
-/// `len` contiguous values as ⌈len/2⌉ words (neighbours paired, a zero after an odd last one),
-/// word `p` written to `dst[p·stride]`.
+/// Up to 16 contiguous runs ("lines": rows of A, or columns of B = Wᵀ) of `len` values each,
+/// neighbours paired (lo = value 2p, hi = value 2p + 1, a zero after an odd last one), and
+/// written transposed — word `p` of line
+/// `i` to `dst[p·stride + i]` — by a 16 × 16 transpose in registers instead of one scalar store
+/// per word.
 ///
 /// # Safety
-/// The CPU has AVX-512F and AVX-512 BF16; `src..src + len` is readable; `dst` holds
-/// `(⌈len/2⌉ − 1)·stride + 1` words.
+/// The CPU has AVX-512F and AVX-512 BF16; every `lines[i]..lines[i] + len` is readable.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn along_pairs(src: *const f32, len: usize, dst: &mut [u32], stride: usize) {
+unsafe fn along_pairs_lines(lines: &[*const f32], len: usize, dst: &mut [u32], stride: usize) {
     use std::arch::x86_64::*;
-    let mut words = [0u32; 16];
+    let live = lines.len();
+    assert!(live <= 16 && stride >= live);
+    let pairs = len.div_ceil(2);
+    assert!(pairs == 0 || dst.len() >= (pairs - 1) * stride + live);
+    let store = ((1u32 << live) - 1) as u16;
     let mut l = 0;
     while l < len {
         let n = (len - l).min(32);
-        // Lanes past the end load as zeros: a missing `hi` is the zero an odd length pads with.
         let mask = |from: usize| -> u16 {
             let k = n.saturating_sub(from).min(16);
             ((1u32 << k) - 1) as u16
         };
-        // SAFETY: the masked loads read only src[l..l + n], inside the run (the second address
-        // is formed with wrapping arithmetic: past the end it is never dereferenced); `words`
-        // holds the 16 words of one vector.
-        unsafe {
-            let lo = _mm512_maskz_loadu_ps(mask(0), src.add(l));
-            let hi = _mm512_maskz_loadu_ps(mask(16), src.wrapping_add(l + 16));
-            let w: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
-            _mm512_storeu_si512(words.as_mut_ptr().cast(), w);
+        let mut r = [_mm512_setzero_si512(); 16];
+        for (v, &line) in r.iter_mut().zip(lines) {
+            // SAFETY: masked loads of line[l..l + n] only, inside the run (the second address
+            // formed with wrapping arithmetic, never dereferenced past the end).
+            unsafe {
+                let lo = _mm512_maskz_loadu_ps(mask(0), line.add(l));
+                let hi = _mm512_maskz_loadu_ps(mask(16), line.wrapping_add(l + 16));
+                *v = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+            }
         }
+        let w = transpose16(r);
         let p0 = l / 2;
-        for (q, &w) in words.iter().enumerate().take(n.div_ceil(2)) {
-            dst[(p0 + q) * stride] = w;
+        for (q, v) in w.iter().enumerate().take(n.div_ceil(2)) {
+            // SAFETY: (p0 + q)·stride + live ≤ dst.len() (asserted above: p0 + q < pairs); the
+            // store writes the first `live` words only.
+            unsafe {
+                _mm512_mask_storeu_epi32(dst.as_mut_ptr().add((p0 + q) * stride).cast(), store, *v)
+            };
         }
         l += 32;
     }
+}
+
+/// The 16 × 16 transpose of 32-bit words: `out[p]` lane `i` = `r[i]` lane `p` — interleaving
+/// words, then pairs of words, then 128-bit quarters twice.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: [std::arch::x86_64::__m512i; 16]) -> [std::arch::x86_64::__m512i; 16] {
+    use std::arch::x86_64::*;
+    let mut t = [_mm512_setzero_si512(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    let mut u = [_mm512_setzero_si512(); 16];
+    for g in (0..16).step_by(4) {
+        u[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+        u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+        u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+        u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+    }
+    let mut v = [_mm512_setzero_si512(); 16];
+    for i in 0..4 {
+        v[i] = _mm512_shuffle_i32x4::<0x88>(u[i], u[i + 4]);
+        v[i + 4] = _mm512_shuffle_i32x4::<0xdd>(u[i], u[i + 4]);
+        v[i + 8] = _mm512_shuffle_i32x4::<0x88>(u[i + 8], u[i + 12]);
+        v[i + 12] = _mm512_shuffle_i32x4::<0xdd>(u[i + 8], u[i + 12]);
+    }
+    let mut w = [_mm512_setzero_si512(); 16];
+    for i in 0..4 {
+        w[i] = _mm512_shuffle_i32x4::<0x88>(v[i], v[i + 8]);
+        w[i + 8] = _mm512_shuffle_i32x4::<0xdd>(v[i], v[i + 8]);
+        w[i + 4] = _mm512_shuffle_i32x4::<0x88>(v[i + 4], v[i + 12]);
+        w[i + 12] = _mm512_shuffle_i32x4::<0xdd>(v[i + 4], v[i + 12]);
+    }
+    w
 }
 
 /// `dst[x] = pair(even[x], odd[x])` for `x < dst.len()` (zero `hi` words without `odd`).

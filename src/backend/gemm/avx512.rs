@@ -15,16 +15,9 @@ pub(super) const NR: usize = 32;
 #[cfg(target_arch = "x86_64")]
 pub(super) unsafe fn kernel(kc: usize, a: &[f32], b: &[f32], tile: &Tile) {
     assert!(a.len() >= kc * MR && b.len() >= kc * NR);
-    if tile.rows == MR && tile.cols == NR && tile.csc == 1 {
-        // SAFETY: as below; a full tile with unit column stride is MR rows of NR contiguous
-        // floats of C.
-        unsafe { compute_into(kc, a.as_ptr(), b.as_ptr(), tile) };
-        return;
-    }
-    // SAFETY: the CPU supports AVX-512F (the caller's contract); the slices are long enough.
-    let t = unsafe { compute(kc, a.as_ptr(), b.as_ptr()) };
-    // SAFETY: the caller's contract on `tile`.
-    unsafe { tile.merge(&t, NR) }
+    // SAFETY: the CPU supports AVX-512F (the caller's contract); the slices are long enough;
+    // the caller's contract on `tile`.
+    unsafe { write(accumulate(kc, a.as_ptr(), b.as_ptr()), tile) }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -59,40 +52,36 @@ unsafe fn accumulate(
     acc
 }
 
-/// The full-tile case: the accumulators go straight into C (`alpha·acc + beta·C`, C unread when
-/// beta is 0), without the round trip through a temporary tile.
+/// The 12 × 32 accumulators (this kernel's, and the bf16 kernel's, whose tile is the same) into
+/// C: a full tile with unit column stride straight from the registers (`alpha·acc + beta·C`, C
+/// unread when beta is 0); an edge tile through a row-major copy and [`Tile::merge`].
+///
+/// # Safety
+/// The CPU supports AVX-512F; `tile` describes a valid part of C.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn compute_into(kc: usize, a: *const f32, b: *const f32, tile: &Tile) {
+pub(super) unsafe fn write(acc: [[std::arch::x86_64::__m512; 2]; MR], tile: &Tile) {
     use std::arch::x86_64::*;
-    // SAFETY: the caller's contract (packed slivers of kc·MR and kc·NR floats).
-    let acc = unsafe { accumulate(kc, a, b) };
-    let alpha = _mm512_set1_ps(tile.alpha);
-    let beta = _mm512_set1_ps(tile.beta);
-    for (r, row) in acc.iter().enumerate() {
-        // SAFETY: row r < MR of a full tile: NR contiguous floats of C (the caller checked).
-        unsafe {
-            let c = tile.c.offset(r as isize * tile.rsc);
-            for (h, v) in row.iter().enumerate() {
-                let p = c.add(16 * h);
-                let out = if tile.beta == 0.0 {
-                    _mm512_mul_ps(alpha, *v)
-                } else {
-                    _mm512_fmadd_ps(beta, _mm512_loadu_ps(p), _mm512_mul_ps(alpha, *v))
-                };
-                _mm512_storeu_ps(p, out);
+    if tile.rows == MR && tile.cols == NR && tile.csc == 1 {
+        let alpha = _mm512_set1_ps(tile.alpha);
+        let beta = _mm512_set1_ps(tile.beta);
+        for (r, row) in acc.iter().enumerate() {
+            // SAFETY: row r < MR of a full tile: NR contiguous floats of C (checked above).
+            unsafe {
+                let c = tile.c.offset(r as isize * tile.rsc);
+                for (h, v) in row.iter().enumerate() {
+                    let p = c.add(16 * h);
+                    let out = if tile.beta == 0.0 {
+                        _mm512_mul_ps(alpha, *v)
+                    } else {
+                        _mm512_fmadd_ps(beta, _mm512_loadu_ps(p), _mm512_mul_ps(alpha, *v))
+                    };
+                    _mm512_storeu_ps(p, out);
+                }
             }
         }
+        return;
     }
-}
-
-/// An edge tile: the accumulators stored row-major, for [`Tile::merge`] to copy the valid part.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn compute(kc: usize, a: *const f32, b: *const f32) -> [f32; MR * NR] {
-    use std::arch::x86_64::*;
-    // SAFETY: the caller's contract (packed slivers of kc·MR and kc·NR floats).
-    let acc = unsafe { accumulate(kc, a, b) };
     let mut t = [0.0f32; MR * NR];
     for (r, row) in acc.iter().enumerate() {
         // SAFETY: row r's 32 floats are t[r·32 .. r·32 + 32].
@@ -101,5 +90,6 @@ unsafe fn compute(kc: usize, a: *const f32, b: *const f32) -> [f32; MR * NR] {
             _mm512_storeu_ps(t.as_mut_ptr().add(r * NR + 16), row[1]);
         }
     }
-    t
+    // SAFETY: the caller's contract on `tile`.
+    unsafe { tile.merge(&t, NR) }
 }

@@ -10,8 +10,8 @@
 
 use super::Tile;
 
-pub(super) const MR: usize = 12;
-pub(super) const NR: usize = 32;
+pub(super) const MR: usize = super::avx512::MR;
+pub(super) const NR: usize = super::avx512::NR;
 
 /// C tile (`tile`) ← alpha · (A sliver · B sliver) + beta · C tile, over `pairs` packed pairs.
 ///
@@ -21,16 +21,10 @@ pub(super) const NR: usize = 32;
 #[cfg(target_arch = "x86_64")]
 pub(super) unsafe fn kernel(pairs: usize, a: &[u32], b: &[u32], tile: &Tile) {
     assert!(a.len() >= pairs * MR && b.len() >= pairs * NR);
-    // SAFETY (both calls): the CPU supports the instructions (the caller's contract); the
-    // slices are long enough (asserted); a full tile with unit column stride is MR rows of NR
-    // contiguous floats of C.
-    if tile.rows == MR && tile.cols == NR && tile.csc == 1 {
-        unsafe { store_into(pairs, a.as_ptr(), b.as_ptr(), tile) };
-        return;
-    }
-    let t = unsafe { store(pairs, a.as_ptr(), b.as_ptr()) };
-    // SAFETY: the caller's contract on `tile`.
-    unsafe { tile.merge(&t, NR) }
+    // SAFETY: the CPU supports the instructions (the caller's contract); the slices are long
+    // enough (asserted); the caller's contract on `tile`. The tile is the f32 AVX-512 kernel's,
+    // so its way of writing C serves.
+    unsafe { super::avx512::write(accumulate(pairs, a.as_ptr(), b.as_ptr()), tile) }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -65,48 +59,4 @@ unsafe fn accumulate(
         }
     }
     acc
-}
-
-/// The full-tile case: `alpha·acc + beta·C` straight into C (C unread when beta is 0).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn store_into(pairs: usize, a: *const u32, b: *const u32, tile: &Tile) {
-    use std::arch::x86_64::*;
-    // SAFETY: the caller's contract (packed slivers of pairs·MR and pairs·NR words).
-    let acc = unsafe { accumulate(pairs, a, b) };
-    let alpha = _mm512_set1_ps(tile.alpha);
-    let beta = _mm512_set1_ps(tile.beta);
-    for (r, row) in acc.iter().enumerate() {
-        // SAFETY: row r < MR of a full tile: NR contiguous floats of C (the caller checked).
-        unsafe {
-            let c = tile.c.offset(r as isize * tile.rsc);
-            for (h, v) in row.iter().enumerate() {
-                let p = c.add(16 * h);
-                let out = if tile.beta == 0.0 {
-                    _mm512_mul_ps(alpha, *v)
-                } else {
-                    _mm512_fmadd_ps(beta, _mm512_loadu_ps(p), _mm512_mul_ps(alpha, *v))
-                };
-                _mm512_storeu_ps(p, out);
-            }
-        }
-    }
-}
-
-/// An edge tile: the accumulators row-major, for [`Tile::merge`] to copy the valid part.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn store(pairs: usize, a: *const u32, b: *const u32) -> [f32; MR * NR] {
-    use std::arch::x86_64::*;
-    // SAFETY: the caller's contract (packed slivers of pairs·MR and pairs·NR words).
-    let acc = unsafe { accumulate(pairs, a, b) };
-    let mut t = [0.0f32; MR * NR];
-    for (r, row) in acc.iter().enumerate() {
-        // SAFETY: row r's 32 floats are t[r·32 .. r·32 + 32].
-        unsafe {
-            _mm512_storeu_ps(t.as_mut_ptr().add(r * NR), row[0]);
-            _mm512_storeu_ps(t.as_mut_ptr().add(r * NR + 16), row[1]);
-        }
-    }
-    t
 }

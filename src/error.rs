@@ -107,6 +107,11 @@ pub enum Error {
     #[error("{url}: {msg}")]
     Network { url: String, msg: String },
 
+    /// Data-parallel training failed between processes: a transport error, ranks whose weights
+    /// no longer agree, a rank that stopped answering.
+    #[error("distributed: {0}")]
+    Distributed(String),
+
     /// An I/O failure, with the path involved.
     #[error("{path}: {err}")]
     Io {

@@ -14,6 +14,8 @@
 //! - [`nn`]: layers with parameters.
 //! - [`study`]: a tiny GPT built from primitive and from fused ops, compared gradient by
 //!   gradient, and backward-rule exercises (`scratchgpt study gpt`, `study exercises`).
+//! - [`dist`]: data-parallel training: the transport trait (MPI, NCCL), the gradient all-reduce,
+//!   the watchdog for a rank that stops answering.
 //! - [`backend`]: what ops share per device: CPU kernels (GEMM, vectorised reductions, parallel
 //!   maps) and the CUDA device (buffers, caching allocator, NVRTC, launchers, the emulator).
 
@@ -21,6 +23,7 @@ pub mod autograd;
 pub mod backend;
 
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod finetune;
 pub mod gpt;

@@ -17,40 +17,45 @@ pub enum DeviceChoice {
     Emu,
 }
 
-fn open_gpu() -> scratchgpt::Result<Device> {
-    let gpu = cuda::device(0)?;
-    eprintln!("device: cuda:0 — {}", gpu.describe());
-    Ok(Device::Cuda(0))
+fn open_gpu(ordinal: usize) -> scratchgpt::Result<Device> {
+    let gpu = cuda::device(ordinal)?;
+    eprintln!("device: cuda:{ordinal} — {}", gpu.describe());
+    Ok(Device::Cuda(ordinal))
 }
 
 /// The device to use, saying on stderr which was chosen and, for `auto`, why.
 pub fn resolve(choice: DeviceChoice) -> anyhow::Result<Device> {
+    resolve_on(choice, 0)
+}
+
+/// [`resolve`] with GPU `ordinal` (a data-parallel rank's: its local rank) in place of `cuda:0`.
+pub fn resolve_on(choice: DeviceChoice, ordinal: usize) -> anyhow::Result<Device> {
     match choice {
         DeviceChoice::Cpu => Ok(Device::Cpu),
-        DeviceChoice::Cuda => open_gpu().map_err(|e| anyhow::anyhow!("--device cuda: {e}")),
-        DeviceChoice::Auto => match open_gpu() {
+        DeviceChoice::Cuda => open_gpu(ordinal).map_err(|e| anyhow::anyhow!("--device cuda: {e}")),
+        DeviceChoice::Auto => match open_gpu(ordinal) {
             Ok(d) => Ok(d),
             Err(e) => {
                 eprintln!("device: cpu ({e})");
                 Ok(Device::Cpu)
             }
         },
-        DeviceChoice::Emu => emulator(),
+        DeviceChoice::Emu => emulator(ordinal),
     }
 }
 
 #[cfg(feature = "cuda-emu")]
-fn emulator() -> anyhow::Result<Device> {
-    let gpu = cuda::install_emulator(0);
+fn emulator(ordinal: usize) -> anyhow::Result<Device> {
+    let gpu = cuda::install_emulator(ordinal);
     eprintln!(
-        "device: cuda:0 — {} (the CUDA kernels emulated on the CPU)",
+        "device: cuda:{ordinal} — {} (the CUDA kernels emulated on the CPU)",
         gpu.describe()
     );
-    Ok(Device::Cuda(0))
+    Ok(Device::Cuda(ordinal))
 }
 
 #[cfg(not(feature = "cuda-emu"))]
-fn emulator() -> anyhow::Result<Device> {
+fn emulator(_ordinal: usize) -> anyhow::Result<Device> {
     anyhow::bail!(
         "--device emu: this binary was built without the CUDA emulator; rebuild with `cargo run --release --features cuda-emu -- …` (it needs g++)"
     )

@@ -7,6 +7,7 @@ mod bench_gemm;
 mod chat;
 mod check_reference;
 mod classify;
+mod ddp;
 mod device;
 mod download;
 mod export;

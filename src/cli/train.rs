@@ -24,7 +24,7 @@ use scratchgpt::train::checkpoint::{
 use scratchgpt::train::data::{check_same_data, DataSpec, RunTokenizer, TrainingData};
 use scratchgpt::train::plot::plot_losses;
 use scratchgpt::train::{
-    calc_loss_loader, engine_for, train_with_engine, PeriodicSave, RunEnd, TrainEvent,
+    distributed_engine_for, loader_loss, train_with_engine, PeriodicSave, RunEnd, TrainEvent,
     TrainOptions, TrainState,
 };
 
@@ -143,6 +143,8 @@ pub struct Args {
     /// run's own.
     #[arg(long, value_enum, default_value = "f32")]
     precision: super::precision::PrecisionChoice,
+    #[command(flatten)]
+    ddp: super::ddp::DdpArgs,
 }
 
 /// Which generator draws the initial weights.
@@ -161,6 +163,28 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if args.save_every == Some(0) || args.keep_last == Some(0) {
         bail!("--save-every and --keep-last must be at least 1");
     }
+    // First: ranks sharing a machine size rayon's pool before anything uses it.
+    let ddp = super::ddp::open(&args.ddp, args.device)?;
+    let out = run_rank(args, &ddp);
+    let group = ddp.group();
+    if let (Err(e), true) = (&out, group.world_size() > 1) {
+        // An error on one rank: end them all now rather than leave the others waiting in a
+        // collective this rank will never reach.
+        eprintln!(
+            "error: rank {} of {}: {e:#}",
+            group.rank(),
+            group.world_size()
+        );
+        group.abort(1);
+    }
+    out
+}
+
+/// The run, as this process's rank (the only one without --ddp).
+fn run_rank(args: &Args, ddp: &super::ddp::Ddp) -> anyhow::Result<ExitCode> {
+    let group = ddp.group();
+    let (rank, world) = (group.rank(), group.world_size());
+    let main = ddp.is_main();
     args.precision.apply(args.device)?;
     let resumed = match &args.resume {
         Some(path) => {
@@ -268,9 +292,26 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     let shuffle = !args.no_shuffle && recorded_shuffle.unwrap_or(true);
+    // Data-parallel ranks read stripes of the data: the position means something else in
+    // another world size, so a resume must keep it (one process records none: old checkpoints
+    // and single-process runs agree).
+    let recorded_world = recorded_data
+        .as_ref()
+        .and_then(|r| r["position"]["world_size"].as_u64())
+        .map_or(1, |w| w as usize);
+    if let (Some(path), true) = (&args.resume, recorded_world != world) {
+        bail!(
+            "{} was trained by {recorded_world} data-parallel rank(s), this run has {world}: resume with the same number (`mpirun -np {recorded_world}`{})",
+            path.display(),
+            if recorded_world == 1 { ", or without --ddp" } else { " … --ddp" }
+        );
+    }
     let mut identity = data.identity.clone();
     identity["position"] = serde_json::json!({"batch_size": batch_size, "grad_accum": grad_accum,
                                               "eval_freq": eval_freq, "shuffle": shuffle});
+    if world > 1 {
+        identity["position"]["world_size"] = serde_json::json!(world);
+    }
     if let (Some(rec), Some(path)) = (&recorded_data, &args.resume) {
         check_same_data(rec, &identity).with_context(|| format!("resuming {}", path.display()))?;
     }
@@ -303,12 +344,23 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("loading --init-weights {}", path.display()))?;
     }
     let cfg = model.cfg.clone();
+    // Each rank reads its stripe of both splits (all of them in one process).
     let mut train_loader = DataLoader::new(data.train.clone(), batch_size, shuffle, true, seed)
+        .and_then(|l| l.striped(rank, world))
         .context("training loader")?;
     let mut val_loader = DataLoader::new(data.val.clone(), batch_size, false, false, seed)
+        .and_then(|l| l.striped(rank, world))
         .context("validation loader")?;
 
-    println!(
+    if main && world > 1 {
+        println!(
+            "data-parallel: {} — rank {rank} of {world}; each rank trains on batches of {batch_size}, together {} sequences per micro-batch",
+            group.describe(),
+            batch_size * world
+        );
+    }
+    if main {
+        println!(
         "GPT {} (emb {}, {} layers, {} heads, context {}, vocabulary {}): {} parameters, {:.2} MB",
         args.preset,
         cfg.emb_dim,
@@ -319,24 +371,38 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         model.num_parameters(),
         model.size_mb()
     );
-    println!(
-        "data: {}, {} training batches and {} validation batches of {}×{} tokens{}; {} threads",
-        data.describe,
-        train_loader.num_batches(),
-        val_loader.num_batches(),
-        batch_size,
-        cfg.context_length,
-        if grad_accum > 1 {
-            format!(", {} per step", grad_accum)
-        } else {
-            String::new()
-        },
-        rayon::current_num_threads()
-    );
-    // Reported before training, on fixed batches so as not to draw from the shuffling stream.
-    let initial_train = calc_loss_loader(&model, &train_loader.eval_batches(args.eval_iter), None)?;
-    let initial_val = calc_loss_loader(&model, &val_loader.eval_batches(args.eval_iter), None)?;
-    println!("initial loss: train {initial_train:.3}, val {initial_val:.3}");
+        println!(
+            "data: {}, {} training batches and {} validation batches of {}×{} tokens{}; {} threads",
+            data.describe,
+            train_loader.num_batches(),
+            val_loader.num_batches(),
+            batch_size,
+            cfg.context_length,
+            if grad_accum > 1 {
+                format!(", {} per step", grad_accum)
+            } else {
+                String::new()
+            },
+            rayon::current_num_threads()
+        );
+    }
+    // Reported before training, on fixed batches so as not to draw from the shuffling stream
+    // (every rank evaluates its share).
+    let initial_train = loader_loss(
+        &model,
+        &train_loader.eval_batches(args.eval_iter),
+        group,
+        args.eval_iter,
+    )?;
+    let initial_val = loader_loss(
+        &model,
+        &val_loader.eval_batches(args.eval_iter),
+        group,
+        args.eval_iter,
+    )?;
+    if main {
+        println!("initial loss: train {initial_train:.3}, val {initial_val:.3}");
+    }
 
     let per_epoch = train_loader.num_batches() / grad_accum;
     if per_epoch == 0 {
@@ -398,9 +464,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             PathBuf::from(format!("runs/run-{secs}"))
         }
     };
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    // Rank 0 alone writes the run folder.
+    if main {
+        std::fs::create_dir_all(&out_dir)
+            .with_context(|| format!("creating {}", out_dir.display()))?;
+    }
     // A custom tokenizer travels with the checkpoints: `tokenizer/` in the run folder.
-    if data.tokenizer.dir.is_some() {
+    if main && data.tokenizer.dir.is_some() {
         let dir = out_dir.join(TOKENIZER_DIR);
         let same = data
             .tokenizer
@@ -419,8 +489,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         precision: args.precision.precision(),
     };
     let checkpoint_path = out_dir.join("checkpoint.safetensors");
-    let mut metrics = open_metrics(&out_dir.join("metrics.jsonl"), &state)?;
-    if state.global_step > 0 {
+    let mut metrics = if main {
+        Some(open_metrics(&out_dir.join("metrics.jsonl"), &state)?)
+    } else {
+        None
+    };
+    if main && state.global_step > 0 {
         println!(
             "resuming at step {} (epoch {}, step {} of the epoch)",
             state.global_step,
@@ -450,7 +524,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         stop: Some(Arc::clone(&signal.stop)),
     };
 
-    let bar = ProgressBar::new(total_steps as u64);
+    let bar = if main {
+        ProgressBar::new(total_steps as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_position(state.global_step.min(total_steps) as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -459,6 +537,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .expect("valid template"),
     );
     let say = |line: String| {
+        if !main {
+            return;
+        }
         // `println` on a hidden bar (output not a terminal) prints nothing.
         if bar.is_hidden() {
             println!("{line}");
@@ -466,8 +547,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             bar.println(line);
         }
     };
-    let device = super::device::resolve(args.device)?;
-    let mut engine = engine_for(device, &model, &mut optimizer)?;
+    // One GPU per rank on a node: rank r on cuda:<local rank>.
+    let device = super::device::resolve_on(args.device, ddp.local_rank)?;
+    let mut engine = distributed_engine_for(device, &model, &mut optimizer, group)?;
     let started = Instant::now();
     // The loss curve so far (a resumed run's included), redrawn as evaluations arrive.
     let mut curve = (
@@ -518,14 +600,16 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             } => {
                 let line = serde_json::json!({"epoch": epoch + 1, "step": step, "train_loss": train_loss,
                                               "val_loss": val_loss, "tokens_seen": tokens_seen});
-                let _ = writeln!(metrics, "{line}");
-                let _ = metrics.flush();
+                if let Some(m) = metrics.as_mut() {
+                    let _ = writeln!(m, "{line}");
+                    let _ = m.flush();
+                }
                 curve.0.push(*tokens_seen);
                 curve.1.push(*train_loss);
                 curve.2.push(*val_loss);
                 // Redraw the figure at most every few seconds (a tiny model evaluates many
                 // times a second); the end of the run draws the final one.
-                if last_plot.is_none_or(|t| t.elapsed().as_secs_f64() > 5.0) {
+                if main && last_plot.is_none_or(|t| t.elapsed().as_secs_f64() > 5.0) {
                     let _ = plot_losses(
                         &plot_path,
                         epochs_so_far(*tokens_seen).max(1e-9),
@@ -555,6 +639,26 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                   // Save what was reached — unless the run diverged: weights that give a non-finite loss must
                   // not overwrite the last good checkpoint.
     let diverged = matches!(result, Err(scratchgpt::Error::NonFinite { .. }));
+    if world > 1 {
+        // A divergence is seen by every rank at the same step (losses and norms are agreed);
+        // any other error is this rank's alone, and ends the job (`run`).
+        if let Err(e) = &result {
+            if !diverged {
+                bail!("{e}");
+            }
+        } else {
+            // Every rank reaches the end together: check they still agree before rank 0 saves.
+            scratchgpt::dist::check_in_sync(group, &model.parameters(), "at the end of the run")?;
+        }
+    }
+    if !main {
+        // The other ranks have nothing to write or print: they wait until rank 0 has saved,
+        // then end quietly. The job's status is rank 0's (a divergence included): a rank that
+        // exits with an error makes mpirun end the others, which could cut rank 0's message.
+        bar.finish_and_clear();
+        scratchgpt::dist::any_rank(group, false)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if !diverged && state.global_step > 0 {
         save_run_checkpoint(&checkpoint_path, &model, &optimizer, &state, &info)?;
     }
@@ -568,6 +672,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         )?;
     }
     bar.finish_and_clear();
+    if world > 1 {
+        // Rank 0 has written everything: the others may go.
+        scratchgpt::dist::any_rank(group, false)?;
+    }
     if diverged {
         let kept = if checkpoint_path.exists() {
             format!(

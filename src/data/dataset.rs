@@ -158,6 +158,8 @@ pub struct DataLoader {
     shuffle: bool,
     drop_last: bool,
     rng: Rng,
+    /// Data-parallel training: this process is rank `.0` of `.1` and reads only its stripe.
+    stripe: (usize, usize),
 }
 
 impl DataLoader {
@@ -181,6 +183,7 @@ impl DataLoader {
             shuffle,
             drop_last,
             rng: Rng::new(seed),
+            stripe: (0, 1),
         };
         if loader.num_batches() == 0 {
             return Err(Error::invalid(
@@ -195,12 +198,68 @@ impl DataLoader {
         Ok(loader)
     }
 
-    /// Batches per epoch.
-    pub fn num_batches(&self) -> usize {
-        if self.drop_last {
-            self.dataset.len() / self.batch_size
+    /// This loader as rank `rank` of `world` in data-parallel training (PyTorch's
+    /// `DistributedSampler`): each pass's order (shuffled with the shared seed, so the same on
+    /// every rank) is cut to a multiple of `world` when dropping the last batch, and rank r
+    /// takes positions r, r + world, r + 2·world, … of it, then batches them. Global batch i —
+    /// rank 0's batch i, rank 1's batch i, … — then holds exactly the windows of batch i of one
+    /// process with batch `world·batch_size`, so N ranks of batch B train as one of batch N·B.
+    /// An error if a rank would get no batch.
+    pub fn striped(mut self, rank: usize, world: usize) -> Result<Self> {
+        if world == 0 || rank >= world {
+            return Err(Error::invalid(
+                "DataLoader",
+                format!("rank {rank} of a world of {world}"),
+            ));
+        }
+        self.stripe = (rank, world);
+        if self.num_batches() == 0 {
+            return Err(Error::invalid(
+                "DataLoader",
+                format!(
+                    "{} windows make no batch of {} for rank {rank} of {world} (each rank reads every {world}th window)",
+                    self.dataset.len(),
+                    self.batch_size
+                ),
+            ));
+        }
+        Ok(self)
+    }
+
+    /// The windows this rank reads per pass (all of them in one process).
+    fn stripe_len(&self) -> usize {
+        let (rank, world) = self.stripe;
+        let len = self.dataset.len();
+        if world == 1 {
+            len
+        } else if self.drop_last {
+            len / world
         } else {
-            self.dataset.len().div_ceil(self.batch_size)
+            // Positions r, r + world, … below len.
+            (len + world - 1 - rank) / world
+        }
+    }
+
+    /// This rank's positions of a pass's order (see [`DataLoader::striped`]).
+    fn take_stripe(&self, mut order: Vec<usize>) -> Vec<usize> {
+        let (rank, world) = self.stripe;
+        if world == 1 {
+            return order;
+        }
+        if self.drop_last {
+            order.truncate(order.len() / world * world);
+        }
+        order.into_iter().skip(rank).step_by(world).collect()
+    }
+
+    /// Batches per epoch (of this rank, in data-parallel training: the same on every rank when
+    /// the last batch is dropped).
+    pub fn num_batches(&self) -> usize {
+        let len = self.stripe_len();
+        if self.drop_last {
+            len / self.batch_size
+        } else {
+            len.div_ceil(self.batch_size)
         }
     }
 
@@ -223,7 +282,7 @@ impl DataLoader {
     /// stream — what evaluation uses, so that evaluating does not change the training order (and
     /// a resumed run replays it exactly).
     pub fn eval_batches(&self, n: usize) -> Vec<Batch> {
-        let idx: Vec<usize> = (0..self.dataset.len()).collect();
+        let idx = self.take_stripe((0..self.dataset.len()).collect());
         idx.chunks(self.batch_size)
             .take(self.num_batches().min(n))
             .map(|idx| self.make_batch(idx))
@@ -279,7 +338,7 @@ impl DataLoader {
             self.rng.shuffle(&mut order);
         }
         EpochOrder {
-            order,
+            order: self.take_stripe(order),
             batch_size: self.batch_size,
             num_batches: self.num_batches(),
         }

@@ -4,9 +4,14 @@
 //! same code on the CPU, a GPU or the emulator — so one loop (evaluation, samples, checkpoints,
 //! resume) serves every device. On a device a step copies one scalar per micro-batch (its loss)
 //! and one for the gradient norm to the host.
+//!
+//! In data-parallel training ([`crate::dist`]) the engine is one rank's: after the last
+//! micro-batch's backward it averages the gradients over the ranks, before clipping and the
+//! update, so every rank takes the same step.
 
 use crate::autograd::no_grad;
 use crate::data::dataset::Batch;
+use crate::dist::{grads, Collective};
 use crate::error::{Error, Result};
 use crate::gpt::GptModel;
 use crate::nn::ForwardCtx;
@@ -56,6 +61,11 @@ pub trait StepEngine {
 
     /// The optimizer and its state (what a checkpoint saves).
     fn optimizer(&self) -> &AdamW;
+
+    /// The ranks this engine trains with (one process unless data-parallel).
+    fn collective(&self) -> &dyn Collective {
+        &crate::dist::SOLO
+    }
 }
 
 /// The engine over `model` and `optimizer` on `device`: moves the model's parameters (in place)
@@ -65,9 +75,23 @@ pub fn engine_for<'a>(
     model: &'a GptModel,
     optimizer: &'a mut AdamW,
 ) -> Result<Box<dyn StepEngine + 'a>> {
+    distributed_engine_for(device, model, optimizer, &crate::dist::SOLO)
+}
+
+/// [`engine_for`] as one rank of data-parallel training over `group`: also checks that every
+/// rank starts from the same weights.
+pub fn distributed_engine_for<'a>(
+    device: Device,
+    model: &'a GptModel,
+    optimizer: &'a mut AdamW,
+    group: &'a dyn Collective,
+) -> Result<Box<dyn StepEngine + 'a>> {
     model.to_device(device)?;
     optimizer.follow_params()?;
-    Ok(Box::new(Engine::new(model, optimizer)))
+    crate::dist::check_in_sync(group, &model.parameters(), "at the start")?;
+    Ok(Box::new(
+        Engine::new(model, optimizer).with_collective(group),
+    ))
 }
 
 /// The engine: the autograd model and AdamW, on the model's device.
@@ -75,6 +99,7 @@ pub struct Engine<'a> {
     model: &'a GptModel,
     optimizer: &'a mut AdamW,
     params: Vec<Tensor>,
+    group: &'a dyn Collective,
 }
 
 impl<'a> Engine<'a> {
@@ -83,7 +108,14 @@ impl<'a> Engine<'a> {
             params: model.parameters(),
             model,
             optimizer,
+            group: &crate::dist::SOLO,
         }
+    }
+
+    /// This engine as one rank of `group`: gradients are averaged over the ranks every step.
+    pub fn with_collective(mut self, group: &'a dyn Collective) -> Self {
+        self.group = group;
+        self
     }
 }
 
@@ -111,16 +143,14 @@ impl StepEngine for Engine<'_> {
         // (micro-batches of equal size; with N = 1 nothing is scaled).
         let n = micro_batches.len();
         let mut total = 0.0;
+        let mut bad = None;
         for (batch, &seed) in micro_batches.iter().zip(dropout_seeds) {
             let ctx = ForwardCtx::train(seed);
             let loss = super::calc_loss_batch(self.model, batch, &ctx)?;
             let value = loss.item()? as f64;
             if !value.is_finite() {
-                self.optimizer.zero_grad();
-                return Ok(StepStats {
-                    loss: value,
-                    grad_norm: f64::NAN,
-                });
+                bad = Some(value);
+                break;
             }
             total += value;
             if n == 1 {
@@ -128,6 +158,30 @@ impl StepEngine for Engine<'_> {
             } else {
                 loss.div_scalar(n as f64)?.backward()?;
             }
+        }
+        let world = self.group.world_size();
+        if world > 1 {
+            // Every rank must reach the same collectives: first agree on whether all losses
+            // were finite (a rank that skipped its backward must not leave the others waiting
+            // in the gradient sum), then sum the gradients.
+            let mut status = [total, bad.is_some() as u8 as f64];
+            self.group.all_reduce_sum_f64(&mut status)?;
+            if status[1] > 0.0 {
+                self.optimizer.zero_grad();
+                return Ok(StepStats {
+                    loss: bad.unwrap_or(f64::NAN),
+                    grad_norm: f64::NAN,
+                });
+            }
+            grads::all_reduce_gradients(self.group, &self.params, grads::DEFAULT_BUCKET_BYTES)?;
+            // The big batch's loss: the mean of the ranks' means.
+            total = status[0] / world as f64;
+        } else if let Some(value) = bad {
+            self.optimizer.zero_grad();
+            return Ok(StepStats {
+                loss: value,
+                grad_norm: f64::NAN,
+            });
         }
         let grad_norm = match clip {
             Some(max_norm) => clip_grad_norm(&self.params, max_norm)?,
@@ -172,6 +226,10 @@ impl StepEngine for Engine<'_> {
 
     fn optimizer(&self) -> &AdamW {
         self.optimizer
+    }
+
+    fn collective(&self) -> &dyn Collective {
+        self.group
     }
 
     fn describe(&self) -> String {

@@ -14,7 +14,7 @@ pub mod engine;
 pub(crate) mod periodic;
 pub mod plot;
 
-pub use engine::{engine_for, Engine, StepEngine, StepStats};
+pub use engine::{distributed_engine_for, engine_for, Engine, StepEngine, StepStats};
 use periodic::{stop_requested, PeriodicSaver};
 
 use crate::autograd::no_grad;
@@ -53,6 +53,30 @@ pub fn calc_loss_loader(
         total += no_grad(|| calc_loss_batch(model, b, &ctx))?.item()? as f64;
     }
     Ok(total / n as f64)
+}
+
+/// [`calc_loss_loader`] over `batches` split across data-parallel ranks: each rank passes its
+/// share of the first `slots` batches (`slots` the same on every rank) and gets the loss one
+/// process would compute over the whole batches (in one process: `calc_loss_loader`'s).
+pub fn loader_loss(
+    model: &GptModel,
+    batches: &[Batch],
+    group: &dyn crate::dist::Collective,
+    slots: usize,
+) -> Result<f64> {
+    if group.world_size() == 1 {
+        return calc_loss_loader(model, batches, Some(slots));
+    }
+    let ctx = ForwardCtx::eval();
+    let per_batch = batches
+        .iter()
+        .take(slots)
+        .map(|b| {
+            let loss = no_grad(|| calc_loss_batch(model, b, &ctx))?.item()? as f64;
+            Ok((loss, b.inputs.shape()[0]))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    crate::dist::mean_of_batch_means(group, &per_batch, slots)
 }
 
 /// What `train_model_simple` reports as it goes.
@@ -201,14 +225,20 @@ impl TrainOptions {
     }
 }
 
-/// The dropout seed of micro-batch `micro` of optimizer step `step`: a pure function of the
-/// run's seed and the position, so a resumed run (or another device) draws the same masks.
-pub fn dropout_seed(seed: u64, step: usize, micro: usize) -> u64 {
-    let base = crate::tensor::rng::mix64(seed ^ step as u64);
+/// The dropout seed of micro-batch `micro` of optimizer step `step` on data-parallel rank
+/// `rank`: a pure function of the run's seed, the rank and the position, so a resumed run (or
+/// another device) draws the same masks, and each rank draws its own (rank 0's are the
+/// single process's).
+pub fn dropout_seed(seed: u64, rank: usize, step: usize, micro: usize) -> u64 {
+    use crate::tensor::rng::mix64;
+    let mut base = mix64(seed ^ step as u64);
+    if rank > 0 {
+        base = mix64(base ^ mix64(0x5241_4e4b ^ rank as u64));
+    }
     if micro == 0 {
         base
     } else {
-        crate::tensor::rng::mix64(base.wrapping_add(micro as u64))
+        mix64(base.wrapping_add(micro as u64))
     }
 }
 
@@ -313,21 +343,25 @@ pub fn engine_loss_loader(
 }
 
 /// The mean eval loss of the first `n` batches of a fresh pass over `loader` (drawing a shuffle
-/// when it shuffles, as the book's evaluation does), making only those batches.
+/// when it shuffles, as the book's evaluation does), making only those batches. In data-parallel
+/// training each rank evaluates its share of those batches and the shares are combined into the
+/// whole batches' losses ([`crate::dist::mean_of_batch_means`]).
 fn eval_pass(engine: &mut dyn StepEngine, loader: &mut DataLoader, n: usize) -> Result<f64> {
     let order = loader.epoch_order();
+    let slots = n;
     let n = n.min(order.len());
-    if n == 0 {
+    if n == 0 && engine.collective().world_size() == 1 {
         return Err(Error::invalid(
             "calc_loss_loader",
             "the loader has no batches",
         ));
     }
-    let mut total = 0.0;
+    let mut per_batch = Vec::with_capacity(n);
     for i in 0..n {
-        total += engine.eval_loss(&loader.batch(order.batch(i))?)?;
+        let idx = order.batch(i);
+        per_batch.push((engine.eval_loss(&loader.batch(idx)?)?, idx.len()));
     }
-    Ok(total / n as f64)
+    crate::dist::mean_of_batch_means(engine.collective(), &per_batch, slots)
 }
 
 /// [`train_model_simple`] on any [`StepEngine`]: the autograd model on whichever device it lives.
@@ -390,7 +424,12 @@ fn train_loop(
     let context_size = engine.model().cfg.context_length;
     let start_ids = tokenizer.encode_with_special(&opts.start_context, &["<|endoftext|>"])?;
     let accum = opts.grad_accum;
-    let mut saver = PeriodicSaver::new(opts.save.as_ref());
+    let (rank, world) = {
+        let g = engine.collective();
+        (g.rank(), g.world_size())
+    };
+    // Rank 0 alone samples and saves; every rank steps and evaluates.
+    let mut saver = PeriodicSaver::new(opts.save.as_ref().filter(|_| rank == 0));
     if state.is_fresh() {
         state.epoch_rng_state = train_loader.rng_state();
     }
@@ -416,7 +455,8 @@ fn train_loop(
                 saver.proven();
                 return Ok(RunEnd::MaxSteps);
             }
-            if stop_requested(&opts.stop) {
+            // A stop asked of any rank stops them all after the same step.
+            if crate::dist::any_rank(engine.collective(), stop_requested(&opts.stop))? {
                 saver.proven();
                 return Ok(RunEnd::Stopped);
             }
@@ -427,7 +467,7 @@ fn train_loop(
                 .map(|k| train_loader.batch(order.batch(step_in_epoch * accum + k)))
                 .collect::<Result<Vec<_>>>()?;
             let seeds: Vec<u64> = (0..accum)
-                .map(|k| dropout_seed(opts.seed, step, k))
+                .map(|k| dropout_seed(opts.seed, rank, step, k))
                 .collect();
             let stats = engine.train_step(&micro, &seeds, opts.clip, lr)?;
             let at = format!("step {step} (epoch {})", epoch + 1);
@@ -446,7 +486,8 @@ fn train_loop(
             // A finite step proves the newest periodic checkpoint sound: older ones may go.
             saver.proven();
             let step_secs = t0.elapsed().as_secs_f64();
-            let tokens: usize = micro.iter().map(|b| b.inputs.len()).sum();
+            // All ranks' tokens (every rank's micro-batches have the same size).
+            let tokens: usize = micro.iter().map(|b| b.inputs.len()).sum::<usize>() * world;
             state.train_secs += step_secs;
             state.tokens_seen += tokens;
             state.session_tokens += tokens;
@@ -486,6 +527,19 @@ fn train_loop(
                     tokens_seen: state.tokens_seen,
                 });
             }
+            if world > 1
+                && opts
+                    .save
+                    .as_ref()
+                    .is_some_and(|s| state.global_step.is_multiple_of(s.every))
+            {
+                // Before rank 0 writes a checkpoint every rank will resume from.
+                crate::dist::check_in_sync(
+                    engine.collective(),
+                    &engine.model().parameters(),
+                    &format!("after {at}"),
+                )?;
+            }
             let saved = saver.save_if_due(state.global_step, |path, info| {
                 engine.sync_to_cpu()?;
                 checkpoint::save_run_checkpoint(
@@ -504,10 +558,12 @@ fn train_loop(
             }
         }
         engine.sync_to_cpu()?;
-        let ids =
-            generate_text_simple(engine.model(), &start_ids, opts.sample_tokens, context_size)?;
-        let text = tokenizer.decode(&ids)?.replace('\n', " ");
-        on_event(&TrainEvent::Sample { epoch, text });
+        if rank == 0 {
+            let ids =
+                generate_text_simple(engine.model(), &start_ids, opts.sample_tokens, context_size)?;
+            let text = tokenizer.decode(&ids)?.replace('\n', " ");
+            on_event(&TrainEvent::Sample { epoch, text });
+        }
         state.epoch += 1;
         state.batch_in_epoch = 0;
         state.epoch_rng_state = train_loader.rng_state();

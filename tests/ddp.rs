@@ -267,7 +267,13 @@ fn dropout_seeds_depend_on_the_rank_and_rank_zero_keeps_the_single_process_seeds
 /// leave the weights right and only show in the norm.)
 type Outcome = (Vec<f64>, Vec<(f64, f64)>, Vec<Vec<f32>>);
 
-fn train_rank(group: &dyn Collective, batch: usize, drop_rate: f64, steps: usize) -> Outcome {
+fn train_rank(
+    group: &dyn Collective,
+    batch: usize,
+    accum: usize,
+    drop_rate: f64,
+    steps: usize,
+) -> Outcome {
     let mut cfg = GptConfig::preset("tiny").unwrap();
     cfg.drop_rate = drop_rate;
     let model = GptModel::new(&cfg, 11).unwrap();
@@ -285,6 +291,7 @@ fn train_rank(group: &dyn Collective, batch: usize, drop_rate: f64, steps: usize
     let mut opts = TrainOptions::book(1, 4, 3, "Every effort", 9, LrSchedule::constant(1e-3));
     opts.max_steps = Some(steps);
     opts.clip = Some(1.0);
+    opts.grad_accum = accum;
     let mut engine = Engine::new(&model, &mut opt).with_collective(group);
     let mut losses = Vec::new();
     let mut evals = Vec::new();
@@ -303,7 +310,7 @@ fn train_rank(group: &dyn Collective, batch: usize, drop_rate: f64, steps: usize
                 grad_norm,
                 ..
             } => {
-                assert_eq!(*tokens, 2 * ctx, "tokens count every rank's");
+                assert_eq!(*tokens, 2 * accum * ctx, "tokens count every rank's");
                 losses.push(*loss);
                 losses.push(*grad_norm);
             }
@@ -334,9 +341,19 @@ fn max_rel_diff(a: &[f64], b: &[f64]) -> f64 {
 
 #[test]
 fn two_ranks_of_batch_one_train_as_one_process_of_batch_two() {
+    two_ranks_match_one_process(1);
+}
+
+#[test]
+fn with_gradient_accumulation_too() {
+    // The sum happens once per step, after the last micro-batch's backward.
+    two_ranks_match_one_process(3);
+}
+
+fn two_ranks_match_one_process(accum: usize) {
     let steps = 10;
-    let (losses, evals, weights) = train_rank(&SOLO, 2, 0.0, steps);
-    let ranks = on_ranks(2, |g| train_rank(g, 1, 0.0, steps));
+    let (losses, evals, weights) = train_rank(&SOLO, 2, accum, 0.0, steps);
+    let ranks = on_ranks(2, |g| train_rank(g, 1, accum, 0.0, steps));
     for (rank, (l, e, w)) in ranks.iter().enumerate() {
         assert_eq!(l.len(), 2 * steps, "a loss and a gradient norm per step");
         assert!(
@@ -364,11 +381,39 @@ fn two_ranks_of_batch_one_train_as_one_process_of_batch_two() {
 
 #[test]
 fn with_dropout_each_rank_draws_its_own_masks_and_the_run_repeats_exactly() {
-    let a = on_ranks(2, |g| train_rank(g, 1, 0.1, 4));
-    let b = on_ranks(2, |g| train_rank(g, 1, 0.1, 4));
+    let a = on_ranks(2, |g| train_rank(g, 1, 1, 0.1, 4));
+    let b = on_ranks(2, |g| train_rank(g, 1, 1, 0.1, 4));
     assert_eq!(a[0].0, b[0].0, "same seed, same losses");
     assert_eq!(a[0].2, b[0].2, "same seed, same weights");
     assert_eq!(a[0].2, a[1].2, "the ranks stay identical");
-    let no_dropout = on_ranks(2, |g| train_rank(g, 1, 0.0, 4));
+    let no_dropout = on_ranks(2, |g| train_rank(g, 1, 1, 0.0, 4));
     assert_ne!(a[0].0, no_dropout[0].0);
+}
+
+#[test]
+fn ddp_flags_are_checked_and_a_build_without_mpi_says_how_to_get_it() {
+    let bin = env!("CARGO_BIN_EXE_scratchgpt");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(bin).args(args).output().unwrap();
+        assert!(!o.status.success(), "{args:?} must fail");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    // The launch flags only mean something with --ddp.
+    let e = run(&["train", "--rank", "1", "--max-steps", "1"]);
+    assert!(e.contains("--ddp"), "{e}");
+    let e = run(&["train", "--ddp", "--ddp-timeout", "0", "--max-steps", "1"]);
+    assert!(e.contains("--ddp-timeout must be a positive"), "{e}");
+    // NCCL's flags on the CPU.
+    let e = run(&["train", "--ddp", "--world-size", "2", "--rank", "0"]);
+    assert!(
+        e.contains("need --device cuda") || e.contains("without MPI"),
+        "{e}"
+    );
+    if !cfg!(feature = "mpi") {
+        let e = run(&["train", "--ddp", "--max-steps", "1"]);
+        assert!(
+            e.contains("--features mpi") && e.contains("mpirun -np N"),
+            "{e}"
+        );
+    }
 }

@@ -44,6 +44,10 @@ pub enum BenchCommand {
     /// The FMA peak, measured, and every GEMM of a gpt2-small step with our kernel and with
     /// matrixmultiply's: GFLOP/s and % of the peak.
     Gemm(super::bench_gemm::GemmBenchArgs),
+    /// Data-parallel steps and the gradient all-reduce: run alone for one rank, under
+    /// `mpirun -np N … bench ddp --ddp` for N (tokens/s of all ranks; the average's time and
+    /// bandwidth against one plain MPI_Allreduce of the same size).
+    Ddp(super::bench_ddp::DdpBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -123,6 +127,7 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Finetune(f) => return super::bench_finetune::run(f),
         BenchCommand::Corpus(c) => return super::bench_corpus::run(c),
         BenchCommand::Gemm(g) => return super::bench_gemm::run(g),
+        BenchCommand::Ddp(d) => return super::bench_ddp::run(d),
     };
     let precision = a.precision.apply(a.device)?;
     let mut cfg = GptConfig::preset_with_context(&a.preset, a.context)?;

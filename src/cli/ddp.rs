@@ -8,6 +8,7 @@
 //!   the ranks meet through `--nccl-id-file`.
 
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -43,9 +44,12 @@ pub struct DdpArgs {
 
 /// The ranks of this run.
 pub struct Ddp {
-    group: Option<Box<dyn Collective>>,
+    group: Option<Rc<dyn Collective>>,
     /// This process's index among the ranks on its node (its GPU).
     pub local_rank: usize,
+    /// The same group as MPI, for `bench ddp`'s plain `MPI_Allreduce` reference.
+    #[cfg(feature = "mpi")]
+    pub mpi: Option<Rc<scratchgpt::dist::watchdog::Watched<scratchgpt::dist::mpi::MpiGroup>>>,
 }
 
 impl Ddp {
@@ -103,6 +107,8 @@ pub fn open(args: &DdpArgs, device: DeviceChoice) -> anyhow::Result<Ddp> {
         return Ok(Ddp {
             group: None,
             local_rank: 0,
+            #[cfg(feature = "mpi")]
+            mpi: None,
         });
     }
     if !(args.ddp_timeout.is_finite() && args.ddp_timeout > 0.0) {
@@ -122,40 +128,36 @@ pub fn open(args: &DdpArgs, device: DeviceChoice) -> anyhow::Result<Ddp> {
                 .build_global();
         }
     }
-    let group = transport(args, device, local_rank, timeout)?;
-    Ok(Ddp {
-        group: Some(group),
-        local_rank,
-    })
-}
-
-fn transport(
-    args: &DdpArgs,
-    device: DeviceChoice,
-    local_rank: usize,
-    timeout: Duration,
-) -> anyhow::Result<Box<dyn Collective>> {
     let gpu = matches!(device, DeviceChoice::Cuda);
     if gpu && cfg!(feature = "nccl") {
-        return nccl(args, local_rank, timeout);
+        return Ok(Ddp {
+            group: Some(nccl(args, local_rank, timeout)?),
+            local_rank,
+            #[cfg(feature = "mpi")]
+            mpi: None,
+        });
     }
     if args.world_size.is_some() || args.rank.is_some() || args.nccl_id_file.is_some() {
         bail!(
             "--world-size, --rank and --nccl-id-file launch NCCL ranks without mpirun: they need --device cuda and a build with `--features nccl`; over MPI the ranks are mpirun's (`mpirun -np N scratchgpt train --ddp …`)"
         );
     }
-    mpi(timeout)
+    mpi(local_rank, timeout)
 }
 
 #[cfg(feature = "mpi")]
-fn mpi(timeout: Duration) -> anyhow::Result<Box<dyn Collective>> {
+fn mpi(local_rank: usize, timeout: Duration) -> anyhow::Result<Ddp> {
     use scratchgpt::dist::{mpi::MpiGroup, watchdog::Watched};
-    let group = MpiGroup::init()?;
-    Ok(Box::new(Watched::new(group, timeout)))
+    let group = Rc::new(Watched::new(MpiGroup::init()?, timeout));
+    Ok(Ddp {
+        group: Some(group.clone()),
+        local_rank,
+        mpi: Some(group),
+    })
 }
 
 #[cfg(not(feature = "mpi"))]
-fn mpi(_timeout: Duration) -> anyhow::Result<Box<dyn Collective>> {
+fn mpi(_local_rank: usize, _timeout: Duration) -> anyhow::Result<Ddp> {
     bail!(
         "--ddp: this binary was built without MPI; rebuild with `cargo build --release --features mpi` (it needs OpenMPI: on Debian, openmpi-bin, libopenmpi-dev and libclang-dev) and launch with `mpirun -np N target/release/scratchgpt train --ddp …`{}",
         if cfg!(feature = "nccl") {
@@ -171,7 +173,7 @@ fn nccl(
     args: &DdpArgs,
     local_rank: usize,
     timeout: Duration,
-) -> anyhow::Result<Box<dyn Collective>> {
+) -> anyhow::Result<Rc<dyn Collective>> {
     use anyhow::Context;
     use scratchgpt::dist::{nccl::NcclGroup, watchdog::Watched};
     let (rank, world) = match (args.rank, args.world_size) {
@@ -197,7 +199,7 @@ fn nccl(
     let gpu = scratchgpt::backend::cuda::device(local_rank)
         .with_context(|| format!("rank {rank}: opening cuda:{local_rank}"))?;
     let group = NcclGroup::init(gpu, rank, world, &id_file, timeout)?;
-    Ok(Box::new(Watched::new(group, timeout)))
+    Ok(Rc::new(Watched::new(group, timeout)))
 }
 
 #[cfg(not(feature = "nccl"))]
@@ -205,6 +207,6 @@ fn nccl(
     _args: &DdpArgs,
     _local_rank: usize,
     _timeout: Duration,
-) -> anyhow::Result<Box<dyn Collective>> {
+) -> anyhow::Result<Rc<dyn Collective>> {
     unreachable!("only called in a build with the nccl feature")
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_corpus;
+mod bench_ddp;
 mod bench_finetune;
 mod bench_gemm;
 mod chat;

@@ -722,8 +722,13 @@ fn run_rank(args: &Args, ddp: &super::ddp::Ddp) -> anyhow::Result<ExitCode> {
     }
     if end == RunEnd::Stopped {
         println!(
-            "interrupted after step {}; continue exactly with:\n  {}",
+            "interrupted after step {}; continue exactly with:\n  {}{}",
             state.global_step,
+            if world > 1 {
+                format!("mpirun -np {world} ")
+            } else {
+                String::new()
+            },
             resume_command(&checkpoint_path)
         );
         return Ok(signal.exit_code());

@@ -48,6 +48,13 @@ pub trait Collective {
     /// `buf[i] ← Σ_ranks buf[i]`, on every rank.
     fn all_reduce_sum_f32(&self, buf: &mut [f32]) -> Result<()>;
 
+    /// `recv[i] ← Σ_ranks send[i]`, on every rank (`send` and `recv` of one length): the sum
+    /// without the copy an in-place sum costs a transport whose library wants two buffers.
+    fn all_reduce_sum_f32_into(&self, send: &[f32], recv: &mut [f32]) -> Result<()> {
+        recv.copy_from_slice(send);
+        self.all_reduce_sum_f32(recv)
+    }
+
     /// `buf[i] ← Σ_ranks buf[i]`, on every rank (losses, counts, fingerprints).
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<()>;
 

@@ -52,6 +52,15 @@ impl MpiGroup {
     }
 }
 
+impl MpiGroup {
+    /// One plain `MPI_Allreduce(MPI_SUM)` of `send` into `recv` over the whole buffer (the
+    /// reference `bench ddp` compares the bucketed gradient average with).
+    pub fn plain_all_reduce(&self, send: &[f32], recv: &mut [f32]) {
+        self.world
+            .all_reduce_into(send, recv, SystemOperation::sum());
+    }
+}
+
 impl Collective for MpiGroup {
     fn rank(&self) -> usize {
         self.world.rank() as usize
@@ -72,6 +81,13 @@ impl Collective for MpiGroup {
             self.world
                 .all_reduce_into(&chunk[..], &mut scratch[..], SystemOperation::sum());
             chunk.copy_from_slice(&scratch);
+        }
+        Ok(())
+    }
+
+    fn all_reduce_sum_f32_into(&self, send: &[f32], recv: &mut [f32]) -> Result<()> {
+        for (s, r) in send.chunks(CHUNK).zip(recv.chunks_mut(CHUNK)) {
+            self.world.all_reduce_into(s, r, SystemOperation::sum());
         }
         Ok(())
     }

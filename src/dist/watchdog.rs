@@ -126,6 +126,12 @@ impl<C: Collective> Collective for Watched<C> {
         self.timed("gradient all-reduce", |c| c.all_reduce_sum_f32(buf))
     }
 
+    fn all_reduce_sum_f32_into(&self, send: &[f32], recv: &mut [f32]) -> Result<()> {
+        self.timed("gradient all-reduce", |c| {
+            c.all_reduce_sum_f32_into(send, recv)
+        })
+    }
+
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<()> {
         self.timed("all-reduce of losses and flags", |c| {
             c.all_reduce_sum_f64(buf)

@@ -324,7 +324,18 @@ fn a_rank_that_stops_answering_ends_the_run_with_a_clear_error() {
 
 #[test]
 fn a_stop_signal_to_any_rank_stops_all_after_the_same_step_and_the_resume_is_exact() {
-    let dir = temp("signal");
+    stop_and_resume("rank1", false);
+}
+
+#[test]
+fn ctrl_c_on_mpirun_stops_every_rank_and_the_resume_is_exact() {
+    stop_and_resume("mpirun", true);
+}
+
+/// SIGTERM to rank 1, or SIGINT to mpirun itself (Ctrl-C): every rank stops after the same
+/// step, rank 0 saves, and the resume ends where a straight run does.
+fn stop_and_resume(name: &str, to_mpirun: bool) {
+    let dir = temp(name);
     let d = s(&dir);
     let (mut child, mut lines) = long_run(&d, &[]);
     let mut seen = Vec::new();
@@ -336,10 +347,14 @@ fn a_stop_signal_to_any_rank_stops_all_after_the_same_step_and_the_resume_is_exa
             break;
         }
     }
-    // To rank 1, not rank 0: the ranks agree to stop after the same step.
-    let pid = rank_pid(1, &d).expect("rank 1 is running");
-    // SAFETY: signals a process this test started (through mpirun).
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    // To rank 1, not rank 0 (the ranks agree to stop after the same step), or to mpirun.
+    let (pid, sig) = if to_mpirun {
+        (child.id() as i32, libc::SIGINT)
+    } else {
+        (rank_pid(1, &d).expect("rank 1 is running"), libc::SIGTERM)
+    };
+    // SAFETY: signals a process this test started (mpirun, or a rank it started).
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
     seen.extend(lines.map(|l| l.unwrap()));
     let status = wait_with_limit(&mut child, Duration::from_secs(60));
     let err = stderr_of(&mut child);
@@ -366,7 +381,7 @@ fn a_stop_signal_to_any_rank_stops_all_after_the_same_step_and_the_resume_is_exa
         "--resume",
         &s(&ck),
     ])));
-    let straight = temp("signal-straight");
+    let straight = temp(&format!("{name}-straight"));
     let st = s(&straight);
     ok(output(mpirun(&tiny_args(
         &st,

@@ -67,7 +67,14 @@ fn timed(
 }
 
 pub fn run(a: &DdpBenchArgs) -> anyhow::Result<ExitCode> {
+    if a.steps == 0 || a.reps == 0 {
+        anyhow::bail!("--steps and --reps must be at least 1");
+    }
     let ddp = super::ddp::open(&a.ddp, a.device)?;
+    super::ddp::run_ranked(&ddp, || bench(a, &ddp))
+}
+
+fn bench(a: &DdpBenchArgs, ddp: &super::ddp::Ddp) -> anyhow::Result<ExitCode> {
     let group = ddp.group();
     let (rank, world) = (group.rank(), group.world_size());
     let context = match a.context {
@@ -77,7 +84,7 @@ pub fn run(a: &DdpBenchArgs) -> anyhow::Result<ExitCode> {
     let cfg = GptConfig::preset_with_context(&a.preset, context)?;
     let model = GptModel::new(&cfg, 123)?;
     let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::default());
-    let device = super::device::resolve_on(a.device, ddp.local_rank)?;
+    let device = ddp.device(a.device)?;
     let mut engine = distributed_engine_for(device, &model, &mut opt, group)?;
     let mut rng = Rng::new(7 + rank as u64);
     let (b, t) = (a.batch_size, context);

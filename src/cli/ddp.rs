@@ -58,6 +58,16 @@ impl Ddp {
         self.group.as_deref().unwrap_or(&SOLO)
     }
 
+    /// The device this rank trains on: `choice`, with a GPU chosen by the local rank
+    /// ([`gpu_ordinal`]) — the GPU driver is not touched for the CPU.
+    pub fn device(&self, choice: DeviceChoice) -> anyhow::Result<scratchgpt::Device> {
+        let ordinal = match choice {
+            DeviceChoice::Cpu => 0,
+            _ => gpu_ordinal(self.local_rank),
+        };
+        super::device::resolve_on(choice, ordinal)
+    }
+
     /// Whether this process prints, plots and writes files (rank 0).
     pub fn is_main(&self) -> bool {
         self.group().rank() == 0
@@ -97,6 +107,40 @@ fn launcher_local_size() -> Option<usize> {
         "MPI_LOCALNRANKS",
         "SLURM_NTASKS_PER_NODE",
     ])
+}
+
+/// What goes before `scratchgpt …` in the command that resumes a run of `world` ranks.
+pub fn resume_prefix(world: usize) -> String {
+    if world == 1 {
+        String::new()
+    } else if launcher_world().is_some() {
+        format!("mpirun -np {world} ")
+    } else {
+        format!("(on each of the {world} ranks, with its own --rank) ")
+    }
+}
+
+/// The GPU of the rank with this local rank: `cuda:<local rank>`, modulo the GPUs this process
+/// sees (a launcher that gives each rank one GPU through CUDA_VISIBLE_DEVICES leaves each one
+/// `cuda:0`).
+pub fn gpu_ordinal(local_rank: usize) -> usize {
+    scratchgpt::backend::cuda::probe().map_or(local_rank, |n| local_rank % n.max(1))
+}
+
+/// Runs `f` as this process's rank; an error on one rank of several ends them all at once (MPI)
+/// rather than leave the others waiting in a collective this rank will never reach.
+pub fn run_ranked<T>(ddp: &Ddp, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let out = f();
+    let group = ddp.group();
+    if let (Err(e), true) = (&out, group.world_size() > 1) {
+        eprintln!(
+            "error: rank {} of {}: {e:#}",
+            group.rank(),
+            group.world_size()
+        );
+        group.abort(1);
+    }
+    out
 }
 
 /// Sets up the ranks. Call first, before anything uses rayon: ranks sharing a machine divide its
@@ -196,8 +240,9 @@ fn nccl(
             "--ddp over NCCL with {world} ranks needs --nccl-id-file PATH on a filesystem every rank sees"
         ),
     };
-    let gpu = scratchgpt::backend::cuda::device(local_rank)
-        .with_context(|| format!("rank {rank}: opening cuda:{local_rank}"))?;
+    let ordinal = gpu_ordinal(local_rank);
+    let gpu = scratchgpt::backend::cuda::device(ordinal)
+        .with_context(|| format!("rank {rank}: opening cuda:{ordinal}"))?;
     let group = NcclGroup::init(gpu, rank, world, &id_file, timeout)?;
     Ok(Rc::new(Watched::new(group, timeout)))
 }

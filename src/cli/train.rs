@@ -165,19 +165,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     // First: ranks sharing a machine size rayon's pool before anything uses it.
     let ddp = super::ddp::open(&args.ddp, args.device)?;
-    let out = run_rank(args, &ddp);
-    let group = ddp.group();
-    if let (Err(e), true) = (&out, group.world_size() > 1) {
-        // An error on one rank: end them all now rather than leave the others waiting in a
-        // collective this rank will never reach.
-        eprintln!(
-            "error: rank {} of {}: {e:#}",
-            group.rank(),
-            group.world_size()
-        );
-        group.abort(1);
-    }
-    out
+    super::ddp::run_ranked(&ddp, || run_rank(args, &ddp))
 }
 
 /// The run, as this process's rank (the only one without --ddp).
@@ -392,13 +380,13 @@ fn run_rank(args: &Args, ddp: &super::ddp::Ddp) -> anyhow::Result<ExitCode> {
         &model,
         &train_loader.eval_batches(args.eval_iter),
         group,
-        args.eval_iter,
+        args.eval_iter.min(train_loader.global_num_batches()),
     )?;
     let initial_val = loader_loss(
         &model,
         &val_loader.eval_batches(args.eval_iter),
         group,
-        args.eval_iter,
+        args.eval_iter.min(val_loader.global_num_batches()),
     )?;
     if main {
         println!("initial loss: train {initial_train:.3}, val {initial_val:.3}");
@@ -548,7 +536,7 @@ fn run_rank(args: &Args, ddp: &super::ddp::Ddp) -> anyhow::Result<ExitCode> {
         }
     };
     // One GPU per rank on a node: rank r on cuda:<local rank>.
-    let device = super::device::resolve_on(args.device, ddp.local_rank)?;
+    let device = ddp.device(args.device)?;
     let mut engine = distributed_engine_for(device, &model, &mut optimizer, group)?;
     let started = Instant::now();
     // The loss curve so far (a resumed run's included), redrawn as evaluations arrive.
@@ -560,7 +548,9 @@ fn run_rank(args: &Args, ddp: &super::ddp::Ddp) -> anyhow::Result<ExitCode> {
     let mut last_plot: Option<Instant> = None;
     let plot_path = out_dir.join("loss.png");
     let epochs_so_far = |tokens: usize| -> f64 {
-        let per_epoch_tokens = (per_epoch * grad_accum * batch_size * cfg.context_length).max(1);
+        // Every rank's tokens: `tokens_seen` counts them all.
+        let per_epoch_tokens =
+            (per_epoch * grad_accum * batch_size * world * cfg.context_length).max(1);
         tokens as f64 / per_epoch_tokens as f64
     };
     let mut tokens_per_sec = RecentRate::default();
@@ -724,11 +714,7 @@ fn run_rank(args: &Args, ddp: &super::ddp::Ddp) -> anyhow::Result<ExitCode> {
         println!(
             "interrupted after step {}; continue exactly with:\n  {}{}",
             state.global_step,
-            if world > 1 {
-                format!("mpirun -np {world} ")
-            } else {
-                String::new()
-            },
+            super::ddp::resume_prefix(world),
             resume_command(&checkpoint_path)
         );
         return Ok(signal.exit_code());

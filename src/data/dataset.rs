@@ -213,7 +213,9 @@ impl DataLoader {
             ));
         }
         self.stripe = (rank, world);
-        if self.num_batches() == 0 {
+        // Training (drop_last) needs a batch on every rank; an evaluation loader may leave a
+        // rank without one (its share of the last, short batch is empty).
+        if self.drop_last && self.num_batches() == 0 {
             return Err(Error::invalid(
                 "DataLoader",
                 format!(
@@ -224,6 +226,18 @@ impl DataLoader {
             ));
         }
         Ok(self)
+    }
+
+    /// Batches per pass of one process with every rank's batches as one (`world × batch_size`):
+    /// the number of global batches, the same on every rank (rank r's batch i is its share of
+    /// global batch i, possibly empty for the last one).
+    pub fn global_num_batches(&self) -> usize {
+        let (len, big) = (self.dataset.len(), self.batch_size * self.stripe.1);
+        if self.drop_last {
+            len / big
+        } else {
+            len.div_ceil(big)
+        }
     }
 
     /// The windows this rank reads per pass (all of them in one process).

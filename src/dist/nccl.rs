@@ -26,8 +26,9 @@ use super::Collective;
 use crate::backend::cuda::{DeviceBuffer, Gpu};
 use crate::error::{Error, Result};
 
-fn nccl_err(what: &str, e: impl std::fmt::Debug) -> Error {
-    Error::Distributed(format!("NCCL: {what}: {e:?}"))
+fn nccl_err(what: &str, e: result::NcclError) -> Error {
+    // The status's name (ncclUnhandledCudaError, ncclRemoteError, …), not just "NcclError".
+    Error::Distributed(format!("NCCL: {what}: {:?}", e.0))
 }
 
 /// A NCCL communicator over one GPU per rank.
@@ -79,10 +80,13 @@ impl NcclGroup {
         // The context must be current on this thread when the communicator is made.
         gpu.synchronize()?;
         let mut comm: sys::ncclComm_t = std::ptr::null_mut();
+        // Joining blocks until every rank has joined: bounded like every collective.
+        let joined = init_watchdog(rank, world, timeout);
         // SAFETY: `comm` is a valid out-pointer; `id` is the 128-byte id rank 0 created; rank and
         // world were checked above and fit in a C int for any real launch.
-        unsafe { result::comm_init_rank(&mut comm, world as i32, id, rank as i32) }
-            .map_err(|e| nccl_err("joining the communicator", e))?;
+        let made = unsafe { result::comm_init_rank(&mut comm, world as i32, id, rank as i32) };
+        joined.store(true, std::sync::atomic::Ordering::SeqCst);
+        made.map_err(|e| nccl_err("joining the communicator", e))?;
         if rank == 0 && world > 1 {
             // Every rank has joined (the call above returns once they have): the id is spent.
             let _ = std::fs::remove_file(id_file);
@@ -95,6 +99,35 @@ impl NcclGroup {
             version,
         })
     }
+}
+
+/// A thread that ends the process if the communicator is not joined within `timeout` (a rank
+/// that never comes would leave `ncclCommInitRank` waiting forever); the returned flag, once
+/// set, stands it down.
+fn init_watchdog(
+    rank: usize,
+    world: usize,
+    timeout: Duration,
+) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&done);
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        while !flag.load(Ordering::SeqCst) {
+            if start.elapsed() > timeout {
+                eprintln!(
+                    "error: rank {rank} of {world}: the other ranks did not join NCCL's communicator within {:.0} s (--ddp-timeout). Exiting.",
+                    timeout.as_secs_f64()
+                );
+                // SAFETY: ends the process at once (see the watchdog: atexit handlers could
+                // wait on the absent ranks); nothing has been written yet.
+                unsafe { libc::_exit(super::watchdog::EXIT_TIMED_OUT) };
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    done
 }
 
 /// The id as bytes (`c_char` is `i8` or `u8` depending on the platform).
@@ -163,9 +196,11 @@ impl Collective for NcclGroup {
     }
 
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<()> {
-        // Device buffers hold f32; flags and losses are summed as two f32 halves of each f64
-        // (hi = f32 of x, lo = f32 of the rest), exact for counts and accurate to ~1e-14 for
-        // losses — enough for what is reported, and every rank gets the same bits.
+        // Device buffers hold f32; each f64 travels as two f32 halves (hi = f32 of x, lo = f32 of
+        // the rest) summed separately. Exact for flags, counts and the fingerprints' 32-bit
+        // halves (sums of integers below 2^24, or of one value and zeros); a sum of losses is
+        // rounded to f32 in its high half, ~6e-8 relative — what is reported, identical on
+        // every rank.
         let mut halves = Vec::with_capacity(2 * buf.len());
         for &x in buf.iter() {
             let hi = x as f32;

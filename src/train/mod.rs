@@ -348,7 +348,8 @@ pub fn engine_loss_loader(
 /// whole batches' losses ([`crate::dist::mean_of_batch_means`]).
 fn eval_pass(engine: &mut dyn StepEngine, loader: &mut DataLoader, n: usize) -> Result<f64> {
     let order = loader.epoch_order();
-    let slots = n;
+    // The same on every rank (the global batches), however many of them this rank holds.
+    let slots = n.min(loader.global_num_batches());
     let n = n.min(order.len());
     if n == 0 && engine.collective().world_size() == 1 {
         return Err(Error::invalid(
@@ -379,6 +380,17 @@ pub fn train_with_engine(
             "train",
             "grad_accum and eval_freq must be at least 1",
         ));
+    }
+    let group = engine.collective();
+    if group.world_size() > 1 {
+        // Every rank must take every step: loaders that give ranks different step counts (not
+        // dropping the last batch) would leave one waiting in the gradient sum.
+        let steps = crate::dist::all_gather_f64(group, opts.steps_per_epoch(train_loader) as f64)?;
+        if steps.iter().any(|&s| s != steps[0]) {
+            return Err(Error::Distributed(format!(
+                "the ranks' training loaders make different numbers of steps per epoch ({steps:?}): data-parallel training loaders must drop the last incomplete batch"
+            )));
+        }
     }
     if opts.steps_per_epoch(train_loader) == 0 {
         return Err(Error::invalid(

@@ -15,9 +15,9 @@ use scratchgpt::dist::{
 use scratchgpt::gpt::{GptConfig, GptModel};
 use scratchgpt::optim::{AdamW, AdamWConfig, LrSchedule};
 use scratchgpt::train::{
-    dropout_seed, train_with_engine, Engine, TrainEvent, TrainOptions, TrainState,
+    distributed_engine_for, dropout_seed, train_with_engine, TrainEvent, TrainOptions, TrainState,
 };
-use scratchgpt::Tensor;
+use scratchgpt::{Device, Tensor};
 
 const VERDICT: &str = include_str!("../data/the-verdict.txt");
 
@@ -283,6 +283,17 @@ fn train_rank(
     drop_rate: f64,
     steps: usize,
 ) -> Outcome {
+    train_rank_on(Device::Cpu, group, batch, accum, drop_rate, steps)
+}
+
+fn train_rank_on(
+    device: Device,
+    group: &dyn Collective,
+    batch: usize,
+    accum: usize,
+    drop_rate: f64,
+    steps: usize,
+) -> Outcome {
     let mut cfg = GptConfig::preset("tiny").unwrap();
     cfg.drop_rate = drop_rate;
     let model = GptModel::new(&cfg, 11).unwrap();
@@ -301,12 +312,12 @@ fn train_rank(
     opts.max_steps = Some(steps);
     opts.clip = Some(1.0);
     opts.grad_accum = accum;
-    let mut engine = Engine::new(&model, &mut opt).with_collective(group);
+    let mut engine = distributed_engine_for(device, &model, &mut opt, group).unwrap();
     let mut losses = Vec::new();
     let mut evals = Vec::new();
     let mut state = TrainState::default();
     train_with_engine(
-        &mut engine,
+        engine.as_mut(),
         &mut train,
         &mut val,
         &opts,
@@ -332,6 +343,7 @@ fn train_rank(
         },
     )
     .unwrap();
+    drop(engine);
     let weights = model
         .parameters()
         .iter()
@@ -385,6 +397,37 @@ fn two_ranks_match_one_process(accum: usize) {
         assert!(diff < 1e-4, "rank {rank}: weights differ by {diff}");
     }
     // Both ranks hold bit-identical weights.
+    assert_eq!(ranks[0].2, ranks[1].2);
+}
+
+/// Device gradients take the other path: a private copy summed by the transport (here staged
+/// through the host, as over MPI; NCCL sums it in device memory) and scaled by a kernel.
+#[cfg(feature = "cuda-emu")]
+#[test]
+fn device_gradients_are_averaged_too() {
+    let steps = 3;
+    let (losses, _, weights) = on_ranks(1, |_| {
+        scratchgpt::backend::cuda::install_emulator(0);
+        train_rank_on(Device::Cuda(0), &SOLO, 2, 1, 0.0, steps)
+    })
+    .remove(0);
+    let ranks = on_ranks(2, |g| {
+        scratchgpt::backend::cuda::install_emulator(0);
+        train_rank_on(Device::Cuda(0), g, 1, 1, 0.0, steps)
+    });
+    for (rank, (l, _, w)) in ranks.iter().enumerate() {
+        assert!(
+            max_rel_diff(l, &losses) < 1e-4,
+            "rank {rank}: {l:?} vs {losses:?}"
+        );
+        let diff = w
+            .iter()
+            .flatten()
+            .zip(weights.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-4, "rank {rank}: weights differ by {diff}");
+    }
     assert_eq!(ranks[0].2, ranks[1].2);
 }
 

@@ -248,3 +248,66 @@ fn log_sigmoid_is_exact_on_both_tails() {
     assert_eq!(g[2], 0.5);
     assert!((g[4] - (-40.0f64).exp()).abs() < 1e-30);
 }
+
+#[test]
+fn backward_hooked_reports_each_parameter_once_when_its_gradient_is_final() {
+    use scratchgpt::gpt::{GptConfig, GptModel};
+    use scratchgpt::nn::ForwardCtx;
+    use scratchgpt::Ids;
+    let mut cfg = GptConfig::preset("tiny").unwrap();
+    cfg.tie_weights = true;
+    cfg.drop_rate = 0.0;
+    let model = GptModel::new(&cfg, 3).unwrap();
+    let ids: Vec<i64> = (0..2 * 16).map(|i| (i * 37 % 500) as i64).collect();
+    let x = Ids::new(ids[..].to_vec(), &[2, 16]).unwrap();
+    let y = Ids::new(ids.iter().map(|v| (v + 1) % 500).collect(), &[2, 16]).unwrap();
+    let loss = || {
+        model
+            .forward(&x, &ForwardCtx::train(1))
+            .unwrap()
+            .cross_entropy(&y)
+            .unwrap()
+    };
+    let params = model.named_parameters();
+    // The plain backward's gradients.
+    loss().backward().unwrap();
+    let want: Vec<Vec<f32>> = params
+        .iter()
+        .map(|(_, p)| p.grad().unwrap().to_vec().unwrap())
+        .collect();
+    for (_, p) in &params {
+        p.zero_grad();
+    }
+    // The hooked one: each parameter reported once, its gradient already complete (the value
+    // read inside the hook is the plain backward's, bit for bit).
+    let mut seen: Vec<(String, Vec<f32>)> = Vec::new();
+    loss()
+        .backward_hooked(&mut |leaf| {
+            let (name, _) = params
+                .iter()
+                .find(|(_, p)| p.id() == leaf.id())
+                .expect("a parameter");
+            seen.push((name.clone(), leaf.grad().unwrap().to_vec().unwrap()));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seen.len(), params.len(), "every parameter, once");
+    for ((name, p), w) in params.iter().zip(&want) {
+        let (_, at_hook) = seen.iter().find(|(n, _)| n == name).unwrap();
+        assert_eq!(at_hook, w, "{name} at its hook");
+        assert_eq!(&p.grad().unwrap().to_vec().unwrap(), w, "{name} after");
+    }
+    // Early reports: the final norm and the last block come before the first block; the tied
+    // embedding (used by the head and by the lookup) finishes with the position embedding,
+    // after every block.
+    let pos = |n: &str| seen.iter().position(|(s, _)| s == n).unwrap();
+    assert!(
+        pos("tok_emb.weight") >= seen.len() - 2,
+        "{:?}",
+        seen.iter().map(|s| &s.0).collect::<Vec<_>>()
+    );
+    assert!(pos("pos_emb.weight") >= seen.len() - 2);
+    assert!(pos("final_norm.scale") < pos("trf_blocks.0.att.W_query.weight"));
+    let last_block = format!("trf_blocks.{}.ff.layers.2.weight", cfg.n_layers - 1);
+    assert!(pos(&last_block) < pos("trf_blocks.0.ff.layers.2.weight"));
+}

@@ -15,7 +15,8 @@ use scratchgpt::dist::{
 use scratchgpt::gpt::{GptConfig, GptModel};
 use scratchgpt::optim::{AdamW, AdamWConfig, LrSchedule};
 use scratchgpt::train::{
-    distributed_engine_for, dropout_seed, train_with_engine, TrainEvent, TrainOptions, TrainState,
+    distributed_engine_for, dropout_seed, train_with_engine, Engine, StepEngine, TrainEvent,
+    TrainOptions, TrainState,
 };
 use scratchgpt::{Device, Tensor};
 
@@ -286,6 +287,11 @@ fn train_rank(
     train_rank_on(Device::Cpu, group, batch, accum, drop_rate, steps)
 }
 
+thread_local! {
+    /// Whether this thread-rank averages its gradients after the whole backward.
+    static AFTER_BACKWARD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 fn train_rank_on(
     device: Device,
     group: &dyn Collective,
@@ -312,7 +318,16 @@ fn train_rank_on(
     opts.max_steps = Some(steps);
     opts.clip = Some(1.0);
     opts.grad_accum = accum;
-    let mut engine = distributed_engine_for(device, &model, &mut opt, group).unwrap();
+    let mut engine: Box<dyn StepEngine> = if AFTER_BACKWARD.with(|a| a.get()) {
+        model.to_device(device).unwrap();
+        Box::new(
+            Engine::new(&model, &mut opt)
+                .with_collective(group)
+                .reduce_after_backward(),
+        )
+    } else {
+        distributed_engine_for(device, &model, &mut opt, group).unwrap()
+    };
     let mut losses = Vec::new();
     let mut evals = Vec::new();
     let mut state = TrainState::default();
@@ -363,6 +378,17 @@ fn max_rel_diff(a: &[f64], b: &[f64]) -> f64 {
 #[test]
 fn two_ranks_of_batch_one_train_as_one_process_of_batch_two() {
     two_ranks_match_one_process(1);
+}
+
+#[test]
+fn averaging_bucket_by_bucket_during_the_backward_or_after_it_gives_the_same_bits() {
+    let during = on_ranks(2, |g| train_rank(g, 1, 2, 0.0, 4));
+    let after = on_ranks(2, |g| {
+        AFTER_BACKWARD.with(|a| a.set(true));
+        train_rank(g, 1, 2, 0.0, 4)
+    });
+    assert_eq!(during[0].0, after[0].0);
+    assert_eq!(during[0].2, after[0].2);
 }
 
 #[test]

@@ -39,7 +39,42 @@ impl<T: Element> Tensor<T> {
 
     /// Backpropagates from this tensor with an explicit `∂L/∂self` of the same shape and device.
     pub fn backward_with(&self, grad: &Tensor<T>) -> Result<()> {
-        let grad = grad.storage().clone();
+        self.run_backward(grad.storage().clone(), None)
+    }
+
+    /// [`Tensor::backward`], calling `on_final(leaf)` for each leaf that requires grad as soon
+    /// as this backward has added its last contribution to the leaf's gradient — so work on a
+    /// finished gradient (data-parallel training's all-reduce) can start while the backward
+    /// goes on with the rest of the graph. Every such leaf behind the loss is reported exactly
+    /// once, in an order fixed by the graph (the same on every run of the same model); a tied
+    /// weight, used at both ends of a GPT, finishes last.
+    ///
+    /// **When is a gradient final?** A leaf's gradient is the sum of one contribution per edge
+    /// to it from the ops that used it (the multivariable chain rule). Counting those edges
+    /// before the walk, and counting down as each consumer's rule runs, tells the moment the
+    /// sum is complete: at zero. A leaf whose consumers received no gradient at all is reported
+    /// at its own place in the order. The gradients themselves are the same as `backward`'s,
+    /// bit for bit: only the moment they are stored changes.
+    pub fn backward_hooked(
+        &self,
+        on_final: &mut dyn FnMut(&Tensor<T>) -> Result<()>,
+    ) -> Result<()> {
+        let shape = self.shape();
+        if shape.iter().product::<usize>() != 1 {
+            return Err(Error::NonScalarBackward { shape });
+        }
+        let seed = match self.cuda_storage() {
+            None => Storage::Cpu(ArrayD::from_elem(IxDyn(&shape), T::one()).into_shared()),
+            Some(c) => Storage::Cuda(crate::ops::device_full(&c, &shape, 1.0)?),
+        };
+        self.run_backward(seed, Some(on_final))
+    }
+
+    fn run_backward(
+        &self,
+        grad: Storage<T>,
+        mut on_final: Option<&mut dyn FnMut(&Tensor<T>) -> Result<()>>,
+    ) -> Result<()> {
         if !self.requires_grad() {
             return Err(Error::NoGradRequired);
         }
@@ -71,18 +106,38 @@ impl<T: Element> Tensor<T> {
         }
         let mut pending: HashMap<u64, Storage<T>> = HashMap::new();
         pending.insert(self.id(), grad);
+        // With a hook: how many edges into each parameter-like leaf are still to run.
+        let mut edges_left: HashMap<u64, usize> = HashMap::new();
+        if on_final.is_some() {
+            for node in &order {
+                if let Some(f) = node.node.grad_fn.borrow().as_ref() {
+                    for input in f.inputs.iter().filter(|i| i.is_leaf() && i.requires_grad()) {
+                        *edges_left.entry(input.id()).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+        let mut reported = std::collections::HashSet::new();
 
         // Consume the order: each node's handle drops once it is processed, so (with its grad_fn
         // taken below) an intermediate's value is freed as soon as the backward has passed it,
         // not when the whole backward ends — activations shrink while gradients grow.
         for node in order.into_iter().rev() {
+            if node.is_leaf() {
+                if let Some(g) = pending.remove(&node.id()) {
+                    node.accumulate_grad(&g)?;
+                }
+                if let Some(hook) = on_final.as_mut() {
+                    // Not reported early (a consumer got no gradient): final now.
+                    if reported.insert(node.id()) {
+                        hook(&node)?;
+                    }
+                }
+                continue;
+            }
             let Some(g) = pending.remove(&node.id()) else {
                 continue; // nothing flowed here (e.g. an input whose op returned None)
             };
-            if node.is_leaf() {
-                node.accumulate_grad(&g)?;
-                continue;
-            }
             if node.retains_grad() {
                 node.accumulate_grad(&g)?;
             }
@@ -123,6 +178,20 @@ impl<T: Element> Tensor<T> {
                     None => ig,
                 };
                 pending.insert(input.id(), sum);
+            }
+            if let Some(hook) = on_final.as_mut() {
+                for input in grad_fn.inputs.iter() {
+                    let Some(left) = edges_left.get_mut(&input.id()) else {
+                        continue;
+                    };
+                    *left -= 1;
+                    if *left == 0 && reported.insert(input.id()) {
+                        if let Some(g) = pending.remove(&input.id()) {
+                            input.accumulate_grad(&g)?;
+                        }
+                        hook(input)?;
+                    }
+                }
             }
         }
         Ok(())

@@ -14,7 +14,7 @@ use scratchgpt::dist::{any_rank, Collective};
 use scratchgpt::gpt::{GptConfig, GptModel};
 use scratchgpt::optim::{AdamW, AdamWConfig};
 use scratchgpt::tensor::rng::Rng;
-use scratchgpt::train::{distributed_engine_for, dropout_seed};
+use scratchgpt::train::{dropout_seed, Engine, StepEngine};
 use scratchgpt::Ids;
 
 use super::device::DeviceChoice;
@@ -38,6 +38,10 @@ pub struct DdpBenchArgs {
     /// cpu or cuda.
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceChoice,
+    /// Average the gradients after the whole backward, not bucket by bucket as backward
+    /// finishes them (to compare the two).
+    #[arg(long)]
+    after_backward: bool,
     #[command(flatten)]
     ddp: super::ddp::DdpArgs,
 }
@@ -85,7 +89,13 @@ fn bench(a: &DdpBenchArgs, ddp: &super::ddp::Ddp) -> anyhow::Result<ExitCode> {
     let model = GptModel::new(&cfg, 123)?;
     let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::default());
     let device = ddp.device(a.device)?;
-    let mut engine = distributed_engine_for(device, &model, &mut opt, group)?;
+    model.to_device(device)?;
+    opt.follow_params()?;
+    scratchgpt::dist::check_in_sync(group, &model.parameters(), "at the start")?;
+    let mut engine = Engine::new(&model, &mut opt).with_collective(group);
+    if a.after_backward {
+        engine = engine.reduce_after_backward();
+    }
     let mut rng = Rng::new(7 + rank as u64);
     let (b, t) = (a.batch_size, context);
     let mut batch = || -> anyhow::Result<Batch> {
@@ -159,11 +169,16 @@ fn bench(a: &DdpBenchArgs, ddp: &super::ddp::Ddp) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{} context {t}, batch {b} per rank, {world} rank(s) ({}; {} threads each, {} cores here): median {:.1} ms/step, {:.0} tokens/s for all ranks together ({:.0} per rank)",
+        "{} context {t}, batch {b} per rank, {world} rank(s) ({}; {} threads each, {} cores here; gradients averaged {}): median {:.1} ms/step, {:.0} tokens/s for all ranks together ({:.0} per rank)",
         a.preset,
         group.describe(),
         rayon::current_num_threads(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if a.after_backward {
+            "after the backward"
+        } else {
+            "bucket by bucket during the backward"
+        },
         step * 1e3,
         tokens / step,
         tokens / step / world as f64

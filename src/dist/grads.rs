@@ -174,3 +174,90 @@ fn reduce_device(group: &dyn Collective, params: &[&Tensor], scale: f32) -> Resu
     }
     Ok(())
 }
+
+/// The trainable parameters in buckets fixed before a step, so that each bucket can be averaged
+/// the moment backward has finished all of its gradients ([`Tensor::backward_hooked`]) instead of
+/// after the whole backward: the head's and the last blocks' buckets go first, the tied
+/// embedding's last. Every rank builds the same buckets from the same model and sees them
+/// finish in the same order (the graph fixes it), so the collectives match rank for rank.
+pub struct Buckets {
+    /// Parameter indices per bucket (reverse parameter order, about `bucket_bytes` each).
+    members: Vec<Vec<usize>>,
+    /// Bucket of each trainable parameter, by tensor id.
+    bucket_of: std::collections::HashMap<u64, usize>,
+    /// Gradients each bucket still waits for.
+    left: Vec<usize>,
+    done: Vec<bool>,
+    bucket_bytes: usize,
+}
+
+impl Buckets {
+    /// Buckets over the parameters that require grad.
+    pub fn new(params: &[Tensor], bucket_bytes: usize) -> Self {
+        let cap = bucket_bytes.max(4) / 4;
+        let mut members: Vec<Vec<usize>> = Vec::new();
+        let mut len = 0;
+        for (i, p) in params.iter().enumerate().rev() {
+            if !p.requires_grad() {
+                continue;
+            }
+            let n = p.numel();
+            match members.last_mut() {
+                Some(b) if len + n <= cap => {
+                    b.push(i);
+                    len += n;
+                }
+                _ => {
+                    members.push(vec![i]);
+                    len = n;
+                }
+            }
+        }
+        let bucket_of = members
+            .iter()
+            .enumerate()
+            .flat_map(|(b, m)| m.iter().map(move |&i| (params[i].id(), b)))
+            .collect();
+        Buckets {
+            left: members.iter().map(Vec::len).collect(),
+            done: vec![false; members.len()],
+            members,
+            bucket_of,
+            bucket_bytes,
+        }
+    }
+
+    /// `param`'s gradient is final: averages its bucket if that was the last one it waited for.
+    pub fn finished(
+        &mut self,
+        group: &dyn Collective,
+        params: &[Tensor],
+        param: &Tensor,
+    ) -> Result<()> {
+        let Some(&b) = self.bucket_of.get(&param.id()) else {
+            return Ok(()); // not a parameter of this model (an input that requires grad)
+        };
+        self.left[b] -= 1;
+        if self.left[b] == 0 {
+            self.reduce(group, params, b)?;
+        }
+        Ok(())
+    }
+
+    /// Averages the buckets not averaged yet (whose parameters received no gradient, or all of
+    /// them when backward ran without the hook), in bucket order.
+    pub fn finish(&mut self, group: &dyn Collective, params: &[Tensor]) -> Result<()> {
+        for b in 0..self.members.len() {
+            if !self.done[b] {
+                self.reduce(group, params, b)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn reduce(&mut self, group: &dyn Collective, params: &[Tensor], b: usize) -> Result<()> {
+        self.done[b] = true;
+        let mine: Vec<Tensor> = self.members[b].iter().map(|&i| params[i].clone()).collect();
+        all_reduce_gradients(group, &mine, self.bucket_bytes)
+    }
+}

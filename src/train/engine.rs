@@ -100,6 +100,8 @@ pub struct Engine<'a> {
     optimizer: &'a mut AdamW,
     params: Vec<Tensor>,
     group: &'a dyn Collective,
+    /// Average each gradient bucket as backward finishes it (else: after the whole backward).
+    overlap: bool,
 }
 
 impl<'a> Engine<'a> {
@@ -109,13 +111,43 @@ impl<'a> Engine<'a> {
             model,
             optimizer,
             group: &crate::dist::SOLO,
+            overlap: true,
         }
+    }
+
+    /// Data-parallel: average the gradients after the whole backward instead of bucket by
+    /// bucket as backward finishes them (the same numbers; `bench ddp --after-backward`
+    /// compares the two).
+    pub fn reduce_after_backward(mut self) -> Self {
+        self.overlap = false;
+        self
     }
 
     /// This engine as one rank of `group`: gradients are averaged over the ranks every step.
     pub fn with_collective(mut self, group: &'a dyn Collective) -> Self {
         self.group = group;
         self
+    }
+}
+
+impl Engine<'_> {
+    /// Data-parallel: sums `[total, flag]` over the ranks (one small all-reduce every rank makes
+    /// once per step) and says whether no rank saw a non-finite loss; `total` becomes the big
+    /// batch's (the mean over ranks of their micro-batch loss sums).
+    fn agree_finite(&self, total: &mut f64, bad: bool) -> Result<bool> {
+        let mut status = [*total, bad as u8 as f64];
+        self.group.all_reduce_sum_f64(&mut status)?;
+        *total = status[0] / self.group.world_size() as f64;
+        Ok(status[1] == 0.0)
+    }
+
+    /// A step that applies no update: the gradients are dropped and the stats report `loss`.
+    fn skip(&mut self, loss: f64) -> StepStats {
+        self.optimizer.zero_grad();
+        StepStats {
+            loss,
+            grad_norm: f64::NAN,
+        }
     }
 }
 
@@ -142,9 +174,11 @@ impl StepEngine for Engine<'_> {
         // loss by 1/N before its backward makes the accumulated gradient the big batch's
         // (micro-batches of equal size; with N = 1 nothing is scaled).
         let n = micro_batches.len();
+        let world = self.group.world_size();
         let mut total = 0.0;
         let mut bad = None;
-        for (batch, &seed) in micro_batches.iter().zip(dropout_seeds) {
+        let mut agreed = false;
+        for (k, (batch, &seed)) in micro_batches.iter().zip(dropout_seeds).enumerate() {
             let ctx = ForwardCtx::train(seed);
             let loss = super::calc_loss_batch(self.model, batch, &ctx)?;
             let value = loss.item()? as f64;
@@ -153,35 +187,40 @@ impl StepEngine for Engine<'_> {
                 break;
             }
             total += value;
-            if n == 1 {
-                loss.backward()?;
+            let loss = if n == 1 {
+                loss
             } else {
-                loss.div_scalar(n as f64)?.backward()?;
+                loss.div_scalar(n as f64)?
+            };
+            if world > 1 && k == n - 1 {
+                // The last micro-batch: agree that every rank's losses were finite before its
+                // backward (which sums gradients as they finish: a rank that skipped it must
+                // not leave the others waiting), then average each bucket the moment backward
+                // completes it.
+                if !self.agree_finite(&mut total, false)? {
+                    return Ok(self.skip(f64::NAN));
+                }
+                agreed = true;
+                let mut buckets = grads::Buckets::new(&self.params, grads::DEFAULT_BUCKET_BYTES);
+                let (group, params) = (self.group, &self.params);
+                if self.overlap {
+                    loss.backward_hooked(&mut |p| buckets.finished(group, params, p))?;
+                } else {
+                    loss.backward()?;
+                }
+                buckets.finish(group, params)?;
+            } else {
+                loss.backward()?;
             }
         }
-        let world = self.group.world_size();
-        if world > 1 {
-            // Every rank must reach the same collectives: first agree on whether all losses
-            // were finite (a rank that skipped its backward must not leave the others waiting
-            // in the gradient sum), then sum the gradients.
-            let mut status = [total, bad.is_some() as u8 as f64];
-            self.group.all_reduce_sum_f64(&mut status)?;
-            if status[1] > 0.0 {
-                self.optimizer.zero_grad();
-                return Ok(StepStats {
-                    loss: bad.unwrap_or(f64::NAN),
-                    grad_norm: f64::NAN,
-                });
-            }
-            grads::all_reduce_gradients(self.group, &self.params, grads::DEFAULT_BUCKET_BYTES)?;
-            // The big batch's loss: the mean of the ranks' means.
-            total = status[0] / world as f64;
-        } else if let Some(value) = bad {
-            self.optimizer.zero_grad();
-            return Ok(StepStats {
-                loss: value,
-                grad_norm: f64::NAN,
-            });
+        if world > 1 && !agreed {
+            // This rank met a non-finite loss before its last micro-batch: it still takes part
+            // in the agreement the others reach, which then fails on every rank.
+            self.agree_finite(&mut total, true)?;
+            return Ok(self.skip(bad.unwrap_or(f64::NAN)));
+        }
+        if let Some(value) = bad {
+            return Ok(self.skip(value));
         }
         let grad_norm = match clip {
             Some(max_norm) => clip_grad_norm(&self.params, max_norm)?,

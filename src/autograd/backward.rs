@@ -19,6 +19,9 @@ use ndarray::{ArrayD, IxDyn};
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Storage, Tensor};
 
+/// What [`Tensor::backward_hooked`] calls with each leaf whose gradient is final.
+pub type OnFinal<'a, T> = &'a mut dyn FnMut(&Tensor<T>) -> Result<()>;
+
 impl<T: Element> Tensor<T> {
     /// Backpropagates from this scalar (a tensor with one element), seeding its gradient with 1.
     pub fn backward(&self) -> Result<()> {
@@ -55,10 +58,7 @@ impl<T: Element> Tensor<T> {
     /// sum is complete: at zero. A leaf whose consumers received no gradient at all is reported
     /// at its own place in the order. The gradients themselves are the same as `backward`'s,
     /// bit for bit: only the moment they are stored changes.
-    pub fn backward_hooked(
-        &self,
-        on_final: &mut dyn FnMut(&Tensor<T>) -> Result<()>,
-    ) -> Result<()> {
+    pub fn backward_hooked(&self, on_final: OnFinal<'_, T>) -> Result<()> {
         let shape = self.shape();
         if shape.iter().product::<usize>() != 1 {
             return Err(Error::NonScalarBackward { shape });
@@ -70,11 +70,7 @@ impl<T: Element> Tensor<T> {
         self.run_backward(seed, Some(on_final))
     }
 
-    fn run_backward(
-        &self,
-        grad: Storage<T>,
-        mut on_final: Option<&mut dyn FnMut(&Tensor<T>) -> Result<()>>,
-    ) -> Result<()> {
+    fn run_backward(&self, grad: Storage<T>, mut on_final: Option<OnFinal<'_, T>>) -> Result<()> {
         if !self.requires_grad() {
             return Err(Error::NoGradRequired);
         }

@@ -311,3 +311,46 @@ fn backward_hooked_reports_each_parameter_once_when_its_gradient_is_final() {
     let last_block = format!("trf_blocks.{}.ff.layers.2.weight", cfg.n_layers - 1);
     assert!(pos(&last_block) < pos("trf_blocks.0.ff.layers.2.weight"));
 }
+
+#[test]
+fn backward_hooked_on_small_graphs_reports_each_leaf_once_with_its_whole_gradient() {
+    // x used twice by one op (x·x) and once more by another: reported once, after all three
+    // contributions (d/dx of x² + 3x is 2x + 3).
+    let x = t(&[1.0, 2.0], &[2]).requires_grad_(true);
+    let w = t(&[5.0, 7.0], &[2]).requires_grad_(true);
+    let y = x
+        .mul(&x)
+        .unwrap()
+        .add(&x.mul_scalar(3.0).unwrap())
+        .unwrap()
+        .mul(&w)
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let mut reports: Vec<(u64, Vec<f64>)> = Vec::new();
+    y.backward_hooked(&mut |leaf| {
+        reports.push((leaf.id(), leaf.grad().unwrap().to_vec().unwrap()));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(reports.len(), 2);
+    let of = |id: u64| reports.iter().find(|r| r.0 == id).unwrap().1.clone();
+    assert_eq!(of(x.id()), vec![5.0 * 5.0, 7.0 * 7.0]); // (2x + 3)·w
+    assert_eq!(of(w.id()), vec![4.0, 10.0]); // x² + 3x
+                                             // A leaf that is the loss itself.
+    let s = t(&[2.0], &[1]).requires_grad_(true);
+    let mut n = 0;
+    s.backward_hooked(&mut |leaf| {
+        assert_eq!(leaf.grad().unwrap().to_vec().unwrap(), vec![1.0]);
+        n += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(n, 1);
+    // The hook's error stops the backward and is returned.
+    let z = x.mul(&w).unwrap().sum_all().unwrap();
+    let e = z
+        .backward_hooked(&mut |_| Err(Error::invalid("hook", "stop")))
+        .unwrap_err();
+    assert!(e.to_string().contains("stop"), "{e}");
+}

@@ -288,8 +288,9 @@ fn train_rank(
 }
 
 thread_local! {
-    /// Whether this thread-rank averages its gradients after the whole backward.
-    static AFTER_BACKWARD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// This thread-rank's bucket size and whether it averages after the whole backward (None:
+    /// the defaults, 25 MiB, during the backward — one bucket for the tiny model).
+    static BUCKETS: std::cell::Cell<Option<(usize, bool)>> = const { std::cell::Cell::new(None) };
 }
 
 fn train_rank_on(
@@ -318,15 +319,15 @@ fn train_rank_on(
     opts.max_steps = Some(steps);
     opts.clip = Some(1.0);
     opts.grad_accum = accum;
-    let mut engine: Box<dyn StepEngine> = if AFTER_BACKWARD.with(|a| a.get()) {
-        model.to_device(device).unwrap();
-        Box::new(
-            Engine::new(&model, &mut opt)
+    let mut engine: Box<dyn StepEngine> = match BUCKETS.with(|a| a.get()) {
+        None => distributed_engine_for(device, &model, &mut opt, group).unwrap(),
+        Some((bytes, after)) => {
+            model.to_device(device).unwrap();
+            let e = Engine::new(&model, &mut opt)
                 .with_collective(group)
-                .reduce_after_backward(),
-        )
-    } else {
-        distributed_engine_for(device, &model, &mut opt, group).unwrap()
+                .with_bucket_bytes(bytes);
+            Box::new(if after { e.reduce_after_backward() } else { e })
+        }
     };
     let mut losses = Vec::new();
     let mut evals = Vec::new();
@@ -382,13 +383,29 @@ fn two_ranks_of_batch_one_train_as_one_process_of_batch_two() {
 
 #[test]
 fn averaging_bucket_by_bucket_during_the_backward_or_after_it_gives_the_same_bits() {
-    let during = on_ranks(2, |g| train_rank(g, 1, 2, 0.0, 4));
-    let after = on_ranks(2, |g| {
-        AFTER_BACKWARD.with(|a| a.set(true));
-        train_rank(g, 1, 2, 0.0, 4)
-    });
+    // 64 KiB buckets: the tiny model's 4.9 M gradients make dozens, averaged in the order the
+    // backward finishes them (the same on both ranks, or the sums would mix parameters).
+    let run = |after: bool| {
+        on_ranks(2, |g| {
+            BUCKETS.with(|a| a.set(Some((64 << 10, after))));
+            train_rank(g, 1, 2, 0.0, 4)
+        })
+    };
+    let (during, after) = (run(false), run(true));
     assert_eq!(during[0].0, after[0].0);
     assert_eq!(during[0].2, after[0].2);
+    assert_eq!(during[0].2, during[1].2);
+    // And both are the single process's step (to rounding), as with one big bucket.
+    let (losses, _, weights) = train_rank(&SOLO, 2, 2, 0.0, 4);
+    assert!(max_rel_diff(&during[0].0, &losses) < 1e-5);
+    let diff = during[0]
+        .2
+        .iter()
+        .flatten()
+        .zip(weights.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff < 1e-4, "weights differ by {diff}");
 }
 
 #[test]

@@ -102,6 +102,8 @@ pub struct Engine<'a> {
     group: &'a dyn Collective,
     /// Average each gradient bucket as backward finishes it (else: after the whole backward).
     overlap: bool,
+    /// The size of a gradient bucket.
+    bucket_bytes: usize,
 }
 
 impl<'a> Engine<'a> {
@@ -112,7 +114,14 @@ impl<'a> Engine<'a> {
             optimizer,
             group: &crate::dist::SOLO,
             overlap: true,
+            bucket_bytes: grads::DEFAULT_BUCKET_BYTES,
         }
+    }
+
+    /// Data-parallel: gradient buckets of about `bytes` (default 25 MiB, PyTorch DDP's).
+    pub fn with_bucket_bytes(mut self, bytes: usize) -> Self {
+        self.bucket_bytes = bytes;
+        self
     }
 
     /// Data-parallel: average the gradients after the whole backward instead of bucket by
@@ -201,7 +210,7 @@ impl StepEngine for Engine<'_> {
                     return Ok(self.skip(f64::NAN));
                 }
                 agreed = true;
-                let mut buckets = grads::Buckets::new(&self.params, grads::DEFAULT_BUCKET_BYTES);
+                let mut buckets = grads::Buckets::new(&self.params, self.bucket_bytes);
                 let (group, params) = (self.group, &self.params);
                 if self.overlap {
                     loss.backward_hooked(&mut |p| buckets.finished(group, params, p))?;

@@ -435,3 +435,32 @@ fn a_diverging_data_parallel_run_stops_on_every_rank() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn with_dropout_a_data_parallel_run_repeats_exactly() {
+    // Each rank draws its own masks from (seed, rank, step); the same command gives the same
+    // losses and weights, and differs from the run without dropout.
+    let runs: Vec<(String, PathBuf)> = ["a", "b", "off"]
+        .iter()
+        .map(|name| {
+            let dir = temp(&format!("dropout-{name}"));
+            let d = s(&dir);
+            let rate = if *name == "off" { "0" } else { "0.1" };
+            let mut args = tiny_args(&d, &["--ddp", "--batch-size", "1", "--max-steps", "6"]);
+            // In place of tiny_args's --drop-rate 0.
+            let at = args.iter().position(|a| *a == "--drop-rate").unwrap();
+            args[at + 1] = rate;
+            (ok(output(mpirun(&args))), dir)
+        })
+        .collect();
+    let steps = |o: &str| numbers(o, "step ");
+    assert_eq!(steps(&runs[0].0), steps(&runs[1].0));
+    assert_eq!(
+        weights(&runs[0].1.join("checkpoint.safetensors")),
+        weights(&runs[1].1.join("checkpoint.safetensors"))
+    );
+    assert_ne!(steps(&runs[0].0)[1..], steps(&runs[2].0)[1..]);
+    for (_, d) in runs {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

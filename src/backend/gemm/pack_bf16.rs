@@ -199,7 +199,7 @@ unsafe fn along_pairs_lines(lines: &[*const f32], len: usize, dst: &mut [u32], s
 /// words, then pairs of words, then 128-bit quarters twice.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn transpose16(r: [std::arch::x86_64::__m512i; 16]) -> [std::arch::x86_64::__m512i; 16] {
+pub(super) fn transpose16(r: [std::arch::x86_64::__m512i; 16]) -> [std::arch::x86_64::__m512i; 16] {
     use std::arch::x86_64::*;
     let mut t = [_mm512_setzero_si512(); 16];
     for i in 0..8 {

@@ -368,6 +368,15 @@ fn train_rank_on(
     (losses, evals, weights)
 }
 
+/// The largest absolute difference between two models' weights.
+fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
 fn max_rel_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -398,13 +407,7 @@ fn averaging_bucket_by_bucket_during_the_backward_or_after_it_gives_the_same_bit
     // And both are the single process's step (to rounding), as with one big bucket.
     let (losses, _, weights) = train_rank(&SOLO, 2, 2, 0.0, 4);
     assert!(max_rel_diff(&during[0].0, &losses) < 1e-5);
-    let diff = during[0]
-        .2
-        .iter()
-        .flatten()
-        .zip(weights.iter().flatten())
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let diff = max_abs_diff(&during[0].2, &weights);
     assert!(diff < 1e-4, "weights differ by {diff}");
 }
 
@@ -431,12 +434,7 @@ fn two_ranks_match_one_process(accum: usize) {
         );
         // The same weights up to f32 rounding of the summation order (the update moved each by
         // ~10 × lr; rounding differences are orders of magnitude below).
-        let diff = w
-            .iter()
-            .flatten()
-            .zip(weights.iter().flatten())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let diff = max_abs_diff(w, &weights);
         assert!(diff < 1e-4, "rank {rank}: weights differ by {diff}");
     }
     // Both ranks hold bit-identical weights.
@@ -463,12 +461,7 @@ fn device_gradients_are_averaged_too() {
             max_rel_diff(l, &losses) < 1e-4,
             "rank {rank}: {l:?} vs {losses:?}"
         );
-        let diff = w
-            .iter()
-            .flatten()
-            .zip(weights.iter().flatten())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let diff = max_abs_diff(w, &weights);
         assert!(diff < 1e-4, "rank {rank}: weights differ by {diff}");
     }
     assert_eq!(ranks[0].2, ranks[1].2);

@@ -61,6 +61,23 @@ impl MpiGroup {
     }
 }
 
+impl MpiGroup {
+    /// `buf ← Σ_ranks buf` in chunks, each received into `scratch` and copied back (the `mpi`
+    /// crate has no `MPI_IN_PLACE`).
+    fn sum_in_place<T>(&self, buf: &mut [T], scratch: &mut Vec<T>) -> Result<()>
+    where
+        T: mpi::traits::Equivalence + Copy + Default,
+    {
+        for chunk in buf.chunks_mut(CHUNK) {
+            scratch.resize(chunk.len(), T::default());
+            self.world
+                .all_reduce_into(&chunk[..], &mut scratch[..], SystemOperation::sum());
+            chunk.copy_from_slice(scratch);
+        }
+        Ok(())
+    }
+}
+
 impl Collective for MpiGroup {
     fn rank(&self) -> usize {
         self.world.rank() as usize
@@ -75,14 +92,7 @@ impl Collective for MpiGroup {
     }
 
     fn all_reduce_sum_f32(&self, buf: &mut [f32]) -> Result<()> {
-        let mut scratch = self.scratch_f32.borrow_mut();
-        for chunk in buf.chunks_mut(CHUNK) {
-            scratch.resize(chunk.len(), 0.0);
-            self.world
-                .all_reduce_into(&chunk[..], &mut scratch[..], SystemOperation::sum());
-            chunk.copy_from_slice(&scratch);
-        }
-        Ok(())
+        self.sum_in_place(buf, &mut self.scratch_f32.borrow_mut())
     }
 
     fn all_reduce_sum_f32_into(&self, send: &[f32], recv: &mut [f32]) -> Result<()> {
@@ -93,14 +103,7 @@ impl Collective for MpiGroup {
     }
 
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<()> {
-        let mut scratch = self.scratch_f64.borrow_mut();
-        for chunk in buf.chunks_mut(CHUNK) {
-            scratch.resize(chunk.len(), 0.0);
-            self.world
-                .all_reduce_into(&chunk[..], &mut scratch[..], SystemOperation::sum());
-            chunk.copy_from_slice(&scratch);
-        }
-        Ok(())
+        self.sum_in_place(buf, &mut self.scratch_f64.borrow_mut())
     }
 
     fn abort(&self, code: i32) -> ! {
